@@ -1,0 +1,129 @@
+// The one configuration module. Settings come from `CLAWDINATOR_*` environment variables,
+// then from an optional JSON file named by `CLAWDINATOR_CONFIG` (keys are the setting names
+// below); the environment wins. Each subcommand asks for the settings it uses, so
+// `memory read` never needs a Redis URL. A wrong or missing setting is one line naming it.
+// Secrets are never settings themselves: a setting names the file that holds one
+// (`*_FILE`), and `readSecretFile` reads it without ever echoing the content.
+//
+// Adding a setting is one line in `settings` plus its schema.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+interface Setting<S extends z.ZodTypeAny> {
+  env: string;
+  schema: S;
+  expected: string;
+  /** Parse the environment variable as JSON (objects and lists). */
+  json?: boolean;
+}
+
+function setting<S extends z.ZodTypeAny>(env: string, schema: S, expected: string, json = false): Setting<S> {
+  return { env, schema, expected, json };
+}
+
+const MiB = 1024 * 1024;
+const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
+
+export const settings = {
+  memoryDir: setting('CLAWDINATOR_MEMORY_DIR', z.string().min(1).default('/memory'), 'a directory path'),
+  memoryMaxBytes: setting(
+    'CLAWDINATOR_MEMORY_MAX_BYTES',
+    positiveInt(64 * MiB).default(MiB),
+    `a whole number of bytes from 1 to ${64 * MiB}`,
+  ),
+  memoryLockWaitSeconds: setting(
+    'CLAWDINATOR_MEMORY_LOCK_WAIT',
+    z.coerce.number().min(0).max(600).default(5),
+    'seconds from 0 to 600',
+  ),
+  logLevel: setting(
+    'CLAWDINATOR_LOG_LEVEL',
+    z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    'one of trace, debug, info, warn, error, fatal, silent',
+  ),
+} satisfies Record<string, Setting<z.ZodTypeAny>>;
+
+export type Settings = typeof settings;
+export type SettingName = keyof Settings;
+export type Config<K extends SettingName> = { [P in K]: z.output<Settings[P]['schema']> };
+
+export interface ConfigSource {
+  env?: Record<string, string | undefined>;
+}
+
+/** Reads and validates the named settings; throws ConfigError naming the first bad one. */
+export function loadConfig<K extends SettingName>(names: readonly K[], source: ConfigSource = {}): Config<K> {
+  const env = source.env ?? process.env;
+  const file = readConfigFile(env.CLAWDINATOR_CONFIG);
+  const out: Record<string, unknown> = {};
+  for (const name of names) {
+    const def: Setting<z.ZodTypeAny> = settings[name];
+    out[name] = parseSetting(name, def, env[def.env], file[name]);
+  }
+  return out as Config<K>;
+}
+
+function parseSetting(name: string, def: Setting<z.ZodTypeAny>, envValue: string | undefined, fileValue: unknown) {
+  let raw: unknown = fileValue;
+  let where = `${name} in the config file`;
+  if (envValue !== undefined && envValue !== '') {
+    where = def.env;
+    raw = envValue;
+    if (def.json) {
+      try {
+        raw = JSON.parse(envValue);
+      } catch {
+        throw new ConfigError(`config: ${def.env} is not valid JSON: expected ${def.expected}`);
+      }
+    }
+  } else if (fileValue === undefined) {
+    where = `${def.env} (or ${name} in the config file)`;
+  }
+  const parsed = def.schema.safeParse(raw);
+  if (!parsed.success) {
+    const missing = raw === undefined;
+    throw new ConfigError(`config: ${where} ${missing ? 'is not set' : 'is invalid'}: expected ${def.expected}`);
+  }
+  return parsed.data;
+}
+
+function readConfigFile(path: string | undefined): Record<string, unknown> {
+  if (path === undefined || path === '') return {};
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`config: CLAWDINATOR_CONFIG names ${path}, which cannot be read (${code})`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new ConfigError(`config: ${path} is not valid JSON`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(`config: ${path} must hold a JSON object of settings`);
+  }
+  for (const key of Object.keys(data)) {
+    if (!(key in settings)) throw new ConfigError(`config: ${path} has an unknown setting "${key}"`);
+  }
+  return data as Record<string, unknown>;
+}
+
+/**
+ * Reads a secret from the file a `*_FILE` setting names. Errors name the setting and the
+ * file, never the content.
+ */
+export function readSecretFile(path: string, settingEnv: string): string {
+  let value: string;
+  try {
+    value = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`config: ${settingEnv} names ${path}, which cannot be read (${code})`);
+  }
+  if (value === '') throw new ConfigError(`config: ${settingEnv} names ${path}, which is empty`);
+  return value;
+}

@@ -1,0 +1,24 @@
+// `npm run bench`: one table for the whole project. Each row is a small function in the
+// file of its area; run a subset with `npm run bench -- <name> …`.
+import { appendThroughput, coldStart, lockLatency } from './memory.js';
+import { type Bench, type Row, render } from './table.js';
+
+const benches: Record<string, Bench> = {
+  'memory-cold-start': coldStart,
+  'memory-lock-latency': lockLatency,
+  'memory-appends': appendThroughput,
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !(w in benches));
+if (unknown.length > 0) {
+  process.stderr.write(`bench: unknown bench ${unknown.join(', ')}; known: ${Object.keys(benches).join(', ')}\n`);
+  process.exit(2);
+}
+const rows: Row[] = [];
+for (const [name, bench] of Object.entries(benches)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  process.stderr.write(`bench: ${name}…\n`);
+  rows.push(...(await bench()));
+}
+process.stdout.write(render(rows));
