@@ -14,6 +14,11 @@ interface CommandGroup {
 
 const groups: Record<string, CommandGroup> = {
   memory: { summary: 'read and write the shared memory (hive mind)', load: () => import('./memory.js') },
+  gateway: { summary: 'run the ops bot’s Discord gateway', load: () => import('./gateway.js') },
+  'register-commands': {
+    summary: 'register the slash commands in the configured guilds',
+    load: () => import('./register-commands.js'),
+  },
 };
 
 function usage(): string {

@@ -24,6 +24,28 @@ function setting<S extends z.ZodTypeAny>(env: string, schema: S, expected: strin
 
 const MiB = 1024 * 1024;
 const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
+const snowflake = z.string().regex(/^\d{17,20}$/);
+const snowflakes = z.array(snowflake);
+
+// Who may use which command: deny by default. Keys are "*", a command ("memory") or a
+// command and subcommand ("memory write"); the most specific key present decides. A rule
+// allows the listed users, or members holding a listed role, in the listed guilds (and
+// channels, when given). DMs are always refused.
+const authorizationRule = z
+  .object({
+    guilds: snowflakes.min(1),
+    channels: snowflakes.optional(),
+    roles: snowflakes.default([]),
+    users: snowflakes.default([]),
+  })
+  .strict()
+  .refine((r) => r.roles.length + r.users.length > 0, 'a rule needs roles or users');
+export const authorizationSchema = z.record(
+  z.string().regex(/^(\*|[a-z-]+( [a-z-]+)?)$/),
+  z.union([authorizationRule, z.array(authorizationRule)]),
+);
+export type AuthorizationConfig = z.output<typeof authorizationSchema>;
+export type AuthorizationRule = z.output<typeof authorizationRule>;
 
 export const settings = {
   memoryDir: setting('CLAWDINATOR_MEMORY_DIR', z.string().min(1).default('/memory'), 'a directory path'),
@@ -41,6 +63,24 @@ export const settings = {
     'CLAWDINATOR_LOG_LEVEL',
     z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     'one of trace, debug, info, warn, error, fatal, silent',
+  ),
+  discordTokenFile: setting(
+    'CLAWDINATOR_DISCORD_TOKEN_FILE',
+    z.string().min(1),
+    'the path of the file holding the ops bot token',
+  ),
+  discordApiUrl: setting(
+    'CLAWDINATOR_DISCORD_API_URL',
+    z.string().url().default('https://discord.com/api'),
+    'an http(s) URL',
+  ),
+  discordAppId: setting('CLAWDINATOR_DISCORD_APP_ID', snowflake, 'the Discord application id (a snowflake)'),
+  discordGuildIds: setting('CLAWDINATOR_DISCORD_GUILD_IDS', snowflakes.min(1), 'a JSON list of guild ids', true),
+  authorization: setting(
+    'CLAWDINATOR_AUTHORIZATION',
+    authorizationSchema.default({}),
+    'an authorization map (see README)',
+    true,
   ),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
@@ -83,7 +123,10 @@ function parseSetting(name: string, def: Setting<z.ZodTypeAny>, envValue: string
   const parsed = def.schema.safeParse(raw);
   if (!parsed.success) {
     const missing = raw === undefined;
-    throw new ConfigError(`config: ${where} ${missing ? 'is not set' : 'is invalid'}: expected ${def.expected}`);
+    // For structured settings, say where inside the value it went wrong (never the value).
+    const issue = parsed.error.issues[0];
+    const at = issue && issue.path.length > 0 ? ` (at ${issue.path.join('.')}: ${issue.message})` : '';
+    throw new ConfigError(`config: ${where} ${missing ? 'is not set' : 'is invalid'}: expected ${def.expected}${at}`);
   }
   return parsed.data;
 }

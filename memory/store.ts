@@ -131,7 +131,7 @@ export class MemoryStore {
     }
   }
 
-  /** Appends under an exclusive lock, ending the appended text with a newline. */
+  /** Appends under an exclusive lock: the text on lines of its own, ending with a newline. */
   async append(path: string, content: Buffer | string, options: LockOptions = {}): Promise<WriteResult> {
     const target = resolveMemoryPath(this.root, path);
     let data = this.checkContent(target.relative, content);
@@ -140,9 +140,13 @@ export class MemoryStore {
     try {
       await this.lock(handle, 'exclusive', target.relative, options);
       const { size } = await handle.stat();
-      if (size + data.length > this.maxBytes) throw this.tooLarge(target.relative, size + data.length);
-      await writeAll(handle, data, size);
-      return { path: target.relative, bytes: size + data.length, sha256: '' };
+      // Appended text starts on a line of its own, even after a file that lacks a final newline.
+      const last = Buffer.alloc(1);
+      if (size > 0) await handle.read(last, 0, 1, size - 1);
+      const chunk = size > 0 && last[0] !== 0x0a ? Buffer.concat([Buffer.from('\n'), data]) : data;
+      if (size + chunk.length > this.maxBytes) throw this.tooLarge(target.relative, size + chunk.length);
+      await writeAll(handle, chunk, size);
+      return { path: target.relative, bytes: size + chunk.length, sha256: '' };
     } finally {
       await handle.close();
     }

@@ -32,6 +32,10 @@ describe('MemoryStore', () => {
     const read = await store.read('notes/a.md');
     expect(read.content.toString()).toBe('one\ntwo\n');
     expect(read.sha256).toBe(sha256('one\ntwo\n'));
+    // Appended text starts on its own line even when the file lacks a final newline.
+    await store.write('notes/b.md', 'no newline');
+    await store.append('notes/b.md', 'next');
+    expect((await store.read('notes/b.md')).content.toString()).toBe('no newline\nnext\n');
   });
 
   it('keeps the previous content as .<name>.prev when replacing', async () => {

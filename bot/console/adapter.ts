@@ -1,0 +1,237 @@
+// The console adapter: the same handlers driven from terminal lines, printing what Discord
+// would show (text, attachments by name, buttons with their ids, forms with their fields).
+//   /memory read path:ops.md        a slash command; values with spaces in quotes
+//   /memory write path:x.md file:@./local.md   an attachment from a local file
+//   /press <button-id>              press a button that was shown
+//   /submit <form-id> field=value   answer a form
+// Options are checked as Discord would before anything runs (names, types, required,
+// choices, lengths), so the console refuses what Discord would refuse.
+import { readFile, stat } from 'node:fs/promises';
+import { errorLine, UsageError } from '../../lib/errors.js';
+import type { Dispatcher } from '../dispatch.js';
+import type { Actor, Attachment, Invocation, Modal, OptionValue, Reply, Responder } from '../types.js';
+
+interface OptionJson {
+  type: number;
+  name: string;
+  required?: boolean;
+  choices?: { name: string; value: string | number }[];
+  min_length?: number;
+  max_length?: number;
+  options?: OptionJson[];
+}
+
+const SUBCOMMAND = 1;
+const STRING = 3;
+const INTEGER = 4;
+const BOOLEAN = 5;
+const NUMBER = 10;
+const ATTACHMENT = 11;
+
+/** Splits a line into words, keeping "quoted values" together (`key:"a b"` → `key:a b`). */
+export function tokenize(line: string): string[] {
+  const out: string[] = [];
+  const re = /(?:[^\s"]+|"(?:[^"\\]|\\.)*")+/g;
+  for (const m of line.matchAll(re)) {
+    out.push(m[0].replace(/"((?:[^"\\]|\\.)*)"/g, (_all, inner: string) => inner.replace(/\\(.)/g, '$1')));
+  }
+  return out;
+}
+
+function localAttachment(path: string): Attachment {
+  return {
+    kind: 'attachment',
+    name: path.split('/').at(-1) ?? path,
+    size: 0,
+    async read(maxBytes) {
+      const st = await stat(path).catch(() => {
+        throw new UsageError(`no such local file: ${path}`);
+      });
+      if (st.size > maxBytes) throw new UsageError(`${path} is over ${maxBytes} bytes`);
+      return readFile(path);
+    },
+  };
+}
+
+function convert(opt: OptionJson, raw: string, where: string): OptionValue {
+  switch (opt.type) {
+    case STRING: {
+      if (opt.min_length !== undefined && raw.length < opt.min_length)
+        throw new UsageError(`${where}: at least ${opt.min_length} characters`);
+      if (opt.max_length !== undefined && raw.length > opt.max_length)
+        throw new UsageError(`${where}: at most ${opt.max_length} characters`);
+      if (opt.choices && !opt.choices.some((c) => c.value === raw)) {
+        throw new UsageError(`${where}: one of ${opt.choices.map((c) => c.value).join(', ')}`);
+      }
+      return raw;
+    }
+    case INTEGER:
+    case NUMBER: {
+      const n = Number(raw);
+      if (raw === '' || !Number.isFinite(n) || (opt.type === INTEGER && !Number.isInteger(n)))
+        throw new UsageError(`${where}: a number`);
+      return n;
+    }
+    case BOOLEAN:
+      if (raw !== 'true' && raw !== 'false') throw new UsageError(`${where}: true or false`);
+      return raw === 'true';
+    case ATTACHMENT:
+      if (!raw.startsWith('@')) throw new UsageError(`${where}: @<local file>`);
+      return localAttachment(raw.slice(1));
+    default:
+      throw new UsageError(`${where}: unsupported option type`);
+  }
+}
+
+export function parseCommand(
+  words: string[],
+  definitions: ReadonlyMap<string, { toJSON(): unknown }>,
+  base: { id: string; actor: Actor },
+): Invocation {
+  const [head, ...rest] = words;
+  const name = (head ?? '').slice(1);
+  const def = definitions.get(name);
+  if (def === undefined) throw new UsageError(`unknown command /${name}`);
+  const json = def.toJSON() as { options?: OptionJson[] };
+  let options = json.options ?? [];
+  let subcommand: string | undefined;
+  if (options.some((o) => o.type === SUBCOMMAND)) {
+    const sub = options.find((o) => o.type === SUBCOMMAND && o.name === rest[0]);
+    if (sub === undefined) {
+      throw new UsageError(`/${name} needs a subcommand: ${options.map((o) => o.name).join(', ')}`);
+    }
+    subcommand = sub.name;
+    options = sub.options ?? [];
+    rest.shift();
+  }
+  const label = `/${name}${subcommand ? ` ${subcommand}` : ''}`;
+  const values: Record<string, OptionValue> = {};
+  for (const word of rest) {
+    const cut = word.indexOf(':');
+    const key = cut < 0 ? word : word.slice(0, cut);
+    const opt = options.find((o) => o.name === key);
+    if (cut < 0 || opt === undefined) {
+      throw new UsageError(
+        `${label}: unknown option "${key}" (options: ${options.map((o) => o.name).join(', ') || 'none'})`,
+      );
+    }
+    values[key] = convert(opt, word.slice(cut + 1), `${label} ${key}`);
+  }
+  for (const opt of options) {
+    if (opt.required && values[opt.name] === undefined)
+      throw new UsageError(`${label}: option ${opt.name} is required`);
+  }
+  return { ...base, kind: 'command', command: name, subcommand, options: values };
+}
+
+/** A console user's session: runs lines and says whether each did what it should. */
+export class ConsoleSession {
+  private seq = 0;
+  private readonly forms = new Map<string, Modal>();
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    public actor: Actor,
+    private readonly print: (text: string) => void,
+  ) {}
+
+  /** Runs one line; false when it was refused or failed. */
+  async run(line: string): Promise<boolean> {
+    const words = tokenize(line.trim());
+    if (words.length === 0) return true;
+    const base = { id: `console-${process.pid}-${Date.now()}-${++this.seq}`, actor: { ...this.actor } };
+    let inv: Invocation;
+    try {
+      inv = this.parse(words, base);
+    } catch (err) {
+      this.print(`⚠️ ${errorLine(err)}`);
+      return false;
+    }
+    const res = new ConsoleResponder(this.print, this.forms);
+    await this.dispatcher.handle(inv, res);
+    return !res.failed;
+  }
+
+  private parse(words: string[], base: { id: string; actor: Actor }): Invocation {
+    const [head, id, ...rest] = words;
+    if (head === '/press') {
+      if (id === undefined) throw new UsageError('/press <button-id>');
+      return { ...base, kind: 'button', customId: id };
+    }
+    if (head === '/submit') {
+      if (id === undefined) throw new UsageError('/submit <form-id> field=value …');
+      const fields: Record<string, string> = {};
+      for (const word of rest) {
+        const cut = word.indexOf('=');
+        if (cut < 0) throw new UsageError(`/submit: expected field=value, got "${word}"`);
+        fields[word.slice(0, cut)] = word.slice(cut + 1).replace(/\\n/g, '\n');
+      }
+      const form = this.forms.get(id);
+      for (const f of form?.fields ?? []) {
+        if (fields[f.id] === undefined) fields[f.id] = f.value ?? '';
+      }
+      return { ...base, kind: 'modal', customId: id, fields };
+    }
+    if (!head?.startsWith('/')) throw new UsageError('commands start with /, e.g. /status');
+    const definitions = new Map([...this.dispatcher.commands].map(([n, m]) => [n, m.data]));
+    return parseCommand(words, definitions, base);
+  }
+}
+
+class ConsoleResponder implements Responder {
+  acknowledged = false;
+  failed = false;
+
+  constructor(
+    private readonly print: (text: string) => void,
+    private readonly forms: Map<string, Modal>,
+  ) {}
+
+  async defer({ ephemeral }: { ephemeral: boolean }): Promise<void> {
+    this.acknowledged = true;
+    this.print(`… thinking${ephemeral ? ' (only you can see this)' : ''}`);
+  }
+
+  async send(reply: Reply): Promise<void> {
+    this.acknowledged = true;
+    this.show(reply);
+  }
+
+  async followUp(reply: Reply): Promise<void> {
+    this.show(reply);
+  }
+
+  async showModal(modal: Modal): Promise<void> {
+    this.acknowledged = true;
+    this.forms.set(modal.customId, modal);
+    const fields = modal.fields.map(
+      (f) => `    ${f.id}: ${f.label} (${f.style}, ${f.value?.length ?? 0} characters pre-filled)`,
+    );
+    this.print(
+      [
+        `[form] ${modal.title}`,
+        `  answer with: /submit ${modal.customId} ${modal.fields[0]?.id ?? 'field'}=…`,
+        ...fields,
+      ].join('\n'),
+    );
+  }
+
+  async autocomplete(choices: { name: string; value: string }[]): Promise<void> {
+    this.print(choices.map((c) => `  ${c.name}`).join('\n'));
+  }
+
+  async fail(message: string): Promise<void> {
+    this.failed = true;
+    this.acknowledged = true;
+    this.print(`⚠️ ${message} (only you can see this)`);
+  }
+
+  private show(reply: Reply): void {
+    const lines: string[] = [];
+    if (reply.content) lines.push(reply.content);
+    for (const f of reply.files ?? []) lines.push(`[attachment] ${f.name} (${f.data.length} bytes)`);
+    for (const b of reply.buttons ?? []) lines.push(`[button ${b.label}] press with: /press ${b.id}`);
+    if (reply.ephemeral) lines.push('(only you can see this)');
+    this.print(lines.join('\n'));
+  }
+}

@@ -1,0 +1,196 @@
+// discord.js ⇄ the transport-agnostic Invocation/Responder. Nothing here decides anything:
+// it maps fields and calls.
+import {
+  ActionRowBuilder,
+  AttachmentBuilder,
+  ButtonBuilder,
+  ButtonStyle,
+  type CommandInteractionOption,
+  type Attachment as DiscordAttachment,
+  type Interaction,
+  MessageFlags,
+  ModalBuilder,
+  type ModalSubmitInteraction,
+  type RepliableInteraction,
+  TextInputBuilder,
+  TextInputStyle,
+} from 'discord.js';
+import { OperationError } from '../../lib/errors.js';
+import type { Actor, Attachment, Choice, Invocation, Modal, OptionValue, Reply, Responder } from '../types.js';
+
+const BUTTON_STYLES = {
+  primary: ButtonStyle.Primary,
+  secondary: ButtonStyle.Secondary,
+  success: ButtonStyle.Success,
+  danger: ButtonStyle.Danger,
+} as const;
+
+function actorOf(interaction: Interaction): Actor {
+  const member = interaction.member;
+  let roles: string[] = [];
+  if (member) roles = Array.isArray(member.roles) ? member.roles : [...member.roles.cache.keys()];
+  return {
+    userId: interaction.user.id,
+    userName: interaction.user.username,
+    roles,
+    guildId: interaction.guildId,
+    channelId: interaction.channelId ?? '',
+  };
+}
+
+function attachmentOf(att: DiscordAttachment, origins: string[]): Attachment {
+  return {
+    kind: 'attachment',
+    name: att.name,
+    size: att.size,
+    read: (maxBytes) => download(att.url, maxBytes, origins),
+  };
+}
+
+/** Downloads an attachment from an allowed origin only, never more than `maxBytes`. */
+async function download(url: string, maxBytes: number, origins: string[]): Promise<Buffer> {
+  if (!origins.includes(new URL(url).origin)) throw new OperationError('The attachment does not come from Discord.');
+  const response = await fetch(url);
+  if (!response.ok || response.body === null)
+    throw new OperationError(`Could not download the attachment (HTTP ${response.status}).`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    size += chunk.length;
+    if (size > maxBytes) throw new OperationError(`The attachment is over ${maxBytes} bytes.`);
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
+
+function optionsOf(data: readonly CommandInteractionOption[], origins: string[]): Record<string, OptionValue> {
+  const out: Record<string, OptionValue> = {};
+  for (const opt of data) {
+    if (opt.attachment) out[opt.name] = attachmentOf(opt.attachment, origins);
+    else if (opt.value !== undefined && opt.value !== null) out[opt.name] = opt.value;
+  }
+  return out;
+}
+
+/** The Invocation of an interaction, or null for kinds the bot does not handle. */
+export function invocationOf(interaction: Interaction, origins: string[]): Invocation | null {
+  const base = { id: interaction.id, actor: actorOf(interaction) };
+  if (interaction.isChatInputCommand()) {
+    const sub = interaction.options.getSubcommand(false) ?? undefined;
+    const data = interaction.options.data;
+    const leaf = sub !== undefined ? (data[0]?.options ?? []) : data;
+    return {
+      ...base,
+      kind: 'command',
+      command: interaction.commandName,
+      subcommand: sub,
+      options: optionsOf(leaf, origins),
+    };
+  }
+  if (interaction.isAutocomplete()) {
+    const focused = interaction.options.getFocused(true);
+    return {
+      ...base,
+      kind: 'autocomplete',
+      command: interaction.commandName,
+      subcommand: interaction.options.getSubcommand(false) ?? undefined,
+      focused: { name: focused.name, value: String(focused.value) },
+    };
+  }
+  if (interaction.isButton()) return { ...base, kind: 'button', customId: interaction.customId };
+  if (interaction.isModalSubmit())
+    return { ...base, kind: 'modal', customId: interaction.customId, fields: fieldsOf(interaction) };
+  return null;
+}
+
+function fieldsOf(interaction: ModalSubmitInteraction): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [id, field] of interaction.fields.fields) {
+    if ('value' in field && typeof field.value === 'string') out[id] = field.value;
+  }
+  return out;
+}
+
+function payload(reply: Reply) {
+  return {
+    content: reply.content ?? '',
+    files: (reply.files ?? []).map((f) => new AttachmentBuilder(f.data, { name: f.name })),
+    components:
+      reply.buttons && reply.buttons.length > 0
+        ? [
+            new ActionRowBuilder<ButtonBuilder>().addComponents(
+              reply.buttons.map((b) =>
+                new ButtonBuilder().setCustomId(b.id).setLabel(b.label).setStyle(BUTTON_STYLES[b.style]),
+              ),
+            ),
+          ]
+        : [],
+  };
+}
+
+function modalOf(modal: Modal): ModalBuilder {
+  const builder = new ModalBuilder().setCustomId(modal.customId).setTitle(modal.title);
+  for (const f of modal.fields) {
+    const input = new TextInputBuilder()
+      .setCustomId(f.id)
+      .setLabel(f.label)
+      .setStyle(f.style === 'paragraph' ? TextInputStyle.Paragraph : TextInputStyle.Short)
+      .setRequired(f.required ?? true);
+    if (f.value !== undefined && f.value !== '') input.setValue(f.value);
+    if (f.maxLength !== undefined) input.setMaxLength(f.maxLength);
+    if (f.minLength !== undefined) input.setMinLength(f.minLength);
+    builder.addComponents(new ActionRowBuilder<TextInputBuilder>().addComponents(input));
+  }
+  return builder;
+}
+
+export function responderFor(interaction: Interaction): Responder {
+  let deferred = false;
+  let replied = false;
+  let ephemeralAck = false;
+  const repliable = interaction as RepliableInteraction;
+  return {
+    get acknowledged() {
+      return deferred || replied;
+    },
+    async defer({ ephemeral }) {
+      ephemeralAck = ephemeral;
+      await repliable.deferReply(ephemeral ? { flags: MessageFlags.Ephemeral } : {});
+      deferred = true;
+    },
+    async send(reply) {
+      if (deferred || replied) {
+        await repliable.editReply(payload(reply));
+        replied = true;
+      } else {
+        await repliable.reply({ ...payload(reply), flags: reply.ephemeral ? MessageFlags.Ephemeral : undefined });
+        replied = true;
+      }
+    },
+    async followUp(reply) {
+      await repliable.followUp({ ...payload(reply), flags: reply.ephemeral ? MessageFlags.Ephemeral : undefined });
+    },
+    async showModal(modal) {
+      if (!interaction.isChatInputCommand() && !interaction.isButton())
+        throw new OperationError('Cannot open a form here.');
+      await interaction.showModal(modalOf(modal));
+      replied = true;
+    },
+    async autocomplete(choices: Choice[]) {
+      if (interaction.isAutocomplete()) await interaction.respond(choices);
+    },
+    async fail(message) {
+      const text = `⚠️ ${message}`;
+      if (!deferred && !replied) {
+        await repliable.reply({ content: text, flags: MessageFlags.Ephemeral });
+        replied = true;
+      } else if (deferred && ephemeralAck) {
+        await repliable.editReply({ content: text, files: [], components: [] });
+      } else {
+        // A public reply or "thinking…" cannot turn ephemeral: remove it, say it privately.
+        if (deferred && !replied) await repliable.deleteReply().catch(() => {});
+        await repliable.followUp({ content: text, flags: MessageFlags.Ephemeral });
+      }
+    },
+  };
+}

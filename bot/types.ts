@@ -1,0 +1,136 @@
+// The transport-agnostic shape of an interaction: the discord.js adapter and the console
+// adapter (used by `sandbox`) both turn what they receive into an `Invocation` and give the
+// handler a `Responder`, so one handler serves both.
+import type { Logger } from '../lib/log.js';
+import type { MemoryStore } from '../memory/store.js';
+import type { AuthorizationPolicy } from './authorize.js';
+
+export interface Actor {
+  userId: string;
+  userName: string;
+  roles: string[];
+  /** null in a DM. */
+  guildId: string | null;
+  channelId: string;
+}
+
+export interface Attachment {
+  kind: 'attachment';
+  name: string;
+  size: number;
+  /** Downloads the content; refuses more than `maxBytes`. */
+  read(maxBytes: number): Promise<Buffer>;
+}
+
+export type OptionValue = string | number | boolean | Attachment;
+
+interface InvocationBase {
+  /** The interaction id: what deduplication and audit lines key on. */
+  id: string;
+  actor: Actor;
+}
+
+export interface CommandInvocation extends InvocationBase {
+  kind: 'command';
+  command: string;
+  subcommand?: string;
+  options: Record<string, OptionValue>;
+}
+
+export interface AutocompleteInvocation extends InvocationBase {
+  kind: 'autocomplete';
+  command: string;
+  subcommand?: string;
+  focused: { name: string; value: string };
+}
+
+export interface ButtonInvocation extends InvocationBase {
+  kind: 'button';
+  customId: string;
+}
+
+export interface ModalInvocation extends InvocationBase {
+  kind: 'modal';
+  customId: string;
+  fields: Record<string, string>;
+}
+
+export type Invocation = CommandInvocation | AutocompleteInvocation | ButtonInvocation | ModalInvocation;
+
+export interface FileOut {
+  name: string;
+  data: Buffer;
+}
+
+export interface Button {
+  id: string;
+  label: string;
+  style: 'primary' | 'secondary' | 'success' | 'danger';
+}
+
+export interface Reply {
+  content?: string;
+  files?: FileOut[];
+  buttons?: Button[];
+  ephemeral?: boolean;
+}
+
+export interface ModalField {
+  id: string;
+  label: string;
+  style: 'short' | 'paragraph';
+  value?: string;
+  required?: boolean;
+  minLength?: number;
+  maxLength?: number;
+}
+
+export interface Modal {
+  customId: string;
+  title: string;
+  fields: ModalField[];
+}
+
+export interface Choice {
+  name: string;
+  value: string;
+}
+
+export interface Responder {
+  /** True once anything was sent (a defer, a reply, a modal). */
+  readonly acknowledged: boolean;
+  defer(options: { ephemeral: boolean }): Promise<void>;
+  /** The reply: the first response, or an edit of it once deferred or replied. */
+  send(reply: Reply): Promise<void>;
+  /** An extra message after the reply. */
+  followUp(reply: Reply): Promise<void>;
+  showModal(modal: Modal): Promise<void>;
+  autocomplete(choices: Choice[]): Promise<void>;
+  /** An ephemeral error, whatever was sent before. */
+  fail(message: string): Promise<void>;
+}
+
+/** What handlers may use; passed in, never imported, so tests and the sandbox can supply their own. */
+export interface BotDeps {
+  memory: MemoryStore;
+  policy: AuthorizationPolicy;
+  log: Logger;
+  /** Origins attachments may be downloaded from. */
+  attachmentOrigins: string[];
+  now: () => Date;
+}
+
+/** How a command acknowledges before its handler runs. */
+export type Ack = 'defer' | 'defer-ephemeral' | 'none';
+
+export interface CommandModule {
+  /** The slash command's JSON (from @discordjs/builders). */
+  data: { name: string; description: string; toJSON(): unknown };
+  /** Permission key of an invocation, e.g. "memory write"; components map to the command they belong to. */
+  permission(inv: Invocation): string;
+  ack(inv: CommandInvocation | ButtonInvocation | ModalInvocation): Ack;
+  execute(inv: CommandInvocation, res: Responder, deps: BotDeps): Promise<void>;
+  autocomplete?(inv: AutocompleteInvocation, deps: BotDeps): Promise<Choice[]>;
+  button?(inv: ButtonInvocation, res: Responder, deps: BotDeps): Promise<void>;
+  modal?(inv: ModalInvocation, res: Responder, deps: BotDeps): Promise<void>;
+}

@@ -1,0 +1,35 @@
+// `clawdinator gateway`: the ops bot's Discord gateway. Runs until SIGTERM/SIGINT, then
+// finishes the replies in flight and disconnects.
+import { Command } from 'commander';
+import { commands } from '../bot/commands/index.js';
+import { botDepsFromConfig } from '../bot/deps.js';
+import { attachmentOriginsFor, startGateway } from '../bot/discord/gateway.js';
+import { createDispatcher } from '../bot/dispatch.js';
+import { loadConfig, readSecretFile } from '../lib/config.js';
+import { createLogger } from '../lib/log.js';
+
+export function command(): Command {
+  return new Command('gateway')
+    .description('run the ops bot: log in to Discord and handle slash commands (never registers them)')
+    .action(async () => {
+      const config = loadConfig(['discordTokenFile', 'discordApiUrl', 'logLevel']);
+      const token = readSecretFile(config.discordTokenFile, 'CLAWDINATOR_DISCORD_TOKEN_FILE');
+      const log = createLogger(config.logLevel);
+      const origins = attachmentOriginsFor(config.discordApiUrl);
+      const deps = botDepsFromConfig(log, origins);
+      const dispatcher = createDispatcher(commands, deps);
+      const gateway = await startGateway({
+        token,
+        apiUrl: config.discordApiUrl,
+        dispatcher,
+        attachmentOrigins: origins,
+        log,
+      });
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      await gateway.stop();
+    });
+}
