@@ -45,10 +45,5 @@ export async function audit(deps: BotDeps, inv: Invocation, outcome: string): Pr
   const at = deps.now();
   const line = auditLine(inv, outcome, at);
   deps.log.info({ audit: true, interaction: inv.id, user: inv.actor.userId, outcome }, line);
-  try {
-    await deps.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line, { waitSeconds: 2 });
-  } catch (err) {
-    // The command already ran; a full or locked audit file must not turn it into an error.
-    deps.log.error({ err: (err as Error).message, interaction: inv.id }, 'audit write failed');
-  }
+  await deps.audit.write(at.toISOString().slice(0, 10), line);
 }

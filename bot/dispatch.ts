@@ -3,9 +3,10 @@
 // handler, turn any error into one ephemeral sentence, audit. Only errors of the project's
 // own classes are shown as they are; anything else becomes a generic sentence with the
 // interaction id, and its details go to the log only (they may hold paths or secrets).
+
+import { authorize } from '../lib/authorize.js';
 import { ClawError, errorLine } from '../lib/errors.js';
 import { audit } from './audit.js';
-import { authorize } from './authorize.js';
 import type { BotDeps, CommandModule, Invocation, Responder } from './types.js';
 
 /** Claims an interaction for this gateway; false when another gateway (or a retry) has it. */
@@ -41,7 +42,12 @@ export function createDispatcher(modules: CommandModule[], deps: BotDeps, claim:
       return 'ok';
     }
     const ack = module.ack(inv);
-    if (ack !== 'none') await res.defer({ ephemeral: ack === 'defer-ephemeral' });
+    if (ack !== 'none') {
+      await res.defer({ ephemeral: ack === 'defer-ephemeral' });
+      // Acknowledge first, work later: let pending I/O (other interactions of a burst
+      // waiting for their own acknowledgement) run before this handler's work.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     if (inv.kind === 'command') await module.execute(inv, res, deps);
     else if (inv.kind === 'button' && module.button) await module.button(inv, res, deps);
     else if (inv.kind === 'modal' && module.modal) await module.modal(inv, res, deps);

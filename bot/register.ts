@@ -16,17 +16,22 @@ const COMPARED_KEYS = ['description', 'options', 'default_member_permissions', '
 
 /** Drops what Discord omits or defaults (undefined, null, false, empty lists) so equal commands compare equal. */
 function normalize(value: unknown): unknown {
+  if (isEmpty(value)) return undefined;
   if (Array.isArray(value)) return value.map(normalize);
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
       const v = (value as Record<string, unknown>)[key];
-      if (v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0)) continue;
+      if (isEmpty(v)) continue;
       out[key] = normalize(v);
     }
     return out;
   }
   return value;
+}
+
+function isEmpty(v: unknown): boolean {
+  return v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0);
 }
 
 function differs(ours: Record<string, unknown>, theirs: Record<string, unknown>): boolean {

@@ -1,18 +1,14 @@
 // The transport-agnostic shape of an interaction: the discord.js adapter and the console
 // adapter (used by `sandbox`) both turn what they receive into an `Invocation` and give the
 // handler a `Responder`, so one handler serves both.
+
+import type { Actor } from '../lib/actor.js';
+import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Logger } from '../lib/log.js';
 import type { MemoryStore } from '../memory/store.js';
-import type { AuthorizationPolicy } from './authorize.js';
+import type { AuditLog } from './audit-log.js';
 
-export interface Actor {
-  userId: string;
-  userName: string;
-  roles: string[];
-  /** null in a DM. */
-  guildId: string | null;
-  channelId: string;
-}
+export type { Actor };
 
 export interface Attachment {
   kind: 'attachment';
@@ -113,6 +109,7 @@ export interface Responder {
 /** What handlers may use; passed in, never imported, so tests and the sandbox can supply their own. */
 export interface BotDeps {
   memory: MemoryStore;
+  audit: AuditLog;
   policy: AuthorizationPolicy;
   log: Logger;
   /** Origins attachments may be downloaded from. */

@@ -26,6 +26,17 @@ const MiB = 1024 * 1024;
 const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
 const snowflake = z.string().regex(/^\d{17,20}$/);
 const snowflakes = z.array(snowflake);
+export const instanceName = z.string().regex(/^clawdinator-[a-z0-9-]{1,28}$/);
+const s3Bucket = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const awsRegion = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/);
+const cidr = z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9a-fA-F:]+\/\d{1,3})$/);
+const keyId = z.string().regex(/^(gateway|schedule|operator:[a-z0-9_.-]{1,32}|agent:clawdinator-[a-z0-9-]{1,28})$/);
+// The password never rides in the URL: it comes from CLAWDINATOR_REDIS_PASSWORD_FILE.
+const redisUrl = z
+  .string()
+  .url()
+  .refine((u) => /^rediss?:$/.test(new URL(u).protocol), 'redis:// or rediss://')
+  .refine((u) => new URL(u).password === '', 'no password in the URL');
 
 // Who may use which command: deny by default. Keys are "*", a command ("memory") or a
 // command and subcommand ("memory write"); the most specific key present decides. A rule
@@ -81,6 +92,116 @@ export const settings = {
     authorizationSchema.default({}),
     'an authorization map (see README)',
     true,
+  ),
+  redisUrl: setting('CLAWDINATOR_REDIS_URL', redisUrl, 'a redis:// or rediss:// URL without a password'),
+  redisPasswordFile: setting(
+    'CLAWDINATOR_REDIS_PASSWORD_FILE',
+    z.string().min(1).optional(),
+    'the path of the file holding the Redis password',
+  ),
+  hostName: setting('CLAWDINATOR_HOST_NAME', instanceName, 'this host’s fleet name, clawdinator-<a-z0-9->'),
+  jobSigningKeyFile: setting(
+    'CLAWDINATOR_JOB_SIGNING_KEY_FILE',
+    z.string().min(1),
+    'the path of this principal’s Ed25519 private key (PEM)',
+  ),
+  jobKeyId: setting('CLAWDINATOR_JOB_KEY_ID', keyId, 'gateway, schedule, operator:<name> or agent:<host>'),
+  jobPublicKeys: setting(
+    'CLAWDINATOR_JOB_PUBLIC_KEYS',
+    z.record(keyId, z.string().includes('PUBLIC KEY')).default({}),
+    'a JSON map of key id to Ed25519 public key (PEM)',
+    true,
+  ),
+  jobMaxAgeSeconds: setting(
+    'CLAWDINATOR_JOB_MAX_AGE',
+    z.coerce.number().int().min(10).max(3600).default(300),
+    'seconds from 10 to 3600',
+  ),
+  jobLockDurationMs: setting(
+    'CLAWDINATOR_JOB_LOCK_DURATION_MS',
+    z.coerce.number().int().min(200).default(30_000),
+    'milliseconds, at least 200',
+  ),
+  jobStalledIntervalMs: setting(
+    'CLAWDINATOR_JOB_STALLED_INTERVAL_MS',
+    z.coerce.number().int().min(200).default(30_000),
+    'milliseconds, at least 200',
+  ),
+  jobMaxStalledCount: setting(
+    'CLAWDINATOR_JOB_MAX_STALLED_COUNT',
+    z.coerce.number().int().min(0).max(100).default(5),
+    'a whole number from 0 to 100',
+  ),
+  jobConcurrency: setting(
+    'CLAWDINATOR_JOB_CONCURRENCY',
+    z.coerce.number().int().min(1).max(200).default(4),
+    'a whole number from 1 to 200',
+  ),
+  heartbeatTtlSeconds: setting(
+    'CLAWDINATOR_HEARTBEAT_TTL',
+    z.coerce.number().int().min(2).max(3600).default(90),
+    'seconds from 2 to 3600',
+  ),
+  opsChannelId: setting(
+    'CLAWDINATOR_OPS_CHANNEL_ID',
+    snowflake.optional(),
+    'the Discord channel id for alerts and confirmations',
+  ),
+  agentRequestsPerHour: setting(
+    'CLAWDINATOR_AGENT_REQUESTS_PER_HOUR',
+    z.coerce.number().int().min(0).max(100).default(3),
+    'a whole number from 0 to 100',
+  ),
+  // Infrastructure (infra/, jobs/terraform/). Unset regions fall back to the AWS chain
+  // (AWS_REGION, the profile), as the SDK clients do, so synth needs no setting at all.
+  terraformBin: setting(
+    'CLAWDINATOR_TERRAFORM_BIN',
+    z.string().min(1).default('terraform'),
+    'terraform or tofu, or a path',
+  ),
+  stateBucket: setting('CLAWDINATOR_STATE_BUCKET', z.string().regex(s3Bucket), 'the S3 bucket of the Terraform state'),
+  stateRegion: setting('CLAWDINATOR_STATE_REGION', awsRegion.optional(), 'an AWS region like eu-central-1'),
+  awsRegion: setting('CLAWDINATOR_AWS_REGION', awsRegion.optional(), 'an AWS region like eu-central-1'),
+  deployerRoleArn: setting(
+    'CLAWDINATOR_DEPLOYER_ROLE_ARN',
+    z
+      .string()
+      .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/)
+      .optional(),
+    'an IAM role ARN',
+  ),
+  vpcId: setting(
+    'CLAWDINATOR_VPC_ID',
+    z
+      .string()
+      .regex(/^vpc-[0-9a-f]{8,17}$/)
+      .optional(),
+    'a VPC id (vpc-…)',
+  ),
+  subnetIds: setting(
+    'CLAWDINATOR_SUBNET_IDS',
+    z.array(z.string().regex(/^subnet-[0-9a-f]{8,17}$/)).default([]),
+    'a JSON list of subnet ids, one per availability zone',
+    true,
+  ),
+  sshCidrs: setting('CLAWDINATOR_SSH_CIDRS', z.array(cidr).default([]), 'a JSON list of CIDRs (1.2.3.4/32)', true),
+  rootVolumeGb: setting(
+    'CLAWDINATOR_ROOT_VOLUME_GB',
+    z.coerce.number().int().min(8).max(16_384).default(40),
+    'GiB from 8 to 16384',
+  ),
+  redisNodeType: setting(
+    'CLAWDINATOR_REDIS_NODE_TYPE',
+    z
+      .string()
+      .regex(/^cache\.[a-z0-9]+\.[a-z0-9]+$/)
+      .default('cache.t4g.micro'),
+    'an ElastiCache node type like cache.t4g.micro',
+  ),
+  fleetRegistryPath: setting(
+    'CLAWDINATOR_FLEET_REGISTRY',
+    z.string().min(1).optional(),
+    'the path of the fleet registry JSON',
   ),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 

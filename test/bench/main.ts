@@ -1,5 +1,6 @@
 // `npm run bench`: one table for the whole project. Each row is a small function in the
 // file of its area; run a subset with `npm run bench -- <name> …`.
+import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
 import { type Bench, type Row, render } from './table.js';
 
@@ -7,6 +8,8 @@ const benches: Record<string, Bench> = {
   'memory-cold-start': coldStart,
   'memory-lock-latency': lockLatency,
   'memory-appends': appendThroughput,
+  'discord-first-response': interactionLatency,
+  'gateway-idle-rss': gatewayIdleRss,
 };
 
 const wanted = process.argv.slice(2);

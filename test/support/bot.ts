@@ -1,6 +1,8 @@
 // Test fixtures for the bot: a policy, an actor, deps over a temp memory folder.
-import type { AuthorizationPolicy } from '../../bot/authorize.js';
+
+import { AuditLog } from '../../bot/audit-log.js';
 import type { Actor, BotDeps } from '../../bot/types.js';
+import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
 import { initMemory } from '../../memory/init.js';
 import { MemoryStore } from '../../memory/store.js';
@@ -35,11 +37,14 @@ export function actor(overrides: Partial<Actor> = {}): Actor {
 export async function botDeps(options: { maxBytes?: number } = {}): Promise<BotDeps & { root: string }> {
   const root = tempDir('clawdinator-bot-');
   await initMemory(root);
+  const memory = new MemoryStore({ root, maxBytes: options.maxBytes ?? 1024 * 1024, waitSeconds: 5 });
+  const log = createLogger('silent');
   return {
     root,
-    memory: new MemoryStore({ root, maxBytes: options.maxBytes ?? 1024 * 1024, waitSeconds: 5 }),
+    memory,
+    audit: new AuditLog(memory, log),
     policy,
-    log: createLogger('silent'),
+    log,
     attachmentOrigins: [],
     now: () => new Date('2026-11-24T12:00:00Z'),
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { authorize } from '../../bot/authorize.js';
+import { authorize } from '../../lib/authorize.js';
 import {
   ALICE,
   actor,

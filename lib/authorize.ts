@@ -3,8 +3,9 @@
 // "memory write", then "memory", then "*" — so reads can be opened wider than writes.
 // Refusals say why in terms of the caller (DM, this channel, your roles), never which
 // roles, users or channels the policy lists.
-import type { AuthorizationConfig, AuthorizationRule } from '../lib/config.js';
-import type { Actor } from './types.js';
+
+import type { Actor } from './actor.js';
+import type { AuthorizationConfig, AuthorizationRule } from './config.js';
 
 export type AuthorizationPolicy = AuthorizationConfig;
 

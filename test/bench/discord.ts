@@ -1,0 +1,186 @@
+// Bench rows of the ops bot: interaction → first response, and the gateway's idle memory.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Client, Events, GatewayIntentBits } from 'discord.js';
+import { commands } from '../../bot/commands/index.js';
+import { attachmentOriginsFor, startGateway } from '../../bot/discord/gateway.js';
+import { createDispatcher } from '../../bot/dispatch.js';
+import { projectPath } from '../../lib/paths.js';
+import { ALICE, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL } from '../support/bot.js';
+import { tempDir } from '../support/cli.js';
+import { DiscordStandIn } from '../support/discord-standin.js';
+import { median, ms, percentile, type Row } from './table.js';
+
+const TOKEN = 'bench-token';
+const guild = { id: GUILD, channels: [{ id: OPS_CHANNEL }], roles: [{ id: OPERATOR_ROLE }] };
+const alice = { id: ALICE, username: 'alice' };
+
+type Target = 'project' | 'floor';
+
+/** Starts the project's gateway or the bare client in this process against `standIn`. */
+async function startTarget(target: Target, standIn: DiscordStandIn): Promise<() => Promise<void>> {
+  if (target === 'project') {
+    const deps = await botDeps();
+    const origins = attachmentOriginsFor(standIn.apiUrl);
+    const gw = await startGateway({
+      token: TOKEN,
+      apiUrl: standIn.apiUrl,
+      dispatcher: createDispatcher(commands, deps),
+      attachmentOrigins: origins,
+      log: deps.log,
+    });
+    return () => gw.stop(2000);
+  }
+  const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: standIn.apiUrl } });
+  client.on(Events.InteractionCreate, (i) => {
+    if (i.isRepliable()) void i.deferReply().catch(() => {});
+  });
+  const ready = new Promise<void>((r) => client.once(Events.ClientReady, () => r()));
+  await client.login(TOKEN);
+  await ready;
+  return () => client.destroy();
+}
+
+/** Latency from injecting each interaction to the stand-in receiving its first callback. */
+const COMMANDS = {
+  '/memory read': {
+    name: 'memory',
+    options: [{ type: 1, name: 'read', options: [{ type: 3, name: 'path', value: 'ops.md' }] }],
+  },
+  '/status': { name: 'status', options: [] },
+} as const;
+type BenchCommand = keyof typeof COMMANDS;
+
+async function firstResponse(target: Target, count: number, atOnce: boolean, cmd: BenchCommand): Promise<number[]> {
+  const standIn = new DiscordStandIn({ token: TOKEN, guilds: [guild] });
+  await standIn.start();
+  const stop = await startTarget(target, standIn);
+  const sent = new Map<string, number>();
+  const latencies: number[] = [];
+  const done = new Promise<void>((resolve) => {
+    standIn.events.on('call', (c: { path: string; receivedAt: number }) => {
+      const m = /^\/interactions\/(\d+)\/[^/]+\/callback$/.exec(c.path);
+      const start = m ? sent.get(m[1] as string) : undefined;
+      if (start === undefined) return;
+      sent.delete(m?.[1] as string);
+      latencies.push(c.receivedAt - start);
+      if (latencies.length === count) resolve();
+    });
+  });
+  const inject = () => {
+    const t = performance.now();
+    const { id } = standIn.injectCommand({
+      ...COMMANDS[cmd],
+      options: [...COMMANDS[cmd].options],
+      user: alice,
+      roles: [OPERATOR_ROLE],
+      guildId: GUILD,
+      channelId: OPS_CHANNEL,
+    });
+    sent.set(id, t);
+  };
+  if (atOnce) {
+    for (let i = 0; i < count; i++) inject();
+  } else {
+    for (let i = 0; i < count; i++) {
+      const before = latencies.length;
+      inject();
+      while (latencies.length === before) await new Promise((r) => setImmediate(r));
+    }
+  }
+  await done;
+  // Let handlers finish their replies before tearing down.
+  await new Promise((r) => setTimeout(r, 200));
+  await stop();
+  await standIn.stop();
+  return latencies;
+}
+
+export async function interactionLatency(): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const [label, count, atOnce, budget, cmd] of [
+    ['one at a time', 200, false, 2, '/memory read'],
+    ['200 at once', 200, true, 1.5, '/status'],
+    ['200 at once', 200, true, 1.5, '/memory read'],
+  ] as const) {
+    // Alternate floor and project three times each; keep the median run of each.
+    const project: number[][] = [];
+    const floor: number[][] = [];
+    for (let i = 0; i < 3; i++) {
+      floor.push(await firstResponse('floor', count, atOnce, cmd));
+      project.push(await firstResponse('project', count, atOnce, cmd));
+    }
+    const pick = (runs: number[][]) =>
+      runs.map((r) => [percentile(r, 50), percentile(r, 99)] as const).sort((a, b) => a[1] - b[1])[1] as readonly [
+        number,
+        number,
+      ];
+    const [p50, p99] = pick(project);
+    const [f50, f99] = pick(floor);
+    const ratio = p99 / f99;
+    rows.push({
+      what: `interaction → first response (defer), ${label}, p50 / p99 (${cmd}, loopback stand-in in-process)`,
+      project: `${ms(p50)} / ${ms(p99)}`,
+      floor: `bare discord.js client that only defers: ${ms(f50)} / ${ms(f99)}`,
+      ratio,
+      budget: `p99 ≤ ${budget}×`,
+      ok: ratio <= budget,
+    });
+  }
+  return rows;
+}
+
+function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN');
+  return kb / 1024;
+}
+
+async function idleRss(argv: string[], env: NodeJS.ProcessEnv, standIn: DiscordStandIn): Promise<number> {
+  const identified = new Promise<void>((r) => standIn.events.once('identify', () => r()));
+  const child = spawn(process.execPath, argv, { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  await identified;
+  await new Promise((r) => setTimeout(r, 3000));
+  const rss = rssMiB(child.pid as number);
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+  return rss;
+}
+
+export async function gatewayIdleRss(): Promise<Row[]> {
+  const standIn = new DiscordStandIn({ token: TOKEN, guilds: [guild] });
+  await standIn.start();
+  const dir = tempDir('bench-gw-');
+  const tokenFile = `${dir}/token`;
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  writeFileSync(tokenFile, TOKEN);
+  mkdirSync(`${dir}/memory`);
+  const env = {
+    ...process.env,
+    CLAWDINATOR_DISCORD_TOKEN_FILE: tokenFile,
+    CLAWDINATOR_DISCORD_API_URL: standIn.apiUrl,
+    CLAWDINATOR_MEMORY_DIR: `${dir}/memory`,
+    CLAWDINATOR_LOG_LEVEL: 'warn',
+  };
+  const project: number[] = [];
+  const floor: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    floor.push(
+      await idleRss([projectPath('dist/test/bench/bare-gateway.js'), standIn.apiUrl, TOKEN, 'idle'], env, standIn),
+    );
+    project.push(await idleRss([projectPath('dist/cli/main.js'), 'gateway'], env, standIn));
+  }
+  await standIn.stop();
+  const ratio = median(project) / median(floor);
+  return [
+    {
+      what: 'gateway idle RSS after login (median of 3)',
+      project: `${median(project).toFixed(0)} MiB`,
+      floor: `bare logged-in discord.js Client: ${median(floor).toFixed(0)} MiB (no BullMQ yet: the job engine adds Queue + QueueEvents to both)`,
+      ratio,
+      budget: '≤ 1.15×',
+      ok: ratio <= 1.15,
+    },
+  ];
+}
