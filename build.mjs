@@ -15,7 +15,13 @@ const external = [...Object.keys(pkg.dependencies), ...Object.keys(pkg.devDepend
 rmSync('dist', { recursive: true, force: true });
 
 await build({
-  entryPoints: ['cli/main.ts', 'test/bench/main.ts', 'test/bench/append-worker.ts', 'test/bench/bare-gateway.ts'],
+  entryPoints: [
+    'cli/main.ts',
+    'test/bench/main.ts',
+    'test/bench/append-worker.ts',
+    'test/bench/bare-gateway.ts',
+    'test/support/worker-process.ts',
+  ],
   outdir: 'dist',
   outbase: '.',
   bundle: true,

@@ -1,5 +1,6 @@
 // `npm run bench`: one table for the whole project. Each row is a small function in the
 // file of its area; run a subset with `npm run bench -- <name> …`.
+import { cloudFleetStatus } from './cloud.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
 import { type Bench, type Row, render } from './table.js';
@@ -10,6 +11,7 @@ const benches: Record<string, Bench> = {
   'memory-appends': appendThroughput,
   'discord-first-response': interactionLatency,
   'gateway-idle-rss': gatewayIdleRss,
+  'cloud-fleet-status': cloudFleetStatus,
 };
 
 const wanted = process.argv.slice(2);

@@ -1,0 +1,40 @@
+// A job type is a module: its name, the zod schema and version of its data, who may ask for
+// it, and its processor. Adding one is a file in jobs/types/ and a line in jobs/types/index.ts.
+import type { z } from 'zod';
+import type { Logger } from '../../lib/log.js';
+import type { Principal, ReplyTarget } from './envelope.js';
+import type { Steps } from './steps.js';
+
+export interface JobContext<D> {
+  jobId: string;
+  data: D;
+  principal: Principal;
+  requestId: string;
+  reply?: ReplyTarget;
+  steps: Steps;
+  log: Logger;
+  /** Progress as data (step, percent, message); the gateways render it. */
+  progress(message: string, percent?: number): Promise<void>;
+}
+
+export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
+  name: string;
+  /** Schema version of `data`; a worker leaves versions it does not know to one that does. */
+  version: number;
+  schema: S;
+  /** The permission key re-checked by the worker for Discord users, e.g. "spawn". */
+  permission: string;
+  /** Created by the workers' own schedulers (the only types a schedule principal may run). */
+  scheduled?: boolean;
+  /** Agents may ask for this type, for peers only. */
+  agentAllowed?: boolean;
+  /** The fleet member this job operates on: one operation per member at a time. */
+  instanceOf?(data: z.output<S>): string | undefined;
+  /** Runs on that host's own queue instead of the fleet queue. */
+  hostLocal?: boolean;
+  attempts?: number;
+  run(ctx: JobContext<z.output<S>>): Promise<unknown>;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a registry holds job types of every data shape
+export type AnyJobType = JobType<any>;

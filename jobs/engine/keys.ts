@@ -1,0 +1,17 @@
+// Every Redis key and queue name the engine uses, in one place. BullMQ refuses ':' in queue
+// names and job ids, so those use '-'; our own keys use ':' as Redis convention has it.
+export const FLEET_QUEUE = 'clawdinator-fleet';
+export const hostQueue = (host: string) => `clawdinator-host-${host}`;
+
+export const keys = {
+  instanceLock: (name: string) => `clawdinator:instance-lock:${name}`,
+  nonce: (nonce: string) => `clawdinator:nonce:${nonce}`,
+  cancel: (jobId: string) => `clawdinator:cancel:${jobId}`,
+  heartbeat: (host: string) => `clawdinator:heartbeat:${host}`,
+  health: (host: string) => `clawdinator:health:${host}`,
+  schedulerLeader: 'clawdinator:scheduler-leader',
+  agentRate: (host: string, hour: number) => `clawdinator:agent-rate:${host}:${hour}`,
+  events: 'clawdinator:events',
+  interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,
+  claim: (interactionId: string) => `clawdinator:claim:${interactionId}`,
+} as const;

@@ -1,0 +1,143 @@
+// Adding jobs: validate the data with the type's schema, sign the request, take the
+// member's lock, and add it with BullMQ deduplication keyed by the request (interaction) id,
+// so the same interaction delivered twice, or to two gateways, makes one job.
+
+import type { KeyObject } from 'node:crypto';
+import { type JobsOptions, Queue } from 'bullmq';
+import type { Redis, RedisOptions } from 'ioredis';
+import { UsageError } from '../../lib/errors.js';
+import { newNonce, signPayload } from '../signing.js';
+import {
+  type Envelope,
+  expectedKeyId,
+  type Principal,
+  type ReplyTarget,
+  requestIdSchema,
+  type SignedRequest,
+} from './envelope.js';
+import type { AnyJobType } from './job-type.js';
+import { FLEET_QUEUE, hostQueue } from './keys.js';
+import { acquireInstanceLock, releaseInstanceLock } from './locks.js';
+
+export interface Signer {
+  keyId: string;
+  key: KeyObject;
+}
+
+/** Failed jobs are kept for inspection, bounded, so Redis memory does not grow without end. */
+export const RETENTION: Pick<JobsOptions, 'removeOnComplete' | 'removeOnFail'> = {
+  removeOnComplete: { age: 7 * 24 * 3600, count: 1000 },
+  removeOnFail: { age: 30 * 24 * 3600, count: 1000 },
+};
+
+export class JobTypes {
+  private readonly byName: Map<string, AnyJobType>;
+  constructor(types: AnyJobType[]) {
+    this.byName = new Map(types.map((t) => [t.name, t]));
+  }
+  get(name: string): AnyJobType | undefined {
+    return this.byName.get(name);
+  }
+  all(): AnyJobType[] {
+    return [...this.byName.values()];
+  }
+}
+
+export function queueNameFor(type: AnyJobType, data: unknown): string {
+  if (!type.hostLocal) return FLEET_QUEUE;
+  const host = type.instanceOf?.(data);
+  if (host === undefined) throw new UsageError(`${type.name}: host-local job without a host`);
+  return hostQueue(host);
+}
+
+export interface EnqueueRequest {
+  type: string;
+  data: unknown;
+  principal: Principal;
+  requestId: string;
+  reply?: ReplyTarget;
+}
+
+export interface EnqueueResult {
+  jobId: string;
+  queue: string;
+  duplicate: boolean;
+}
+
+export function jobIdFor(type: string, requestId: string): string {
+  return `${type}-${requestId}`;
+}
+
+export function signRequest(signer: Signer, request: Omit<SignedRequest, 'keyId' | 'issuedAt' | 'nonce'>): Envelope {
+  const signed: SignedRequest = { ...request, keyId: signer.keyId, issuedAt: Date.now(), nonce: newNonce() };
+  return { signed, signature: signPayload(signed, signer.key) };
+}
+
+export class Enqueuer {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(
+    private readonly connection: RedisOptions,
+    private readonly redis: Redis,
+    private readonly types: JobTypes,
+    private readonly signer: Signer,
+  ) {}
+
+  queue(name: string): Queue {
+    let q = this.queues.get(name);
+    if (q === undefined) {
+      q = new Queue(name, { connection: this.connection });
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {
+    const type = this.types.get(req.type);
+    if (type === undefined) throw new UsageError(`unknown job type "${req.type}"`);
+    const requestId = requestIdSchema.safeParse(req.requestId);
+    if (!requestId.success) throw new UsageError('request id: letters, digits, - and _ only (at most 64)');
+    const parsed = type.schema.safeParse(req.data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new UsageError(`${type.name}: invalid ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
+    }
+    if (expectedKeyId(req.principal) !== this.signer.keyId) {
+      throw new UsageError(`this process signs as ${this.signer.keyId} and cannot ask as ${req.principal.kind}`);
+    }
+    const jobId = jobIdFor(type.name, req.requestId);
+    const queueName = queueNameFor(type, parsed.data);
+    const queue = this.queue(queueName);
+    const envelope = signRequest(this.signer, {
+      type: type.name,
+      jobId,
+      schema: type.version,
+      data: parsed.data,
+      principal: req.principal,
+      requestId: req.requestId,
+      reply: req.reply,
+    });
+    const instance = type.instanceOf?.(parsed.data);
+    if (instance !== undefined) await acquireInstanceLock(this.redis, queue, instance, jobId);
+    try {
+      await queue.add(type.name, envelope, {
+        jobId,
+        deduplication: { id: req.requestId },
+        attempts: type.attempts ?? 3,
+        backoff: { type: 'exponential', delay: 5000 },
+        ...RETENTION,
+      });
+      // add() answers with what it was given; what Redis kept tells whether this was a duplicate.
+      const stored = await queue.getJob(jobId);
+      const duplicate = stored?.data?.signed?.nonce !== envelope.signed.nonce;
+      return { jobId, queue: queueName, duplicate };
+    } catch (err) {
+      if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,218 @@
+// Running jobs. Everything read back from Redis is untrusted: the envelope is parsed, the
+// signature verified against the principal's public key, the job's id checked against the
+// signed one, replays refused by nonce, expired requests refused, the data parsed with the
+// type's schema, and the policy checked again — all before the processor's first side
+// effect. Rejections are UnrecoverableErrors (no retry); other errors retry with backoff.
+import type { KeyObject } from 'node:crypto';
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis, RedisOptions } from 'ioredis';
+import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { verifyPayload } from '../signing.js';
+import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
+import type { AnyJobType } from './job-type.js';
+import { keys } from './keys.js';
+import { releaseInstanceLock } from './locks.js';
+import { type JobEvent, publish } from './notify.js';
+import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
+import type { JobTypes } from './queues.js';
+import { Steps } from './steps.js';
+
+/** How often a job of an unknown type or version is left for another worker before failing. */
+const MAX_DEFERRALS = 360;
+
+export interface WorkerSettings {
+  concurrency: number;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  maxStalledCount: number;
+  maxAgeSeconds: number;
+  /** How long a job of an unknown type or version waits for a worker that knows it, per try. */
+  deferMs: number;
+}
+
+export interface WorkerDeps {
+  connection: RedisOptions;
+  redis: Redis;
+  types: JobTypes;
+  /** The public key for a key id, or null when unknown (agents' keys come from the registry). */
+  publicKey(keyId: string): Promise<KeyObject | null>;
+  policy: PolicyContext;
+  log: Logger;
+}
+
+export class Rejected extends UnrecoverableError {}
+
+function reject(message: string): never {
+  throw new Rejected(`rejected: ${message}`);
+}
+
+function summaryOf(result: unknown): string {
+  if (result !== null && typeof result === 'object' && typeof (result as { summary?: unknown }).summary === 'string') {
+    return (result as { summary: string }).summary;
+  }
+  return 'done';
+}
+
+/** Checks everything about a job before it may run; returns the type and the parsed data. */
+export async function admit(
+  job: Job,
+  deps: WorkerDeps,
+  settings: WorkerSettings,
+): Promise<{ envelope: Envelope; type: AnyJobType; data: unknown } | { defer: true }> {
+  const parsed = envelopeSchema.safeParse(job.data);
+  if (!parsed.success) reject('malformed job data');
+  const envelope = parsed.data;
+  const { signed } = envelope;
+  if (signed.keyId !== expectedKeyId(signed.principal)) reject('bad signature');
+  const key = await deps.publicKey(signed.keyId);
+  if (key === null || envelope.signature === undefined || !verifyPayload(signed, envelope.signature, key)) {
+    reject('bad signature');
+  }
+  const scheduled = signed.principal.kind === 'schedule' && signed.jobId === '*' && job.repeatJobKey !== undefined;
+  if (!scheduled && signed.jobId !== job.id) reject('bad signature');
+  if (job.name !== signed.type) reject('bad signature');
+
+  const type = deps.types.get(signed.type);
+  if (type === undefined || type.version !== signed.schema) return { defer: true };
+  const data = type.schema.safeParse(signed.data);
+  if (!data.success) reject(`invalid data for ${type.name}`);
+  checkPolicy(deps.policy, type, data.data, signed.principal);
+
+  // First acceptance: the nonce is recorded against this job id. A resumed or retried job
+  // finds its own id there; a replay (the same signed request under another id, or again
+  // after its job was removed) finds another id or an expired request.
+  if (!scheduled) {
+    const nonceKey = keys.nonce(signed.nonce);
+    const ttl = settings.maxAgeSeconds * 2 + 86_400;
+    const first = (await deps.redis.set(nonceKey, job.id as string, 'EX', ttl, 'NX')) === 'OK';
+    if (first) {
+      if (Date.now() - signed.issuedAt > settings.maxAgeSeconds * 1000 || signed.issuedAt > Date.now() + 60_000) {
+        reject('expired request');
+      }
+      await chargeAgentRate(deps.policy, signed.principal);
+    } else if ((await deps.redis.get(nonceKey)) !== job.id) {
+      reject('replayed request');
+    }
+  }
+  return { envelope, type, data: data.data };
+}
+
+export function startWorker(queueName: string, deps: WorkerDeps, settings: WorkerSettings) {
+  const { redis, log } = deps;
+  let active = 0;
+
+  async function notify(event: Omit<JobEvent, 'at'>): Promise<void> {
+    await publish(redis, event).catch((err) => log.error({ err: errorLine(err) }, 'notification failed'));
+  }
+
+  async function finish(
+    job: Job,
+    envelope: Envelope | undefined,
+    type: AnyJobType | undefined,
+    ok: boolean,
+    text: string,
+  ) {
+    const instance = type && envelope ? type.instanceOf?.(envelope.signed.data) : undefined;
+    if (instance !== undefined) await releaseInstanceLock(redis, instance, job.id as string);
+    // The request is spent: the same signed request added again, even under this id, is a replay.
+    if (envelope && envelope.signed.jobId !== '*') {
+      await redis.set(keys.nonce(envelope.signed.nonce), `done:${job.id}`, 'KEEPTTL');
+    }
+    await redis.del(keys.cancel(job.id as string));
+    await notify({
+      kind: 'result',
+      jobId: job.id,
+      type: job.name,
+      reply: envelope?.signed.reply,
+      ok,
+      text,
+      startedAt: job.processedOn,
+    });
+  }
+
+  const processor = async (job: Job, token?: string): Promise<unknown> => {
+    active++;
+    let admitted: Awaited<ReturnType<typeof admit>> | undefined;
+    try {
+      admitted = await admit(job, deps, settings);
+      if ('defer' in admitted) {
+        const deferrals = typeof job.data?.deferrals === 'number' ? job.data.deferrals : 0;
+        if (deferrals >= MAX_DEFERRALS) reject(`no worker knows job type ${job.name} at this version`);
+        await job.updateData({ ...job.data, deferrals: deferrals + 1 });
+        await job.moveToDelayed(Date.now() + settings.deferMs, token);
+        throw new DelayedError();
+      }
+      const { envelope, type, data } = admitted;
+      const reply = envelope.signed.reply;
+      const started = job.processedOn ?? Date.now();
+      const progress = async (message: string, percent?: number) => {
+        await job.updateProgress({ message, percent });
+        await notify({
+          kind: 'progress',
+          jobId: job.id,
+          type: type.name,
+          reply,
+          text: message,
+          percent,
+          startedAt: started,
+        });
+      };
+      const steps = new Steps(job as Job<Envelope>, token, redis, (name) => progress(name));
+      const result = await type.run({
+        jobId: job.id as string,
+        data,
+        principal: envelope.signed.principal,
+        requestId: envelope.signed.requestId,
+        reply,
+        steps,
+        log: log.child({ job: job.id, type: type.name }),
+        progress,
+      });
+      await finish(job, envelope, type, true, summaryOf(result));
+      return result;
+    } catch (err) {
+      if (err instanceof DelayedError) throw err;
+      const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const text =
+        err instanceof ClawError || err instanceof UnrecoverableError ? errorLine(err) : `failed: ${errorLine(err)}`;
+      log.warn({ job: job.id, type: job.name, final, err: text }, 'job failed');
+      if (final) {
+        const known = admitted && !('defer' in admitted) ? admitted : undefined;
+        await finish(job, known?.envelope, known?.type, false, text);
+      }
+      // Refusals and bad requests are final: retrying cannot make them right.
+      if (err instanceof RefusedError || (err instanceof ClawError && err.exitCode === 2)) {
+        throw new UnrecoverableError(err.message);
+      }
+      throw err;
+    } finally {
+      active--;
+    }
+  };
+
+  const worker = new Worker(queueName, processor, {
+    connection: deps.connection,
+    concurrency: settings.concurrency,
+    lockDuration: settings.lockDurationMs,
+    stalledInterval: settings.stalledIntervalMs,
+    maxStalledCount: settings.maxStalledCount,
+  });
+  worker.on('error', (err) => log.error({ err: errorLine(err) }, 'worker error'));
+  // A job that stalled too often (its workers kept dying) fails outside the processor.
+  worker.on('failed', (job, err) => {
+    if (job === undefined || !/stalled/.test(err.message)) return;
+    const envelope = envelopeSchema.safeParse(job.data);
+    const type = envelope.success ? deps.types.get(envelope.data.signed.type) : undefined;
+    void finish(job, envelope.success ? envelope.data : undefined, type, false, `failed: ${errorLine(err)}`);
+  });
+  return {
+    worker,
+    get active() {
+      return active;
+    },
+    async close() {
+      await worker.close();
+    },
+  };
+}

@@ -1,0 +1,349 @@
+// The job engine on a real redis-server: enqueue, signatures, replay, policy, locks, steps.
+import { type Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
+import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
+import { AlreadyInProgress } from '../../../jobs/engine/locks.js';
+import { type Enqueuer, signRequest } from '../../../jobs/engine/queues.js';
+import { signPayload } from '../../../jobs/signing.js';
+import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy, READER_ROLE } from '../../support/bot.js';
+import {
+  EFFECTS,
+  enqueuer,
+  fastSettings,
+  harness,
+  keyPair,
+  setEffectsClient,
+  startWorker,
+} from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+
+let server: TestRedis;
+let redis: Redis;
+let conn: { host: string; port: number };
+const h = harness();
+const alice: Principal = {
+  kind: 'discord',
+  userId: ALICE,
+  userName: 'alice',
+  roles: [OPERATOR_ROLE],
+  guildId: GUILD,
+  channelId: OPS_CHANNEL,
+};
+const operator: Principal = { kind: 'cli', operator: 'ops' };
+let closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  conn = { host: '127.0.0.1', port: server.port };
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  redis = server.client();
+  await redis.flushall();
+  setEffectsClient(redis);
+});
+afterEach(async () => {
+  for (const close of closers.reverse()) await close();
+  closers = [];
+});
+
+function worker(p = policy) {
+  const w = startWorker(FLEET_QUEUE, h.deps(server.client(), conn, p), fastSettings);
+  closers.push(() => w.close());
+  return w;
+}
+
+function gatewayQueue(signer = h.gateway): Enqueuer {
+  const e = enqueuer(server.client(), conn, h.types, signer);
+  closers.push(() => e.close());
+  return e;
+}
+
+async function finished(jobId: string, timeoutMs = 20_000): Promise<Job<Envelope>> {
+  const q = new Queue(FLEET_QUEUE, { connection: conn });
+  closers.push(() => q.close());
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await q.getJobState(jobId);
+    if (state === 'completed' || state === 'failed') return (await q.getJob(jobId)) as Job<Envelope>;
+    if (Date.now() > deadline) throw new Error(`${jobId} did not finish (state ${state})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function effects(): Promise<string[]> {
+  return redis.lrange(EFFECTS, 0, -1);
+}
+
+describe('job engine', () => {
+  it('runs a signed job through its steps and publishes progress and the result', async () => {
+    worker();
+    const { jobId } = await gatewayQueue().enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: '1234567890',
+    });
+    expect(jobId).toBe('two-step-1234567890');
+    const job = await finished(jobId);
+    expect(job.returnvalue).toEqual({ summary: 'clawdinator-3 done' });
+    expect((await effects()).map((e) => e.split(':')[0])).toEqual(['first', 'pause-start', 'second']);
+    expect(Object.keys(job.data.steps ?? {})).toEqual(['first', 'pause', 'second']);
+    const events = (await redis.xrange('clawdinator:events', '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    expect(events.map((e) => e.kind)).toEqual(['progress', 'progress', 'progress', 'result']);
+    expect(events.at(-1)).toMatchObject({ ok: true, text: 'clawdinator-3 done', jobId });
+  });
+
+  it('the same request enqueued twice makes one job', async () => {
+    const q = gatewayQueue();
+    const a = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'req-1',
+    });
+    const b = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'req-1',
+    });
+    expect(a.duplicate).toBe(false);
+    expect(b).toMatchObject({ jobId: a.jobId, duplicate: true });
+    worker();
+    await finished(a.jobId);
+    expect((await effects()).filter((e) => e.startsWith('first'))).toHaveLength(1);
+  });
+
+  it('one operation per instance: a second request is "already in progress", a later one runs', async () => {
+    const q = gatewayQueue();
+    const first = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 300 },
+      principal: alice,
+      requestId: 'req-a',
+    });
+    await expect(
+      q.enqueue({
+        type: 'two-step',
+        data: { name: 'clawdinator-3', pauseMs: 0 },
+        principal: alice,
+        requestId: 'req-b',
+      }),
+    ).rejects.toThrow(new AlreadyInProgress('clawdinator-3', first.jobId));
+    worker();
+    await finished(first.jobId);
+    const later = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'req-c',
+    });
+    expect((await finished(later.jobId)).returnvalue).toEqual({ summary: 'clawdinator-3 done' });
+  });
+
+  it('a request that failed for good releases the instance; a retried request runs (not swallowed)', async () => {
+    const reader: Principal = { ...alice, roles: [READER_ROLE] };
+    const q = gatewayQueue();
+    const denied = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-4', pauseMs: 0 },
+      principal: reader,
+      requestId: 'r-1',
+    });
+    worker();
+    const job = await finished(denied.jobId);
+    expect(job.failedReason).toBe('rejected: not allowed: You are not allowed to use /spawn.');
+    expect(job.attemptsMade).toBe(1);
+    const retried = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-4', pauseMs: 0 },
+      principal: alice,
+      requestId: 'r-2',
+    });
+    expect((await finished(retried.jobId)).returnvalue).toEqual({ summary: 'clawdinator-4 done' });
+  });
+
+  it('malformed job data written straight into Redis is rejected, and the worker goes on', async () => {
+    worker();
+    const raw = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => raw.close());
+    await raw.add('two-step', { hello: 'world' }, { jobId: 'two-step-evil-1' });
+    await raw.add('two-step', 'not even an object', { jobId: 'two-step-evil-2' });
+    expect((await finished('two-step-evil-1')).failedReason).toBe('rejected: malformed job data');
+    expect((await finished('two-step-evil-2')).failedReason).toBe('rejected: malformed job data');
+    const ok = await gatewayQueue().enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-5', pauseMs: 0 },
+      principal: alice,
+      requestId: 'after',
+    });
+    expect((await finished(ok.jobId)).returnvalue).toEqual({ summary: 'clawdinator-5 done' });
+  });
+
+  it('a forged or missing signature is "rejected: bad signature" with no side effect', async () => {
+    worker();
+    const raw = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => raw.close());
+    const base = {
+      type: 'two-step',
+      schema: 1,
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'forged',
+    };
+    const forged = signRequest({ keyId: 'gateway', key: keyPair().privateKey }, { ...base, jobId: 'two-step-forged' });
+    await raw.add('two-step', forged, { jobId: 'two-step-forged' });
+    const unsigned = { signed: { ...forged.signed, jobId: 'two-step-unsigned' } };
+    await raw.add('two-step', unsigned, { jobId: 'two-step-unsigned' });
+    // Signed by a real agent key but claiming to be a Discord user.
+    const confused = signRequest(h.agents['clawdinator-2'] as never, { ...base, jobId: 'two-step-confused' });
+    await raw.add('two-step', confused, { jobId: 'two-step-confused' });
+    // A genuine request whose data was changed after signing.
+    const genuine = signRequest(h.gateway, { ...base, jobId: 'two-step-tampered' });
+    genuine.signed.data = { name: 'clawdinator-1', pauseMs: 0 };
+    await raw.add('two-step', genuine, { jobId: 'two-step-tampered' });
+    for (const id of ['two-step-forged', 'two-step-unsigned', 'two-step-confused', 'two-step-tampered']) {
+      expect((await finished(id)).failedReason, id).toBe('rejected: bad signature');
+    }
+    expect(await effects()).toEqual([]);
+  });
+
+  it('replays are refused: the same signed request under another id, or again after it ran', async () => {
+    worker();
+    const q = gatewayQueue();
+    const { jobId } = await q.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'once',
+    });
+    const done = await finished(jobId);
+    const envelope = { signed: done.data.signed, signature: done.data.signature };
+    const raw = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => raw.close());
+    await raw.add('two-step', envelope, { jobId: 'two-step-copy' });
+    expect((await finished('two-step-copy')).failedReason).toBe('rejected: bad signature');
+    await done.remove();
+    await raw.add('two-step', envelope, { jobId });
+    expect((await finished(jobId)).failedReason).toBe('rejected: replayed request');
+    expect((await effects()).filter((e) => e.startsWith('first'))).toHaveLength(1);
+  });
+
+  it('an expired request is refused', async () => {
+    worker();
+    const raw = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => raw.close());
+    const env = signRequest(h.gateway, {
+      type: 'two-step',
+      jobId: 'two-step-old',
+      schema: 1,
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'old',
+    });
+    env.signed.issuedAt = Date.now() - 3600_000;
+    env.signature = signPayload(env.signed, h.gateway.key);
+    await raw.add('two-step', env, { jobId: 'two-step-old' });
+    expect((await finished('two-step-old')).failedReason).toBe('rejected: expired request');
+  });
+
+  it('agents: peers only, never themselves, within the hourly rate', async () => {
+    worker();
+    const agent2 = gatewayQueue(h.agents['clawdinator-2']);
+    const self = await agent2.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-2', pauseMs: 0 },
+      principal: { kind: 'agent', host: 'clawdinator-2' },
+      requestId: 'self',
+    });
+    expect((await finished(self.jobId)).failedReason).toBe(
+      'rejected: not allowed: an agent cannot two-step its own host',
+    );
+    for (let i = 0; i < 3; i++) {
+      const peer = await agent2.enqueue({
+        type: 'two-step',
+        data: { name: 'clawdinator-3', pauseMs: 0 },
+        principal: { kind: 'agent', host: 'clawdinator-2' },
+        requestId: `peer-${i}`,
+      });
+      expect((await finished(peer.jobId)).returnvalue).toEqual({ summary: 'clawdinator-3 done' });
+    }
+    const over = await agent2.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: { kind: 'agent', host: 'clawdinator-2' },
+      requestId: 'peer-4',
+    });
+    expect((await finished(over.jobId)).failedReason).toMatch(/^rejected: rate limit: clawdinator-2 may ask for 3/);
+    // A process holding one key cannot sign as another principal.
+    await expect(
+      agent2.enqueue({
+        type: 'two-step',
+        data: { name: 'clawdinator-3', pauseMs: 0 },
+        principal: operator,
+        requestId: 'x',
+      }),
+    ).rejects.toThrow('this process signs as agent:clawdinator-2 and cannot ask as cli');
+  });
+
+  it('bad data is refused at enqueue with one line, and nothing is added', async () => {
+    const q = gatewayQueue();
+    await expect(
+      q.enqueue({ type: 'two-step', data: { name: 'evil; rm -rf /', pauseMs: 0 }, principal: alice, requestId: 'bad' }),
+    ).rejects.toThrow(/^two-step: invalid name: Invalid/);
+    await expect(q.enqueue({ type: 'nope', data: {}, principal: alice, requestId: 'bad' })).rejects.toThrow(
+      'unknown job type "nope"',
+    );
+    await expect(
+      q.enqueue({ type: 'two-step', data: { name: 'clawdinator-3', pauseMs: 0 }, principal: alice, requestId: 'a:b' }),
+    ).rejects.toThrow(/request id/);
+    expect(await q.queue(FLEET_QUEUE).count()).toBe(0);
+  });
+
+  it('a long wait re-delays the job instead of holding a worker', async () => {
+    const w = worker();
+    const { jobId } = await gatewayQueue().enqueue({
+      type: 'wait-for-key',
+      data: { key: 'test:ready', pollMs: 1000 },
+      principal: alice,
+      requestId: 'wait-1',
+    });
+    const q = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => q.close());
+    while ((await q.getJobState(jobId)) !== 'delayed') await new Promise((r) => setTimeout(r, 20));
+    expect(w.active).toBe(0);
+    await redis.set('test:ready', 'yes');
+    const job = await finished(jobId);
+    expect(job.returnvalue).toEqual({ summary: 'got yes' });
+    expect(job.data.steps?.['key:waiting-since']).toEqual(expect.any(Number));
+  });
+
+  it('a worker that does not know a job type leaves it for one that does', async () => {
+    const old = startWorker(
+      FLEET_QUEUE,
+      {
+        ...h.deps(server.client(), conn, policy),
+        types: new (await import('../../../jobs/engine/queues.js')).JobTypes([]),
+      },
+      fastSettings,
+    );
+    closers.push(() => old.close());
+    const { jobId } = await gatewayQueue().enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'new-type',
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await effects()).length).toBe(0);
+    worker();
+    const job = await finished(jobId);
+    expect(job.returnvalue).toEqual({ summary: 'clawdinator-3 done' });
+    expect(job.data.deferrals).toBeGreaterThan(0);
+  });
+});

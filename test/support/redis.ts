@@ -1,0 +1,83 @@
+// A real redis-server for tests, on a free loopback port (`--port 0` would disable TCP), in
+// a temp directory. `persist` turns on the append-only file so a restart keeps the data.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+import { tempDir } from './cli.js';
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  client(): Redis;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function launch(port: number, dir: string, persist: boolean): Promise<ChildProcess> {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no'];
+  args.push('--appendonly', persist ? 'yes' : 'no', '--appendfsync', 'always');
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Ready to accept connections')) resolve();
+      if (/Address already in use|Could not create server TCP/.test(out)) reject(new Error('port in use'));
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${out.slice(-300)}`)));
+  });
+  return child;
+}
+
+export async function startRedis(options: { persist?: boolean } = {}): Promise<TestRedis> {
+  const dir = tempDir('clawdinator-redis-');
+  let port = 0;
+  let child: ChildProcess | undefined;
+  for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
+    port = await freePort();
+    child = await launch(port, dir, options.persist ?? false).catch((err: Error) => {
+      if (err.message === 'port in use') return undefined;
+      throw err;
+    });
+  }
+  if (child === undefined) throw new Error('could not start redis-server on a free port');
+  const clients: Redis[] = [];
+  const stopChild = async () => {
+    const c = child as ChildProcess;
+    if (c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await exited;
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    client() {
+      const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null });
+      clients.push(r);
+      return r;
+    },
+    async stop() {
+      for (const c of clients) c.disconnect();
+      await stopChild();
+    },
+    async restart() {
+      await stopChild();
+      child = await launch(port, dir, options.persist ?? false);
+    },
+  };
+}
