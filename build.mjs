@@ -19,6 +19,8 @@ await build({
     'cli/main.ts',
     'test/bench/main.ts',
     'test/bench/append-worker.ts',
+    'infra/main.ts',
+    'test/bench/infra-synth.ts',
     'test/bench/bare-gateway.ts',
     'test/support/worker-process.ts',
   ],

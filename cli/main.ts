@@ -19,6 +19,7 @@ const groups: Record<string, CommandGroup> = {
     summary: 'register the slash commands in the configured guilds',
     load: () => import('./register-commands.js'),
   },
+  infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
 };
 
 function usage(): string {

@@ -2,6 +2,7 @@
 // file of its area; run a subset with `npm run bench -- <name> …`.
 import { cloudFleetStatus } from './cloud.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
+import { synthBudget, synthReference } from './infra.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
 import { type Bench, type Row, render } from './table.js';
 
@@ -12,6 +13,8 @@ const benches: Record<string, Bench> = {
   'discord-first-response': interactionLatency,
   'gateway-idle-rss': gatewayIdleRss,
   'cloud-fleet-status': cloudFleetStatus,
+  'infra-synth': synthBudget,
+  'infra-synth-reference': synthReference,
 };
 
 const wanted = process.argv.slice(2);
