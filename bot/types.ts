@@ -2,11 +2,14 @@
 // adapter (used by `sandbox`) both turn what they receive into an `Invocation` and give the
 // handler a `Responder`, so one handler serves both.
 
+import type { ReplyTarget } from '../jobs/engine/envelope.js';
+import type { FleetStatus } from '../jobs/status.js';
 import type { Actor } from '../lib/actor.js';
 import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Logger } from '../lib/log.js';
 import type { MemoryStore } from '../memory/store.js';
 import type { AuditLog } from './audit-log.js';
+import type { BotJobs } from './engine.js';
 
 export type { Actor };
 
@@ -104,6 +107,8 @@ export interface Responder {
   autocomplete(choices: Choice[]): Promise<void>;
   /** An ephemeral error, whatever was sent before. */
   fail(message: string): Promise<void>;
+  /** Where a job's progress goes; keeps what the transport needs to edit this reply later. */
+  handOff(): Promise<ReplyTarget>;
 }
 
 /** What handlers may use; passed in, never imported, so tests and the sandbox can supply their own. */
@@ -115,6 +120,10 @@ export interface BotDeps {
   /** Origins attachments may be downloaded from. */
   attachmentOrigins: string[];
   now: () => Date;
+  /** The job engine, when Redis is configured. */
+  jobs?: BotJobs;
+  /** The fleet's status (registry, EC2, SSM, heartbeats, queues), when the fleet is configured. */
+  status?: () => Promise<FleetStatus>;
 }
 
 /** How a command acknowledges before its handler runs. */

@@ -19,6 +19,8 @@ const groups: Record<string, CommandGroup> = {
     summary: 'register the slash commands in the configured guilds',
     load: () => import('./register-commands.js'),
   },
+  worker: { summary: 'run the fleet’s jobs, schedules and this host’s heartbeat', load: () => import('./worker.js') },
+  fleet: { summary: 'the fleet: status', load: () => import('./fleet.js') },
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
 };
 

@@ -152,6 +152,12 @@ export const settings = {
     z.coerce.number().int().min(0).max(100).default(3),
     'a whole number from 0 to 100',
   ),
+  // Safety rail: spawn refuses to grow the registry beyond this many members.
+  fleetMaxSize: setting(
+    'CLAWDINATOR_FLEET_MAX_SIZE',
+    z.coerce.number().int().min(1).max(1000).default(5),
+    'a whole number from 1 to 1000',
+  ),
   // Infrastructure (infra/, jobs/terraform/). Unset regions fall back to the AWS chain
   // (AWS_REGION, the profile), as the SDK clients do, so synth needs no setting at all.
   terraformBin: setting(
@@ -223,6 +229,14 @@ export function loadConfig<K extends SettingName>(names: readonly K[], source: C
     out[name] = parseSetting(name, def, env[def.env], file[name]);
   }
   return out as Config<K>;
+}
+
+/** Whether a setting is given at all (environment or config file), for optional parts of a command. */
+export function hasSetting(name: SettingName, source: ConfigSource = {}): boolean {
+  const env = source.env ?? process.env;
+  const value = env[settings[name].env];
+  if (value !== undefined && value !== '') return true;
+  return readConfigFile(env.CLAWDINATOR_CONFIG)[name] !== undefined;
 }
 
 function parseSetting(name: string, def: Setting<z.ZodTypeAny>, envValue: string | undefined, fileValue: unknown) {

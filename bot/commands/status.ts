@@ -1,5 +1,9 @@
+// /status [name]: the fleet at a glance, or one member in detail.
 import { SlashCommandBuilder } from '@discordjs/builders';
-import { notYet } from './not-yet.js';
+import { formatMember, formatStatus } from '../../jobs/status.js';
+import { OperationError, UsageError } from '../../lib/errors.js';
+import { textOrFile } from '../render.js';
+import type { CommandModule } from '../types.js';
 import { NAME_MAX, NAME_MIN } from './options.js';
 
 export const data = new SlashCommandBuilder()
@@ -10,7 +14,42 @@ export const data = new SlashCommandBuilder()
       .setName('name')
       .setDescription('a fleet member, e.g. clawdinator-2')
       .setMinLength(NAME_MIN)
-      .setMaxLength(NAME_MAX),
+      .setMaxLength(NAME_MAX)
+      .setAutocomplete(true),
   );
 
-export const status = notYet(data, 'the fleet status (job engine)');
+export const status: CommandModule = {
+  data,
+  permission: () => 'status',
+  ack: () => 'defer',
+  async execute(inv, res, deps) {
+    if (deps.status === undefined) throw new OperationError('The fleet status is not configured on this gateway.');
+    const name = inv.options.name;
+    if (name !== undefined && typeof name !== 'string') throw new UsageError('Option name must be text.');
+    const fleet = await deps.status();
+    if (name === undefined) {
+      const counts = fleet.members.reduce<Record<string, number>>((acc, m) => {
+        acc[m.state] = (acc[m.state] ?? 0) + 1;
+        return acc;
+      }, {});
+      const heading = `**Fleet** — ${
+        Object.entries(counts)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ') || 'no members'
+      }`;
+      await res.send(textOrFile(heading, formatStatus(fleet), 'status.txt'));
+      return;
+    }
+    const detail = formatMember(fleet, name);
+    if (detail === null) throw new UsageError(`${name} is not in the fleet registry.`);
+    await res.send({ content: detail });
+  },
+  async autocomplete(inv, deps) {
+    if (deps.status === undefined) return [];
+    const fleet = await deps.status();
+    return fleet.members
+      .filter((m) => m.name.includes(inv.focused.value))
+      .slice(0, 25)
+      .map((m) => ({ name: m.name, value: m.name }));
+  },
+};

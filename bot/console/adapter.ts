@@ -7,6 +7,7 @@
 // Options are checked as Discord would before anything runs (names, types, required,
 // choices, lengths), so the console refuses what Discord would refuse.
 import { readFile, stat } from 'node:fs/promises';
+import type { ReplyTarget } from '../../jobs/engine/envelope.js';
 import { errorLine, UsageError } from '../../lib/errors.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { Actor, Attachment, Invocation, Modal, OptionValue, Reply, Responder } from '../types.js';
@@ -147,7 +148,7 @@ export class ConsoleSession {
       this.print(`⚠️ ${errorLine(err)}`);
       return false;
     }
-    const res = new ConsoleResponder(this.print, this.forms);
+    const res = new ConsoleResponder(this.print, this.forms, inv.id, inv.actor.channelId);
     await this.dispatcher.handle(inv, res);
     return !res.failed;
   }
@@ -185,7 +186,13 @@ class ConsoleResponder implements Responder {
   constructor(
     private readonly print: (text: string) => void,
     private readonly forms: Map<string, Modal>,
+    private readonly interactionId: string,
+    private readonly channelId: string,
   ) {}
+
+  async handOff(): Promise<ReplyTarget> {
+    return { channelId: this.channelId, interactionId: this.interactionId };
+  }
 
   async defer({ ephemeral }: { ephemeral: boolean }): Promise<void> {
     this.acknowledged = true;

@@ -16,6 +16,7 @@ import {
   TextInputStyle,
 } from 'discord.js';
 import { OperationError } from '../../lib/errors.js';
+import type { TokenStore } from '../engine.js';
 import type { Actor, Attachment, Choice, Invocation, Modal, OptionValue, Reply, Responder } from '../types.js';
 
 const BUTTON_STYLES = {
@@ -144,7 +145,7 @@ function modalOf(modal: Modal): ModalBuilder {
   return builder;
 }
 
-export function responderFor(interaction: Interaction): Responder {
+export function responderFor(interaction: Interaction, tokens?: TokenStore): Responder {
   let deferred = false;
   let replied = false;
   let ephemeralAck = false;
@@ -178,6 +179,15 @@ export function responderFor(interaction: Interaction): Responder {
     },
     async autocomplete(choices: Choice[]) {
       if (interaction.isAutocomplete()) await interaction.respond(choices);
+    },
+    async handOff() {
+      const channelId = interaction.channelId ?? '';
+      if (tokens === undefined) return { channelId };
+      await tokens.save(interaction.id, {
+        appId: interaction.applicationId,
+        token: (interaction as RepliableInteraction).token,
+      });
+      return { channelId, interactionId: interaction.id };
     },
     async fail(message) {
       const text = `⚠️ ${message}`;

@@ -5,6 +5,7 @@
 import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
 import type { Logger } from '../../lib/log.js';
 import type { Dispatcher } from '../dispatch.js';
+import type { TokenStore } from '../engine.js';
 import { invocationOf, responderFor } from './adapter.js';
 
 export interface GatewayOptions {
@@ -14,6 +15,8 @@ export interface GatewayOptions {
   dispatcher: Dispatcher;
   attachmentOrigins: string[];
   log: Logger;
+  /** Where interaction tokens are kept for the relay, when the job engine is configured. */
+  tokens?: TokenStore;
 }
 
 export interface Gateway {
@@ -41,7 +44,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const inv = invocationOf(interaction, options.attachmentOrigins);
     if (inv === null) return;
     const task = dispatcher
-      .handle(inv, responderFor(interaction))
+      .handle(inv, responderFor(interaction, options.tokens))
       .catch((err) => log.error({ err, interaction: interaction.id }, 'interaction failed'))
       .finally(() => inFlight.delete(task));
     inFlight.add(task);

@@ -15,7 +15,7 @@ export class AlreadyInProgress extends ClawError {
   }
 }
 
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+export const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 const TAKE_OVER = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end`;
 
 /** Takes the member's lock for `jobId` (idempotent for the same job); a lock left by a finished job is taken over. */
@@ -37,5 +37,5 @@ export async function acquireInstanceLock(redis: Redis, queue: Queue, instance: 
 }
 
 export async function releaseInstanceLock(redis: Redis, instance: string, jobId: string): Promise<boolean> {
-  return (await redis.eval(RELEASE, 1, keys.instanceLock(instance), jobId)) === 1;
+  return (await redis.eval(RELEASE_SCRIPT, 1, keys.instanceLock(instance), jobId)) === 1;
 }

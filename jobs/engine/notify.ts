@@ -33,9 +33,14 @@ export type JobEvent = z.output<typeof jobEventSchema>;
 const MAX_EVENTS = 10_000;
 export const GATEWAY_GROUP = 'gateways';
 
-export async function publish(redis: Redis, event: Omit<JobEvent, 'at'>): Promise<void> {
+/** The XADD arguments of an event, for a caller that pipelines it with other commands. */
+export function eventArgs(event: Omit<JobEvent, 'at'>): [string, string, string, string, string, string, string] {
   const full: JobEvent = { ...event, at: Date.now() };
-  await redis.xadd(keys.events, 'MAXLEN', '~', String(MAX_EVENTS), '*', 'event', JSON.stringify(full));
+  return [keys.events, 'MAXLEN', '~', String(MAX_EVENTS), '*', 'event', JSON.stringify(full)];
+}
+
+export async function publish(redis: Redis, event: Omit<JobEvent, 'at'>): Promise<void> {
+  await redis.xadd(...eventArgs(event));
 }
 
 export interface ConsumerOptions {

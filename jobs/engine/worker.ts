@@ -12,8 +12,8 @@ import { verifyPayload } from '../signing.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
 import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
-import { releaseInstanceLock } from './locks.js';
-import { type JobEvent, publish } from './notify.js';
+import { RELEASE_SCRIPT } from './locks.js';
+import { eventArgs, type JobEvent, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
 import type { JobTypes } from './queues.js';
 import { Steps } from './steps.js';
@@ -69,7 +69,9 @@ export async function admit(
   if (key === null || envelope.signature === undefined || !verifyPayload(signed, envelope.signature, key)) {
     reject('bad signature');
   }
-  const scheduled = signed.principal.kind === 'schedule' && signed.jobId === '*' && job.repeatJobKey !== undefined;
+  // A scheduler's jobs carry its id (BullMQ's repeatJobKey), tying a template to its scheduler.
+  const scheduled =
+    signed.principal.kind === 'schedule' && signed.jobId === '*' && job.repeatJobKey === signed.principal.scheduler;
   if (!scheduled && signed.jobId !== job.id) reject('bad signature');
   if (job.name !== signed.type) reject('bad signature');
 
@@ -113,22 +115,31 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     ok: boolean,
     text: string,
   ) {
+    // One round trip for the bookkeeping of a finished job: it is paid on every job.
+    const batch = redis.pipeline();
     const instance = type && envelope ? type.instanceOf?.(envelope.signed.data) : undefined;
-    if (instance !== undefined) await releaseInstanceLock(redis, instance, job.id as string);
+    if (instance !== undefined) batch.eval(RELEASE_SCRIPT, 1, keys.instanceLock(instance), job.id as string);
     // The request is spent: the same signed request added again, even under this id, is a replay.
-    if (envelope && envelope.signed.jobId !== '*') {
-      await redis.set(keys.nonce(envelope.signed.nonce), `done:${job.id}`, 'KEEPTTL');
+    if (envelope && envelope.signed.jobId !== '*')
+      batch.set(keys.nonce(envelope.signed.nonce), `done:${job.id}`, 'KEEPTTL');
+    batch.del(keys.cancel(job.id as string));
+    // A schedule's successful runs are routine; only their failures are worth a message.
+    if (!ok || envelope?.signed.principal.kind !== 'schedule') {
+      batch.xadd(
+        ...eventArgs({
+          kind: 'result',
+          jobId: job.id,
+          type: job.name,
+          reply: envelope?.signed.reply,
+          ok,
+          text,
+          startedAt: job.processedOn,
+        }),
+      );
     }
-    await redis.del(keys.cancel(job.id as string));
-    await notify({
-      kind: 'result',
-      jobId: job.id,
-      type: job.name,
-      reply: envelope?.signed.reply,
-      ok,
-      text,
-      startedAt: job.processedOn,
-    });
+    const results = await batch.exec();
+    const failed = results?.find(([err]) => err !== null);
+    if (failed) log.error({ job: job.id, err: errorLine(failed[0]) }, 'job bookkeeping failed');
   }
 
   const processor = async (job: Job, token?: string): Promise<unknown> => {

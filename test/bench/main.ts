@@ -3,6 +3,7 @@
 import { cloudFleetStatus } from './cloud.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { synthBudget, synthReference } from './infra.js';
+import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
 import { type Bench, type Row, render } from './table.js';
 
@@ -13,6 +14,9 @@ const benches: Record<string, Bench> = {
   'discord-first-response': interactionLatency,
   'gateway-idle-rss': gatewayIdleRss,
   'cloud-fleet-status': cloudFleetStatus,
+  'jobs-start-latency': jobStartLatency,
+  'jobs-throughput': jobThroughput,
+  'worker-idle-rss': workerIdleRss,
   'infra-synth': synthBudget,
   'infra-synth-reference': synthReference,
 };

@@ -1,0 +1,74 @@
+// The gateway's side of the job engine: claiming interactions across gateways, keeping
+// interaction tokens (never in job data) for the relay, and enqueueing signed jobs.
+import type { Redis } from 'ioredis';
+import type { Principal, ReplyTarget } from '../jobs/engine/envelope.js';
+import { keys } from '../jobs/engine/keys.js';
+import type { EnqueueResult, Enqueuer } from '../jobs/engine/queues.js';
+import type { Actor } from '../lib/actor.js';
+import type { Claim } from './dispatch.js';
+
+/** An interaction token lives 15 minutes; keep it a little less so an edit never races its expiry. */
+export const INTERACTION_TOKEN_TTL_MS = 14 * 60 * 1000;
+
+/** First gateway to claim an interaction id handles it; the others drop it without replying. */
+export function redisClaim(redis: Redis, ttlSeconds = 3600): Claim {
+  return async (id) => (await redis.set(keys.claim(id), '1', 'EX', ttlSeconds, 'NX')) === 'OK';
+}
+
+export interface StoredToken {
+  appId: string;
+  token: string;
+}
+
+/** Interaction tokens in Redis, expiring with the token, so any gateway can edit the reply. */
+export class TokenStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly ttlMs = INTERACTION_TOKEN_TTL_MS,
+  ) {}
+
+  async save(interactionId: string, value: StoredToken): Promise<void> {
+    await this.redis.set(keys.interactionToken(interactionId), JSON.stringify(value), 'PX', this.ttlMs);
+  }
+
+  async get(interactionId: string): Promise<StoredToken | null> {
+    const raw = await this.redis.get(keys.interactionToken(interactionId));
+    if (raw === null) return null;
+    try {
+      const v = JSON.parse(raw) as StoredToken;
+      return typeof v.appId === 'string' && typeof v.token === 'string' ? v : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+export function discordPrincipal(actor: Actor): Principal {
+  if (actor.guildId === null) throw new Error('no principal for a DM');
+  return {
+    kind: 'discord',
+    userId: actor.userId,
+    userName: actor.userName.slice(0, 100) || actor.userId,
+    roles: actor.roles,
+    guildId: actor.guildId,
+    channelId: actor.channelId,
+  };
+}
+
+/** What command handlers use to start jobs. */
+export interface BotJobs {
+  enqueue(request: {
+    type: string;
+    data: unknown;
+    actor: Actor;
+    requestId: string;
+    reply: ReplyTarget;
+  }): Promise<EnqueueResult>;
+}
+
+export function botJobs(enqueuer: Enqueuer): BotJobs {
+  return {
+    enqueue: ({ type, data, actor, requestId, reply }) =>
+      enqueuer.enqueue({ type, data, principal: discordPrincipal(actor), requestId, reply }),
+  };
+}

@@ -1,0 +1,35 @@
+// How a job event looks in Discord: a compact progress view (a bar, the current step, the
+// elapsed time), then the result. Events are data from workers; this is the only renderer.
+import type { JobEvent } from '../jobs/engine/notify.js';
+import type { Reply } from './types.js';
+
+const BAR = 12;
+
+export function elapsed(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
+}
+
+export function bar(percent: number | undefined): string {
+  if (percent === undefined) return '';
+  const filled = Math.round((Math.min(100, Math.max(0, percent)) / 100) * BAR);
+  return `${'▰'.repeat(filled)}${'▱'.repeat(BAR - filled)} ${Math.round(percent)}%`;
+}
+
+export function renderEvent(event: JobEvent, now: number): Reply {
+  const job = event.jobId ? `\`${event.jobId}\`` : '';
+  const since = event.startedAt ? ` · ${elapsed(now - event.startedAt)}` : '';
+  switch (event.kind) {
+    case 'progress':
+      return { content: [`⏳ ${job}`, bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n') };
+    case 'result':
+      return { content: `${event.ok ? '✅' : '❌'} ${job} ${event.text}${since}`.trim() };
+    case 'alert':
+      return { content: `🚨 ${event.text}` };
+    case 'confirm':
+      return { content: `❓ ${event.text}`, buttons: event.buttons };
+  }
+}

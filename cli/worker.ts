@@ -1,0 +1,116 @@
+// `clawdinator worker`: runs the processors of every job type (the fleet queue and this
+// host's own queue), keeps the fleet's schedules (upserted by one leader at a time), and
+// publishes this host's heartbeat. On SIGTERM it stops taking jobs, lets running steps reach
+// a save point, and closes its connections.
+import { hostname } from 'node:os';
+import { Queue } from 'bullmq';
+import { Command } from 'commander';
+import { startHeartbeat } from '../jobs/engine/heartbeat.js';
+import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
+import { JobTypes } from '../jobs/engine/queues.js';
+import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
+import { connectionFrom, fileRegistry, publicKeys, signerFrom } from '../jobs/engine/setup.js';
+import { startWorker } from '../jobs/engine/worker.js';
+import { createRedis } from '../jobs/redis.js';
+import { jobTypes } from '../jobs/types/index.js';
+import { loadConfig } from '../lib/config.js';
+import { ConfigError, errorLine } from '../lib/errors.js';
+import { createLogger } from '../lib/log.js';
+import { version } from '../lib/version.js';
+
+const SCHEDULE_CHECK_MS = 60_000;
+
+export function command(): Command {
+  return new Command('worker')
+    .description('run the fleet’s jobs, schedules and this host’s heartbeat until SIGTERM')
+    .option('--instance-id <id>', 'this host’s EC2 instance id, for the heartbeat', 'unknown')
+    .option('--revision <rev>', 'the deployed revision, for the heartbeat', 'unknown')
+    .action(async (opts: { instanceId: string; revision: string }) => {
+      const config = loadConfig([
+        'redisUrl',
+        'redisPasswordFile',
+        'hostName',
+        'jobSigningKeyFile',
+        'jobKeyId',
+        'jobPublicKeys',
+        'jobMaxAgeSeconds',
+        'jobLockDurationMs',
+        'jobStalledIntervalMs',
+        'jobMaxStalledCount',
+        'jobConcurrency',
+        'heartbeatTtlSeconds',
+        'opsChannelId',
+        'agentRequestsPerHour',
+        'authorization',
+        'fleetRegistryPath',
+        'logLevel',
+      ]);
+      if (config.jobKeyId !== 'schedule') {
+        throw new ConfigError(
+          'config: CLAWDINATOR_JOB_KEY_ID must be "schedule" for a worker (it signs the schedules)',
+        );
+      }
+      const log = createLogger(config.logLevel).child({ host: config.hostName });
+      const connection = connectionFrom(config);
+      const redis = createRedis(connection);
+      const registry = fileRegistry(config.fleetRegistryPath);
+      const types = new JobTypes(jobTypes({ redis, registry, opsChannelId: config.opsChannelId }));
+      const signer = signerFrom(config);
+      const deps = {
+        connection,
+        redis,
+        types,
+        publicKey: publicKeys(config.jobPublicKeys, registry),
+        policy: { policy: config.authorization, redis, agentRequestsPerHour: config.agentRequestsPerHour },
+        log,
+      };
+      const settings = {
+        concurrency: config.jobConcurrency,
+        lockDurationMs: config.jobLockDurationMs,
+        stalledIntervalMs: config.jobStalledIntervalMs,
+        maxStalledCount: config.jobMaxStalledCount,
+        maxAgeSeconds: config.jobMaxAgeSeconds,
+        deferMs: 10_000,
+      };
+      const workers = [
+        startWorker(FLEET_QUEUE, deps, settings),
+        startWorker(hostQueue(config.hostName), deps, settings),
+      ];
+      const heartbeat = startHeartbeat({
+        redis,
+        host: config.hostName,
+        instanceId: opts.instanceId,
+        version,
+        revision: opts.revision,
+        ttlSeconds: config.heartbeatTtlSeconds,
+        activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
+        onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),
+      });
+      const fleetQueue = new Queue(FLEET_QUEUE, { connection });
+      const workerId = `${config.hostName}-${hostname()}-${process.pid}`;
+      const schedule = async () => {
+        try {
+          const r = await upsertSchedules({ queue: fleetQueue, redis, signer, types, defs: FLEET_SCHEDULES, workerId });
+          if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
+        } catch (err) {
+          log.warn({ err: errorLine(err) }, 'schedules not upserted');
+        }
+      };
+      await schedule();
+      const timer = setInterval(schedule, SCHEDULE_CHECK_MS);
+      log.info({ queues: [FLEET_QUEUE, hostQueue(config.hostName)] }, 'worker ready');
+
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      });
+      clearInterval(timer);
+      // Worker.close() waits for running jobs: steps save as they go, so a job resumes here
+      // or on a peer at its last completed step.
+      await Promise.all(workers.map((w) => w.close()));
+      await heartbeat.stop();
+      await fleetQueue.close();
+      redis.disconnect();
+      log.info('worker stopped');
+    });
+}

@@ -1,0 +1,181 @@
+// The fleet at a glance: for each registry member, what EC2 says (state, instance, AMI,
+// launch time), what SSM says (ping), and its worker's heartbeat — gathered in as few calls
+// as the services allow (EC2: one paginated listing, ⌈N/1000⌉ calls; SSM: ⌈N/50⌉; heartbeats:
+// one Redis round trip) — plus queue counts and the next scheduled runs.
+//
+// `--json` output (stable; scripts may rely on it): FleetStatus below.
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { FleetRegistry } from '../infra/registry.js';
+import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
+import { readHeartbeats } from './engine/heartbeat.js';
+
+export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing';
+
+export interface MemberStatus {
+  name: string;
+  state: MemberState;
+  instanceType: string;
+  /** The AMI recorded in the registry (what the next deploy uses). */
+  registryAmi: string | null;
+  instanceId: string | null;
+  ec2State: string | null;
+  /** The AMI the running instance was launched from. */
+  ami: string | null;
+  launchTime: string | null;
+  privateIp: string | null;
+  ssm: PingStatus | null;
+  heartbeat: { at: string; version: string; revision: string; activeJobs: number; startedAt: string } | null;
+}
+
+export interface QueueCounts {
+  queue: string;
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+}
+
+export interface FleetStatus {
+  generatedAt: string;
+  members: MemberStatus[];
+  /** Instances tagged as fleet members that the registry does not list. */
+  strays: { instanceId: string; name: string | null; state: string }[];
+  queues: QueueCounts[];
+  schedules: { id: string; next: string | null }[];
+}
+
+/** A host that has not reported within this long after launch is silent rather than booting. */
+export const BOOT_GRACE_MS = 10 * 60 * 1000;
+
+export interface StatusDeps {
+  registry: () => Promise<FleetRegistry>;
+  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
+  redis: Redis;
+  queues: Queue[];
+  now?: () => number;
+}
+
+function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
+  const rank = (i: FleetInstance) =>
+    ['running', 'pending', 'stopping', 'stopped', 'shutting-down', 'terminated'].indexOf(i.state);
+  return [...instances].sort((a, b) => rank(a) - rank(b))[0];
+}
+
+export function memberState(instance: FleetInstance | undefined, hasHeartbeat: boolean, now: number): MemberState {
+  if (instance === undefined || instance.state === 'terminated') return 'missing';
+  if (instance.state !== 'running' && instance.state !== 'pending') return 'stopped';
+  if (hasHeartbeat && instance.state === 'running') return 'online';
+  const launched = instance.launchTime ? Date.parse(instance.launchTime) : now;
+  return instance.state === 'pending' || now - launched < BOOT_GRACE_MS ? 'booting' : 'silent';
+}
+
+export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
+  const now = deps.now?.() ?? Date.now();
+  const registry = await deps.registry();
+  const names = Object.keys(registry).sort();
+  const [instances, heartbeats] = await Promise.all([
+    deps.cloud.listFleetInstances(),
+    readHeartbeats(deps.redis, names),
+  ]);
+  const byName = new Map<string, FleetInstance[]>();
+  for (const i of instances) {
+    if (i.name === null) continue;
+    byName.set(i.name, [...(byName.get(i.name) ?? []), i]);
+  }
+  const chosen = new Map(names.map((n) => [n, pickInstance(byName.get(n) ?? [])]));
+  const live = [...chosen.values()].filter((i): i is FleetInstance => i !== undefined && i.state !== 'terminated');
+  const [pings, queues, schedules] = await Promise.all([
+    live.length > 0
+      ? deps.cloud.pingStatus(live.map((i) => i.instanceId))
+      : Promise.resolve(new Map<string, PingStatus>()),
+    Promise.all(deps.queues.map(queueCounts)),
+    deps.queues.length > 0 ? deps.queues[0]?.getJobSchedulers() : Promise.resolve([]),
+  ]);
+
+  const members = names.map((name): MemberStatus => {
+    const entry = registry[name];
+    const instance = chosen.get(name);
+    const hb = heartbeats.get(name) ?? null;
+    return {
+      name,
+      state: memberState(instance, hb !== null, now),
+      instanceType: entry?.instanceType ?? '',
+      registryAmi: entry?.ami ?? null,
+      instanceId: instance?.instanceId ?? null,
+      ec2State: instance?.state ?? null,
+      ami: instance?.imageId ?? null,
+      launchTime: instance?.launchTime ?? null,
+      privateIp: instance?.privateIp ?? null,
+      ssm: instance ? (pings.get(instance.instanceId) ?? null) : null,
+      heartbeat: hb
+        ? {
+            at: new Date(hb.at).toISOString(),
+            version: hb.version,
+            revision: hb.revision,
+            activeJobs: hb.activeJobs,
+            startedAt: new Date(hb.startedAt).toISOString(),
+          }
+        : null,
+    };
+  });
+  const strays = instances
+    .filter((i) => i.state !== 'terminated' && (i.name === null || !(i.name in registry)))
+    .map((i) => ({ instanceId: i.instanceId, name: i.name, state: i.state }));
+  return {
+    generatedAt: new Date(now).toISOString(),
+    members,
+    strays,
+    queues,
+    schedules: (schedules ?? []).map((s) => ({ id: s.key, next: s.next ? new Date(s.next).toISOString() : null })),
+  };
+}
+
+async function queueCounts(queue: Queue): Promise<QueueCounts> {
+  const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+  return {
+    queue: queue.name,
+    waiting: c.waiting ?? 0,
+    active: c.active ?? 0,
+    delayed: c.delayed ?? 0,
+    failed: c.failed ?? 0,
+  };
+}
+
+const ICON: Record<MemberState, string> = { online: '🟢', booting: '🟡', silent: '🟠', stopped: '⚪', missing: '🔴' };
+
+/** The one-glance table for Discord and the terminal. */
+export function formatStatus(status: FleetStatus): string {
+  const rows = status.members.map((m) =>
+    [
+      `${ICON[m.state]} ${m.name}`,
+      m.state,
+      m.instanceId ?? '—',
+      m.ami ?? m.registryAmi ?? '—',
+      m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+    ].join('  '),
+  );
+  const q = status.queues.map(
+    (c) => `${c.queue}: ${c.waiting} waiting, ${c.active} active, ${c.delayed} delayed, ${c.failed} failed`,
+  );
+  const s = status.schedules.map((x) => `${x.id}: next ${x.next ?? '—'}`);
+  const strays = status.strays.map(
+    (x) => `⚠️ ${x.instanceId} (${x.name ?? 'no name'}) is tagged as a fleet member but not in the registry`,
+  );
+  return [...rows, ...strays, '', ...q, ...s].join('\n').trim();
+}
+
+export function formatMember(status: FleetStatus, name: string): string | null {
+  const m = status.members.find((x) => x.name === name);
+  if (m === undefined) return null;
+  return [
+    `${ICON[m.state]} **${m.name}** — ${m.state}`,
+    `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`,
+    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})`,
+    `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
+    `SSM: ${m.ssm ?? '—'}`,
+    m.heartbeat
+      ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
+      : 'worker: no heartbeat',
+  ].join('\n');
+}

@@ -1,0 +1,167 @@
+// Job schedulers on a real redis-server: many hosts upserting at once make one scheduler per
+// definition, its jobs pass the real worker's checks, stale and damaged schedulers are put right.
+import { type Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
+import { JobTypes, type Signer, signRequest } from '../../../jobs/engine/queues.js';
+import { FLEET_SCHEDULES, type ScheduleDef, upsertSchedules } from '../../../jobs/engine/schedulers.js';
+import { type HealthSweepResult, healthSweep } from '../../../jobs/types/health-sweep.js';
+import { fastSettings, harness, keyPair, startWorker } from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+
+const SWEEP_ID = 'clawdinator-health-sweep';
+
+let server: TestRedis;
+let redis: Redis;
+let conn: { host: string; port: number };
+let closers: (() => Promise<void>)[] = [];
+const h = harness();
+const scheduleKeys = keyPair();
+h.keys.schedule = scheduleKeys.publicKey;
+const signer: Signer = { keyId: 'schedule', key: scheduleKeys.privateKey };
+
+beforeAll(async () => {
+  server = await startRedis();
+  conn = { host: '127.0.0.1', port: server.port };
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  redis = server.client();
+  await redis.flushall();
+});
+afterEach(async () => {
+  for (const close of closers.reverse()) await close();
+  closers = [];
+});
+
+function types(): JobTypes {
+  return new JobTypes([healthSweep({ redis: server.client(), fleet: async () => ['clawdinator-1'] })]);
+}
+
+function queue(): Queue {
+  const q = new Queue(FLEET_QUEUE, { connection: conn });
+  closers.push(() => q.close());
+  return q;
+}
+
+function upsert(workerId: string, defs: ScheduleDef[] = FLEET_SCHEDULES, q = queue()) {
+  return upsertSchedules({ queue: q, redis: server.client(), signer, types: types(), defs, workerId });
+}
+
+async function pendingOf(q: Queue, id: string): Promise<Job[]> {
+  return (await q.getJobs(['delayed', 'wait', 'prioritized', 'paused'])).filter((j) => j.repeatJobKey === id);
+}
+
+describe('job schedulers', () => {
+  it('five hosts upserting at once make one scheduler; its job passes the real worker', async () => {
+    const results = await Promise.all([1, 2, 3, 4, 5].map((n) => upsert(`clawdinator-${n}-1000`)));
+    expect(results.flatMap((r) => r.upserted)).toEqual([SWEEP_ID]);
+    expect(results.filter((r) => r.leader).every((r) => r.verified)).toBe(true);
+    expect(results.filter((r) => !r.leader)).toEqual(
+      results.filter((r) => !r.leader).map(() => ({ leader: false, upserted: [], removed: [], verified: false })),
+    );
+    const q = queue();
+    const schedulers = await q.getJobSchedulers();
+    expect(schedulers.map((s) => [s.key, s.name, s.every])).toEqual([[SWEEP_ID, 'health-sweep', 60_000]]);
+    expect(await pendingOf(q, SWEEP_ID)).toHaveLength(1);
+    expect(await redis.exists(keys.schedulerLeader)).toBe(0);
+
+    // An `every` scheduler's first run is due at once: the worker admits and runs it.
+    const w = startWorker(FLEET_QUEUE, { ...h.deps(server.client(), conn), types: types() }, fastSettings);
+    closers.push(() => w.close());
+    const outcome = await new Promise<string>((resolve) => {
+      w.worker.on('completed', (job) =>
+        resolve(`completed ${job.repeatJobKey}: ${(job.returnvalue as HealthSweepResult).summary}`),
+      );
+      w.worker.on('failed', (job, err) => resolve(`failed ${job?.id}: ${err.message}`));
+    });
+    expect(outcome).toBe(`completed ${SWEEP_ID}: 1 hosts: 0 up, 1 missing, 0 silent; 0 alerts`);
+    expect(await redis.exists(keys.health('clawdinator-1'))).toBe(1);
+    // The run added its successor; a later leader finds everything as defined and changes nothing.
+    expect(await pendingOf(q, SWEEP_ID)).toHaveLength(1);
+    expect(await upsert('clawdinator-2-1000')).toEqual({ leader: true, upserted: [], removed: [], verified: true });
+  });
+
+  it('a caller that does not hold the lease touches nothing', async () => {
+    await redis.set(keys.schedulerLeader, 'clawdinator-9-1', 'PX', 30_000);
+    expect(await upsert('clawdinator-2-1000')).toEqual({ leader: false, upserted: [], removed: [], verified: false });
+    expect(await queue().getJobSchedulers()).toEqual([]);
+    expect(await redis.get(keys.schedulerLeader)).toBe('clawdinator-9-1');
+  });
+
+  it('stale schedulers of ours are removed, others’ kept', async () => {
+    const q = queue();
+    await q.upsertJobScheduler('clawdinator-old-sync', { every: 900_000 }, { name: 'github-sync', data: {} });
+    await q.upsertJobScheduler('someone-else', { every: 900_000 }, { name: 'theirs', data: {} });
+    const result = await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q);
+    expect(result).toEqual({ leader: true, upserted: [SWEEP_ID], removed: ['clawdinator-old-sync'], verified: true });
+    expect((await q.getJobSchedulers()).map((s) => s.key).sort()).toEqual([SWEEP_ID, 'someone-else']);
+    expect(await pendingOf(q, 'clawdinator-old-sync')).toEqual([]);
+  });
+
+  it('a changed definition, a forged template and duplicate jobs are each put right', async () => {
+    const q = queue();
+    await upsert('clawdinator-1-1000', [{ id: SWEEP_ID, type: 'health-sweep', every: 120_000, data: {} }], q);
+    const changed = await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q);
+    expect(changed).toMatchObject({ upserted: [SWEEP_ID], verified: true });
+    expect((await q.getJobSchedulers())[0]?.every).toBe(60_000);
+
+    // A template signed with another key (written by anyone who can write to Redis) is replaced.
+    const forged = signRequest(
+      { keyId: 'schedule', key: keyPair().privateKey },
+      {
+        type: 'health-sweep',
+        jobId: '*',
+        schema: 1,
+        data: {},
+        principal: { kind: 'schedule', scheduler: SWEEP_ID },
+        requestId: SWEEP_ID,
+      },
+    );
+    await q.upsertJobScheduler(SWEEP_ID, { every: 60_000 }, { name: 'health-sweep', data: forged });
+    expect(await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q)).toMatchObject({
+      upserted: [SWEEP_ID],
+      verified: true,
+    });
+    const stored = (await q.getJobSchedulers())[0]?.template?.data;
+    expect(stored.signature).not.toBe(forged.signature);
+
+    // A second waiting job of the same scheduler, as the concurrent-upsert bug left them.
+    await q.add('health-sweep', stored, { jobId: 'stray-1', delay: 600_000, repeatJobKey: SWEEP_ID });
+    expect(await pendingOf(q, SWEEP_ID)).toHaveLength(2);
+    expect(await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q)).toMatchObject({
+      upserted: [SWEEP_ID],
+      verified: true,
+    });
+    expect((await pendingOf(q, SWEEP_ID)).map((j) => j.id)).not.toContain('stray-1');
+    expect(await pendingOf(q, SWEEP_ID)).toHaveLength(1);
+  });
+
+  it('refuses definitions that could not run, before taking the lease', async () => {
+    await expect(
+      upsert('clawdinator-1-1000', [{ id: 'clawdinator-x', type: 'two-step', every: 60_000, data: {} }]),
+    ).rejects.toThrow('schedule clawdinator-x: two-step is not a scheduled job type');
+    await expect(
+      upsert('clawdinator-1-1000', [{ id: 'other-x', type: 'health-sweep', every: 60_000, data: {} }]),
+    ).rejects.toThrow(/id must be clawdinator-/);
+    await expect(
+      upsert('clawdinator-1-1000', [
+        { id: 'clawdinator-x', type: 'health-sweep', every: 60_000, pattern: '* * * * *', data: {} },
+      ]),
+    ).rejects.toThrow(/exactly one of every and pattern/);
+    await expect(
+      upsertSchedules({
+        queue: queue(),
+        redis,
+        signer: h.gateway,
+        types: types(),
+        defs: FLEET_SCHEDULES,
+        workerId: 'clawdinator-1-1000',
+      }),
+    ).rejects.toThrow(/signed with the "schedule" key/);
+    expect(await redis.exists(keys.schedulerLeader)).toBe(0);
+  });
+});

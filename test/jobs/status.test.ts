@@ -1,0 +1,137 @@
+// Fleet status over the simulated cloud and a real Redis: states, call counts at 500 hosts.
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FleetRegistry } from '../../infra/registry.js';
+import { ManualClock } from '../../jobs/cloud/clock.js';
+import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
+import { keys } from '../../jobs/engine/keys.js';
+import { fleetStatus, formatMember, formatStatus } from '../../jobs/status.js';
+import { startRedis, type TestRedis } from '../support/redis.js';
+
+let server: TestRedis;
+let redis: Redis;
+let queue: Queue;
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = server.client();
+  queue = new Queue('clawdinator-fleet', { connection: { host: '127.0.0.1', port: server.port } });
+});
+afterAll(async () => {
+  await queue.close();
+  await server.stop();
+});
+beforeEach(async () => {
+  await redis.flushall();
+});
+
+function registryOf(names: string[]): FleetRegistry {
+  return Object.fromEntries(
+    names.map((n) => [
+      n,
+      {
+        host: n,
+        instanceType: 't3.large',
+        bootstrapPrefix: `bootstrap/${n}`,
+        discordTokenSecret: `clawdinator/discord-token/${n}`,
+        ami: 'ami-0123456789abcdef0',
+      },
+    ]),
+  );
+}
+
+async function heartbeat(host: string, instanceId: string): Promise<void> {
+  const now = Date.now();
+  await redis.set(
+    keys.heartbeat(host),
+    JSON.stringify({ host, instanceId, version: '0.1.0', revision: 'abc123', startedAt: now, activeJobs: 0, at: now }),
+    'EX',
+    60,
+  );
+}
+
+describe('fleetStatus', () => {
+  it('tells online, booting, silent, stopped and missing apart, and lists strays', async () => {
+    const clock = new ManualClock({ auto: true });
+    const sim = createSimCloud({
+      clock,
+      timings: instantSimTimings,
+      amis: [{ name: 'clawdinator-base', imageId: 'ami-0123456789abcdef0' }],
+      fleet: [{ name: 'clawdinator-1' }, { name: 'stray-box' }],
+    });
+    await sim.launchInstance({ name: 'clawdinator-2', ami: 'ami-0123456789abcdef0', instanceType: 't3.large' });
+    const instances = await sim.listFleetInstances();
+    const id = (n: string) => instances.find((i) => i.name === n)?.instanceId as string;
+    await heartbeat('clawdinator-1', id('clawdinator-1'));
+    const registry = registryOf(['clawdinator-1', 'clawdinator-2', 'clawdinator-3']);
+    // clawdinator-2 runs without a heartbeat: booting at first, silent after the grace period.
+    const early = await fleetStatus({
+      registry: async () => registry,
+      cloud: sim,
+      redis,
+      queues: [queue],
+      now: () => clock.now(),
+    });
+    expect(early.members.map((m) => [m.name, m.state])).toEqual([
+      ['clawdinator-1', 'online'],
+      ['clawdinator-2', 'booting'],
+      ['clawdinator-3', 'missing'],
+    ]);
+    expect(early.strays.map((s) => s.name)).toEqual(['stray-box']);
+    expect(early.members[0]).toMatchObject({
+      instanceId: id('clawdinator-1'),
+      ssm: 'Online',
+      heartbeat: { revision: 'abc123' },
+    });
+    const later = await fleetStatus({
+      registry: async () => registry,
+      cloud: sim,
+      redis,
+      queues: [queue],
+      now: () => clock.now() + 60 * 60_000,
+    });
+    expect(later.members[1]?.state).toBe('silent');
+    await sim.terminateInstance(id('clawdinator-1'));
+    const after = await fleetStatus({ registry: async () => registry, cloud: sim, redis, queues: [queue] });
+    expect(after.members[0]?.state).not.toBe('online');
+    expect(formatStatus(early)).toContain('🟢 clawdinator-1  online');
+    expect(formatMember(early, 'clawdinator-2')).toContain('worker: no heartbeat');
+    expect(formatMember(early, 'clawdinator-9')).toBeNull();
+    expect(early.queues[0]).toEqual({ queue: 'clawdinator-fleet', waiting: 0, active: 0, delayed: 0, failed: 0 });
+    sim.close();
+  });
+
+  it('500 hosts: EC2 1 call, SSM ⌈500/50⌉ calls, heartbeats in one Redis round trip', async () => {
+    const names = Array.from({ length: 500 }, (_, i) => `clawdinator-${i + 1}`);
+    const sim = createSimCloud({
+      clock: new ManualClock({ auto: true }),
+      timings: instantSimTimings,
+      amis: [{ name: 'base' }],
+      fleet: names.map((name) => ({ name })),
+    });
+    const instances = await sim.listFleetInstances();
+    for (const i of instances) await heartbeat(i.name as string, i.instanceId);
+    sim.resetCalls();
+    let roundTrips = 0;
+    const counted = server.client();
+    const send = counted.sendCommand.bind(counted);
+    counted.sendCommand = ((cmd: Parameters<typeof send>[0]) => {
+      roundTrips++;
+      return send(cmd);
+    }) as typeof counted.sendCommand;
+    await counted.ping();
+    roundTrips = 0;
+    const status = await fleetStatus({
+      registry: async () => registryOf(names),
+      cloud: sim,
+      redis: counted,
+      queues: [],
+    });
+    expect(status.members.filter((m) => m.state === 'online')).toHaveLength(500);
+    expect(sim.calls.ec2).toBe(1);
+    expect(sim.calls.ssm).toBe(10);
+    expect(roundTrips).toBe(1);
+    sim.close();
+  });
+});

@@ -1,0 +1,148 @@
+// The health sweep on a real redis-server, with its clock injected: one alert per change of
+// state, never one per sweep, and a grace period for hosts it has never seen.
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { JobContext } from '../../../jobs/engine/job-type.js';
+import { keys } from '../../../jobs/engine/keys.js';
+import type { JobEvent } from '../../../jobs/engine/notify.js';
+import { type HealthSweepResult, healthSweep } from '../../../jobs/types/health-sweep.js';
+import { createLogger } from '../../../lib/log.js';
+import { OPS_CHANNEL } from '../../support/bot.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+
+const MIN = 60_000;
+const T0 = Date.UTC(2026, 10, 24, 20, 41);
+
+let server: TestRedis;
+let redis: Redis;
+let clock = T0;
+let fleet: string[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  redis = server.client();
+  await redis.flushall();
+  clock = T0;
+  fleet = ['clawdinator-1', 'clawdinator-2'];
+});
+
+const sweepType = () =>
+  healthSweep({ redis: server.client(), fleet: async () => fleet, opsChannelId: OPS_CHANNEL, now: () => clock });
+
+const ctx = {
+  jobId: 'repeat:clawdinator-health-sweep:1',
+  data: {},
+  principal: { kind: 'schedule', scheduler: 'clawdinator-health-sweep' },
+  requestId: 'clawdinator-health-sweep',
+  steps: undefined as never,
+  log: createLogger('silent'),
+  progress: async () => {},
+} satisfies JobContext<Record<string, never>>;
+
+async function sweepAt(at: number, type = sweepType()): Promise<HealthSweepResult> {
+  clock = at;
+  return (await type.run(ctx)) as HealthSweepResult;
+}
+
+async function beat(host: string, at: number): Promise<void> {
+  const heartbeat = {
+    host,
+    instanceId: 'i-0123',
+    version: '0.1.0',
+    revision: 'abc',
+    startedAt: T0 - MIN,
+    activeJobs: 0,
+    at,
+  };
+  await redis.set(keys.heartbeat(host), JSON.stringify(heartbeat), 'EX', 90);
+}
+
+async function alerts(): Promise<JobEvent[]> {
+  const entries = await redis.xrange(keys.events, '-', '+');
+  return entries.map(([, fields]) => JSON.parse(fields[1] as string) as JobEvent).filter((e) => e.kind === 'alert');
+}
+
+describe('health sweep', () => {
+  it('a silent host is one alert, however many sweeps; coming back is one more', async () => {
+    await beat('clawdinator-1', T0);
+    await beat('clawdinator-2', T0);
+    expect((await sweepAt(T0)).summary).toBe('2 hosts: 2 up, 0 missing, 0 silent; 0 alerts');
+
+    // clawdinator-2's heartbeat expires; within the grace period it is only missing.
+    await redis.del(keys.heartbeat('clawdinator-2'));
+    await beat('clawdinator-1', T0 + MIN);
+    expect((await sweepAt(T0 + MIN)).summary).toBe('2 hosts: 1 up, 1 missing, 0 silent; 0 alerts');
+    expect(await alerts()).toEqual([]);
+
+    const silent = await sweepAt(T0 + 3 * MIN);
+    expect(silent).toMatchObject({ up: 1, silent: 1, alerts: 1 });
+    for (const minute of [4, 5, 6]) expect((await sweepAt(T0 + minute * MIN)).alerts).toBe(0);
+    expect(await alerts()).toEqual([
+      expect.objectContaining({
+        kind: 'alert',
+        type: 'health-sweep',
+        text: 'clawdinator-2 silent for 3 min (last seen 2026-11-24 20:41 UTC)',
+        reply: { channelId: OPS_CHANNEL },
+      }),
+    ]);
+
+    await beat('clawdinator-2', T0 + 7 * MIN);
+    expect((await sweepAt(T0 + 7 * MIN)).summary).toBe('2 hosts: 2 up, 0 missing, 0 silent; 1 alerts');
+    await sweepAt(T0 + 8 * MIN);
+    expect((await alerts()).map((e) => e.text)).toEqual([
+      'clawdinator-2 silent for 3 min (last seen 2026-11-24 20:41 UTC)',
+      'clawdinator-2 back (silent for 7 min)',
+    ]);
+    expect(JSON.parse((await redis.get(keys.health('clawdinator-2'))) as string)).toEqual({
+      state: 'up',
+      since: T0 + 7 * MIN,
+      lastSeen: T0 + 7 * MIN,
+    });
+  });
+
+  it('a host never seen (freshly spawned) gets a longer grace before it is silent', async () => {
+    fleet = ['clawdinator-3', 'clawdinator-4'];
+    await sweepAt(T0);
+    expect((await sweepAt(T0 + 10 * MIN)).summary).toBe('2 hosts: 0 up, 2 missing, 0 silent; 0 alerts');
+    // clawdinator-3 boots and writes its first heartbeat: no alert at all for it.
+    await beat('clawdinator-3', T0 + 12 * MIN);
+    await sweepAt(T0 + 12 * MIN);
+    await beat('clawdinator-3', T0 + 20 * MIN);
+    expect((await sweepAt(T0 + 20 * MIN)).summary).toBe('2 hosts: 1 up, 0 missing, 1 silent; 1 alerts');
+    expect((await alerts()).map((e) => e.text)).toEqual([
+      'clawdinator-4 silent for 20 min (never seen since 2026-11-24 20:41 UTC)',
+    ]);
+  });
+
+  it('two sweeps at once publish one alert; malformed state starts tracking afresh; retired hosts are ignored', async () => {
+    fleet = ['clawdinator-1', 'clawdinator-2', 'clawdinator-5'];
+    await beat('clawdinator-1', T0);
+    await beat('clawdinator-2', T0);
+    await sweepAt(T0);
+    await redis.del(keys.heartbeat('clawdinator-2'));
+    await redis.set(keys.health('clawdinator-5'), '{"state":"sideways"}');
+    clock = T0 + 4 * MIN;
+    const [a, b] = await Promise.all([sweepType().run(ctx), sweepType().run(ctx)]);
+    expect((a as HealthSweepResult).alerts + (b as HealthSweepResult).alerts).toBe(1);
+    expect((await alerts()).map((e) => e.text)).toEqual([
+      'clawdinator-2 silent for 4 min (last seen 2026-11-24 20:41 UTC)',
+    ]);
+    expect(JSON.parse((await redis.get(keys.health('clawdinator-5'))) as string)).toEqual({
+      state: 'up',
+      since: T0 + 4 * MIN,
+      lastSeen: null,
+    });
+    expect(await redis.ttl(keys.health('clawdinator-5'))).toBeGreaterThan(0);
+
+    // clawdinator-2 retired (gone from the registry) while silent: no more words about it.
+    fleet = ['clawdinator-1'];
+    await beat('clawdinator-2', T0 + 5 * MIN);
+    await sweepAt(T0 + 5 * MIN);
+    expect(await alerts()).toHaveLength(1);
+  });
+});
