@@ -2,4 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { projectPath } from './paths.js';
 
-export const version: string = (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
+const pkg = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
+
+export const version: string = pkg.version;
