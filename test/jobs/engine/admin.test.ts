@@ -1,0 +1,322 @@
+// Listing, inspecting, cancelling and retrying jobs on a real redis-server, with the real
+// worker running the test job types.
+import { type Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { existingQueueNames, JobAdmin } from '../../../jobs/engine/admin.js';
+import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
+import { FLEET_QUEUE, hostQueue, keys } from '../../../jobs/engine/keys.js';
+import type { Enqueuer } from '../../../jobs/engine/queues.js';
+import { UsageError } from '../../../lib/errors.js';
+import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy, READER_ROLE } from '../../support/bot.js';
+import { EFFECTS, enqueuer, fastSettings, harness, setEffectsClient, startWorker } from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+
+let server: TestRedis;
+let redis: Redis;
+let conn: { host: string; port: number };
+const h = harness();
+const alice: Principal = {
+  kind: 'discord',
+  userId: ALICE,
+  userName: 'alice',
+  roles: [OPERATOR_ROLE],
+  guildId: GUILD,
+  channelId: OPS_CHANNEL,
+};
+const reader: Principal = { ...alice, roles: [READER_ROLE] };
+const operator: Principal = { kind: 'cli', operator: 'ops' };
+const HOST_QUEUE = hostQueue('clawdinator-2');
+let closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  conn = { host: '127.0.0.1', port: server.port };
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  redis = server.client();
+  await redis.flushall();
+  setEffectsClient(redis);
+});
+afterEach(async () => {
+  for (const close of closers.reverse()) await close();
+  closers = [];
+});
+
+function worker() {
+  const w = startWorker(FLEET_QUEUE, h.deps(server.client(), conn, policy), fastSettings);
+  closers.push(() => w.close());
+  return w;
+}
+
+function queueAs(signer = h.gateway): Enqueuer {
+  const e = enqueuer(server.client(), conn, h.types, signer);
+  closers.push(() => e.close());
+  return e;
+}
+
+function admin(): JobAdmin {
+  const client = server.client();
+  const a = new JobAdmin({ ...conn, maxRetriesPerRequest: null }, client, () => existingQueueNames(client), h.types);
+  closers.push(() => a.close());
+  return a;
+}
+
+function rawQueue(name: string): Queue {
+  const q = new Queue(name, { connection: conn });
+  closers.push(() => q.close());
+  return q;
+}
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function finished(jobId: string): Promise<Job<Envelope>> {
+  const q = rawQueue(FLEET_QUEUE);
+  return until(`${jobId} to finish`, async () => {
+    const state = await q.getJobState(jobId);
+    return (state === 'completed' || state === 'failed') && ((await q.getJob(jobId)) as Job<Envelope>);
+  });
+}
+
+async function stateOf(jobId: string): Promise<string> {
+  return rawQueue(FLEET_QUEUE).getJobState(jobId);
+}
+
+function twoStep(name: string, pauseMs = 0) {
+  return { type: 'two-step', data: { name, pauseMs } };
+}
+
+describe('job admin', () => {
+  it('lists waiting, then running and failed jobs, with who asked, instance, step and reason', async () => {
+    const q = queueAs();
+    const slow = await q.enqueue({ ...twoStep('clawdinator-3', 1000), principal: alice, requestId: 'slow' });
+    await new Promise((r) => setTimeout(r, 5)); // distinct creation times, for the order of 'recent'
+    const denied = await q.enqueue({ ...twoStep('clawdinator-4'), principal: reader, requestId: 'denied' });
+    const a = admin();
+
+    const waiting = await a.list('waiting');
+    expect(waiting.map((j) => j.id).sort()).toEqual([denied.jobId, slow.jobId].sort());
+    expect(waiting.find((j) => j.id === slow.jobId)).toEqual({
+      id: slow.jobId,
+      queue: FLEET_QUEUE,
+      type: 'two-step',
+      state: 'waiting',
+      requestedBy: `alice (Discord ${ALICE})`,
+      instance: 'clawdinator-3',
+      createdAt: expect.any(Number),
+      startedAt: null,
+      finishedAt: null,
+      step: null,
+      percent: null,
+      failedReason: null,
+      attempts: 0,
+    });
+    expect(await a.list('running')).toEqual([]);
+
+    worker();
+    await finished(denied.jobId);
+    const running = await until('the slow job to pause', async () => {
+      const jobs = await a.list('running');
+      return jobs[0]?.step === 'pause' && jobs;
+    });
+    expect(running).toEqual([
+      expect.objectContaining({ id: slow.jobId, state: 'active', step: 'pause', startedAt: expect.any(Number) }),
+    ]);
+    const failed = await a.list('failed');
+    expect(failed).toEqual([
+      expect.objectContaining({
+        id: denied.jobId,
+        state: 'failed',
+        instance: 'clawdinator-4',
+        failedReason: 'rejected: not allowed: You are not allowed to use /spawn.',
+        attempts: 1,
+        finishedAt: expect.any(Number),
+      }),
+    ]);
+    expect(await a.list('waiting')).toEqual([]);
+    expect((await a.list('recent', 1)).map((j) => j.id)).toEqual([denied.jobId]);
+    expect((await a.list('recent')).map((j) => j.id)).toEqual([denied.jobId, slow.jobId]);
+    await a.cancel(slow.jobId, 'test');
+  });
+
+  it('malformed jobs, in any of the fleet’s queues, show as "?" and never crash list or show', async () => {
+    const host = rawQueue(HOST_QUEUE);
+    await host.add('two-step', { hello: 'world' }, { jobId: 'two-step-evil-1' });
+    await host.add('two-step', 'not even an object', { jobId: 'two-step-evil-2' });
+    // Fields BullMQ itself cannot parse.
+    await host.add('two-step', {}, { jobId: 'two-step-evil-3' });
+    await redis.hset(`bull:${HOST_QUEUE}:two-step-evil-3`, 'data', '{not json', 'opts', 'null');
+    // A genuine request whose progress message tries to draw on the terminal.
+    const env = (await queueAs().enqueue({ ...twoStep('clawdinator-3'), principal: alice, requestId: 'ok' })).jobId;
+    const job = await rawQueue(FLEET_QUEUE).getJob(env);
+    await job?.updateProgress({ message: 'evil\u001b[2Jscreen\nsecond line', percent: 500 });
+    // Another application's queue on the same Redis is not ours.
+    await rawQueue('someone-else').add('x', {}, { jobId: 'x-1' });
+
+    expect(await existingQueueNames(redis)).toEqual([FLEET_QUEUE, HOST_QUEUE]);
+    const a = admin();
+    const listed = await a.list('recent');
+    expect(listed.map((j) => j.id).sort()).toEqual(['two-step-evil-1', 'two-step-evil-2', 'two-step-evil-3', env]);
+    for (const id of ['two-step-evil-1', 'two-step-evil-2', 'two-step-evil-3']) {
+      expect(listed.find((j) => j.id === id)).toMatchObject({ type: '?', requestedBy: '?', queue: HOST_QUEUE });
+      expect(await a.show(id)).toMatchObject({ id, type: '?', state: 'waiting', steps: [], requestId: null });
+    }
+    expect(listed.find((j) => j.id === env)).toMatchObject({ step: 'evil [2Jscreen', percent: null });
+    expect(await a.cancel('two-step-evil-3', 'test')).toEqual({ outcome: 'removed', jobId: 'two-step-evil-3' });
+    await expect(a.retry('two-step-evil-1', queueAs(h.operator), operator, 'r')).rejects.toThrow(
+      'only failed jobs can be retried: two-step-evil-1 is waiting',
+    );
+  });
+
+  it('show: step names and sizes (not values), the last log lines, and a missing job is null', async () => {
+    worker();
+    const { jobId } = await queueAs().enqueue({ ...twoStep('clawdinator-3'), principal: alice, requestId: 'shown' });
+    const job = await finished(jobId);
+    for (let i = 1; i <= 25; i++) await job.log(`line ${i}`);
+    const detail = await admin().show(jobId);
+    expect(detail).toMatchObject({
+      id: jobId,
+      state: 'completed',
+      requestId: 'shown',
+      result: 'clawdinator-3 done',
+      cancelRequestedBy: null,
+      logCount: 25,
+    });
+    expect(detail?.steps).toEqual([
+      { name: 'first', bytes: expect.any(Number) },
+      { name: 'pause', bytes: 4 },
+      { name: 'second', bytes: 4 },
+    ]);
+    expect(detail?.logs).toHaveLength(20);
+    expect(detail?.logs[0]).toBe('line 6');
+    expect(detail?.logs.at(-1)).toBe('line 25');
+    expect(await admin().show('two-step-nothing')).toBeNull();
+  });
+
+  it('cancel of a waiting job removes it and frees the instance for a new request', async () => {
+    const q = queueAs();
+    const { jobId } = await q.enqueue({ ...twoStep('clawdinator-3'), principal: alice, requestId: 'waits' });
+    const nonce = (await rawQueue(FLEET_QUEUE).getJob(jobId))?.data.signed.nonce as string;
+    expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBe(jobId);
+
+    expect(await admin().cancel(jobId, 'operator ops')).toEqual({ outcome: 'removed', jobId });
+    expect(await stateOf(jobId)).toBe('unknown');
+    expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBeNull();
+    // The request is spent, and whoever waits on it hears that it was cancelled.
+    expect(await redis.get(keys.nonce(nonce))).toBe(`done:${jobId}`);
+    const events = (await redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    expect(events).toEqual([
+      expect.objectContaining({
+        kind: 'result',
+        jobId,
+        ok: false,
+        text: `cancelled: ${jobId} was cancelled by operator ops`,
+      }),
+    ]);
+
+    const next = await q.enqueue({ ...twoStep('clawdinator-3'), principal: alice, requestId: 'next' });
+    worker();
+    expect((await finished(next.jobId)).returnvalue).toEqual({ summary: 'clawdinator-3 done' });
+    expect(await admin().cancel(next.jobId, 'x')).toEqual({ outcome: 'already-finished', jobId: next.jobId });
+    expect(await admin().cancel('two-step-gone', 'x')).toEqual({ outcome: 'not-found', jobId: 'two-step-gone' });
+  });
+
+  it('cancel of a running job flags it: it fails "cancelled" at its next step, skipping the later steps', async () => {
+    worker();
+    const { jobId } = await queueAs().enqueue({
+      ...twoStep('clawdinator-3', 1500),
+      principal: alice,
+      requestId: 'run',
+    });
+    await until('the pause step', async () => (await redis.lrange(EFFECTS, 0, -1)).some((e) => e.startsWith('pause')));
+    const a = admin();
+    expect(await a.cancel(jobId, 'operator ops')).toEqual({ outcome: 'flagged', jobId });
+    expect(await a.show(jobId)).toMatchObject({ state: 'active', cancelRequestedBy: 'operator ops' });
+    const job = await finished(jobId);
+    expect(job.failedReason).toBe(`cancelled: ${jobId} was cancelled`);
+    expect((await redis.lrange(EFFECTS, 0, -1)).map((e) => e.split(':')[0])).toEqual(['first', 'pause-start']);
+    // The worker cleaned up: the lock and the flag are gone.
+    expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBeNull();
+    expect(await redis.exists(keys.cancel(jobId))).toBe(0);
+  });
+
+  it('a job waiting out a long step is running, not waiting, and a cancel flags it', async () => {
+    worker();
+    const { jobId } = await queueAs().enqueue({
+      type: 'wait-for-key',
+      data: { key: 'test:never', pollMs: 1000 },
+      principal: alice,
+      requestId: 'long',
+    });
+    await until('the job to re-delay itself', async () => (await stateOf(jobId)) === 'delayed');
+    const a = admin();
+    expect((await a.list('running')).map((j) => [j.id, j.state])).toEqual([[jobId, 'delayed']]);
+    expect(await a.list('waiting')).toEqual([]);
+    expect(await a.cancel(jobId, 'operator ops')).toEqual({ outcome: 'flagged', jobId });
+    expect((await finished(jobId)).failedReason).toBe(`cancelled: ${jobId} was cancelled`);
+  });
+
+  it('retry of a failed job is a new request by whoever retries; completed jobs and busy instances are refused', async () => {
+    worker();
+    const denied = await queueAs().enqueue({ ...twoStep('clawdinator-4'), principal: reader, requestId: 'denied' });
+    await finished(denied.jobId);
+    const done = await queueAs().enqueue({ ...twoStep('clawdinator-5'), principal: alice, requestId: 'done' });
+    await finished(done.jobId);
+    const a = admin();
+    const ops = queueAs(h.operator);
+
+    await expect(a.retry(done.jobId, ops, operator, 'again')).rejects.toThrow(
+      `only failed jobs can be retried: ${done.jobId} is completed`,
+    );
+    const busy = await queueAs().enqueue({ ...twoStep('clawdinator-4', 1000), principal: alice, requestId: 'busy' });
+    await expect(a.retry(denied.jobId, ops, operator, 'too-soon')).rejects.toThrow(
+      `already in progress: ${busy.jobId}`,
+    );
+    await finished(busy.jobId);
+
+    const retried = await a.retry(denied.jobId, ops, operator, 'retry-1');
+    expect(retried).toEqual({ jobId: 'two-step-retry-1', queue: FLEET_QUEUE, duplicate: false });
+    const job = await finished(retried.jobId);
+    expect(job.returnvalue).toEqual({ summary: 'clawdinator-4 done' });
+    expect(job.data.signed.principal).toEqual(operator);
+    expect(job.data.signed.data).toEqual({ name: 'clawdinator-4', pauseMs: 0 });
+    expect((await a.show(retried.jobId))?.requestedBy).toBe('operator ops');
+  });
+
+  it('a job scheduler’s pending run is flagged, not removed, so the schedule goes on', async () => {
+    const q = rawQueue(FLEET_QUEUE);
+    await q.upsertJobScheduler('test-sweep', { every: 60_000 }, { name: 'wait-for-key', data: {} });
+    const [run] = await q.getJobs(['waiting', 'delayed']);
+    const id = run?.id as string;
+    expect(id).toMatch(/^repeat:test-sweep:\d+$/);
+    const a = admin();
+    expect(await a.show(id)).toMatchObject({ id, type: '?' });
+    expect(await a.cancel(id, 'operator ops')).toEqual({ outcome: 'flagged', jobId: id });
+    expect(await q.getJob(id)).toBeDefined();
+    expect(await redis.get(keys.cancel(id))).toBe('operator ops');
+  });
+
+  it('bad ids and arguments are usage errors', async () => {
+    const a = admin();
+    for (const id of ['a:b', '123', '../x', 'twostep', 'Two-step-1', `two-step-${'x'.repeat(65)}`]) {
+      await expect(a.show(id), id).rejects.toThrow(UsageError);
+      await expect(a.cancel(id, 'x'), id).rejects.toThrow('not a job id: expected <type>-<request id>');
+    }
+    await expect(a.retry('a:b', queueAs(h.operator), operator, 'r')).rejects.toThrow(UsageError);
+    await expect(a.list('everything' as never)).rejects.toThrow('filter: expected one of recent, running');
+    await expect(a.list('recent', 0)).rejects.toThrow('limit: expected a whole number');
+    // A job scheduler's runs have ids of their own shape.
+    expect(await a.show('repeat:github-sync:1795554913000')).toBeNull();
+  });
+});
