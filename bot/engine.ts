@@ -1,6 +1,7 @@
 // The gateway's side of the job engine: claiming interactions across gateways, keeping
 // interaction tokens (never in job data) for the relay, and enqueueing signed jobs.
 import type { Redis } from 'ioredis';
+import type { CancelOutcome, JobAdmin, JobDetail, JobFilter, JobSummary } from '../jobs/engine/admin.js';
 import type { Principal, ReplyTarget } from '../jobs/engine/envelope.js';
 import { keys } from '../jobs/engine/keys.js';
 import type { EnqueueResult, Enqueuer } from '../jobs/engine/queues.js';
@@ -70,5 +71,22 @@ export function botJobs(enqueuer: Enqueuer): BotJobs {
   return {
     enqueue: ({ type, data, actor, requestId, reply }) =>
       enqueuer.enqueue({ type, data, principal: discordPrincipal(actor), requestId, reply }),
+  };
+}
+
+/** What /jobs uses to see and control jobs. */
+export interface BotJobAdmin {
+  list(filter: JobFilter): Promise<JobSummary[]>;
+  show(id: string): Promise<JobDetail | null>;
+  cancel(id: string, actor: Actor): Promise<{ outcome: CancelOutcome; jobId: string }>;
+  retry(id: string, actor: Actor, requestId: string, reply: ReplyTarget): Promise<EnqueueResult>;
+}
+
+export function botJobAdmin(enqueuer: Enqueuer, admin: JobAdmin): BotJobAdmin {
+  return {
+    list: (filter) => admin.list(filter, 15),
+    show: (id) => admin.show(id),
+    cancel: (id, actor) => admin.cancel(id, `${actor.userName} (Discord ${actor.userId})`),
+    retry: (id, actor, requestId, reply) => admin.retry(id, enqueuer, discordPrincipal(actor), requestId, reply),
   };
 }

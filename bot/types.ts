@@ -9,7 +9,7 @@ import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Logger } from '../lib/log.js';
 import type { MemoryStore } from '../memory/store.js';
 import type { AuditLog } from './audit-log.js';
-import type { BotJobs } from './engine.js';
+import type { BotJobAdmin, BotJobs } from './engine.js';
 
 export type { Actor };
 
@@ -122,6 +122,8 @@ export interface BotDeps {
   now: () => Date;
   /** The job engine, when Redis is configured. */
   jobs?: BotJobs;
+  /** Seeing and controlling jobs (/jobs), when Redis is configured. */
+  jobAdmin?: BotJobAdmin;
   /** The fleet's status (registry, EC2, SSM, heartbeats, queues), when the fleet is configured. */
   status?: () => Promise<FleetStatus>;
 }

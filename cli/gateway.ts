@@ -9,9 +9,10 @@ import { commands } from '../bot/commands/index.js';
 import { botDepsFromConfig } from '../bot/deps.js';
 import { attachmentOriginsFor, startGateway } from '../bot/discord/gateway.js';
 import { createDispatcher } from '../bot/dispatch.js';
-import { botJobs, redisClaim, TokenStore } from '../bot/engine.js';
+import { botJobAdmin, botJobs, redisClaim, TokenStore } from '../bot/engine.js';
 import { startRelay } from '../bot/relay.js';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
+import { existingQueueNames, JobAdmin } from '../jobs/engine/admin.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
 import { connectionFrom, fileRegistry, signerFrom } from '../jobs/engine/setup.js';
@@ -63,6 +64,11 @@ export function command(): Command {
       if (engine && redis && enqueuer && queue && fleet) {
         const cloud = createAwsCloud({ region: fleet.awsRegion, deployerRoleArn: fleet.deployerRoleArn });
         deps.jobs = botJobs(enqueuer);
+        const types = new JobTypes(jobTypes({ redis, registry: engine.registry }));
+        deps.jobAdmin = botJobAdmin(
+          enqueuer,
+          new JobAdmin(engine.connection, redis, () => existingQueueNames(redis), types),
+        );
         deps.status = () => fleetStatus({ registry: engine.registry, cloud, redis, queues: [queue] });
       }
 
