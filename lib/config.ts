@@ -158,6 +158,26 @@ export const settings = {
     z.coerce.number().int().min(1).max(1000).default(5),
     'a whole number from 1 to 1000',
   ),
+  // Safety rail: spawns started in any hour, whoever asked.
+  spawnsPerHour: setting(
+    'CLAWDINATOR_SPAWNS_PER_HOUR',
+    z.coerce.number().int().min(0).max(100).default(3),
+    'a whole number from 0 to 100',
+  ),
+  defaultInstanceType: setting(
+    'CLAWDINATOR_DEFAULT_INSTANCE_TYPE',
+    z
+      .string()
+      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/)
+      .default('t3.large'),
+    'an EC2 instance type like t3.large',
+  ),
+  // The base stack's bucket: bootstrap bundles go under bootstrap/<name>/.
+  bootstrapBucket: setting(
+    'CLAWDINATOR_BOOTSTRAP_BUCKET',
+    z.string().regex(s3Bucket),
+    'the S3 bucket of the bootstrap bundles (the base stack’s bucket output)',
+  ),
   // Infrastructure (infra/, jobs/terraform/). Unset regions fall back to the AWS chain
   // (AWS_REGION, the profile), as the SDK clients do, so synth needs no setting at all.
   terraformBin: setting(

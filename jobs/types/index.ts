@@ -1,13 +1,22 @@
 // Every job type the workers run. Adding one: a file in this folder and a line here.
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
+import type { MemoryStore } from '../../memory/store.js';
 import type { AnyJobType } from '../engine/job-type.js';
 import { healthSweep } from './health-sweep.js';
+import { type FleetDeps, spawnJob } from './spawn.js';
 
 export interface JobTypeDeps {
   redis: Redis;
   registry: () => Promise<FleetRegistry>;
   opsChannelId?: string;
+  /** The shared memory: ops.md and the audit. Lifecycle jobs need it. */
+  memory?: MemoryStore;
+  /**
+   * What lifecycle jobs act on. Processes that only enqueue or inspect jobs (the gateway,
+   * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
+   */
+  fleet?: FleetDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -17,5 +26,6 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
+    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
   ];
 }

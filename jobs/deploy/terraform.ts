@@ -1,0 +1,88 @@
+// The real Deployer: synthesize the member's instance stack from the registry as it is now,
+// plan it with the runner, and apply exactly that plan file. Thin on purpose: the runner
+// (jobs/terraform/runner.ts) already refuses unasked destroys, verifies a resumed plan
+// against the saved summary and releases its own dead run's state lock.
+import { stateVariables } from '../../infra/names.js';
+import type { InfraSettings } from '../../infra/settings.js';
+import { OperationError } from '../../lib/errors.js';
+import type { RegistryStore } from '../registry/types.js';
+import type { Plan, PlanRequest, RunContext, Terraform } from '../terraform/runner.js';
+import type { PlanSummary } from '../terraform/summary.js';
+import { synthStacks } from '../terraform/synth.js';
+import {
+  type Deployer,
+  INSTANCE_ADDRESS,
+  type InstanceApplyOptions,
+  type InstanceOutputs,
+  type InstancePlanOptions,
+} from './types.js';
+
+export interface TerraformDeployerOptions {
+  runner: Pick<Terraform, 'plan' | 'apply' | 'outputs'>;
+  registry: RegistryStore;
+  settings: InfraSettings;
+  /** Where stacks are synthesized (the plan files stay there: they hold values in clear). */
+  outdir: string;
+  stateBucket: string;
+  stateRegion?: string;
+  /** Default: the in-process synth; tests replace it. */
+  synth?: typeof synthStacks;
+}
+
+export class TerraformDeployer implements Deployer {
+  /** Plans made by this process, by member: applyInstance applies these files. */
+  private readonly plans = new Map<string, Plan>();
+  private readonly synth: typeof synthStacks;
+
+  constructor(private readonly options: TerraformDeployerOptions) {
+    this.synth = options.synth ?? synthStacks;
+  }
+
+  async planInstance(name: string, options: InstancePlanOptions, ctx: RunContext): Promise<PlanSummary> {
+    const plan = await this.options.runner.plan(await this.request(name, options), ctx);
+    this.plans.set(name, plan);
+    return plan.summary;
+  }
+
+  async applyInstance(name: string, options: InstanceApplyOptions, ctx: RunContext): Promise<InstanceOutputs> {
+    const made = this.plans.get(name);
+    const plan =
+      made !== undefined && sameSummary(made.summary, options.expected)
+        ? made
+        : await this.options.runner.plan({ ...(await this.request(name, options)), expected: options.expected }, ctx);
+    this.plans.delete(name);
+    await this.options.runner.apply(plan, ctx);
+    if (options.destroy) return { instanceId: null, privateIp: null };
+    const outputs = await this.options.runner.outputs(name, plan.dir, ctx);
+    if (typeof outputs.instance_id !== 'string') {
+      throw new OperationError(`apply of ${name} left no instance_id output`);
+    }
+    return {
+      instanceId: outputs.instance_id,
+      privateIp: typeof outputs.private_ip === 'string' ? outputs.private_ip : null,
+    };
+  }
+
+  private async request(name: string, options: InstancePlanOptions): Promise<PlanRequest> {
+    const { registry } = await this.options.registry.read();
+    const { dirs } = await this.synth({
+      outdir: this.options.outdir,
+      registry,
+      settings: this.options.settings,
+      stacks: [name],
+    });
+    const dir = dirs[name];
+    if (dir === undefined) throw new OperationError(`synth made no stack for ${name}`);
+    return {
+      stack: name,
+      dir,
+      vars: stateVariables(name, this.options.stateBucket, this.options.stateRegion),
+      replace: options.replace ? [INSTANCE_ADDRESS] : undefined,
+      destroy: options.destroy,
+    };
+  }
+}
+
+function sameSummary(a: PlanSummary, b: PlanSummary): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -1,0 +1,478 @@
+// The spawn job: a new fleet member, from a name to a host whose worker is online.
+//
+// Everything that can refuse runs first, before anything is created: the name is free (not
+// in the registry, no instance with that Name tag), the fleet is below its cap, the name's
+// Discord token secret exists (each agent needs its own token: the original learned that
+// the token pool is the fleet's size), an available AMI of ours, and the spawn rate limit.
+//
+// Then, as resumable steps, each side effect idempotent by itself (a worker can die between
+// the effect and the saving of its step):
+//   agent-key   the host's job-signing key pair; the private key becomes the host's secret
+//               (an earlier attempt's secret is found and reused)
+//   registry    the entry (with the AMI and the public key) added; an entry with our key is ours
+//   bundle      s3://<bucket>/bootstrap/<name>/config.json: names of secrets, never values
+//   plan        the member's stack; it must only create
+//   apply       exactly that plan (resumed elsewhere: a new plan within the saved summary,
+//               which is empty once the instance exists)
+//   running, ssm-online, heartbeat   waits that re-delay the job instead of holding a worker
+//   record      a line in ops.md and in the audit
+//
+// A failure names its step. One that no retry can fix, before the apply, undoes what this
+// job made (registry entry, host key, bundle), so the registry lists only what exists; after
+// the apply, the instance exists and its entry stays.
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { DelayedError, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { hostSecretsPrefix } from '../../infra/names.js';
+import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
+import { instanceName } from '../../lib/config.js';
+import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
+import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { CloudError } from '../cloud/errors.js';
+import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
+import type { Deployer } from '../deploy/types.js';
+import { describePrincipal, type Principal } from '../engine/envelope.js';
+import { readHeartbeats } from '../engine/heartbeat.js';
+import type { JobContext, JobType } from '../engine/job-type.js';
+import type { RegistryStore } from '../registry/types.js';
+import { canonicalJson, generateSigningKeyPair } from '../signing.js';
+import { type LockOwner, lockOwner } from '../terraform/lock.js';
+import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
+import { formatSummary, type PlanSummary } from '../terraform/summary.js';
+
+export const SPAWN = 'spawn';
+
+const dataSchema = z
+  .object({
+    name: instanceName,
+    instanceType: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/)
+      .optional(),
+    ami: z
+      .string()
+      .regex(/^ami-[0-9a-f]{8,17}$/)
+      .optional(),
+  })
+  .strict();
+type SpawnData = z.output<typeof dataSchema>;
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+export interface SpawnWaits {
+  /** Between two looks at the instance, its SSM agent or its heartbeat. */
+  pollMs: number;
+  runningTimeoutMs: number;
+  /** From running to the SSM agent online: the host boots and bootstraps. */
+  onlineTimeoutMs: number;
+  /** From SSM online to the host's worker heartbeat. */
+  heartbeatTimeoutMs: number;
+}
+
+export const defaultSpawnWaits: SpawnWaits = {
+  pollMs: 10_000,
+  runningTimeoutMs: 10 * MINUTE,
+  onlineTimeoutMs: 20 * MINUTE,
+  heartbeatTimeoutMs: 20 * MINUTE,
+};
+
+/** What the lifecycle jobs act on: the cloud, the infrastructure and the registry. */
+export interface FleetDeps {
+  cloud: Cloud;
+  deployer: Deployer;
+  registryStore: RegistryStore;
+  /** The base stack's bucket, for bootstrap bundles. */
+  bucket: string;
+  /** Written into the bundle; null: the host's own region (the AWS chain). */
+  region: string | null;
+  fleetMaxSize: number;
+  spawnsPerHour: number;
+  defaultInstanceType: string;
+  waits?: Partial<SpawnWaits>;
+}
+
+export interface SpawnDeps {
+  redis: Redis;
+  memory?: MemoryStore;
+  fleet?: FleetDeps;
+}
+
+/** The name's own Discord bot token, as the original named them. */
+export function discordTokenSecret(name: string): string {
+  return `clawdinator/discord-token/${name}`;
+}
+
+/** The host's job-signing private key; its public key is in the registry entry. */
+export function agentKeySecret(name: string): string {
+  return `${hostSecretsPrefix(name)}agent-key`;
+}
+
+/** Spawns started in the last hour, by job id (a sorted set scored by start time). */
+const SPAWN_RATE_KEY = 'clawdinator:spawn-rate';
+// Atomic, so two spawns cannot both take the last slot; a job already counted passes again.
+const CHARGE_SPAWN = `redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - ${HOUR})
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ${HOUR})
+return 1`;
+
+/** Steps that happen before anything exists in the cloud: a final failure there is undone. */
+const UNDONE_ON_FAILURE = new Set(['agent-key', 'registry', 'bundle', 'plan']);
+
+interface Chosen {
+  ami: string;
+  instanceType: string;
+  startedAt: number;
+}
+
+export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
+  return {
+    name: SPAWN,
+    version: 1,
+    schema: dataSchema,
+    permission: 'spawn',
+    agentAllowed: true,
+    instanceOf: (d) => d.name,
+    attempts: 3,
+    async run(ctx) {
+      const { fleet, memory } = deps;
+      // The gateway and `clawdinator jobs` register every type for its schema only.
+      if (fleet === undefined || memory === undefined) {
+        throw new UnrecoverableError('spawn: this worker has no cloud, deployer, registry store or memory configured');
+      }
+      return new Spawn(ctx, deps.redis, memory, fleet).run();
+    },
+  };
+}
+
+class Spawn {
+  private readonly name: string;
+  private readonly waits: SpawnWaits;
+  private readonly tokenSecret: string;
+  private readonly keySecret: string;
+  private readonly runCtx: RunContext;
+  /** The step running now: a failure names it. */
+  private current = 'checks';
+
+  constructor(
+    private readonly ctx: JobContext<SpawnData>,
+    private readonly redis: Redis,
+    private readonly memory: MemoryStore,
+    private readonly fleet: FleetDeps,
+  ) {
+    this.name = ctx.data.name;
+    this.waits = { ...defaultSpawnWaits, ...fleet.waits };
+    this.tokenSecret = discordTokenSecret(this.name);
+    this.keySecret = agentKeySecret(this.name);
+    // Terraform's lines go to the job log (the runner never passes plan values).
+    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
+  }
+
+  async run(): Promise<{ summary: string; instanceId: string; ami: string; privateIp: string | null }> {
+    const { name, fleet } = this;
+    try {
+      const chosen = await this.step('checks', () => this.check());
+      const key = await this.step('agent-key', () => this.ensureAgentKey());
+      const entry: RegistryEntry = {
+        host: name,
+        instanceType: chosen.instanceType,
+        bootstrapPrefix: `bootstrap/${name}`,
+        discordTokenSecret: this.tokenSecret,
+        ami: chosen.ami,
+        agentPublicKey: key.publicKeyPem,
+      };
+      await this.step('registry', () => this.addToRegistry(entry));
+      await this.step('bundle', () => this.uploadBundle(entry));
+      const planned = await this.step('plan', () => this.planCreate());
+      const applied = await this.step('apply', () => this.apply(planned));
+      const instanceId = applied.instanceId;
+      const running = await this.waitFor(
+        'running',
+        async () => {
+          const instance = await fleet.cloud.describeInstance(instanceId);
+          if (instance.state === 'running') return { privateIp: instance.privateIp };
+          if (instance.state !== 'pending') throw new UnrecoverableError(`${instanceId} is ${instance.state}`);
+          return undefined;
+        },
+        this.waits.runningTimeoutMs,
+      );
+      await this.waitFor(
+        'ssm-online',
+        async () => ((await fleet.cloud.pingStatus([instanceId])).get(instanceId) === 'Online' ? true : undefined),
+        this.waits.onlineTimeoutMs,
+      );
+      // The host's own worker, not a heartbeat left by an earlier host of that name.
+      await this.waitFor(
+        'heartbeat',
+        async () => {
+          const heartbeat = (await readHeartbeats(this.redis, [name])).get(name);
+          return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
+        },
+        this.waits.heartbeatTimeoutMs,
+      );
+      const privateIp = running.privateIp ?? applied.privateIp;
+      const seconds = Math.round((Date.now() - chosen.startedAt) / 1000);
+      const summary = `${name} online: ${instanceId}, ${chosen.ami}, ${privateIp ?? 'no private IP'}, in ${seconds}s`;
+      await this.step('record', () => this.record(`${instanceId}, ${chosen.ami}, ${chosen.instanceType}`, summary));
+      return { summary, instanceId, ami: chosen.ami, privateIp };
+    } catch (err) {
+      if (err instanceof DelayedError) throw err;
+      throw await this.failed(err);
+    }
+  }
+
+  private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.run(name, fn);
+  }
+
+  private waitFor<T>(name: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.waitFor(name, check, {
+      pollMs: this.waits.pollMs,
+      timeoutMs,
+      timeoutMessage: `${this.name}: gave up waiting for ${name} after ${Math.round(timeoutMs / MINUTE)} min`,
+    });
+  }
+
+  // ── the steps ───────────────────────────────────────────────────────────────────────
+
+  private async check(): Promise<Chosen> {
+    const { name, fleet } = this;
+    const { registry } = await fleet.registryStore.read();
+    if (registry[name] !== undefined) throw new RefusedError(`refused: ${name} is already in the registry`);
+    this.checkCap(registry);
+    const live = (await fleet.cloud.listFleetInstances()).find((i) => i.name === name);
+    if (live !== undefined) {
+      throw new RefusedError(`refused: an instance named ${name} is already ${live.state} (${live.instanceId})`);
+    }
+    if (!(await fleet.cloud.secretExists(this.tokenSecret))) {
+      throw new RefusedError(
+        `refused: the Discord token secret ${this.tokenSecret} does not exist: create it before spawning ${name}`,
+      );
+    }
+    const ami = await this.chooseAmi();
+    const charged = await this.redis.eval(
+      CHARGE_SPAWN,
+      1,
+      SPAWN_RATE_KEY,
+      Date.now(),
+      fleet.spawnsPerHour,
+      this.ctx.jobId,
+    );
+    if (charged !== 1) {
+      throw new RefusedError(`refused: spawn rate limit: ${fleet.spawnsPerHour} spawns per hour, try again later`);
+    }
+    const instanceType = this.ctx.data.instanceType ?? fleet.defaultInstanceType;
+    await this.ctx.progress(`${name}: ${ami.imageId} (${ami.name}), ${instanceType}`);
+    return { ami: ami.imageId, instanceType, startedAt: Date.now() };
+  }
+
+  private checkCap(registry: FleetRegistry): void {
+    const size = Object.keys(registry).length;
+    if (size >= this.fleet.fleetMaxSize) {
+      throw new RefusedError(
+        `refused: the fleet is at its cap of ${this.fleet.fleetMaxSize} members (${size} in the registry): retire one first`,
+      );
+    }
+  }
+
+  private async chooseAmi(): Promise<AmiInfo> {
+    const { cloud } = this.fleet;
+    const asked = this.ctx.data.ami;
+    if (asked === undefined) {
+      const latest = await cloud.findLatestAmi();
+      if (latest === null) throw new RefusedError('refused: no available AMI of ours: run /rebuild-ami first');
+      return latest;
+    }
+    let image: AmiInfo;
+    try {
+      image = await cloud.describeImage(asked);
+    } catch (err) {
+      if (err instanceof CloudError && err.kind === 'not-found') {
+        throw new RefusedError(`refused: AMI ${asked} does not exist`);
+      }
+      throw err;
+    }
+    if (image.tags[AMI_TAG.key] !== AMI_TAG.value) {
+      throw new RefusedError(`refused: AMI ${asked} is not one of ours (no ${AMI_TAG.key}=${AMI_TAG.value} tag)`);
+    }
+    if (image.state !== 'available') throw new RefusedError(`refused: AMI ${asked} is ${image.state}, not available`);
+    return image;
+  }
+
+  /**
+   * A key made again on a retry would differ, and Secrets Manager refuses a second value
+   * under the same client token: an earlier attempt's key is looked up and kept instead.
+   */
+  private async ensureAgentKey(): Promise<{ publicKeyPem: string }> {
+    const { cloud } = this.fleet;
+    const stored = (await cloud.getSecrets([this.keySecret])).get(this.keySecret);
+    if (stored !== undefined) return { publicKeyPem: this.publicKeyOf(stored) };
+    const pair = generateSigningKeyPair();
+    await cloud.putSecret(this.keySecret, pair.privateKeyPem, { clientToken: `${this.ctx.jobId}-agent-key` });
+    return { publicKeyPem: pair.publicKeyPem };
+  }
+
+  private publicKeyOf(privateKeyPem: string): string {
+    try {
+      return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'pem' }).toString();
+    } catch {
+      throw new OperationError(`the host secret ${this.keySecret} holds no private key (PEM)`);
+    }
+  }
+
+  private async addToRegistry(entry: RegistryEntry): Promise<null> {
+    const { name } = this;
+    const message = `fleet: spawn ${name} — requested by ${describePrincipal(this.ctx.principal)} via ${via(this.ctx.principal)}`;
+    // Re-applied on a concurrent change: the checks are made again against what is there now.
+    await this.fleet.registryStore.update(
+      (registry) => {
+        const present = registry[name];
+        if (present !== undefined) {
+          if (present.agentPublicKey === entry.agentPublicKey) return registry;
+          throw new RefusedError(`refused: ${name} is already in the registry`);
+        }
+        this.checkCap(registry);
+        return { ...registry, [name]: entry };
+      },
+      { message },
+    );
+    return null;
+  }
+
+  private async uploadBundle(entry: RegistryEntry): Promise<{ key: string; uploaded: boolean }> {
+    const { cloud, bucket, region } = this.fleet;
+    const bundle = {
+      instance: this.name,
+      host: entry.host,
+      region,
+      bucket,
+      bootstrapPrefix: entry.bootstrapPrefix,
+      secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
+    };
+    const key = `${entry.bootstrapPrefix}/config.json`;
+    const current = await cloud.getJson(bucket, key);
+    if (current !== null && canonicalJson(current) === canonicalJson(bundle)) return { key, uploaded: false };
+    await cloud.putJson(bucket, key, bundle);
+    return { key, uploaded: true };
+  }
+
+  private async planCreate(): Promise<{ summary: PlanSummary; owner: LockOwner }> {
+    // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
+    const owner = lockOwner();
+    const summary = await refusedIsFinal(() =>
+      this.fleet.deployer.planInstance(this.name, {}, { ...this.runCtx, owner }),
+    );
+    if (summary.resources.length === 0 || summary.resources.some((r) => r.action !== 'create')) {
+      throw new UnrecoverableError(`plan for ${this.name} is not create-only: not applied (${formatSummary(summary)})`);
+    }
+    await this.ctx.progress(`plan: ${formatSummary(summary)}`);
+    return { summary, owner };
+  }
+
+  private async apply(planned: { summary: PlanSummary; owner: LockOwner }) {
+    const outputs = await refusedIsFinal(() =>
+      this.fleet.deployer.applyInstance(
+        this.name,
+        { expected: planned.summary },
+        { ...this.runCtx, owner: planned.owner },
+      ),
+    );
+    const { instanceId } = outputs;
+    if (instanceId === null) throw new OperationError(`apply of ${this.name} made no instance`);
+    await this.ctx.progress(`${this.name}: ${instanceId} launched`);
+    return { instanceId, privateIp: outputs.privateIp };
+  }
+
+  private async record(what: string, outcome: string): Promise<null> {
+    const at = new Date();
+    const tag = `(job ${this.ctx.jobId})`;
+    // An append is not idempotent: a retried step looks for its own line first.
+    const ops = await this.memory.read('ops.md').catch((err) => {
+      if (err instanceof MemoryError && err.code === 'not-found') return null;
+      throw err;
+    });
+    if (!ops?.content.toString('utf8').includes(tag)) {
+      const who = describePrincipal(this.ctx.principal);
+      await this.memory.append('ops.md', `- ${clock(at)} spawn ${this.name}: ${what} — requested by ${who} ${tag}`);
+    }
+    await this.audit(at, `online: ${outcome}`);
+    return null;
+  }
+
+  private async audit(at: Date, outcome: string): Promise<void> {
+    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} spawn name:${this.name} → ${outcome}`;
+    await this.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+  }
+
+  // ── failure ─────────────────────────────────────────────────────────────────────────
+
+  private async failed(err: unknown): Promise<Error> {
+    const final = err instanceof UnrecoverableError || err instanceof RefusedError;
+    // A refusal of the checks is its own one line; later failures say where they happened.
+    let message =
+      this.current === 'checks' ? errorLine(err) : `${this.name}: ${this.current} failed: ${errorLine(err)}`;
+    if (final && UNDONE_ON_FAILURE.has(this.current)) message += `; ${await this.undo()}`;
+    if (final) {
+      await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
+        this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
+      );
+    }
+    return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+  }
+
+  /** Removes what this job made before anything was created in the cloud; says what it did. */
+  private async undo(): Promise<string> {
+    const { name, fleet } = this;
+    const key = this.ctx.steps.results['agent-key'] as { publicKeyPem: string } | undefined;
+    try {
+      if (key !== undefined) {
+        await fleet.registryStore.update(
+          (registry) => {
+            if (registry[name]?.agentPublicKey === key.publicKeyPem) delete registry[name];
+            return registry;
+          },
+          { message: `fleet: undo spawn ${name} — ${this.current} failed` },
+        );
+      }
+      await fleet.cloud.deleteSecret(this.keySecret);
+      await fleet.cloud.deletePrefix(fleet.bucket, `bootstrap/${name}/`);
+      await this.redis.zrem(SPAWN_RATE_KEY, this.ctx.jobId);
+      return 'undone: no registry entry, host key or bundle left';
+    } catch (undoErr) {
+      return `undo failed: ${errorLine(undoErr)}`;
+    }
+  }
+}
+
+/** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
+async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PlanRefusedError) throw new UnrecoverableError(err.message);
+    throw err;
+  }
+}
+
+function via(p: Principal): string {
+  switch (p.kind) {
+    case 'discord':
+      return '/spawn';
+    case 'agent':
+      return 'clawdinator request spawn';
+    case 'cli':
+      return 'clawdinator fleet spawn';
+    case 'schedule':
+      return `schedule ${p.scheduler}`;
+  }
+}
+
+/** "2026-11-24 20:41 UTC" */
+function clock(at: Date): string {
+  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}

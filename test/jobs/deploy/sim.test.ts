@@ -1,0 +1,117 @@
+// The simulated deployer: the synthesized instance stack made real in the simulated cloud,
+// refused like the runner refuses.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { FleetRegistry } from '../../../infra/registry.js';
+import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/cloud/sim.js';
+import { SimDeployer } from '../../../jobs/deploy/sim.js';
+import { FileRegistryStore } from '../../../jobs/registry/file.js';
+import { PlanRefusedError } from '../../../jobs/terraform/runner.js';
+import { tempDir } from '../../support/cli.js';
+
+const settings = {
+  awsRegion: 'eu-central-1',
+  deployerRoleArn: undefined,
+  vpcId: undefined,
+  subnetIds: [],
+  sshCidrs: [],
+  rootVolumeGb: 40,
+  redisNodeType: 'cache.t4g.micro',
+};
+const AMI = 'ami-0000000000000000a';
+const NEWER = 'ami-0000000000000000b';
+const NAME = 'clawdinator-3';
+const ctx = { onLine: () => {} };
+
+let cloud: SimCloud;
+let registry: FileRegistryStore;
+let deployer: SimDeployer;
+
+function registryWith(ami: string): FleetRegistry {
+  return {
+    [NAME]: {
+      host: NAME,
+      instanceType: 't3.large',
+      bootstrapPrefix: `bootstrap/${NAME}`,
+      discordTokenSecret: `clawdinator/discord-token/${NAME}`,
+      ami,
+    },
+  };
+}
+
+beforeEach(() => {
+  const dir = tempDir('clawdinator-simdeploy-');
+  writeFileSync(join(dir, 'fleet.json'), JSON.stringify(registryWith(AMI)));
+  cloud = createSimCloud({
+    timings: instantSimTimings,
+    amis: [
+      { name: 'one', imageId: AMI },
+      { name: 'two', imageId: NEWER },
+    ],
+  });
+  registry = new FileRegistryStore(join(dir, 'fleet.json'));
+  deployer = new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'out'), bucket: 'fleet-bucket' });
+  return () => cloud.close();
+});
+
+describe('simulated deployer', () => {
+  it('plans every resource the stack declares, and applying creates the instance it declares, once', async () => {
+    const summary = await deployer.planInstance(NAME, {}, ctx);
+    expect(summary).toMatchObject({ add: 5, change: 0, destroy: 0 });
+    expect(summary.resources.map((r) => r.address)).toEqual([
+      'aws_iam_instance_profile.profile',
+      'aws_iam_role.role',
+      'aws_iam_role_policy.own',
+      'aws_iam_role_policy_attachment.ssm_core',
+      'aws_instance.host',
+    ]);
+    const out = await deployer.applyInstance(NAME, { expected: summary }, ctx);
+    expect(out.instanceId).toMatch(/^i-/);
+    const [instance] = await cloud.listFleetInstances();
+    expect(instance).toMatchObject({ name: NAME, imageId: AMI, instanceType: 't3.large', privateIp: out.privateIp });
+    expect(instance?.tags).toMatchObject({ app: 'clawdinator', Name: NAME });
+    // Applied again (a resumed job): nothing left to do, the same instance.
+    expect(await deployer.planInstance(NAME, {}, ctx)).toEqual({ add: 0, change: 0, destroy: 0, resources: [] });
+    expect(await deployer.applyInstance(NAME, { expected: summary }, ctx)).toEqual(out);
+    expect(cloud.calls.byOperation.RunInstances).toBe(1);
+  });
+
+  it('the user data names the instance and its bootstrap bucket', async () => {
+    const hosts: string[] = [];
+    cloud.onHostOnline((h) => hosts.push(h.userData));
+    await deployer.applyInstance(NAME, { expected: await deployer.planInstance(NAME, {}, ctx) }, ctx);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(hosts[0]).toContain('CLAWDINATOR_INSTANCE_NAME=clawdinator-3');
+    expect(hosts[0]).toContain('CLAWDINATOR_BOOTSTRAP_BUCKET=fleet-bucket');
+  });
+
+  it('a new AMI in the registry plans a replace: refused unless asked; a destroy is planned when asked', async () => {
+    await deployer.applyInstance(NAME, { expected: await deployer.planInstance(NAME, {}, ctx) }, ctx);
+    await registry.update(() => registryWith(NEWER), { message: 'rollout' });
+    const refused = deployer.planInstance(NAME, {}, ctx);
+    await expect(refused).rejects.toThrow(PlanRefusedError);
+    await expect(refused).rejects.toThrow(
+      'plan for clawdinator-3 would destroy aws_instance.host, which was not asked: not applied (1 to add, 0 to change, 1 to destroy: aws_instance.host (replace))',
+    );
+    const replace = await deployer.planInstance(NAME, { replace: true }, ctx);
+    await deployer.applyInstance(NAME, { replace: true, expected: replace }, ctx);
+    expect((await cloud.listFleetInstances()).filter((i) => i.state !== 'shutting-down')).toMatchObject([
+      { imageId: NEWER },
+    ]);
+    const destroy = await deployer.planInstance(NAME, { destroy: true }, ctx);
+    expect(destroy).toMatchObject({ add: 0, destroy: 5 });
+    expect(await deployer.applyInstance(NAME, { destroy: true, expected: destroy }, ctx)).toEqual({
+      instanceId: null,
+      privateIp: null,
+    });
+  });
+
+  it('an apply beyond the saved plan is refused', async () => {
+    const empty = { add: 0, change: 0, destroy: 0, resources: [] };
+    await expect(deployer.applyInstance(NAME, { expected: empty }, ctx)).rejects.toThrow(
+      /goes beyond the saved plan: not applied/,
+    );
+    expect(cloud.calls.byOperation.RunInstances).toBeUndefined();
+  });
+});

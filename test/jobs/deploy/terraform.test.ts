@@ -1,0 +1,130 @@
+// The terraform deployer builds the runner's calls: synth of the member's stack, a plan
+// with the state variables, apply of exactly that plan, outputs. The runner itself is tested
+// with real terraform in test/jobs/terraform.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { SynthOptions } from '../../../infra/app.js';
+import { TerraformDeployer } from '../../../jobs/deploy/terraform.js';
+import { FileRegistryStore } from '../../../jobs/registry/file.js';
+import type { Plan, PlanRequest, RunContext } from '../../../jobs/terraform/runner.js';
+import { tempDir } from '../../support/cli.js';
+
+const NAME = 'clawdinator-3';
+const settings = {
+  awsRegion: undefined,
+  deployerRoleArn: undefined,
+  vpcId: undefined,
+  subnetIds: [],
+  sshCidrs: [],
+  rootVolumeGb: 40,
+  redisNodeType: 'cache.t4g.micro',
+};
+const created = {
+  add: 1,
+  change: 0,
+  destroy: 0,
+  resources: [{ address: 'aws_instance.host', action: 'create' as const }],
+};
+
+function setup() {
+  const dir = tempDir('clawdinator-tfdeploy-');
+  const path = join(dir, 'fleet.json');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      [NAME]: {
+        host: NAME,
+        instanceType: 't3.large',
+        bootstrapPrefix: `bootstrap/${NAME}`,
+        discordTokenSecret: `clawdinator/discord-token/${NAME}`,
+        ami: 'ami-0123456789abcdef0',
+      },
+    }),
+  );
+  const calls: { op: string; arg: unknown }[] = [];
+  const synths: SynthOptions[] = [];
+  const runner = {
+    async plan(request: PlanRequest, _ctx: RunContext): Promise<Plan> {
+      calls.push({ op: 'plan', arg: request });
+      return {
+        stack: request.stack,
+        dir: request.dir,
+        file: join(request.dir, 'clawdinator.tfplan'),
+        summary: created,
+      };
+    },
+    async apply(plan: Plan) {
+      calls.push({ op: 'apply', arg: plan });
+    },
+    async outputs(stack: string, stackDir: string) {
+      calls.push({ op: 'outputs', arg: { stack, stackDir } });
+      return { instance_id: 'i-0abc', private_ip: '10.0.0.9', role_name: NAME };
+    },
+  };
+  const options = {
+    runner,
+    registry: new FileRegistryStore(path),
+    settings,
+    outdir: join(dir, 'out'),
+    stateBucket: 'state-bucket',
+    stateRegion: 'eu-central-1',
+    synth: async (o: SynthOptions) => {
+      synths.push(o);
+      return { outdir: o.outdir as string, dirs: { [NAME]: join(o.outdir as string, 'stacks', NAME) }, withoutAmi: [] };
+    },
+  };
+  return { calls, synths, options, stackDir: join(dir, 'out', 'stacks', NAME) };
+}
+
+describe('terraform deployer', () => {
+  it('plans the member’s stack alone, then applies exactly that plan and reads its outputs', async () => {
+    const { calls, synths, options, stackDir } = setup();
+    const deployer = new TerraformDeployer(options);
+    const ctx = { onLine: () => {} };
+    expect(await deployer.planInstance(NAME, {}, ctx)).toEqual(created);
+    expect(synths.map((s) => [s.stacks, Object.keys(s.registry)])).toEqual([[[NAME], [NAME]]]);
+    expect(await deployer.applyInstance(NAME, { expected: created }, ctx)).toEqual({
+      instanceId: 'i-0abc',
+      privateIp: '10.0.0.9',
+    });
+    expect(calls).toEqual([
+      {
+        op: 'plan',
+        arg: {
+          stack: NAME,
+          dir: stackDir,
+          vars: { state_bucket: 'state-bucket', state_region: 'eu-central-1' },
+          replace: undefined,
+          destroy: undefined,
+        },
+      },
+      {
+        op: 'apply',
+        arg: { stack: NAME, dir: stackDir, file: join(stackDir, 'clawdinator.tfplan'), summary: created },
+      },
+      { op: 'outputs', arg: { stack: NAME, stackDir } },
+    ]);
+  });
+
+  it('resumed on another worker: plans again within the saved summary before applying', async () => {
+    const { calls, options } = setup();
+    const deployer = new TerraformDeployer(options);
+    await deployer.applyInstance(NAME, { replace: true, expected: created }, { onLine: () => {} });
+    expect(calls.map((c) => c.op)).toEqual(['plan', 'apply', 'outputs']);
+    expect(calls[0]?.arg).toMatchObject({ replace: ['aws_instance.host'], expected: created });
+  });
+
+  it('a destroy applies and reads no outputs', async () => {
+    const { calls, options } = setup();
+    const deployer = new TerraformDeployer(options);
+    const ctx = { onLine: () => {} };
+    await deployer.planInstance(NAME, { destroy: true }, ctx);
+    expect(await deployer.applyInstance(NAME, { destroy: true, expected: created }, ctx)).toEqual({
+      instanceId: null,
+      privateIp: null,
+    });
+    expect(calls.map((c) => c.op)).toEqual(['plan', 'apply']);
+    expect(calls[0]?.arg).toMatchObject({ destroy: true });
+  });
+});

@@ -1,0 +1,322 @@
+// The spawn job end to end: the real worker on a real redis-server, the simulated cloud with
+// instant timings, the simulated deployer (the real synth), the file registry and memory in
+// a temp dir. Hosts that come online write their heartbeat, as their worker would.
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FleetRegistry } from '../../../infra/registry.js';
+import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/cloud/sim.js';
+import { SimDeployer } from '../../../jobs/deploy/sim.js';
+import type { Deployer } from '../../../jobs/deploy/types.js';
+import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
+import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
+import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
+import { FileRegistryStore } from '../../../jobs/registry/file.js';
+import { jobTypes } from '../../../jobs/types/index.js';
+import type { FleetDeps } from '../../../jobs/types/spawn.js';
+import { createLogger } from '../../../lib/log.js';
+import { MemoryStore } from '../../../memory/store.js';
+import { tempDir } from '../../support/cli.js';
+import { fastSettings, keyPair, startWorker } from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+
+const BUCKET = 'clawdinator-test-bucket';
+const AMI = 'ami-00000000000000a11';
+const operator: Principal = { kind: 'cli', operator: 'ops' };
+const signer = keyPair();
+const settings = {
+  awsRegion: 'eu-central-1',
+  deployerRoleArn: undefined,
+  vpcId: undefined,
+  subnetIds: [],
+  sshCidrs: [],
+  rootVolumeGb: 40,
+  redisNodeType: 'cache.t4g.micro',
+};
+
+let server: TestRedis;
+let conn: { host: string; port: number };
+let redis: Redis;
+let dir: string;
+let cloud: SimCloud;
+let registry: FileRegistryStore;
+let memory: MemoryStore;
+let closers: (() => Promise<void> | void)[] = [];
+let requests = 0;
+
+const member = (name: string) => ({
+  host: name,
+  instanceType: 't3.large',
+  bootstrapPrefix: `bootstrap/${name}`,
+  discordTokenSecret: `clawdinator/discord-token/${name}`,
+  ami: AMI,
+});
+
+beforeAll(async () => {
+  server = await startRedis();
+  conn = { host: '127.0.0.1', port: server.port };
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  requests = 0;
+  redis = server.client();
+  await redis.flushall();
+  dir = tempDir('clawdinator-spawn-');
+  writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': member('clawdinator-1') }));
+  registry = new FileRegistryStore(join(dir, 'fleet.json'));
+  mkdirSync(join(dir, 'memory'));
+  memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
+  cloud = createSimCloud({
+    timings: instantSimTimings,
+    secrets: Object.fromEntries(
+      ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'].map((n) => [`clawdinator/discord-token/${n}`, `token-${n}`]),
+    ),
+    amis: [{ name: 'clawdinator-nixos', imageId: AMI }],
+    fleet: [{ name: 'clawdinator-1' }],
+    buckets: [BUCKET],
+  });
+  // What each new host's worker does once it runs: publish its heartbeat.
+  cloud.onHostOnline((host) => {
+    const at = Date.now();
+    const heartbeat = {
+      host: host.name,
+      instanceId: host.instanceId,
+      version: 't',
+      revision: 'r',
+      startedAt: at,
+      activeJobs: 0,
+      at,
+    };
+    void redis.set(keys.heartbeat(host.name), JSON.stringify(heartbeat), 'EX', 60);
+  });
+  closers.push(() => cloud.close());
+});
+afterEach(async () => {
+  for (const close of closers.reverse()) await close();
+  closers = [];
+});
+
+function start(options: { fleet?: Partial<FleetDeps>; deployer?: (sim: Deployer) => Deployer } = {}) {
+  const sim = new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: BUCKET });
+  const fleet: FleetDeps = {
+    cloud,
+    deployer: options.deployer ? options.deployer(sim) : sim,
+    registryStore: registry,
+    bucket: BUCKET,
+    region: 'eu-central-1',
+    fleetMaxSize: 5,
+    spawnsPerHour: 3,
+    defaultInstanceType: 't3.large',
+    waits: { pollMs: 50 },
+    ...options.fleet,
+  };
+  const types = new JobTypes(
+    jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }),
+  );
+  const connection = { ...conn, maxRetriesPerRequest: null };
+  const worker = startWorker(
+    FLEET_QUEUE,
+    {
+      connection,
+      redis: server.client(),
+      types,
+      publicKey: async (id) => (id === 'operator:ops' ? signer.publicKey : null),
+      policy: { policy: {}, redis, agentRequestsPerHour: 3 },
+      log: createLogger('silent'),
+    },
+    fastSettings,
+  );
+  const enqueuer = new Enqueuer(connection, server.client(), types, { keyId: 'operator:ops', key: signer.privateKey });
+  const queue = new Queue(FLEET_QUEUE, { connection: conn });
+  closers.push(
+    () => worker.close(),
+    () => enqueuer.close(),
+    () => queue.close(),
+  );
+  return {
+    async spawn(name: string, data: Record<string, unknown> = {}): Promise<Job<Envelope>> {
+      const { jobId } = await enqueuer.enqueue({
+        type: 'spawn',
+        data: { name, ...data },
+        principal: operator,
+        requestId: `req-${name}-${++requests}`,
+      });
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const state = await queue.getJobState(jobId);
+        if (state === 'completed' || state === 'failed') return (await queue.getJob(jobId)) as Job<Envelope>;
+        if (Date.now() > deadline) throw new Error(`${jobId} did not finish (state ${state})`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+  };
+}
+
+const fleetJson = () => readFileSync(registry.path, 'utf8');
+const names = async () => Object.keys((await registry.read()).registry);
+
+describe('spawn', () => {
+  it('spawns clawdinator-3 to online: registry entry, host key, bundle, one launch, ops and audit lines', async () => {
+    const { spawn } = start();
+    const job = await spawn('clawdinator-3');
+    expect(job.failedReason).toBeUndefined();
+    expect(job.returnvalue.summary).toMatch(
+      /^clawdinator-3 online: i-[0-9a-f]+, ami-00000000000000a11, 10\.0\.\d+\.\d+, in \d+s$/,
+    );
+    expect(Object.keys(job.data.steps ?? {}).filter((s) => !s.includes(':'))).toEqual([
+      'checks',
+      'agent-key',
+      'registry',
+      'bundle',
+      'plan',
+      'apply',
+      'running',
+      'ssm-online',
+      'heartbeat',
+      'record',
+    ]);
+    const entry = (await registry.read()).registry['clawdinator-3'] as FleetRegistry[string];
+    expect(entry).toMatchObject({
+      ami: AMI,
+      instanceType: 't3.large',
+      discordTokenSecret: 'clawdinator/discord-token/clawdinator-3',
+    });
+    const privateKey = (await cloud.getSecrets(['clawdinator/host/clawdinator-3/agent-key'])).get(
+      'clawdinator/host/clawdinator-3/agent-key',
+    ) as string;
+    expect(createPublicKey(createPrivateKey(privateKey)).export({ type: 'spki', format: 'pem' })).toBe(
+      entry.agentPublicKey,
+    );
+    expect(await cloud.getJson(BUCKET, 'bootstrap/clawdinator-3/config.json')).toEqual({
+      instance: 'clawdinator-3',
+      host: 'clawdinator-3',
+      region: 'eu-central-1',
+      bucket: BUCKET,
+      bootstrapPrefix: 'bootstrap/clawdinator-3',
+      secrets: {
+        discordToken: 'clawdinator/discord-token/clawdinator-3',
+        agentKey: 'clawdinator/host/clawdinator-3/agent-key',
+      },
+    });
+    expect(cloud.calls.byOperation.RunInstances).toBe(1);
+    expect(readFileSync(registry.historyPath, 'utf8')).toContain(
+      'fleet: spawn clawdinator-3 — requested by operator ops via clawdinator fleet spawn',
+    );
+    expect((await memory.read('ops.md')).content.toString()).toMatch(
+      /^- \d{4}-\d\d-\d\d \d\d:\d\d UTC spawn clawdinator-3: i-[0-9a-f]+, ami-00000000000000a11, t3.large — requested by operator ops \(job spawn-req-clawdinator-3-1\)\n$/,
+    );
+    const day = new Date().toISOString().slice(0, 10);
+    expect((await memory.read(`audit/${day}.md`)).content.toString()).toContain(
+      'spawn name:clawdinator-3 → online: clawdinator-3 online',
+    );
+    // No secret value in the job.
+    expect(JSON.stringify(job.data)).not.toContain('PRIVATE KEY');
+
+    const again = await spawn('clawdinator-3');
+    expect(again.failedReason).toBe('refused: clawdinator-3 is already in the registry');
+    expect(again.attemptsMade).toBe(1);
+    expect(cloud.calls.byOperation.RunInstances).toBe(1);
+  });
+
+  it('a name without its token secret is refused, naming the secret, and nothing is created', async () => {
+    const { spawn } = start();
+    const before = fleetJson();
+    const job = await spawn('clawdinator-4');
+    expect(job.failedReason).toBe(
+      'refused: the Discord token secret clawdinator/discord-token/clawdinator-4 does not exist: create it before spawning clawdinator-4',
+    );
+    expect(fleetJson()).toBe(before);
+    expect(await cloud.secretExists('clawdinator/host/clawdinator-4/agent-key')).toBe(false);
+    expect(await cloud.listKeys(BUCKET, 'bootstrap/')).toEqual([]);
+    expect(cloud.calls.byOperation.RunInstances).toBeUndefined();
+    expect(cloud.calls.byOperation.CreateSecret).toBeUndefined();
+  });
+
+  it('refuses over the fleet cap, over the spawn rate, an AMI that does not exist, and a running Name tag', async () => {
+    const capped = start({ fleet: { fleetMaxSize: 1 } });
+    expect((await capped.spawn('clawdinator-2')).failedReason).toBe(
+      'refused: the fleet is at its cap of 1 members (1 in the registry): retire one first',
+    );
+    expect((await capped.spawn('clawdinator-2', { ami: 'ami-0000000000000dead' })).failedReason).toMatch(
+      /cap of 1 members/,
+    );
+    await afterEachClose();
+    const limited = start({ fleet: { spawnsPerHour: 1 } });
+    expect((await limited.spawn('clawdinator-2', { ami: 'ami-0000000000000dead' })).failedReason).toBe(
+      'refused: AMI ami-0000000000000dead does not exist',
+    );
+    expect((await limited.spawn('clawdinator-2')).returnvalue.summary).toMatch(/^clawdinator-2 online/);
+    expect((await limited.spawn('clawdinator-3')).failedReason).toBe(
+      'refused: spawn rate limit: 1 spawns per hour, try again later',
+    );
+    await cloud.launchInstance({ name: 'clawdinator-3', ami: AMI, instanceType: 't3.small' });
+    await redis.del('clawdinator:spawn-rate');
+    expect((await limited.spawn('clawdinator-3')).failedReason).toMatch(
+      /^refused: an instance named clawdinator-3 is already running \(i-[0-9a-f]+\)$/,
+    );
+    expect(await names()).toEqual(['clawdinator-1', 'clawdinator-2']);
+  });
+
+  it('a worker that dies after the apply: the retry does not apply twice', async () => {
+    let died = false;
+    const { spawn } = start({
+      deployer: (sim) => ({
+        planInstance: (name, o, c) => sim.planInstance(name, o, c),
+        async applyInstance(name, o, c) {
+          const out = await sim.applyInstance(name, o, c);
+          if (!died) {
+            died = true;
+            throw new Error('worker died after the apply');
+          }
+          return out;
+        },
+      }),
+    });
+    const job = await spawn('clawdinator-3');
+    expect(job.returnvalue.summary).toMatch(/^clawdinator-3 online/);
+    expect(job.attemptsMade).toBe(2);
+    expect(cloud.calls.byOperation.RunInstances).toBe(1);
+    expect((await cloud.listFleetInstances()).filter((i) => i.name === 'clawdinator-3')).toHaveLength(1);
+  });
+
+  it('a plan that is not create-only stops the job with its summary and undoes the registry entry', async () => {
+    const { spawn } = start({
+      deployer: (sim) => ({
+        planInstance: async () => ({
+          add: 0,
+          change: 1,
+          destroy: 0,
+          resources: [{ address: 'aws_instance.host', action: 'update' }],
+        }),
+        applyInstance: (name, o, c) => sim.applyInstance(name, o, c),
+      }),
+    });
+    const before = fleetJson();
+    const job = await spawn('clawdinator-3');
+    expect(job.failedReason).toBe(
+      'clawdinator-3: plan failed: plan for clawdinator-3 is not create-only: not applied (0 to add, 1 to change, 0 to destroy: aws_instance.host (update)); undone: no registry entry, host key or bundle left',
+    );
+    expect(JSON.parse(fleetJson())).toEqual(JSON.parse(before));
+    expect(await cloud.secretExists('clawdinator/host/clawdinator-3/agent-key')).toBe(false);
+    expect(await cloud.listKeys(BUCKET, 'bootstrap/')).toEqual([]);
+    expect(cloud.calls.byOperation.RunInstances).toBeUndefined();
+  });
+
+  it('two spawns of different names at once: both entries land in the registry', async () => {
+    const { spawn } = start();
+    const [a, b] = await Promise.all([spawn('clawdinator-2'), spawn('clawdinator-3')]);
+    expect(a.returnvalue.summary).toMatch(/^clawdinator-2 online/);
+    expect(b.returnvalue.summary).toMatch(/^clawdinator-3 online/);
+    expect((await names()).sort()).toEqual(['clawdinator-1', 'clawdinator-2', 'clawdinator-3']);
+    expect(cloud.calls.byOperation.RunInstances).toBe(2);
+  });
+});
+
+async function afterEachClose(): Promise<void> {
+  for (const close of closers.splice(1).reverse()) await close();
+}
