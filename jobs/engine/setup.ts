@@ -17,10 +17,15 @@ export function signerFrom(config: { jobSigningKeyFile: string; jobKeyId: string
   return { keyId: config.jobKeyId, key: loadPrivateKey(config.jobSigningKeyFile, 'CLAWDINATOR_JOB_SIGNING_KEY_FILE') };
 }
 
-/** The registry from its file (default: the project's infra/fleet.json), read fresh each time. */
-export function fileRegistry(path: string | undefined): () => Promise<FleetRegistry> {
+/** The registry file's path: the setting, or the project's infra/fleet.json. */
+export function registryPath(path: string | undefined): string {
   const given = path ?? 'infra/fleet.json';
-  const full = given.startsWith('/') ? given : projectPath(given);
+  return given.startsWith('/') ? given : projectPath(given);
+}
+
+/** The registry from its file, read fresh each time. */
+export function fileRegistry(path: string | undefined): () => Promise<FleetRegistry> {
+  const full = registryPath(path);
   return async () => readRegistry(full);
 }
 
