@@ -133,7 +133,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
           reply: envelope?.signed.reply,
           ok,
           text,
-          startedAt: job.processedOn,
+          startedAt: job.timestamp,
         }),
       );
     }
@@ -156,7 +156,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       }
       const { envelope, type, data } = admitted;
       const reply = envelope.signed.reply;
-      const started = job.processedOn ?? Date.now();
+      // Elapsed time counts from the request, not from this pickup (re-delayed jobs are picked up again).
+      const started = job.timestamp;
       const progress = async (message: string, percent?: number) => {
         await job.updateProgress({ message, percent });
         await notify({
@@ -184,7 +185,9 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       return result;
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // Refusals and bad requests are final: retrying cannot make them right.
+      const refused = err instanceof RefusedError || (err instanceof ClawError && err.exitCode === 2);
+      const final = refused || err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const text =
         err instanceof ClawError || err instanceof UnrecoverableError ? errorLine(err) : `failed: ${errorLine(err)}`;
       log.warn({ job: job.id, type: job.name, final, err: text }, 'job failed');
@@ -192,10 +195,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         const known = admitted && !('defer' in admitted) ? admitted : undefined;
         await finish(job, known?.envelope, known?.type, false, text);
       }
-      // Refusals and bad requests are final: retrying cannot make them right.
-      if (err instanceof RefusedError || (err instanceof ClawError && err.exitCode === 2)) {
-        throw new UnrecoverableError(err.message);
-      }
+      if (refused) throw new UnrecoverableError(err.message);
       throw err;
     } finally {
       active--;

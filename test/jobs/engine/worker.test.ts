@@ -264,6 +264,12 @@ describe('job engine', () => {
     expect((await finished(self.jobId)).failedReason).toBe(
       'rejected: not allowed: an agent cannot two-step its own host',
     );
+    // A refusal is final at once, and its requester hears about it.
+    const events = (await redis.xrange('clawdinator:events', '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    expect(events.find((e) => e.jobId === self.jobId && e.kind === 'result')).toMatchObject({
+      ok: false,
+      text: 'rejected: not allowed: an agent cannot two-step its own host',
+    });
     for (let i = 0; i < 3; i++) {
       const peer = await agent2.enqueue({
         type: 'two-step',
