@@ -57,7 +57,8 @@ export async function startSandboxRedis(options: RedisLaunchOptions): Promise<Sa
   throw new OperationError('redis-server: no free loopback port found after 5 tries');
 }
 
-async function freePort(): Promise<number> {
+/** A free loopback TCP port (`redis-server --port 0` would disable TCP instead). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

@@ -1,8 +1,8 @@
 // A real redis-server for tests, on a free loopback port (`--port 0` would disable TCP), in
 // a temp directory. `persist` turns on the append-only file so a restart keeps the data.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
+import { freePort } from '../../bot/sandbox/redis.js';
 import { tempDir } from './cli.js';
 
 export interface TestRedis {
@@ -11,17 +11,6 @@ export interface TestRedis {
   client(): Redis;
   stop(): Promise<void>;
   restart(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function launch(port: number, dir: string, persist: boolean): Promise<ChildProcess> {
