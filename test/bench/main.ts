@@ -5,6 +5,7 @@ import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
+import { fleetStatus500 } from './status.js';
 import { type Bench, type Row, render } from './table.js';
 
 const benches: Record<string, Bench> = {
@@ -14,6 +15,7 @@ const benches: Record<string, Bench> = {
   'discord-first-response': interactionLatency,
   'gateway-idle-rss': gatewayIdleRss,
   'cloud-fleet-status': cloudFleetStatus,
+  'status-500': fleetStatus500,
   'jobs-start-latency': jobStartLatency,
   'jobs-throughput': jobThroughput,
   'worker-idle-rss': workerIdleRss,
