@@ -5,6 +5,7 @@ import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
+import { spawnOverhead } from './spawn.js';
 import { fleetStatus500 } from './status.js';
 import { type Bench, type Row, render } from './table.js';
 
@@ -16,6 +17,7 @@ const benches: Record<string, Bench> = {
   'gateway-idle-rss': gatewayIdleRss,
   'cloud-fleet-status': cloudFleetStatus,
   'status-500': fleetStatus500,
+  'spawn-overhead': spawnOverhead,
   'jobs-start-latency': jobStartLatency,
   'jobs-throughput': jobThroughput,
   'worker-idle-rss': workerIdleRss,
