@@ -61,7 +61,6 @@ export interface EnqueueRequest {
 export interface EnqueueResult {
   jobId: string;
   queue: string;
-  duplicate: boolean;
 }
 
 export function jobIdFor(type: string, requestId: string): string {
@@ -127,10 +126,8 @@ export class Enqueuer {
         backoff: { type: 'exponential', delay: 5000 },
         ...RETENTION,
       });
-      // add() answers with what it was given; what Redis kept tells whether this was a duplicate.
-      const stored = await queue.getJob(jobId);
-      const duplicate = stored?.data?.signed?.nonce !== envelope.signed.nonce;
-      return { jobId, queue: queueName, duplicate };
+      // The same request again adds nothing: BullMQ keeps the job it has under this id.
+      return { jobId, queue: queueName };
     } catch (err) {
       if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
       throw err;

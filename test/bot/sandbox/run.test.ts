@@ -79,7 +79,7 @@ describe('sandbox (in-process, --fast)', () => {
       requestId: 'sandbox-test-1',
       reply: { channelId: SANDBOX_OPS_CHANNEL, interactionId: 'sandbox-test-1' },
     });
-    expect(started).toMatchObject({ jobId: 'health-sweep-sandbox-test-1', duplicate: false });
+    expect(started).toMatchObject({ jobId: 'health-sweep-sandbox-test-1' });
     const ends = await sandbox.waitForJobs(10_000);
     expect(ends).toEqual([
       {

@@ -60,7 +60,7 @@ describe('job tracker', () => {
 
   it('records the jobs a line started and resolves with their results, whichever comes first', async () => {
     const tracker = new JobTracker();
-    const jobs = tracker.wrap({ enqueue: async (r) => ({ jobId: `t-${r.requestId}`, queue: 'q', duplicate: false }) });
+    const jobs = tracker.wrap({ enqueue: async (r) => ({ jobId: `t-${r.requestId}`, queue: 'q' }) });
     const request = { type: 't', data: {}, actor: {} as never, reply: { channelId: '1'.repeat(18) } };
     await jobs.enqueue({ ...request, requestId: 'a' });
     await jobs.enqueue({ ...request, requestId: 'b' });

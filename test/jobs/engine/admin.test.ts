@@ -286,7 +286,7 @@ describe('job admin', () => {
     await finished(busy.jobId);
 
     const retried = await a.retry(denied.jobId, ops, operator, 'retry-1');
-    expect(retried).toEqual({ jobId: 'two-step-retry-1', queue: FLEET_QUEUE, duplicate: false });
+    expect(retried).toEqual({ jobId: 'two-step-retry-1', queue: FLEET_QUEUE });
     const job = await finished(retried.jobId);
     expect(job.returnvalue).toEqual({ summary: 'clawdinator-4 done' });
     expect(job.data.signed.principal).toEqual(operator);
