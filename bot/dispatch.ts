@@ -33,10 +33,55 @@ function commandOf(inv: Invocation): string {
   return inv.customId.split(':', 1)[0] as string;
 }
 
+/** Handler work waits at most this long for a burst's acknowledgements to go out. */
+const MAX_WORK_DELAY_MS = 1000;
+
+/**
+ * Counts interactions received and not yet acknowledged; `idle()` resolves when there are
+ * none (or after a bound, so a steady stream cannot starve handler work).
+ */
+class AckGate {
+  private pending = 0;
+  private waiters: (() => void)[] = [];
+
+  /** One more interaction to acknowledge; returns its (idempotent) "acknowledged" callback. */
+  arrive(): () => void {
+    this.pending++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.pending--;
+      if (this.pending === 0) {
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const wake of waiters) wake();
+      }
+    };
+  }
+
+  idle(maxMs: number): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, maxMs);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
 export function createDispatcher(modules: CommandModule[], deps: BotDeps, claim: Claim = localClaim()): Dispatcher {
   const commands = new Map(modules.map((m) => [m.data.name, m]));
+  const gate = new AckGate();
 
-  async function run(inv: Invocation, res: Responder, module: CommandModule): Promise<string> {
+  async function run(
+    inv: Invocation,
+    res: Responder,
+    module: CommandModule,
+    acknowledged: () => void,
+  ): Promise<string> {
     if (inv.kind === 'autocomplete') {
       await res.autocomplete(module.autocomplete ? await module.autocomplete(inv, deps) : []);
       return 'ok';
@@ -44,9 +89,12 @@ export function createDispatcher(modules: CommandModule[], deps: BotDeps, claim:
     const ack = module.ack(inv);
     if (ack !== 'none') {
       await res.defer({ ephemeral: ack === 'defer-ephemeral' });
-      // Acknowledge first, work later: let pending I/O (other interactions of a burst
-      // waiting for their own acknowledgement) run before this handler's work.
-      await new Promise((resolve) => setImmediate(resolve));
+      acknowledged();
+      // Acknowledge first, work later: in a burst, every interaction gets its defer out
+      // before handler work competes with the others' (Discord's 3 s limit is on the defer).
+      await gate.idle(MAX_WORK_DELAY_MS);
+    } else {
+      acknowledged();
     }
     if (inv.kind === 'command') await module.execute(inv, res, deps);
     else if (inv.kind === 'button' && module.button) await module.button(inv, res, deps);
@@ -56,10 +104,20 @@ export function createDispatcher(modules: CommandModule[], deps: BotDeps, claim:
   }
 
   async function handle(inv: Invocation, res: Responder): Promise<void> {
+    const acknowledged = gate.arrive();
+    try {
+      await dispatch(inv, res, acknowledged);
+    } finally {
+      acknowledged();
+    }
+  }
+
+  async function dispatch(inv: Invocation, res: Responder, acknowledged: () => void): Promise<void> {
     if (!(await claim(inv.id))) return;
     const module = commands.get(commandOf(inv));
     if (module === undefined) {
       await res.fail('Unknown command.');
+      acknowledged();
       await audit(deps, inv, 'refused: unknown command');
       return;
     }
@@ -67,12 +125,13 @@ export function createDispatcher(modules: CommandModule[], deps: BotDeps, claim:
     if (!decision.allowed) {
       if (inv.kind === 'autocomplete') await res.autocomplete([]);
       else await res.fail(decision.reason);
+      acknowledged();
       await audit(deps, inv, `refused: ${decision.reason}`);
       return;
     }
     let outcome: string;
     try {
-      outcome = await run(inv, res, module);
+      outcome = await run(inv, res, module, acknowledged);
     } catch (err) {
       const known = err instanceof ClawError;
       const message = known

@@ -69,7 +69,7 @@ async function firstResponse(target: Target, count: number, atOnce: boolean, cmd
   });
   const inject = () => {
     const t = performance.now();
-    const { id } = standIn.injectCommand({
+    const { id, token } = standIn.injectCommand({
       ...COMMANDS[cmd],
       options: [...COMMANDS[cmd].options],
       user: alice,
@@ -78,14 +78,18 @@ async function firstResponse(target: Target, count: number, atOnce: boolean, cmd
       channelId: OPS_CHANNEL,
     });
     sent.set(id, t);
+    return token;
   };
   if (atOnce) {
     for (let i = 0; i < count; i++) inject();
   } else {
+    // One at a time: the next interaction arrives once the previous one is fully answered
+    // (its reply edited, for the project; its defer, for the floor, which does nothing else).
     for (let i = 0; i < count; i++) {
       const before = latencies.length;
-      inject();
+      const token = inject();
       while (latencies.length === before) await new Promise((r) => setImmediate(r));
+      if (target === 'project') await standIn.waitForCall((c) => c.method === 'PATCH' && c.path.includes(token));
     }
   }
   await done;
