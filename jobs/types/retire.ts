@@ -1,0 +1,258 @@
+// The retire job: a fleet member's host destroyed and every trace of it removed.
+//
+// Everything that can refuse runs first, before anything is destroyed: an agent's request
+// (a retire asked by an agent waits for a human: here, it is refused and the agent told to
+// ask in the ops channel), a name that is not in the registry, and a retire that would
+// leave the fleet without a healthy host running a worker (another registry member whose
+// heartbeat is alive).
+//
+// Then, as resumable steps, each one idempotent by itself:
+//   plan        the destroy of the member's own stack; it must only delete
+//   apply       exactly that plan (the registry entry is still there: the stack is
+//               synthesized from it)
+//   terminated  a wait that re-delays the job instead of holding a worker
+//   registry    the entry removed (absent already: done)
+//   cleanup     the bootstrap prefix and the host's signing key
+//   record      a line in ops.md and in the audit
+//
+// Nothing is undone on a failure: a destroy cannot be taken back, and every step can be
+// run again by a new retire of the same name until the registry entry is gone.
+import { DelayedError, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { instanceName } from '../../lib/config.js';
+import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
+import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { describePrincipal, type Principal } from '../engine/envelope.js';
+import { readHeartbeats } from '../engine/heartbeat.js';
+import type { JobContext, JobType } from '../engine/job-type.js';
+import { type LockOwner, lockOwner } from '../terraform/lock.js';
+import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
+import { formatSummary, type PlanSummary } from '../terraform/summary.js';
+import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
+
+export const RETIRE = 'retire';
+
+const dataSchema = z.object({ name: instanceName }).strict();
+type RetireData = z.output<typeof dataSchema>;
+
+/** From the apply to the instance terminated: EC2 takes a minute or two to shut a host down. */
+const TERMINATED_TIMEOUT_MS = 10 * 60_000;
+
+export interface RetireDeps {
+  redis: Redis;
+  memory?: MemoryStore;
+  fleet?: FleetDeps;
+}
+
+export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
+  return {
+    name: RETIRE,
+    version: 1,
+    schema: dataSchema,
+    permission: 'retire',
+    agentAllowed: true,
+    instanceOf: (d) => d.name,
+    attempts: 3,
+    async run(ctx) {
+      const { fleet, memory } = deps;
+      // The gateway and `clawdinator jobs` register every type for its schema only.
+      if (fleet === undefined || memory === undefined) {
+        throw new UnrecoverableError('retire: this worker has no cloud, deployer, registry store or memory configured');
+      }
+      return new Retire(ctx, deps.redis, memory, fleet).run();
+    },
+  };
+}
+
+class Retire {
+  private readonly name: string;
+  private readonly pollMs: number;
+  private readonly runCtx: RunContext;
+  /** The step running now: a failure names it. */
+  private current = 'checks';
+
+  constructor(
+    private readonly ctx: JobContext<RetireData>,
+    private readonly redis: Redis,
+    private readonly memory: MemoryStore,
+    private readonly fleet: FleetDeps,
+  ) {
+    this.name = ctx.data.name;
+    this.pollMs = fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs;
+    // Terraform's lines go to the job log (the runner never passes plan values).
+    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
+  }
+
+  async run(): Promise<{ summary: string; instanceId: string | null }> {
+    const { name, fleet } = this;
+    try {
+      const { instanceId } = await this.step('checks', () => this.check());
+      const planned = await this.step('plan', () => this.planDestroy());
+      await this.step('apply', () => this.apply(planned));
+      this.current = 'terminated';
+      await this.ctx.steps.waitFor(
+        'terminated',
+        async () => {
+          if (instanceId === null) return true;
+          const { state } = await fleet.cloud.describeInstance(instanceId);
+          return state === 'terminated' ? true : undefined;
+        },
+        {
+          pollMs: this.pollMs,
+          timeoutMs: TERMINATED_TIMEOUT_MS,
+          timeoutMessage: `${name}: ${instanceId} not terminated after ${TERMINATED_TIMEOUT_MS / 60_000} min`,
+        },
+      );
+      await this.step('registry', () => this.removeFromRegistry());
+      await this.step('cleanup', () => this.cleanup());
+      const what = instanceId === null ? 'no instance was left' : `${instanceId} terminated`;
+      const summary = `${name} retired: ${what}`;
+      await this.step('record', () => this.record(what, summary));
+      return { summary, instanceId };
+    } catch (err) {
+      if (err instanceof DelayedError) throw err;
+      throw await this.failed(err);
+    }
+  }
+
+  private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.run(name, fn);
+  }
+
+  // ── the steps ───────────────────────────────────────────────────────────────────────
+
+  private async check(): Promise<{ instanceId: string | null }> {
+    const { name, fleet } = this;
+    if (this.ctx.principal.kind === 'agent') {
+      throw new RefusedError("rejected: an agent's retire needs a human: ask in the ops channel");
+    }
+    const { registry } = await fleet.registryStore.read();
+    if (registry[name] === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
+    const others = Object.keys(registry).filter((host) => host !== name);
+    // A heartbeat exists only while its worker writes it (it expires with its TTL, and a
+    // clean shutdown deletes it): one alive is a host running a worker.
+    const alive = [...(await readHeartbeats(this.redis, others)).values()].some((h) => h !== null);
+    if (!alive) {
+      throw new RefusedError(
+        `refused: retiring ${name} would leave the fleet without a healthy host running a worker: spawn another first`,
+      );
+    }
+    const live = (await fleet.cloud.listFleetInstances()).find((i) => i.name === name);
+    await this.ctx.progress(`${name}: ${live === undefined ? 'no instance running' : live.instanceId}`);
+    return { instanceId: live?.instanceId ?? null };
+  }
+
+  private async planDestroy(): Promise<{ summary: PlanSummary; owner: LockOwner }> {
+    // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
+    const owner = lockOwner();
+    const summary = await refusedIsFinal(() =>
+      this.fleet.deployer.planInstance(this.name, { destroy: true }, { ...this.runCtx, owner }),
+    );
+    // The member's own stack, and only deletes: anything else is not a retire.
+    if (summary.resources.some((r) => r.action !== 'delete')) {
+      throw new UnrecoverableError(
+        `plan for ${this.name} is not destroy-only: not applied (${formatSummary(summary)})`,
+      );
+    }
+    await this.ctx.progress(`plan: ${formatSummary(summary)}`);
+    return { summary, owner };
+  }
+
+  private async apply(planned: { summary: PlanSummary; owner: LockOwner }): Promise<null> {
+    await refusedIsFinal(() =>
+      this.fleet.deployer.applyInstance(
+        this.name,
+        { destroy: true, expected: planned.summary },
+        { ...this.runCtx, owner: planned.owner },
+      ),
+    );
+    await this.ctx.progress(`${this.name}: destroy applied`);
+    return null;
+  }
+
+  private async removeFromRegistry(): Promise<null> {
+    const { name } = this;
+    const message = `fleet: retire ${name} — requested by ${describePrincipal(this.ctx.principal)} via ${via(this.ctx.principal)}`;
+    await this.fleet.registryStore.update(
+      (registry) => {
+        delete registry[name];
+        return registry;
+      },
+      { message },
+    );
+    return null;
+  }
+
+  private async cleanup(): Promise<{ objects: number }> {
+    const { cloud, bucket } = this.fleet;
+    const objects = await cloud.deletePrefix(bucket, `bootstrap/${this.name}/`);
+    await cloud.deleteSecret(agentKeySecret(this.name));
+    return { objects };
+  }
+
+  private async record(what: string, outcome: string): Promise<null> {
+    const at = new Date();
+    const tag = `(job ${this.ctx.jobId})`;
+    // An append is not idempotent: a retried step looks for its own line first.
+    const ops = await this.memory.read('ops.md').catch((err) => {
+      if (err instanceof MemoryError && err.code === 'not-found') return null;
+      throw err;
+    });
+    if (!ops?.content.toString('utf8').includes(tag)) {
+      const who = describePrincipal(this.ctx.principal);
+      await this.memory.append('ops.md', `- ${clock(at)} retire ${this.name}: ${what} — requested by ${who} ${tag}`);
+    }
+    await this.audit(at, `retired: ${outcome}`);
+    return null;
+  }
+
+  private async audit(at: Date, outcome: string): Promise<void> {
+    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} retire name:${this.name} → ${outcome}`;
+    await this.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+  }
+
+  // ── failure ─────────────────────────────────────────────────────────────────────────
+
+  private async failed(err: unknown): Promise<Error> {
+    const final = err instanceof UnrecoverableError || err instanceof RefusedError;
+    // A refusal of the checks is its own one line; later failures say where they happened.
+    const message =
+      this.current === 'checks' ? errorLine(err) : `${this.name}: ${this.current} failed: ${errorLine(err)}`;
+    if (final) {
+      await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
+        this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
+      );
+    }
+    return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+  }
+}
+
+/** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
+async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PlanRefusedError) throw new UnrecoverableError(err.message);
+    throw err;
+  }
+}
+
+function via(p: Principal): string {
+  switch (p.kind) {
+    case 'discord':
+      return '/retire';
+    case 'agent':
+      return 'clawdinator request retire';
+    case 'cli':
+      return 'clawdinator fleet retire';
+    case 'schedule':
+      return `schedule ${p.scheduler}`;
+  }
+}
+
+/** "2026-11-24 20:41 UTC" */
+function clock(at: Date): string {
+  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
