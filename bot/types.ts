@@ -101,6 +101,11 @@ export interface Responder {
   defer(options: { ephemeral: boolean }): Promise<void>;
   /** The reply: the first response, or an edit of it once deferred or replied. */
   send(reply: Reply): Promise<void>;
+  /**
+   * For a button press: replace the message the button sits on (its buttons go with it);
+   * anything else: the same as `send`.
+   */
+  update(reply: Reply): Promise<void>;
   /** An extra message after the reply. */
   followUp(reply: Reply): Promise<void>;
   showModal(modal: Modal): Promise<void>;

@@ -87,19 +87,20 @@ export const retire: CommandModule = {
       throw new UsageError(`This confirmation expired: run /retire name:${pending.name} again.`);
     }
     if (pending.action === 'cancel') {
-      await res.send({ content: `Retire of **${pending.name}** cancelled.`, buttons: [] });
+      await res.update({ content: `Retire of **${pending.name}** cancelled.`, buttons: [] });
       return;
     }
     if (deps.jobs === undefined) throw new OperationError('The job engine is not configured on this gateway.');
-    // The press is the request: a second press is another interaction, and the job refuses
-    // a name that is no longer in the registry.
-    const queued = await deps.jobs.enqueue({
+    // Acknowledge first (the relay may edit this message as soon as the job starts); the
+    // confirmation becomes the job's progress. The press is the request: a second press is
+    // another interaction, and the job refuses a name that is no longer in the registry.
+    await res.update({ content: `⏳ Retiring **${pending.name}**…`, buttons: [] });
+    await deps.jobs.enqueue({
       type: 'retire',
       data: { name: pending.name },
       actor: inv.actor,
       requestId: inv.id,
       reply: await res.handOff(),
     });
-    await res.send({ content: `⏳ Retiring **${pending.name}** — job \`${queued.jobId}\``, buttons: [] });
   },
 };

@@ -204,6 +204,12 @@ class ConsoleResponder implements Responder {
     this.show(reply);
   }
 
+  async update(reply: Reply): Promise<void> {
+    this.acknowledged = true;
+    this.print('(the message with the buttons now reads:)');
+    this.show(reply);
+  }
+
   async followUp(reply: Reply): Promise<void> {
     this.show(reply);
   }

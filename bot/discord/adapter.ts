@@ -159,6 +159,14 @@ export function responderFor(interaction: Interaction, tokens?: TokenStore): Res
       await repliable.deferReply(ephemeral ? { flags: MessageFlags.Ephemeral } : {});
       deferred = true;
     },
+    async update(reply) {
+      if (interaction.isMessageComponent() && !deferred && !replied) {
+        await interaction.update(payload(reply));
+        replied = true;
+        return;
+      }
+      await this.send(reply);
+    },
     async send(reply) {
       if (deferred || replied) {
         await repliable.editReply(payload(reply));

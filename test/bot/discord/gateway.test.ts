@@ -249,6 +249,54 @@ describe('gateway against the loopback Discord', () => {
   });
 });
 
+describe('confirmation buttons', () => {
+  it("/retire asks first; the requester's press replaces the question (callback type 7) and queues the job", async () => {
+    const queued: unknown[] = [];
+    deps.jobs = {
+      enqueue: async (r) => {
+        queued.push(r.data);
+        return { jobId: `retire-${r.requestId}`, queue: 'clawdinator-fleet' };
+      },
+    };
+    const ask = standIn.injectCommand({
+      name: 'retire',
+      user: alice,
+      roles: [OPERATOR_ROLE],
+      guildId: GUILD,
+      channelId: OPS_CHANNEL,
+      options: [{ type: 3, name: 'name', value: 'clawdinator-3' }],
+    });
+    const question = await standIn.waitForCall(isCallback(ask.id));
+    const rows = (question.body as { data: { components: { components: { custom_id: string }[] }[] } }).data.components;
+    const confirm = rows[0]?.components[0]?.custom_id as string;
+    expect(confirm).toMatch(/^retire:confirm:clawdinator-3:/);
+    const other = standIn.injectButton({
+      customId: confirm,
+      user: bob,
+      roles: [OPERATOR_ROLE],
+      guildId: GUILD,
+      channelId: OPS_CHANNEL,
+    });
+    const refused = await standIn.waitForCall(isCallback(other.id));
+    expect((refused.body as { type: number; data: { flags: number } }).type).toBe(4);
+    expect(queued).toEqual([]);
+    const press = standIn.injectButton({
+      customId: confirm,
+      user: alice,
+      roles: [OPERATOR_ROLE],
+      guildId: GUILD,
+      channelId: OPS_CHANNEL,
+    });
+    const updated = await standIn.waitForCall(isCallback(press.id));
+    expect(updated.body).toMatchObject({
+      type: 7,
+      data: { content: '⏳ Retiring **clawdinator-3**…', components: [] },
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(queued).toEqual([{ name: 'clawdinator-3' }]);
+  });
+});
+
 describe('register-commands', () => {
   it('creates ours, leaves foreign commands alone, then updates only what changed', async () => {
     standIn.seedCommand(GUILD, { name: 'foreign', description: 'another tool' });
