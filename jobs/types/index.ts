@@ -4,6 +4,7 @@ import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AnyJobType } from '../engine/job-type.js';
 import { healthSweep } from './health-sweep.js';
+import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
 import { type FleetDeps, spawnJob } from './spawn.js';
 
@@ -29,5 +30,6 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     }),
     spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
     retireJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    replaceJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
   ];
 }

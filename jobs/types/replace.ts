@@ -1,0 +1,304 @@
+// The replace job: a fleet member's host replaced by a new one, from the registry's AMI or
+// from a given one (which the registry then records).
+//
+// Everything that can refuse runs first, before anything changes: an agent's request (a
+// replace asked by an agent waits for a human: here, it is refused and the agent told to ask
+// in the ops channel), a name that is not in the registry or has no instance, and an AMI
+// that does not exist, is not ours or is not available.
+//
+// Then, as resumable steps, each one idempotent by itself:
+//   checks      also records the old instance's id
+//   registry    the given AMI set in the entry (only when one was given)
+//   plan        the member's stack with its instance replaced; it must destroy nothing else
+//   apply       exactly that plan
+//   running, ssm-online, heartbeat   waits for the NEW instance (same Name tag, another id)
+//   record      a line in ops.md and in the audit
+//
+// Nothing is undone on a failure: after the apply the old host is gone, and a new replace of
+// the same name plans again from the registry.
+import { DelayedError, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { instanceName } from '../../lib/config.js';
+import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
+import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { CloudError } from '../cloud/errors.js';
+import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
+import { INSTANCE_ADDRESS } from '../deploy/types.js';
+import { describePrincipal, type Principal } from '../engine/envelope.js';
+import { readHeartbeats } from '../engine/heartbeat.js';
+import type { JobContext, JobType } from '../engine/job-type.js';
+import { type LockOwner, lockOwner } from '../terraform/lock.js';
+import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
+import { formatSummary, type PlanSummary } from '../terraform/summary.js';
+import { defaultSpawnWaits, type FleetDeps, type SpawnWaits } from './spawn.js';
+
+export const REPLACE = 'replace';
+
+const dataSchema = z
+  .object({
+    name: instanceName,
+    ami: z
+      .string()
+      .regex(/^ami-[0-9a-f]{8,17}$/)
+      .optional(),
+  })
+  .strict();
+type ReplaceData = z.output<typeof dataSchema>;
+
+const MINUTE = 60_000;
+
+export interface ReplaceDeps {
+  redis: Redis;
+  memory?: MemoryStore;
+  fleet?: FleetDeps;
+}
+
+export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
+  return {
+    name: REPLACE,
+    version: 1,
+    schema: dataSchema,
+    permission: 'replace',
+    agentAllowed: true,
+    instanceOf: (d) => d.name,
+    attempts: 3,
+    async run(ctx) {
+      const { fleet, memory } = deps;
+      // The gateway and `clawdinator jobs` register every type for its schema only.
+      if (fleet === undefined || memory === undefined) {
+        throw new UnrecoverableError(
+          'replace: this worker has no cloud, deployer, registry store or memory configured',
+        );
+      }
+      return new Replace(ctx, deps.redis, memory, fleet).run();
+    },
+  };
+}
+
+class Replace {
+  private readonly name: string;
+  private readonly waits: SpawnWaits;
+  private readonly runCtx: RunContext;
+  /** The step running now: a failure names it. */
+  private current = 'checks';
+
+  constructor(
+    private readonly ctx: JobContext<ReplaceData>,
+    private readonly redis: Redis,
+    private readonly memory: MemoryStore,
+    private readonly fleet: FleetDeps,
+  ) {
+    this.name = ctx.data.name;
+    this.waits = { ...defaultSpawnWaits, ...fleet.waits };
+    // Terraform's lines go to the job log (the runner never passes plan values).
+    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
+  }
+
+  async run(): Promise<{ summary: string; oldInstanceId: string; instanceId: string; ami: string }> {
+    const { name, fleet } = this;
+    try {
+      const { oldInstanceId, ami } = await this.step('checks', () => this.check());
+      if (this.ctx.data.ami !== undefined) await this.step('registry', () => this.setAmi(ami));
+      const planned = await this.step('plan', () => this.planReplace());
+      await this.step('apply', () => this.apply(planned));
+      const { instanceId } = await this.waitFor(
+        'running',
+        async () => {
+          const fresh = (await fleet.cloud.listFleetInstances()).find(
+            (i) => i.name === name && i.instanceId !== oldInstanceId,
+          );
+          if (fresh === undefined || fresh.state === 'pending') return undefined;
+          if (fresh.state !== 'running') throw new UnrecoverableError(`${fresh.instanceId} is ${fresh.state}`);
+          return { instanceId: fresh.instanceId };
+        },
+        this.waits.runningTimeoutMs,
+      );
+      await this.waitFor(
+        'ssm-online',
+        async () => ((await fleet.cloud.pingStatus([instanceId])).get(instanceId) === 'Online' ? true : undefined),
+        this.waits.onlineTimeoutMs,
+      );
+      // The new host's own worker, not the heartbeat the old host left behind.
+      await this.waitFor(
+        'heartbeat',
+        async () => {
+          const heartbeat = (await readHeartbeats(this.redis, [name])).get(name);
+          return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
+        },
+        this.waits.heartbeatTimeoutMs,
+      );
+      const what = `${oldInstanceId} → ${instanceId} (${ami})`;
+      const summary = `${name} replaced: ${what}`;
+      await this.step('record', () => this.record(what, summary));
+      return { summary, oldInstanceId, instanceId, ami };
+    } catch (err) {
+      if (err instanceof DelayedError) throw err;
+      throw await this.failed(err);
+    }
+  }
+
+  private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.run(name, fn);
+  }
+
+  private waitFor<T>(name: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.waitFor(name, check, {
+      pollMs: this.waits.pollMs,
+      timeoutMs,
+      timeoutMessage: `${this.name}: gave up waiting for ${name} after ${Math.round(timeoutMs / MINUTE)} min`,
+    });
+  }
+
+  // ── the steps ───────────────────────────────────────────────────────────────────────
+
+  private async check(): Promise<{ oldInstanceId: string; ami: string }> {
+    const { name, fleet } = this;
+    if (this.ctx.principal.kind === 'agent') {
+      throw new RefusedError("rejected: an agent's replace needs a human: ask in the ops channel");
+    }
+    const { registry } = await fleet.registryStore.read();
+    const entry = registry[name];
+    if (entry === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
+    const asked = this.ctx.data.ami;
+    if (asked !== undefined) await this.checkAmi(asked);
+    const live = (await fleet.cloud.listFleetInstances()).find((i) => i.name === name && i.state !== 'terminated');
+    if (live === undefined) {
+      throw new RefusedError(`refused: no instance named ${name} exists to replace: retire it, then spawn it again`);
+    }
+    const ami = asked ?? entry.ami;
+    if (ami === undefined) throw new RefusedError(`refused: ${name} has no AMI in the registry: give one`);
+    await this.ctx.progress(`${name}: replacing ${live.instanceId} with ${ami}`);
+    return { oldInstanceId: live.instanceId, ami };
+  }
+
+  private async checkAmi(asked: string): Promise<void> {
+    let image: AmiInfo;
+    try {
+      image = await this.fleet.cloud.describeImage(asked);
+    } catch (err) {
+      if (err instanceof CloudError && err.kind === 'not-found') {
+        throw new RefusedError(`refused: AMI ${asked} does not exist`);
+      }
+      throw err;
+    }
+    if (image.tags[AMI_TAG.key] !== AMI_TAG.value) {
+      throw new RefusedError(`refused: AMI ${asked} is not one of ours (no ${AMI_TAG.key}=${AMI_TAG.value} tag)`);
+    }
+    if (image.state !== 'available') throw new RefusedError(`refused: AMI ${asked} is ${image.state}, not available`);
+  }
+
+  private async setAmi(ami: string): Promise<null> {
+    const { name } = this;
+    const message = `fleet: replace ${name} with ${ami} — requested by ${describePrincipal(this.ctx.principal)} via ${via(this.ctx.principal)}`;
+    await this.fleet.registryStore.update(
+      (registry) => {
+        const entry = registry[name];
+        if (entry === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
+        if (entry.ami === ami) return registry;
+        return { ...registry, [name]: { ...entry, ami } };
+      },
+      { message },
+    );
+    return null;
+  }
+
+  private async planReplace(): Promise<{ summary: PlanSummary; owner: LockOwner }> {
+    // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
+    const owner = lockOwner();
+    const summary = await refusedIsFinal(() =>
+      this.fleet.deployer.planInstance(this.name, { replace: true }, { ...this.runCtx, owner }),
+    );
+    // The member's instance replaced, and nothing else destroyed.
+    const destroysOther = summary.resources.some(
+      (r) => r.address !== INSTANCE_ADDRESS && (r.action === 'delete' || r.action === 'replace'),
+    );
+    const replaces = summary.resources.some((r) => r.address === INSTANCE_ADDRESS && r.action === 'replace');
+    if (destroysOther || !replaces) {
+      throw new UnrecoverableError(
+        `plan for ${this.name} is not a replace of its instance only: not applied (${formatSummary(summary)})`,
+      );
+    }
+    await this.ctx.progress(`plan: ${formatSummary(summary)}`);
+    return { summary, owner };
+  }
+
+  private async apply(planned: { summary: PlanSummary; owner: LockOwner }): Promise<null> {
+    const outputs = await refusedIsFinal(() =>
+      this.fleet.deployer.applyInstance(
+        this.name,
+        { replace: true, expected: planned.summary },
+        { ...this.runCtx, owner: planned.owner },
+      ),
+    );
+    await this.ctx.progress(`${this.name}: ${outputs.instanceId ?? 'new instance'} launched`);
+    return null;
+  }
+
+  private async record(what: string, outcome: string): Promise<null> {
+    const at = new Date();
+    const tag = `(job ${this.ctx.jobId})`;
+    // An append is not idempotent: a retried step looks for its own line first.
+    const ops = await this.memory.read('ops.md').catch((err) => {
+      if (err instanceof MemoryError && err.code === 'not-found') return null;
+      throw err;
+    });
+    if (!ops?.content.toString('utf8').includes(tag)) {
+      const who = describePrincipal(this.ctx.principal);
+      await this.memory.append('ops.md', `- ${clock(at)} replace ${this.name}: ${what} — requested by ${who} ${tag}`);
+    }
+    await this.audit(at, `replaced: ${outcome}`);
+    return null;
+  }
+
+  private async audit(at: Date, outcome: string): Promise<void> {
+    const ami = this.ctx.data.ami === undefined ? '' : ` ami:${this.ctx.data.ami}`;
+    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} replace name:${this.name}${ami} → ${outcome}`;
+    await this.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+  }
+
+  // ── failure ─────────────────────────────────────────────────────────────────────────
+
+  private async failed(err: unknown): Promise<Error> {
+    const final = err instanceof UnrecoverableError || err instanceof RefusedError;
+    // A refusal of the checks is its own one line; later failures say where they happened.
+    const message =
+      this.current === 'checks' ? errorLine(err) : `${this.name}: ${this.current} failed: ${errorLine(err)}`;
+    if (final) {
+      await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
+        this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
+      );
+    }
+    return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+  }
+}
+
+/** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
+async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PlanRefusedError) throw new UnrecoverableError(err.message);
+    throw err;
+  }
+}
+
+function via(p: Principal): string {
+  switch (p.kind) {
+    case 'discord':
+      return '/replace';
+    case 'agent':
+      return 'clawdinator request replace';
+    case 'cli':
+      return 'clawdinator fleet replace';
+    case 'schedule':
+      return `schedule ${p.scheduler}`;
+  }
+}
+
+/** "2026-11-24 20:41 UTC" */
+function clock(at: Date): string {
+  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
