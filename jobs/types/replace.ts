@@ -16,6 +16,7 @@
 //
 // Nothing is undone on a failure: after the apply the old host is gone, and a new replace of
 // the same name plans again from the registry.
+
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -25,12 +26,13 @@ import { MemoryError, type MemoryStore } from '../../memory/store.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
 import { INSTANCE_ADDRESS } from '../deploy/types.js';
-import { describePrincipal, type Principal } from '../engine/envelope.js';
+import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
-import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
+import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
+import { auditLifecycle, clock, refusedIsFinal, via } from './lifecycle.js';
 import { defaultSpawnWaits, type FleetDeps, type SpawnWaits } from './spawn.js';
 
 export const REPLACE = 'replace';
@@ -192,7 +194,7 @@ class Replace {
 
   private async setAmi(ami: string): Promise<null> {
     const { name } = this;
-    const message = `fleet: replace ${name} with ${ami} — requested by ${describePrincipal(this.ctx.principal)} via ${via(this.ctx.principal)}`;
+    const message = `fleet: replace ${name} with ${ami} — requested by ${describePrincipal(this.ctx.principal)} via ${via('replace', this.ctx.principal)}`;
     await this.fleet.registryStore.update(
       (registry) => {
         const entry = registry[name];
@@ -254,9 +256,8 @@ class Replace {
   }
 
   private async audit(at: Date, outcome: string): Promise<void> {
-    const ami = this.ctx.data.ami === undefined ? '' : ` ami:${this.ctx.data.ami}`;
-    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} replace name:${this.name}${ami} → ${outcome}`;
-    await this.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+    const run = { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'replace' as const, name: this.name };
+    await auditLifecycle(this.memory, run, at, outcome);
   }
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
@@ -273,32 +274,4 @@ class Replace {
     }
     return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
   }
-}
-
-/** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
-async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof PlanRefusedError) throw new UnrecoverableError(err.message);
-    throw err;
-  }
-}
-
-function via(p: Principal): string {
-  switch (p.kind) {
-    case 'discord':
-      return '/replace';
-    case 'agent':
-      return 'clawdinator request replace';
-    case 'cli':
-      return 'clawdinator fleet replace';
-    case 'schedule':
-      return `schedule ${p.scheduler}`;
-  }
-}
-
-/** "2026-11-24 20:41 UTC" */
-function clock(at: Date): string {
-  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }

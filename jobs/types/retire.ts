@@ -17,18 +17,20 @@
 //
 // Nothing is undone on a failure: a destroy cannot be taken back, and every step can be
 // run again by a new retire of the same name until the registry entry is gone.
+
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
-import { describePrincipal, type Principal } from '../engine/envelope.js';
+import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
-import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
+import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
+import { auditLifecycle, clock, refusedIsFinal, via } from './lifecycle.js';
 import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const RETIRE = 'retire';
@@ -174,7 +176,7 @@ class Retire {
 
   private async removeFromRegistry(): Promise<null> {
     const { name } = this;
-    const message = `fleet: retire ${name} — requested by ${describePrincipal(this.ctx.principal)} via ${via(this.ctx.principal)}`;
+    const message = `fleet: retire ${name} — requested by ${describePrincipal(this.ctx.principal)} via ${via('retire', this.ctx.principal)}`;
     await this.fleet.registryStore.update(
       (registry) => {
         delete registry[name];
@@ -209,8 +211,8 @@ class Retire {
   }
 
   private async audit(at: Date, outcome: string): Promise<void> {
-    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} retire name:${this.name} → ${outcome}`;
-    await this.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+    const run = { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'retire' as const, name: this.name };
+    await auditLifecycle(this.memory, run, at, outcome);
   }
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
@@ -227,32 +229,4 @@ class Retire {
     }
     return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
   }
-}
-
-/** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
-async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof PlanRefusedError) throw new UnrecoverableError(err.message);
-    throw err;
-  }
-}
-
-function via(p: Principal): string {
-  switch (p.kind) {
-    case 'discord':
-      return '/retire';
-    case 'agent':
-      return 'clawdinator request retire';
-    case 'cli':
-      return 'clawdinator fleet retire';
-    case 'schedule':
-      return `schedule ${p.scheduler}`;
-  }
-}
-
-/** "2026-11-24 20:41 UTC" */
-function clock(at: Date): string {
-  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }

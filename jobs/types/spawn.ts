@@ -20,6 +20,7 @@
 // A failure names its step. One that no retry can fix, before the apply, undoes what this
 // job made (registry entry, host key, bundle), so the registry lists only what exists; after
 // the apply, the instance exists and its entry stays.
+
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -32,14 +33,15 @@ import { MemoryError, type MemoryStore } from '../../memory/store.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
 import type { Deployer } from '../deploy/types.js';
-import { describePrincipal, type Principal } from '../engine/envelope.js';
+import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import type { RegistryStore } from '../registry/types.js';
 import { canonicalJson, generateSigningKeyPair } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
-import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
+import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
+import { auditLifecycle, clock, refusedIsFinal, via } from './lifecycle.js';
 
 export const SPAWN = 'spawn';
 
@@ -327,7 +329,7 @@ class Spawn {
 
   private async addToRegistry(entry: RegistryEntry): Promise<null> {
     const { name } = this;
-    const message = `fleet: spawn ${name} — requested by ${describePrincipal(this.ctx.principal)} via ${via(this.ctx.principal)}`;
+    const message = `fleet: spawn ${name} — requested by ${describePrincipal(this.ctx.principal)} via ${via('spawn', this.ctx.principal)}`;
     // Re-applied on a concurrent change: the checks are made again against what is there now.
     await this.fleet.registryStore.update(
       (registry) => {
@@ -405,8 +407,8 @@ class Spawn {
   }
 
   private async audit(at: Date, outcome: string): Promise<void> {
-    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} spawn name:${this.name} → ${outcome}`;
-    await this.memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+    const run = { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'spawn' as const, name: this.name };
+    await auditLifecycle(this.memory, run, at, outcome);
   }
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
@@ -447,32 +449,4 @@ class Spawn {
       return `undo failed: ${errorLine(undoErr)}`;
     }
   }
-}
-
-/** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
-async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof PlanRefusedError) throw new UnrecoverableError(err.message);
-    throw err;
-  }
-}
-
-function via(p: Principal): string {
-  switch (p.kind) {
-    case 'discord':
-      return '/spawn';
-    case 'agent':
-      return 'clawdinator request spawn';
-    case 'cli':
-      return 'clawdinator fleet spawn';
-    case 'schedule':
-      return `schedule ${p.scheduler}`;
-  }
-}
-
-/** "2026-11-24 20:41 UTC" */
-function clock(at: Date): string {
-  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }

@@ -223,7 +223,7 @@ describe('replace', () => {
     expect((await entryOf('clawdinator-3'))?.ami).toBe(AMI2);
     expect((await entryOf('clawdinator-1'))?.ami).toBe(AMI);
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
-      `fleet: replace clawdinator-3 with ${AMI2} — requested by operator ops via clawdinator fleet replace`,
+      `fleet: replace clawdinator-3 with ${AMI2} — requested by operator ops via the CLI`,
     );
   });
 

@@ -189,7 +189,7 @@ describe('retire', () => {
     // The member's Discord token is the operators' to keep or delete: a respawn reuses it.
     expect(await cloud.secretExists('clawdinator/discord-token/clawdinator-3')).toBe(true);
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
-      'fleet: retire clawdinator-3 — requested by operator ops via clawdinator fleet retire',
+      'fleet: retire clawdinator-3 — requested by operator ops via the CLI',
     );
     const ops = (await memory.read('ops.md')).content.toString();
     expect(ops).toMatch(

@@ -205,7 +205,7 @@ describe('spawn', () => {
     });
     expect(cloud.calls.byOperation.RunInstances).toBe(1);
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
-      'fleet: spawn clawdinator-3 — requested by operator ops via clawdinator fleet spawn',
+      'fleet: spawn clawdinator-3 — requested by operator ops via the CLI',
     );
     expect((await memory.read('ops.md')).content.toString()).toMatch(
       /^- \d{4}-\d\d-\d\d \d\d:\d\d UTC spawn clawdinator-3: i-[0-9a-f]+, ami-00000000000000a11, t3.large — requested by operator ops \(job spawn-req-clawdinator-3-1\)\n$/,
