@@ -1,19 +1,22 @@
 // `clawdinator fleet …`: the fleet from a terminal. `fleet status [name] [--json]` prints
 // the same view as /status; `--json` prints FleetStatus (jobs/status.ts), a stable shape.
+// `fleet spawn|retire|replace` queue the same jobs as the slash commands, signed with this
+// operator's key (CLAWDINATOR_JOB_KEY_ID=operator:<name>), and wait for their outcome.
+import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
-import { connectionFrom, fileRegistry } from '../jobs/engine/setup.js';
+import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
+import { connectionFrom, fileRegistry, signerFrom } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus, formatMember, formatStatus } from '../jobs/status.js';
+import { jobTypes } from '../jobs/types/index.js';
 import { loadConfig } from '../lib/config.js';
-import { UsageError } from '../lib/errors.js';
+import { ConfigError, OperationError, UsageError } from '../lib/errors.js';
 
 export function command(): Command {
-  const fleet = new Command('fleet').description(
-    'the fleet: status (spawn, retire, replace, update come with the lifecycle jobs)',
-  );
+  const fleet = new Command('fleet').description('the fleet: status, spawn, retire, replace');
   fleet
     .command('status')
     .description('each member from the registry, EC2, SSM and its heartbeat; queue counts; next scheduled runs')
@@ -45,5 +48,85 @@ export function command(): Command {
         redis.disconnect();
       }
     });
+  fleet
+    .command('spawn')
+    .description('create a new member and wait until it is online')
+    .argument('<name>', 'clawdinator-<n>; needs its Discord token secret')
+    .option('--instance-type <type>', 'EC2 instance type (default from settings)')
+    .option('--ami <id>', 'AMI id (default: the latest available)')
+    .option('--timeout <seconds>', 'how long to wait for the outcome', '3600')
+    .action(async (name: string, opts: { instanceType?: string; ami?: string; timeout: string }) => {
+      await runAsOperator('spawn', { name, instanceType: opts.instanceType, ami: opts.ami }, opts.timeout);
+    });
+  fleet
+    .command('retire')
+    .description('destroy a member and remove it from the registry (needs --yes)')
+    .argument('<name>', 'the member to retire')
+    .option('--yes', 'confirm: the host is destroyed')
+    .option('--timeout <seconds>', 'how long to wait for the outcome', '3600')
+    .action(async (name: string, opts: { yes?: boolean; timeout: string }) => {
+      if (!opts.yes) throw new UsageError(`retire destroys ${name}'s host: confirm with --yes`);
+      await runAsOperator('retire', { name }, opts.timeout);
+    });
+  fleet
+    .command('replace')
+    .description('replace a member with a new instance, optionally from another AMI (needs --yes)')
+    .argument('<name>', 'the member to replace')
+    .option('--ami <id>', 'AMI id (default: the one recorded in the registry)')
+    .option('--yes', 'confirm: the current instance is destroyed')
+    .option('--timeout <seconds>', 'how long to wait for the outcome', '3600')
+    .action(async (name: string, opts: { ami?: string; yes?: boolean; timeout: string }) => {
+      if (!opts.yes) throw new UsageError(`replace destroys ${name}'s current instance: confirm with --yes`);
+      await runAsOperator('replace', { name, ami: opts.ami }, opts.timeout);
+    });
   return fleet;
+}
+
+/** Queues a lifecycle job as this operator and waits for it to end, printing its progress. */
+async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
+  const seconds = Number(timeout);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
+    throw new UsageError('--timeout: whole seconds from 1 to 86400');
+  const config = loadConfig(['redisUrl', 'redisPasswordFile', 'jobSigningKeyFile', 'jobKeyId', 'fleetRegistryPath']);
+  if (!config.jobKeyId.startsWith('operator:')) {
+    throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
+  }
+  const connection = connectionFrom(config);
+  const redis = createRedis(connection);
+  const registry = fileRegistry(config.fleetRegistryPath);
+  const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
+  try {
+    const { jobId, queue: name } = await enqueuer.enqueue({
+      type,
+      data,
+      principal: { kind: 'cli', operator: config.jobKeyId.slice('operator:'.length) },
+      requestId: `cli-${randomBytes(9).toString('base64url')}`,
+    });
+    process.stdout.write(`queued ${jobId}\n`);
+    const queue = enqueuer.queue(name);
+    const deadline = Date.now() + seconds * 1000;
+    let said = '';
+    for (;;) {
+      const job = await queue.getJob(jobId);
+      const state = job ? await job.getState() : 'unknown';
+      const step = (job?.progress as { message?: string } | undefined)?.message;
+      if (step && step !== said) {
+        said = step;
+        process.stdout.write(`  ${step}\n`);
+      }
+      if (state === 'completed') {
+        process.stdout.write(`${(job?.returnvalue as { summary?: string } | undefined)?.summary ?? 'done'}\n`);
+        return;
+      }
+      if (state === 'failed' || state === 'unknown') {
+        throw new OperationError(job?.failedReason ?? `${jobId} is gone`);
+      }
+      if (Date.now() > deadline)
+        throw new OperationError(`${jobId} is still ${state} after ${seconds} s (see clawdinator jobs show ${jobId})`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await enqueuer.close();
+    redis.disconnect();
+  }
 }

@@ -20,7 +20,7 @@ const groups: Record<string, CommandGroup> = {
     load: () => import('./register-commands.js'),
   },
   worker: { summary: 'run the fleet’s jobs, schedules and this host’s heartbeat', load: () => import('./worker.js') },
-  fleet: { summary: 'the fleet: status', load: () => import('./fleet.js') },
+  fleet: { summary: 'the fleet: status, spawn, retire, replace', load: () => import('./fleet.js') },
   jobs: { summary: 'list, show, retry and cancel the fleet’s jobs', load: () => import('./jobs.js') },
   request: { summary: 'ask for a fleet action on a peer, as this host’s agent', load: () => import('./request.js') },
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
