@@ -1,85 +1,19 @@
-// Bench row of the spawn orchestration: request to "online" in the simulated cloud with zero
-// delays (real worker, real Redis, real synth of the instance stack), and the calls it made.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
-import { SimDeployer } from '../../jobs/deploy/sim.js';
-import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
 import { startWorker } from '../../jobs/engine/worker.js';
-import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
-import { MemoryStore } from '../../memory/store.js';
-import { tempDir } from '../support/cli.js';
+import { simFleet } from '../support/fleet.js';
 import { keyPair } from '../support/jobs.js';
 import { startRedis } from '../support/redis.js';
 import type { Row } from './table.js';
-
-const AMI = 'ami-00000000000000a11';
-const BUCKET = 'clawdinator-bench';
 
 export async function spawnOverhead(): Promise<Row[]> {
   const server = await startRedis();
   const redis = server.client();
   const conn = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-  const dir = tempDir('bench-spawn-');
-  const entry = {
-    host: 'clawdinator-1',
-    instanceType: 't3.large',
-    bootstrapPrefix: 'bootstrap/clawdinator-1',
-    discordTokenSecret: 'clawdinator/discord-token/clawdinator-1',
-    ami: AMI,
-  };
-  writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': entry }));
-  mkdirSync(join(dir, 'memory'));
-  const registry = new FileRegistryStore(join(dir, 'fleet.json'));
-  const cloud = createSimCloud({
-    timings: instantSimTimings,
-    secrets: { 'clawdinator/discord-token/clawdinator-3': 't' },
-    amis: [{ name: 'clawdinator-nixos', imageId: AMI }],
-    fleet: [{ name: 'clawdinator-1' }],
-    buckets: [BUCKET],
-  });
-  cloud.onHostOnline((host) => {
-    const at = Date.now();
-    void redis.set(
-      keys.heartbeat(host.name),
-      JSON.stringify({
-        host: host.name,
-        instanceId: host.instanceId,
-        version: 'b',
-        revision: 'r',
-        startedAt: at,
-        activeJobs: 0,
-        at,
-      }),
-      'EX',
-      60,
-    );
-  });
-  const settings = {
-    awsRegion: 'eu-central-1',
-    deployerRoleArn: undefined,
-    vpcId: undefined,
-    subnetIds: [],
-    sshCidrs: [],
-    rootVolumeGb: 40,
-    redisNodeType: 'cache.t4g.micro',
-  };
-  const fleet = {
-    cloud,
-    deployer: new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: BUCKET }),
-    registryStore: registry,
-    bucket: BUCKET,
-    region: 'eu-central-1',
-    fleetMaxSize: 5,
-    spawnsPerHour: 3,
-    defaultInstanceType: 't3.large',
-    waits: { pollMs: 20 },
-  };
-  const memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
+  const { cloud, registry, memory, fleet, close } = simFleet(redis);
   const types = new JobTypes(
     jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }),
   );
@@ -126,7 +60,7 @@ export async function spawnOverhead(): Promise<Row[]> {
   await worker.close();
   await enqueuer.close();
   await queue.close();
-  cloud.close();
+  close();
   await server.stop();
   return [
     {

@@ -1,32 +1,21 @@
-// The headline, through the real parts: /spawn typed in (the loopback) Discord → the gateway
-// queues a job signed with its key → the real worker runs spawn against the simulated cloud
-// (real synth, file registry) → the relay edits the deferred reply with progress and the result.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from '../../bot/commands/index.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../bot/discord/gateway.js';
 import { createDispatcher } from '../../bot/dispatch.js';
 import { botJobs, redisClaim, TokenStore } from '../../bot/engine.js';
 import { startRelay } from '../../bot/relay.js';
-import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
-import { SimDeployer } from '../../jobs/deploy/sim.js';
-import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
 import { startWorker } from '../../jobs/engine/worker.js';
-import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
-import { MemoryStore } from '../../memory/store.js';
 import { ALICE, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
-import { tempDir } from '../support/cli.js';
 import { DiscordStandIn, type RestCall } from '../support/discord-standin.js';
+import { simFleet } from '../support/fleet.js';
 import { fastSettings, keyPair } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const TOKEN = 'spawn-test-bot-token';
-const AMI = 'ami-00000000000000a11';
-const BUCKET = 'clawdinator-test-bucket';
 let server: TestRedis;
 const closers: (() => Promise<void> | void)[] = [];
 
@@ -41,68 +30,12 @@ afterAll(async () => {
   await server.stop();
 });
 
-const member = (name: string) => ({
-  host: name,
-  instanceType: 't3.large',
-  bootstrapPrefix: `bootstrap/${name}`,
-  discordTokenSecret: `clawdinator/discord-token/${name}`,
-  ami: AMI,
-});
-
 describe('/spawn through Discord', () => {
   it('the reply shows progress edits, then "online"; the new member is in the registry', async () => {
     const redis = server.client();
     const conn = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-    const dir = tempDir('clawdinator-spawn-discord-');
-    writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': member('clawdinator-1') }));
-    mkdirSync(join(dir, 'memory'));
-    const registry = new FileRegistryStore(join(dir, 'fleet.json'));
-    const memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
-    const cloud = createSimCloud({
-      timings: instantSimTimings,
-      secrets: { 'clawdinator/discord-token/clawdinator-3': 'token-3' },
-      amis: [{ name: 'clawdinator-nixos', imageId: AMI }],
-      fleet: [{ name: 'clawdinator-1' }],
-      buckets: [BUCKET],
-    });
-    cloud.onHostOnline((host) => {
-      const at = Date.now();
-      void redis.set(
-        keys.heartbeat(host.name),
-        JSON.stringify({
-          host: host.name,
-          instanceId: host.instanceId,
-          version: 't',
-          revision: 'r',
-          startedAt: at,
-          activeJobs: 0,
-          at,
-        }),
-        'EX',
-        60,
-      );
-    });
-    closers.push(() => cloud.close());
-    const settings = {
-      awsRegion: 'eu-central-1',
-      deployerRoleArn: undefined,
-      vpcId: undefined,
-      subnetIds: [],
-      sshCidrs: [],
-      rootVolumeGb: 40,
-      redisNodeType: 'cache.t4g.micro',
-    };
-    const fleet = {
-      cloud,
-      deployer: new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: BUCKET }),
-      registryStore: registry,
-      bucket: BUCKET,
-      region: 'eu-central-1',
-      fleetMaxSize: 5,
-      spawnsPerHour: 3,
-      defaultInstanceType: 't3.large',
-      waits: { pollMs: 50 },
-    };
+    const { cloud, registry, memory, fleet, close } = simFleet(redis);
+    closers.push(close);
     const types = new JobTypes(
       jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }),
     );

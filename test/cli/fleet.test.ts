@@ -1,24 +1,21 @@
 // `clawdinator fleet spawn|retire|replace` as an operator runs them: the built binary queues
 // a job signed with the operator's key; a real worker (here, in the test process, on the
 // simulated cloud) runs it; the command prints its progress and outcome.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
-import { SimDeployer } from '../../jobs/deploy/sim.js';
-import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
 import { startWorker } from '../../jobs/engine/worker.js';
-import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { generateSigningKeyPair, parsePublicKey } from '../../jobs/signing.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
-import { MemoryStore } from '../../memory/store.js';
-import { runCli, tempDir } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
+import { simFleet } from '../support/fleet.js';
 import { fastSettings } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
-const AMI = 'ami-00000000000000a11';
+const _AMI = 'ami-00000000000000a11';
 let server: TestRedis;
 let env: Record<string, string>;
 let stop: () => Promise<void>;
@@ -26,62 +23,8 @@ let stop: () => Promise<void>;
 beforeAll(async () => {
   server = await startRedis();
   const redis = server.client();
-  const dir = tempDir('clawdinator-fleet-cli-');
-  const entry = {
-    host: 'clawdinator-1',
-    instanceType: 't3.large',
-    bootstrapPrefix: 'bootstrap/clawdinator-1',
-    discordTokenSecret: 'clawdinator/discord-token/clawdinator-1',
-    ami: AMI,
-  };
-  writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': entry }));
-  mkdirSync(join(dir, 'memory'));
-  const registry = new FileRegistryStore(join(dir, 'fleet.json'));
-  const cloud = createSimCloud({
-    timings: instantSimTimings,
-    secrets: { 'clawdinator/discord-token/clawdinator-3': 't' },
-    amis: [{ name: 'clawdinator-nixos', imageId: AMI }],
-    fleet: [{ name: 'clawdinator-1' }],
-    buckets: ['b'],
-  });
-  cloud.onHostOnline((host) => {
-    const at = Date.now();
-    void redis.set(
-      keys.heartbeat(host.name),
-      JSON.stringify({
-        host: host.name,
-        instanceId: host.instanceId,
-        version: 't',
-        revision: 'r',
-        startedAt: at,
-        activeJobs: 0,
-        at,
-      }),
-      'EX',
-      60,
-    );
-  });
-  const settings = {
-    awsRegion: 'eu-central-1',
-    deployerRoleArn: undefined,
-    vpcId: undefined,
-    subnetIds: [],
-    sshCidrs: [],
-    rootVolumeGb: 40,
-    redisNodeType: 'cache.t4g.micro',
-  };
-  const fleet = {
-    cloud,
-    deployer: new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: 'b' }),
-    registryStore: registry,
-    bucket: 'b',
-    region: 'eu-central-1',
-    fleetMaxSize: 5,
-    spawnsPerHour: 3,
-    defaultInstanceType: 't3.large',
-    waits: { pollMs: 50 },
-  };
-  const memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
+  const sim = simFleet(redis);
+  const { dir, registry, memory, fleet } = sim;
   const operator = generateSigningKeyPair();
   writeFileSync(join(dir, 'operator.pem'), operator.privateKeyPem, { mode: 0o600 });
   const publicKey = parsePublicKey(operator.publicKeyPem);
@@ -99,7 +42,7 @@ beforeAll(async () => {
   );
   stop = async () => {
     await worker.close();
-    cloud.close();
+    sim.close();
   };
   env = {
     CLAWDINATOR_REDIS_URL: server.url,
