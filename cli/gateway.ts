@@ -8,11 +8,13 @@ import { attachmentOriginsFor, startGateway } from '../bot/discord/gateway.js';
 import { createDispatcher } from '../bot/dispatch.js';
 import { hasSetting, loadConfig, readSecretFile } from '../lib/config.js';
 import { createLogger } from '../lib/log.js';
+import { stopRequested } from '../lib/signals.js';
 
 export function command(): Command {
   return new Command('gateway')
     .description('run the ops bot: log in to Discord and handle slash commands (never registers them)')
     .action(async () => {
+      const stop = stopRequested();
       const config = loadConfig(['discordTokenFile', 'discordApiUrl', 'logLevel']);
       const token = readSecretFile(config.discordTokenFile, 'CLAWDINATOR_DISCORD_TOKEN_FILE');
       const log = createLogger(config.logLevel);
@@ -28,10 +30,7 @@ export function command(): Command {
         tokens: fleet?.tokens,
       });
       fleet?.startRelay(gateway.client.rest);
-      await new Promise<void>((resolve) => {
-        process.once('SIGTERM', () => resolve());
-        process.once('SIGINT', () => resolve());
-      });
+      await stop;
       await gateway.stop();
       await fleet?.close();
     });

@@ -18,6 +18,7 @@ import type { FleetDeps } from '../jobs/types/spawn.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
 import { ConfigError, errorLine } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
+import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
 
@@ -85,6 +86,7 @@ export function command(): Command {
     .option('--instance-id <id>', 'this host’s EC2 instance id, for the heartbeat', 'unknown')
     .option('--revision <rev>', 'the deployed revision, for the heartbeat', 'unknown')
     .action(async (opts: { instanceId: string; revision: string }) => {
+      const stop = stopRequested();
       const config = loadConfig([
         'redisUrl',
         'redisPasswordFile',
@@ -170,10 +172,7 @@ export function command(): Command {
       const timer = setInterval(schedule, SCHEDULE_CHECK_MS);
       log.info({ queues: [FLEET_QUEUE, hostQueue(config.hostName)] }, 'worker ready');
 
-      await new Promise<void>((resolve) => {
-        process.once('SIGTERM', () => resolve());
-        process.once('SIGINT', () => resolve());
-      });
+      await stop;
       clearInterval(timer);
       // Worker.close() waits for running jobs: steps save as they go, so a job resumes here
       // or on a peer at its last completed step.
