@@ -2,83 +2,26 @@
 // host's own queue), keeps the fleet's schedules (upserted by one leader at a time), and
 // publishes this host's heartbeat. On SIGTERM it stops taking jobs, lets running steps reach
 // a save point, and closes its connections.
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
-import { connectionFrom, fileRegistry, publicKeys, registryPath, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, fileRegistry, publicKeys, signerFrom } from '../jobs/engine/setup.js';
 import { startWorker } from '../jobs/engine/worker.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
-import type { FleetDeps } from '../jobs/types/spawn.js';
-import { hasSetting, loadConfig } from '../lib/config.js';
+import { loadConfig } from '../lib/config.js';
 import { ConfigError, errorLine } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
+import { fleetDeps } from './fleet-deps.js';
 
 const SCHEDULE_CHECK_MS = 60_000;
-
-/**
- * What the lifecycle jobs act on: AWS through the cloud layer, Terraform through the runner,
- * the registry file. Only when the fleet's buckets are configured; loaded on demand.
- */
-async function fleetDeps(): Promise<FleetDeps | undefined> {
-  if (!hasSetting('bootstrapBucket') || !hasSetting('stateBucket')) return undefined;
-  const config = loadConfig([
-    'bootstrapBucket',
-    'stateBucket',
-    'stateRegion',
-    'awsRegion',
-    'deployerRoleArn',
-    'terraformBin',
-    'fleetRegistryPath',
-    'fleetMaxSize',
-    'spawnsPerHour',
-    'defaultInstanceType',
-  ]);
-  const [
-    { createAwsCloud },
-    { Terraform },
-    { TerraformDeployer },
-    { FileRegistryStore },
-    { loadInfraSettings },
-    { backendConfig },
-  ] = await Promise.all([
-    import('../jobs/cloud/aws.js'),
-    import('../jobs/terraform/runner.js'),
-    import('../jobs/deploy/terraform.js'),
-    import('../jobs/registry/file.js'),
-    import('../infra/settings.js'),
-    import('../infra/names.js'),
-  ]);
-  const registryStore = new FileRegistryStore(registryPath(config.fleetRegistryPath));
-  return {
-    cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
-    deployer: new TerraformDeployer({
-      runner: new Terraform({
-        bin: config.terraformBin,
-        backendConfig: backendConfig(config.stateBucket, config.stateRegion),
-      }),
-      registry: registryStore,
-      settings: loadInfraSettings(),
-      outdir: join(tmpdir(), `clawdinator-deploy-${process.pid}`),
-      stateBucket: config.stateBucket,
-      stateRegion: config.stateRegion,
-    }),
-    registryStore,
-    bucket: config.bootstrapBucket,
-    region: config.awsRegion ?? null,
-    fleetMaxSize: config.fleetMaxSize,
-    spawnsPerHour: config.spawnsPerHour,
-    defaultInstanceType: config.defaultInstanceType,
-  };
-}
 
 export function command(): Command {
   return new Command('worker')
