@@ -188,6 +188,9 @@ export const settings = {
       .optional(),
     'an EFS id (fs-…)',
   ),
+  // The fleet's Redis as hosts reach it (base stack's redis_endpoint/redis_port), for bootstrap
+  // bundles; default CLAWDINATOR_REDIS_URL (a worker's Redis is the fleet's, `--local`'s is not).
+  fleetRedisUrl: setting('CLAWDINATOR_FLEET_REDIS_URL', redisUrl.optional(), 'a rediss:// URL without a password'),
   // `clawdinator bootstrap` on a host (nix/module.nix sets these); defaults are the host's paths.
   instanceEnvFile: setting(
     'CLAWDINATOR_INSTANCE_ENV',

@@ -207,12 +207,7 @@ class AwsCloud implements Cloud {
     return (await this.s3Service()).getJson(bucket, key);
   }
 
-  async putBytes(
-    bucket: string,
-    key: string,
-    body: Buffer,
-    options?: { contentType?: string },
-  ): Promise<UploadResult> {
+  async putBytes(bucket: string, key: string, body: Buffer, options?: { contentType?: string }): Promise<UploadResult> {
     return (await this.s3Service()).putBytes(bucket, key, body, options);
   }
 
