@@ -85,7 +85,7 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
   const installed = await readInstalledConfig(dirs.state);
 
   if (sentinel?.prefix === identity.prefix && installed !== null) {
-    const secrets = await installSecrets(options, installed, await fetchSecrets(options.cloud, installed, 'no change'));
+    const secrets = await installSecrets(options, installed, await fetchSecrets(options.cloud, installed));
     log(`already bootstrapped from ${identity.prefix} (manifest ${sentinel.manifestSha256.slice(0, 12)})`);
     return {
       action: 'unchanged',
@@ -124,7 +124,7 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
         `${where}${CONFIG_FILE} is for ${config.instance} at ${config.bootstrapPrefix}, not ${identity.name} at ${identity.prefix}`,
       );
     }
-    secretValues = await fetchSecrets(options.cloud, config, 'nothing installed');
+    secretValues = await fetchSecrets(options.cloud, config);
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw new OperationError(`bootstrap: ${errorLine(err).replace(/^bootstrap: /, '')}: nothing installed`, {
@@ -267,12 +267,10 @@ async function fetchFile(
 }
 
 /** The values of the config's secrets; a missing required one is an error naming it. */
-async function fetchSecrets(cloud: Cloud, config: BundleConfig, outcome: string): Promise<Map<string, string>> {
+async function fetchSecrets(cloud: Cloud, config: BundleConfig): Promise<Map<string, string>> {
   const values = await cloud.getSecrets(config.secrets.map((s) => s.name));
   const missing = config.secrets.find((s) => s.required && !values.has(s.name));
-  if (missing !== undefined) {
-    throw new OperationError(`bootstrap: the secret ${missing.name} does not exist: ${outcome}`);
-  }
+  if (missing !== undefined) throw new OperationError(`bootstrap: the secret ${missing.name} does not exist`);
   return values;
 }
 

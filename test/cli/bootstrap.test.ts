@@ -249,10 +249,26 @@ describe('clawdinator bootstrap', () => {
     expect(existsSync(join(host.state, '.staging'))).toBe(false);
   });
 
-  it('a changed prefix re-initializes: the previous install cleaned, the new one installed', async () => {
+  it('a required secret missing: exit 1, one line naming it, nothing installed', async () => {
     // The re-upload repairs the corrupted object (its stored checksum no longer matches).
     const repaired = await uploadBundle(cloud, bundleInput(V2, join(dir, 'ws-v2'), { 'NEW.md': 'new in v2\n' }));
     expect(repaired.uploaded).toEqual(['workspace/SOUL.md']);
+    const redisAuth = SECRETS['clawdinator/fleet/redis-auth'] as string;
+    delete SECRETS['clawdinator/fleet/redis-auth'];
+    const before = snapshot();
+    const result = await boot();
+    SECRETS['clawdinator/fleet/redis-auth'] = redisAuth;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'clawdinator: bootstrap: the secret clawdinator/fleet/redis-auth does not exist: nothing installed\n',
+    );
+    expect(snapshot()).toEqual(before);
+    expect(JSON.parse(sentinel()).prefix).toBe(V1);
+  });
+
+  it('a changed prefix re-initializes: the previous install cleaned, the new one installed', async () => {
+    const repaired = await uploadBundle(cloud, bundleInput(V2, join(dir, 'ws-v2'), { 'NEW.md': 'new in v2\n' }));
+    expect(repaired.uploaded).toEqual([]);
     writeFileSync(join(host.workspace, 'scratch.txt'), 'left by the agent under v1');
     const result = await boot();
     expect(result.stderr).toBe('');

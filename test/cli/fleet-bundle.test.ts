@@ -75,7 +75,9 @@ describe('clawdinator fleet bundle', () => {
     expect(first.code).toBe(0);
     expect(first.stdout).toContain('uploaded  config.json\n');
     expect(first.stdout).toContain('uploaded  workspace/SOUL.md\n');
-    expect(first.stdout).toMatch(/^s3:\/\/fleet-bucket\/bootstrap\/clawdinator-1\/: \d+ uploaded, 0 unchanged, 0 removed/m);
+    expect(first.stdout).toMatch(
+      /^s3:\/\/fleet-bucket\/bootstrap\/clawdinator-1\/: \d+ uploaded, 0 unchanged, 0 removed/m,
+    );
     const config = JSON.parse(
       ((await cloud.getBytes(BUCKET, 'bootstrap/clawdinator-1/config.json')) as Buffer).toString(),
     );
