@@ -24,6 +24,7 @@ export async function fleetDeps(): Promise<FleetDeps | undefined> {
     'fleetMaxSize',
     'spawnsPerHour',
     'defaultInstanceType',
+    'efsId',
   ]);
   const [
     { createAwsCloud },
@@ -57,8 +58,17 @@ export async function fleetDeps(): Promise<FleetDeps | undefined> {
     registryStore,
     bucket: config.bootstrapBucket,
     region: config.awsRegion ?? null,
+    efsId: config.efsId ?? null,
+    redisUrl: fleetRedisUrl(),
     fleetMaxSize: config.fleetMaxSize,
     spawnsPerHour: config.spawnsPerHour,
     defaultInstanceType: config.defaultInstanceType,
   };
+}
+
+/** The fleet's Redis as hosts reach it, for their bootstrap bundle; else this process's own. */
+export function fleetRedisUrl(): string | null {
+  const { fleetRedisUrl } = loadConfig(['fleetRedisUrl']);
+  if (fleetRedisUrl !== undefined) return fleetRedisUrl;
+  return hasSetting('redisUrl') ? loadConfig(['redisUrl']).redisUrl : null;
 }

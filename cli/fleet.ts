@@ -2,6 +2,8 @@
 // the same view as /status; `--json` prints FleetStatus (jobs/status.ts), a stable shape.
 // `fleet spawn|retire|replace` queue the same jobs as the slash commands, signed with this
 // operator's key (CLAWDINATOR_JOB_KEY_ID=operator:<name>), and wait for their outcome.
+// `fleet bundle <name>` (re)uploads a member's bootstrap bundle (the original's
+// upload-bootstrap.sh): only what changed goes up.
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
@@ -79,7 +81,45 @@ export function command(): Command {
       if (!opts.yes) throw new UsageError(`replace destroys ${name}'s current instance: confirm with --yes`);
       await runAsOperator('replace', { name, ami: opts.ami }, opts.timeout);
     });
+  fleet
+    .command('bundle')
+    .description('(re)upload a member’s bootstrap bundle: config, workspace templates, repo seeds, manifest')
+    .argument('<name>', 'a member of the fleet registry')
+    .action(async (name: string) => {
+      await uploadMemberBundle(name);
+    });
   return fleet;
+}
+
+/** `fleet bundle`: the member's bundle from the registry entry, as spawn uploads it. */
+async function uploadMemberBundle(name: string): Promise<void> {
+  const config = loadConfig(['fleetRegistryPath', 'bootstrapBucket', 'awsRegion', 'deployerRoleArn', 'efsId']);
+  const entry = (await fileRegistry(config.fleetRegistryPath)())[name];
+  if (entry === undefined) throw new UsageError(`${name} is not in the fleet registry`);
+  const [{ uploadBundle }, { agentKeySecret }, { fleetRedisUrl }] = await Promise.all([
+    import('../jobs/bootstrap/bundle.js'),
+    import('../jobs/types/spawn.js'),
+    import('./fleet-deps.js'),
+  ]);
+  const result = await uploadBundle(
+    createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
+    {
+      name,
+      host: entry.host,
+      bootstrapPrefix: entry.bootstrapPrefix,
+      bucket: config.bootstrapBucket,
+      region: config.awsRegion ?? null,
+      efsId: config.efsId ?? null,
+      redisUrl: fleetRedisUrl(),
+      secrets: { discordToken: entry.discordTokenSecret, agentKey: agentKeySecret(name) },
+    },
+  );
+  const where = `s3://${config.bootstrapBucket}/${result.prefix}/`;
+  for (const path of result.uploaded) process.stdout.write(`uploaded  ${path}\n`);
+  for (const path of result.removed) process.stdout.write(`removed   ${path}\n`);
+  process.stdout.write(
+    `${where}: ${result.uploaded.length} uploaded, ${result.unchanged.length} unchanged, ${result.removed.length} removed (manifest ${result.manifestSha256.slice(0, 12)})\n`,
+  );
 }
 
 /** Queues a lifecycle job as this operator and waits for it to end, printing its progress. */

@@ -25,6 +25,7 @@ const groups: Record<string, CommandGroup> = {
   request: { summary: 'ask for a fleet action on a peer, as this host’s agent', load: () => import('./request.js') },
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
   sandbox: { summary: 'the whole control plane here, on a simulated cloud', load: () => import('./sandbox.js') },
+  bootstrap: { summary: 'install this host’s bootstrap bundle (run at boot)', load: () => import('./bootstrap.js') },
 };
 
 function usage(): string {

@@ -32,6 +32,7 @@ const awsRegion = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/);
 const cidr = z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9a-fA-F:]+\/\d{1,3})$/);
 const keyId = z.string().regex(/^(gateway|schedule|operator:[a-z0-9_.-]{1,32}|agent:clawdinator-[a-z0-9-]{1,28})$/);
 // The password never rides in the URL: it comes from CLAWDINATOR_REDIS_PASSWORD_FILE.
+const absolutePath = z.string().regex(/^\/.+/);
 const redisUrl = z
   .string()
   .url()
@@ -177,6 +178,61 @@ export const settings = {
     'CLAWDINATOR_BOOTSTRAP_BUCKET',
     z.string().regex(s3Bucket),
     'the S3 bucket of the bootstrap bundles (the base stack’s bucket output)',
+  ),
+  // The base stack's EFS (efs_id output), named in each host's bootstrap bundle.
+  efsId: setting(
+    'CLAWDINATOR_EFS_ID',
+    z
+      .string()
+      .regex(/^fs-[0-9a-f]{8,17}$/)
+      .optional(),
+    'an EFS id (fs-…)',
+  ),
+  // The fleet's Redis as hosts reach it (base stack's redis_endpoint/redis_port), for bootstrap
+  // bundles; default CLAWDINATOR_REDIS_URL (a worker's Redis is the fleet's, `--local`'s is not).
+  fleetRedisUrl: setting('CLAWDINATOR_FLEET_REDIS_URL', redisUrl.optional(), 'a rediss:// URL without a password'),
+  // `clawdinator bootstrap` on a host (nix/module.nix sets these); defaults are the host's paths.
+  instanceEnvFile: setting(
+    'CLAWDINATOR_INSTANCE_ENV',
+    absolutePath.default('/var/lib/clawdinator/instance.env'),
+    'an absolute file path',
+  ),
+  bootstrapStateDir: setting(
+    'CLAWDINATOR_BOOTSTRAP_STATE_DIR',
+    absolutePath.default('/var/lib/clawdinator'),
+    'an absolute directory path',
+  ),
+  opsSecretsDir: setting(
+    'CLAWDINATOR_OPS_SECRETS_DIR',
+    absolutePath.default('/run/clawdinator-ops'),
+    'an absolute directory path',
+  ),
+  agentSecretsDir: setting(
+    'CLAWDINATOR_AGENT_SECRETS_DIR',
+    absolutePath.default('/run/clawdinator'),
+    'an absolute directory path',
+  ),
+  workspaceDir: setting(
+    'CLAWDINATOR_WORKSPACE_DIR',
+    absolutePath.default('/var/lib/clawd/workspace'),
+    'an absolute directory path',
+  ),
+  repoSeedsDir: setting(
+    'CLAWDINATOR_REPO_SEEDS_DIR',
+    absolutePath.default('/var/lib/clawd/repo-seeds'),
+    'an absolute directory path',
+  ),
+  imdsUrl: setting(
+    'CLAWDINATOR_IMDS_URL',
+    z.string().url().default('http://169.254.169.254'),
+    'an http URL of the instance metadata service',
+  ),
+  // argv handed the new configuration's switch after a (re)initialization; "{host}" is replaced; [] skips it.
+  bootstrapSwitch: setting(
+    'CLAWDINATOR_BOOTSTRAP_SWITCH',
+    z.array(z.string().min(1)).default([]),
+    'a JSON list of command words, [] to skip',
+    true,
   ),
   // Infrastructure (infra/, jobs/terraform/). Unset regions fall back to the AWS chain
   // (AWS_REGION, the profile), as the SDK clients do, so synth needs no setting at all.

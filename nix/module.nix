@@ -10,7 +10,8 @@
 #                    the ops state dir, or IMDS.
 #
 # Boot: user data writes /var/lib/clawdinator/instance.env and starts clawdinator-bootstrap
-# (also started at boot), which fetches this host's secrets and switches to its configuration.
+# (also started at boot), which installs this host's bootstrap bundle, fetches its secrets and
+# hands the switch to its configuration to a unit of its own.
 {
   config,
   lib,
@@ -28,6 +29,8 @@ let
 
   instanceEnv = "/var/lib/clawdinator/instance.env";
   opsSecrets = "/run/clawdinator-ops";
+  agentSecrets = "/run/clawdinator";
+  agentHome = "/var/lib/clawd";
   opsState = "/var/lib/clawdinator-ops";
   memoryDir = "/memory";
   clawdinator = lib.getExe cfg.package;
@@ -208,6 +211,16 @@ in
       '';
     };
 
+    bootstrapFlake = mkOption {
+      type = types.nullOr types.str;
+      default = "${agentHome}/repo-seeds/clawdinators";
+      description = ''
+        Flake the bootstrap switches to (`nixos-rebuild switch --flake <this>#<host>`, in a unit
+        of its own) after it installed a bundle; by default this repository from the repo
+        seeds. null: no switch.
+      '';
+    };
+
     opsUid = mkOption {
       type = types.int;
       default = 2790;
@@ -251,7 +264,7 @@ in
       isNormalUser = true;
       group = "clawdinator";
       extraGroups = [ "clawdinator-memory" ];
-      home = "/var/lib/clawd";
+      home = agentHome;
       createHome = true;
       description = "CLAWDINATOR agent";
     };
@@ -267,6 +280,7 @@ in
     systemd.tmpfiles.rules = [
       "d /var/lib/clawdinator 0755 root root -"
       "d ${opsSecrets} 0700 clawdinator-ops clawdinator-ops -"
+      "d ${agentSecrets} 0700 clawdinator clawdinator -"
     ];
 
     # Only root (the bootstrap) and clawdinator-ops reach the metadata service (IPv4 and the
@@ -283,13 +297,17 @@ in
       '';
     };
 
-    # Root: reads instance.env (or IMDS when user data is missing), fetches the secrets into
-    # ${opsSecrets} (0400, clawdinator-ops) and the agent's own into /run/clawdinator, seeds repos
-    # and the workspace, and switches to this host's configuration. Idempotent (a sentinel
-    # records the bootstrap prefix). User data starts it again with --no-block.
-    # The gateway and worker are ordered after it, so the bootstrap must hand the switch to a
-    # unit of its own (systemd-run --no-block nixos-rebuild switch …), never run it inline:
-    # switch-to-configuration would wait for them, and they for the bootstrap.
+    # Root: `clawdinator bootstrap` (cli/bootstrap.ts) reads instance.env (or the user data
+    # through IMDSv2 when it is missing, and writes it back), installs this host's bundle from
+    # s3://<bucket>/<prefix>/ once per prefix (a sentinel in /var/lib/clawdinator records it;
+    # a changed prefix re-initializes): workspace templates into /var/lib/clawd/workspace, repo
+    # seeds (tar + zstd) into /var/lib/clawd/repo-seeds, the fleet's secrets into ${opsSecrets}
+    # and the agent's own (its Discord token, its request-signing key) into /run/clawdinator,
+    # each 0400 in a 0700 dir; secrets are refreshed at every start (/run is empty after a
+    # reboot). User data starts it again with --no-block.
+    # The gateway and worker are ordered after it, so the bootstrap hands the switch to a
+    # unit of its own (systemd-run --no-block nixos-rebuild switch …, CLAWDINATOR_BOOTSTRAP_SWITCH),
+    # never runs it inline: switch-to-configuration would wait for them, and they for the bootstrap.
     systemd.services.clawdinator-bootstrap = {
       description = "CLAWDINATOR bootstrap (secrets, repo seeds, workspace, host configuration)";
       wantedBy = [ "multi-user.target" ];
@@ -298,18 +316,39 @@ in
       environment = {
         CLAWDINATOR_INSTANCE_ENV = instanceEnv;
         CLAWDINATOR_OPS_SECRETS_DIR = opsSecrets;
+        CLAWDINATOR_AGENT_SECRETS_DIR = agentSecrets;
+        CLAWDINATOR_BOOTSTRAP_STATE_DIR = "/var/lib/clawdinator";
+        CLAWDINATOR_WORKSPACE_DIR = "${agentHome}/workspace";
+        CLAWDINATOR_REPO_SEEDS_DIR = "${agentHome}/repo-seeds";
+        # After a (re)initialization only; {host} is the bundle's host. [] when no flake is set.
+        CLAWDINATOR_BOOTSTRAP_SWITCH = builtins.toJSON (
+          lib.optionals (cfg.bootstrapFlake != null) [
+            "systemd-run"
+            "--no-block"
+            "--collect"
+            "--unit=clawdinator-switch"
+            # The unit's PATH (nix, git for the flake), not systemd's bare default.
+            "--setenv=PATH"
+            "nixos-rebuild"
+            "switch"
+            "--flake"
+            "${cfg.bootstrapFlake}#{host}"
+          ]
+        );
       };
       path = [
         pkgs.util-linux
         pkgs.nix
         pkgs.nixos-rebuild
         pkgs.git
+        pkgs.gnutar
+        pkgs.zstd
       ];
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
         TimeoutStartSec = "30min";
-        EnvironmentFile = "-${instanceEnv}";
+        # No EnvironmentFile: the bootstrap reads instance.env itself (and IMDS when it is missing).
         ExecStart = "${clawdinator} bootstrap";
         # Whatever wrote the secrets, leave them as the boundary needs them.
         ExecStartPost = pkgs.writeShellScript "clawdinator-ops-secrets-perms" ''
@@ -317,6 +356,12 @@ in
           chown -R clawdinator-ops:clawdinator-ops ${opsSecrets}
           chmod 0700 ${opsSecrets}
           find ${opsSecrets} -type f -exec chmod 0400 {} +
+          install -d -m 0700 -o clawdinator -g clawdinator ${agentSecrets}
+          chown -R clawdinator:clawdinator ${agentSecrets}
+          find ${agentSecrets} -type f -exec chmod 0400 {} +
+          for d in ${agentHome}/workspace ${agentHome}/repo-seeds; do
+            if [ -d "$d" ]; then chown -R clawdinator:clawdinator "$d"; fi
+          done
         '';
       };
     };

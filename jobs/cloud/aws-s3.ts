@@ -1,5 +1,6 @@
 // S3 half of the AWS adapter: image uploads (multipart, progress, SHA-256), bootstrap bundles
-// and small JSON objects. Loaded on first use by aws.ts.
+// (small checksummed objects, server-side copies) and small JSON objects. Loaded on first use
+// by aws.ts.
 //
 // Integrity: the SDK already checksums every part it sends (CRC32, checked by S3). On top of
 // that, uploadFile stores the whole file's SHA-256 as the object's `sha256` metadata and checks
@@ -13,6 +14,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   type BucketLocationConstraint,
+  CopyObjectCommand,
   CreateBucketCommand,
   type CreateBucketCommandInput,
   DeleteObjectsCommand,
@@ -174,6 +176,80 @@ export class S3Service {
     }
   }
 
+  async putBytes(
+    bucket: string,
+    key: string,
+    body: Buffer,
+    options: { contentType?: string } = {},
+  ): Promise<UploadResult> {
+    const digest = createHash('sha256').update(body).digest();
+    const sha256 = digest.toString('hex');
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          ContentType: options.contentType ?? 'application/octet-stream',
+          // S3 checks the body against this and refuses a mismatch; the metadata outlives it.
+          ChecksumSHA256: digest.toString('base64'),
+          Metadata: { sha256 },
+        }),
+      );
+    } catch (err) {
+      throw toCloudError(err, 'PutObject', `s3://${bucket}/${key}`);
+    }
+    return { bucket, key, size: body.length, sha256 };
+  }
+
+  async getBytes(bucket: string, key: string): Promise<Buffer | null> {
+    const where = `s3://${bucket}/${key}`;
+    let body: Buffer;
+    let expected: string | undefined;
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      body = Buffer.from((await out.Body?.transformToByteArray()) ?? []);
+      expected = out.Metadata?.sha256;
+    } catch (err) {
+      const mapped = toCloudError(err, 'GetObject', where);
+      if (mapped.code === 'NoSuchKey') return null;
+      throw mapped;
+    }
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    if (expected !== undefined && expected !== sha256) {
+      throw new CloudError({
+        operation: 'GetObject',
+        resource: where,
+        code: 'ChecksumMismatch',
+        kind: 'failed',
+        detail: `downloaded sha256 ${sha256} differs from the stored ${expected}`,
+      });
+    }
+    return body;
+  }
+
+  async copyObject(bucket: string, sourceKey: string, key: string): Promise<ObjectInfo> {
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          // The source is `bucket/key`, URL-encoded (keys may hold characters that need it).
+          CopySource: `${bucket}/${sourceKey.split('/').map(encodeURIComponent).join('/')}`,
+          MetadataDirective: 'COPY',
+        }),
+      );
+    } catch (err) {
+      throw toCloudError(err, 'CopyObject', `s3://${bucket}/${sourceKey} → ${key}`);
+    }
+    const head = await this.headObject(bucket, key);
+    if (head === null) {
+      throw new CloudError({ operation: 'CopyObject', resource: `s3://${bucket}/${key}`, code: 'NoSuchKey' });
+    }
+    return head;
+  }
+
   async listKeys(bucket: string, prefix: string): Promise<string[]> {
     const keys: string[] = [];
     try {
@@ -191,10 +267,14 @@ export class S3Service {
 
   async deletePrefix(bucket: string, prefix: string): Promise<number> {
     checkPrefix(prefix);
-    const keys = await this.listKeys(bucket, prefix);
+    return this.deleteKeys(bucket, await this.listKeys(bucket, prefix));
+  }
+
+  async deleteKeys(bucket: string, keys: string[]): Promise<number> {
     // DeleteObjects takes at most 1000 keys a call.
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
+      const where = `s3://${bucket}/${batch[0] ?? ''}`;
       try {
         const out = await this.client.send(
           new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
@@ -203,12 +283,12 @@ export class S3Service {
         if (failed !== undefined) {
           throw new CloudError({
             operation: 'DeleteObjects',
-            resource: `s3://${bucket}/${failed.Key ?? prefix}`,
+            resource: `s3://${bucket}/${failed.Key ?? ''}`,
             code: failed.Code ?? 'UnknownError',
           });
         }
       } catch (err) {
-        throw toCloudError(err, 'DeleteObjects', `s3://${bucket}/${prefix}`);
+        throw toCloudError(err, 'DeleteObjects', where);
       }
     }
     return keys.length;

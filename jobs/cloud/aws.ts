@@ -207,6 +207,22 @@ class AwsCloud implements Cloud {
     return (await this.s3Service()).getJson(bucket, key);
   }
 
+  async putBytes(bucket: string, key: string, body: Buffer, options?: { contentType?: string }): Promise<UploadResult> {
+    return (await this.s3Service()).putBytes(bucket, key, body, options);
+  }
+
+  async getBytes(bucket: string, key: string): Promise<Buffer | null> {
+    return (await this.s3Service()).getBytes(bucket, key);
+  }
+
+  async copyObject(bucket: string, sourceKey: string, key: string): Promise<ObjectInfo> {
+    return (await this.s3Service()).copyObject(bucket, sourceKey, key);
+  }
+
+  async deleteKeys(bucket: string, keys: string[]): Promise<number> {
+    return (await this.s3Service()).deleteKeys(bucket, keys);
+  }
+
   async listKeys(bucket: string, prefix: string): Promise<string[]> {
     return (await this.s3Service()).listKeys(bucket, prefix);
   }

@@ -612,6 +612,62 @@ class Sim implements SimCloud {
     }
   }
 
+  async putBytes(
+    bucket: string,
+    key: string,
+    body: Buffer,
+    options: { contentType?: string } = {},
+  ): Promise<UploadResult> {
+    this.count('s3', 'PutObject', `s3://${bucket}/${key}`);
+    const objects = this.bucket(bucket, 'PutObject', key);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const metadata: Record<string, string> = { sha256 };
+    if (options.contentType !== undefined) metadata['content-type'] = options.contentType;
+    objects.set(key, { body: Buffer.from(body), metadata, lastModified: this.clock.now() });
+    return { bucket, key, size: body.length, sha256 };
+  }
+
+  async getBytes(bucket: string, key: string): Promise<Buffer | null> {
+    this.count('s3', 'GetObject', `s3://${bucket}/${key}`);
+    const object = this.object(bucket, key, 'GetObject');
+    if (object === undefined) return null;
+    const sha256 = createHash('sha256').update(object.body).digest('hex');
+    const expected = object.metadata.sha256;
+    if (expected !== undefined && expected !== sha256) {
+      throw new CloudError({
+        operation: 'GetObject',
+        resource: `s3://${bucket}/${key}`,
+        code: 'ChecksumMismatch',
+        kind: 'failed',
+        detail: `downloaded sha256 ${sha256} differs from the stored ${expected}`,
+      });
+    }
+    return Buffer.from(object.body);
+  }
+
+  async copyObject(bucket: string, sourceKey: string, key: string): Promise<ObjectInfo> {
+    this.count('s3', 'CopyObject', `s3://${bucket}/${sourceKey}`);
+    const source = this.object(bucket, sourceKey, 'CopyObject');
+    if (source === undefined) {
+      throw new CloudError({ operation: 'CopyObject', resource: `s3://${bucket}/${sourceKey}`, code: 'NoSuchKey' });
+    }
+    this.bucket(bucket, 'CopyObject', key).set(key, {
+      body: source.body,
+      metadata: { ...source.metadata },
+      lastModified: this.clock.now(),
+    });
+    return (await this.headObject(bucket, key)) as ObjectInfo;
+  }
+
+  async deleteKeys(bucket: string, keys: string[]): Promise<number> {
+    const objects = this.bucket(bucket, 'DeleteObjects', keys[0] ?? '');
+    for (const batch of chunks(keys, 1000)) {
+      this.count('s3', 'DeleteObjects', `s3://${bucket}/${batch[0]}`);
+      for (const key of batch) objects.delete(key);
+    }
+    return keys.length;
+  }
+
   async listKeys(bucket: string, prefix: string): Promise<string[]> {
     const keys = [...this.bucket(bucket, 'ListObjectsV2', prefix).keys()].filter((k) => k.startsWith(prefix)).sort();
     const pages = Math.max(1, Math.ceil(keys.length / 1000));

@@ -176,6 +176,17 @@ export interface Cloud {
   /** Writes the object to `path`; checks it against the `sha256` metadata when present. */
   downloadFile(bucket: string, key: string, path: string): Promise<DownloadResult>;
   putJson(bucket: string, key: string, value: unknown): Promise<void>;
+  /**
+   * Writes a small object in one PutObject: its SHA-256 goes along as S3's ChecksumSHA256
+   * (S3 refuses a body that does not match) and is stored as the `sha256` metadata.
+   */
+  putBytes(bucket: string, key: string, body: Buffer, options?: { contentType?: string }): Promise<UploadResult>;
+  /** A small object's bytes, null when there is no such key; checked against its `sha256` metadata. */
+  getBytes(bucket: string, key: string): Promise<Buffer | null>;
+  /** Server-side copy within the bucket, metadata kept (objects up to 5 GiB, CopyObject's limit). */
+  copyObject(bucket: string, sourceKey: string, key: string): Promise<ObjectInfo>;
+  /** Deletes these keys (missing ones are no error); returns how many were asked. */
+  deleteKeys(bucket: string, keys: string[]): Promise<number>;
   /** The parsed object, null when there is no such key. */
   getJson(bucket: string, key: string): Promise<unknown>;
   listKeys(bucket: string, prefix: string): Promise<string[]>;

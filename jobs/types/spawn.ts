@@ -10,7 +10,8 @@
 //   agent-key   the host's job-signing key pair; the private key becomes the host's secret
 //               (an earlier attempt's secret is found and reused)
 //   registry    the entry (with the AMI and the public key) added; an entry with our key is ours
-//   bundle      s3://<bucket>/bootstrap/<name>/config.json: names of secrets, never values
+//   bundle      s3://<bucket>/bootstrap/<name>/: config.json (names of secrets, never values),
+//               workspace templates, repo seeds, manifest (jobs/bootstrap/bundle.ts)
 //   plan        the member's stack; it must only create
 //   apply       exactly that plan (resumed elsewhere: a new plan within the saved summary,
 //               which is empty once the instance exists)
@@ -30,6 +31,7 @@ import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
 import { instanceName } from '../../lib/config.js';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { uploadBundle } from '../bootstrap/bundle.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
 import type { Deployer } from '../deploy/types.js';
@@ -37,7 +39,7 @@ import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import type { RegistryStore } from '../registry/types.js';
-import { canonicalJson, generateSigningKeyPair } from '../signing.js';
+import { generateSigningKeyPair } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
@@ -89,6 +91,9 @@ export interface FleetDeps {
   bucket: string;
   /** Written into the bundle; null: the host's own region (the AWS chain). */
   region: string | null;
+  /** Written into the bundle: the base stack's EFS id and the fleet's Redis (no password). */
+  efsId?: string | null;
+  redisUrl?: string | null;
   fleetMaxSize: number;
   spawnsPerHour: number;
   defaultInstanceType: string;
@@ -346,21 +351,20 @@ class Spawn {
     return null;
   }
 
-  private async uploadBundle(entry: RegistryEntry): Promise<{ key: string; uploaded: boolean }> {
-    const { cloud, bucket, region } = this.fleet;
-    const bundle = {
-      instance: this.name,
+  private async uploadBundle(entry: RegistryEntry): Promise<{ prefix: string; uploaded: number; unchanged: number }> {
+    const { cloud, bucket, region, efsId, redisUrl } = this.fleet;
+    // Only what changed goes up again, so a retried step is cheap and changes nothing.
+    const result = await uploadBundle(cloud, {
+      name: this.name,
       host: entry.host,
-      region,
-      bucket,
       bootstrapPrefix: entry.bootstrapPrefix,
+      bucket,
+      region,
+      efsId: efsId ?? null,
+      redisUrl: redisUrl ?? null,
       secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
-    };
-    const key = `${entry.bootstrapPrefix}/config.json`;
-    const current = await cloud.getJson(bucket, key);
-    if (current !== null && canonicalJson(current) === canonicalJson(bundle)) return { key, uploaded: false };
-    await cloud.putJson(bucket, key, bundle);
-    return { key, uploaded: true };
+    });
+    return { prefix: result.prefix, uploaded: result.uploaded.length, unchanged: result.unchanged.length };
   }
 
   private async planCreate(): Promise<{ summary: PlanSummary; owner: LockOwner }> {

@@ -192,17 +192,21 @@ describe('spawn', () => {
     expect(createPublicKey(createPrivateKey(privateKey)).export({ type: 'spki', format: 'pem' })).toBe(
       entry.agentPublicKey,
     );
-    expect(await cloud.getJson(BUCKET, 'bootstrap/clawdinator-3/config.json')).toEqual({
+    expect(await cloud.getJson(BUCKET, 'bootstrap/clawdinator-3/config.json')).toMatchObject({
       instance: 'clawdinator-3',
       host: 'clawdinator-3',
       region: 'eu-central-1',
       bucket: BUCKET,
       bootstrapPrefix: 'bootstrap/clawdinator-3',
-      secrets: {
-        discordToken: 'clawdinator/discord-token/clawdinator-3',
-        agentKey: 'clawdinator/host/clawdinator-3/agent-key',
-      },
+      secrets: expect.arrayContaining([
+        { name: 'clawdinator/discord-token/clawdinator-3', file: 'discord-token', owner: 'agent', required: true },
+        { name: 'clawdinator/host/clawdinator-3/agent-key', file: 'agent-key.pem', owner: 'agent', required: true },
+      ]),
     });
+    // The whole bundle, its manifest last.
+    expect(await cloud.listKeys(BUCKET, 'bootstrap/clawdinator-3/')).toEqual(
+      expect.arrayContaining(['bootstrap/clawdinator-3/manifest.json', 'bootstrap/clawdinator-3/workspace/SOUL.md']),
+    );
     expect(cloud.calls.byOperation.RunInstances).toBe(1);
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
       'fleet: spawn clawdinator-3 — requested by operator ops via the CLI',

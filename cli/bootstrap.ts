@@ -1,0 +1,48 @@
+// `clawdinator bootstrap`: run by clawdinator-bootstrap.service as root at boot (and again
+// when user data starts it). Who am I (instance.env, else the user data through IMDSv2),
+// then install this host's bundle once per bootstrap prefix (jobs/bootstrap/install.ts).
+// Exit 0 when installed or already installed; 1 with one line when anything failed, with
+// nothing installed.
+import { Command } from 'commander';
+import { Imds, resolveIdentity } from '../jobs/bootstrap/identity.js';
+import { bootstrap } from '../jobs/bootstrap/install.js';
+import { createAwsCloud } from '../jobs/cloud/aws.js';
+import { loadConfig } from '../lib/config.js';
+
+export function command(): Command {
+  return new Command('bootstrap')
+    .description('install this host’s bootstrap bundle: workspace, repo seeds, secrets; once per bootstrap prefix')
+    .action(async () => {
+      const config = loadConfig([
+        'instanceEnvFile',
+        'bootstrapStateDir',
+        'workspaceDir',
+        'repoSeedsDir',
+        'opsSecretsDir',
+        'agentSecretsDir',
+        'imdsUrl',
+        'bootstrapSwitch',
+        'awsRegion',
+      ]);
+      const say = (line: string) => process.stdout.write(`${line}\n`);
+      const imds = new Imds(config.imdsUrl);
+      const { identity, source } = await resolveIdentity(config.instanceEnvFile, imds);
+      if (source === 'imds')
+        say(`${config.instanceEnvFile} was missing: read the user data from IMDS and wrote it back`);
+      // The SDK does not ask IMDS for the region: the host's own comes from IMDS unless set.
+      const region = config.awsRegion ?? (await imds.region());
+      await bootstrap({
+        cloud: createAwsCloud({ region }),
+        identity,
+        dirs: {
+          state: config.bootstrapStateDir,
+          workspace: config.workspaceDir,
+          repoSeeds: config.repoSeedsDir,
+          opsSecrets: config.opsSecretsDir,
+          agentSecrets: config.agentSecretsDir,
+        },
+        switchCommand: config.bootstrapSwitch,
+        log: say,
+      });
+    });
+}

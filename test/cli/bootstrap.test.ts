@@ -1,0 +1,339 @@
+// `clawdinator bootstrap` as the real CLI process on a host tree under a temp dir: S3 is
+// s3rver (the bundle uploaded by the real bundle module), Secrets Manager a loopback stand-in
+// speaking its JSON protocol, IMDS the loopback IMDSv2 stand-in (tokens required). The runs
+// build on each other as a host's boots would: install, a no-op, a corrupted object refused
+// with nothing installed, a changed prefix that re-initializes, a missing instance.env read
+// back from the user data, IMDS refusing a token. No run prints a secret value.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { userData } from '../../infra/instance-stack.js';
+import { type BundleInput, REPO_SEEDS_SOURCE_KEY, uploadBundle } from '../../jobs/bootstrap/bundle.js';
+import { formatIdentity } from '../../jobs/bootstrap/identity.js';
+import { createAwsCloud } from '../../jobs/cloud/aws.js';
+import type { Cloud } from '../../jobs/cloud/types.js';
+import { projectPath } from '../../lib/paths.js';
+import { jsonReply, type Stub, startStub } from '../jobs/cloud/stub.js';
+import { type CliResult, runCli, tempDir } from '../support/cli.js';
+import { type ImdsStandin, startImds } from '../support/imds.js';
+
+const BUCKET = 'fleet-bucket';
+const NAME = 'clawdinator-1';
+const V1 = `bootstrap/${NAME}`;
+const V2 = `bootstrap/${NAME}-v2`;
+/** Planted secret values: none may show in any output. */
+const SECRETS: Record<string, string> = {
+  [`clawdinator/discord-token/${NAME}`]: 'planted-agent-discord-token-91c2',
+  [`clawdinator/host/${NAME}/agent-key`]:
+    '-----BEGIN PRIVATE KEY-----\nplanted-agent-key-5e7d\n-----END PRIVATE KEY-----',
+  'clawdinator/fleet/redis-auth': 'planted-redis-auth-0b3f',
+  'clawdinator/fleet/ops-bot-token': 'planted-ops-bot-token-77aa',
+};
+
+let dir: string;
+let s3: S3rver;
+let s3Url: string;
+let rawS3: S3Client;
+let cloud: Cloud;
+let secrets: Stub;
+let imds: ImdsStandin;
+const outputs: CliResult[] = [];
+
+const host = {
+  state: '',
+  instanceEnv: '',
+  workspace: '',
+  seeds: '',
+  ops: '',
+  agent: '',
+  switched: '',
+};
+
+beforeAll(async () => {
+  dir = tempDir('clawdinator-boot-');
+  s3 = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: join(dir, 's3'),
+    configureBuckets: [{ name: BUCKET }],
+  });
+  const { port } = await s3.run();
+  s3Url = `http://127.0.0.1:${port}`;
+  rawS3 = new S3Client({
+    region: 'us-east-1',
+    endpoint: s3Url,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
+  cloud = createAwsCloud({ clients: { s3: rawS3 } });
+  secrets = await startStub((req) => {
+    const ids = (JSON.parse(req.body) as { SecretIdList: string[] }).SecretIdList;
+    return jsonReply({
+      SecretValues: ids
+        .filter((id) => SECRETS[id] !== undefined)
+        .map((id) => ({ Name: id, ARN: `arn:aws:secretsmanager:us-east-1:1:secret:${id}`, SecretString: SECRETS[id] })),
+      Errors: ids
+        .filter((id) => SECRETS[id] === undefined)
+        .map((id) => ({ SecretId: id, ErrorCode: 'ResourceNotFoundException', Message: 'not found' })),
+    });
+  });
+  imds = await startImds({ region: 'us-east-1' });
+
+  const root = join(dir, 'host');
+  host.state = join(root, 'var/lib/clawdinator');
+  host.instanceEnv = join(host.state, 'instance.env');
+  host.workspace = join(root, 'var/lib/clawd/workspace');
+  host.seeds = join(root, 'var/lib/clawd/repo-seeds');
+  host.ops = join(root, 'run/clawdinator-ops');
+  host.agent = join(root, 'run/clawdinator');
+  host.switched = join(dir, 'switched');
+  mkdirSync(host.state, { recursive: true });
+
+  // Prepared repo seeds (tar + zstd, as the bootstrap extracts them) and the first bundle.
+  const src = join(dir, 'seeds-src');
+  mkdirSync(join(src, 'clawdinators'), { recursive: true });
+  writeFileSync(join(src, 'clawdinators', 'flake.nix'), '{ }\n');
+  const archive = join(dir, 'repo-seeds.tar.zst');
+  execFileSync('tar', ['--zstd', '-cf', archive, '-C', src, '.']);
+  await cloud.uploadFile(BUCKET, REPO_SEEDS_SOURCE_KEY, archive);
+  await uploadBundle(cloud, bundleInput(V1, join(dir, 'ws-v1')));
+});
+
+afterAll(async () => {
+  for (const o of outputs) {
+    for (const value of Object.values(SECRETS)) {
+      expect(o.stdout).not.toContain(value);
+      expect(o.stderr).not.toContain(value);
+    }
+  }
+  await imds.close();
+  await secrets.close();
+  await s3.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function bundleInput(prefix: string, workspaceDir: string, extra: Record<string, string> = {}): BundleInput {
+  rmSync(workspaceDir, { recursive: true, force: true });
+  execFileSync('cp', ['-r', projectPath('workspace'), workspaceDir]);
+  for (const [file, text] of Object.entries(extra)) writeFileSync(join(workspaceDir, file), text);
+  return {
+    name: NAME,
+    host: NAME,
+    bootstrapPrefix: prefix,
+    bucket: BUCKET,
+    region: null,
+    efsId: null,
+    redisUrl: 'rediss://redis.example:6379',
+    secrets: { discordToken: `clawdinator/discord-token/${NAME}`, agentKey: `clawdinator/host/${NAME}/agent-key` },
+    workspaceDir,
+  };
+}
+
+function writeInstanceEnv(prefix: string): void {
+  writeFileSync(host.instanceEnv, formatIdentity({ name: NAME, host: NAME, bucket: BUCKET, prefix }));
+}
+
+async function boot(): Promise<CliResult> {
+  const result = await runCli(['bootstrap'], {
+    env: {
+      AWS_ENDPOINT_URL_S3: s3Url,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      // The SDK's notice about Node 20 would be a second stderr line.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      CLAWDINATOR_INSTANCE_ENV: host.instanceEnv,
+      CLAWDINATOR_BOOTSTRAP_STATE_DIR: host.state,
+      CLAWDINATOR_WORKSPACE_DIR: host.workspace,
+      CLAWDINATOR_REPO_SEEDS_DIR: host.seeds,
+      CLAWDINATOR_OPS_SECRETS_DIR: host.ops,
+      CLAWDINATOR_AGENT_SECRETS_DIR: host.agent,
+      CLAWDINATOR_IMDS_URL: imds.url,
+      CLAWDINATOR_BOOTSTRAP_SWITCH: JSON.stringify(['sh', '-c', `echo {host} >> ${host.switched}`]),
+    },
+  });
+  outputs.push(result);
+  return result;
+}
+
+const sentinel = () => readFileSync(join(host.state, '.bootstrap-ok'), 'utf8');
+const switches = () => (existsSync(host.switched) ? readFileSync(host.switched, 'utf8').trim().split('\n') : []);
+
+/** Every file under the host tree with its mtime and content: what "untouched" compares. */
+function snapshot(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    if (!existsSync(d)) return;
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[p] = `${statSync(p).mtimeMs} ${readFileSync(p).toString('base64')}`;
+    }
+  };
+  walk(join(dir, 'host'));
+  return out;
+}
+
+describe('clawdinator bootstrap', () => {
+  it('installs the bundle: workspace, repo seeds, secrets 0400 in 0700 dirs, the switch hand-off, the sentinel', async () => {
+    writeInstanceEnv(V1);
+    const result = await boot();
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`bootstrapped ${NAME} from ${V1}`);
+    expect(readFileSync(join(host.workspace, 'SOUL.md'), 'utf8')).toBe(
+      readFileSync(projectPath('workspace', 'SOUL.md'), 'utf8'),
+    );
+    expect(existsSync(join(host.workspace, 'skills', 'README.md'))).toBe(true);
+    expect(readFileSync(join(host.seeds, 'clawdinators', 'flake.nix'), 'utf8')).toBe('{ }\n');
+    const expected: [string, string][] = [
+      [join(host.agent, 'discord-token'), `clawdinator/discord-token/${NAME}`],
+      [join(host.agent, 'agent-key.pem'), `clawdinator/host/${NAME}/agent-key`],
+      [join(host.ops, 'redis-password'), 'clawdinator/fleet/redis-auth'],
+      [join(host.ops, 'discord-token'), 'clawdinator/fleet/ops-bot-token'],
+    ];
+    for (const [path, name] of expected) {
+      expect(readFileSync(path, 'utf8')).toBe(SECRETS[name]);
+      expect(statSync(path).mode & 0o777).toBe(0o400);
+    }
+    expect(statSync(host.ops).mode & 0o777).toBe(0o700);
+    expect(statSync(host.agent).mode & 0o777).toBe(0o700);
+    // Optional fleet secrets that do not exist are skipped, by name.
+    expect(existsSync(join(host.ops, 'github-app.pem'))).toBe(false);
+    expect(result.stdout).toContain('not present, skipped (clawdinator/fleet/gateway-signing-key');
+    expect(JSON.parse(sentinel())).toMatchObject({ prefix: V1, instance: NAME });
+    expect(switches()).toEqual([NAME]);
+    expect(existsSync(join(host.state, '.staging'))).toBe(false);
+  });
+
+  it('a second run is a no-op: no file rewritten, no hand-off', async () => {
+    const before = snapshot();
+    const result = await boot();
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`^already bootstrapped from ${V1} \\(manifest [0-9a-f]{12}\\)$`, 'm'));
+    expect(snapshot()).toEqual(before);
+    expect(switches()).toEqual([NAME]);
+  });
+
+  it('a secret lost from /run (a reboot) is written again, nothing else', async () => {
+    const before = snapshot();
+    unlinkSync(join(host.ops, 'redis-password'));
+    const result = await boot();
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('secrets: 1 written (clawdinator/fleet/redis-auth)');
+    expect(snapshot()).toEqual({ ...before, [join(host.ops, 'redis-password')]: expect.any(String) });
+  });
+
+  it('a corrupted object: exit 1, one line, nothing installed, the sentinel as it was', async () => {
+    await uploadBundle(cloud, bundleInput(V2, join(dir, 'ws-v2'), { 'NEW.md': 'new in v2\n' }));
+    // Replaced behind the manifest's back.
+    await rawS3.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: `${V2}/workspace/SOUL.md`, Body: Buffer.from('corrupted') }),
+    );
+    writeInstanceEnv(V2);
+    const before = snapshot();
+    const result = await boot();
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `^clawdinator: bootstrap: s3://${BUCKET}/${V2}/workspace/SOUL.md does not match the manifest .*: nothing installed\\n$`,
+      ),
+    );
+    expect(snapshot()).toEqual({ ...before, [host.instanceEnv]: expect.any(String) });
+    expect(JSON.parse(sentinel()).prefix).toBe(V1);
+    expect(existsSync(join(host.state, '.staging'))).toBe(false);
+  });
+
+  it('a required secret missing: exit 1, one line naming it, nothing installed', async () => {
+    // The re-upload repairs the corrupted object (its stored checksum no longer matches).
+    const repaired = await uploadBundle(cloud, bundleInput(V2, join(dir, 'ws-v2'), { 'NEW.md': 'new in v2\n' }));
+    expect(repaired.uploaded).toEqual(['workspace/SOUL.md']);
+    const redisAuth = SECRETS['clawdinator/fleet/redis-auth'] as string;
+    delete SECRETS['clawdinator/fleet/redis-auth'];
+    const before = snapshot();
+    const result = await boot();
+    SECRETS['clawdinator/fleet/redis-auth'] = redisAuth;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'clawdinator: bootstrap: the secret clawdinator/fleet/redis-auth does not exist: nothing installed\n',
+    );
+    expect(snapshot()).toEqual(before);
+    expect(JSON.parse(sentinel()).prefix).toBe(V1);
+  });
+
+  it('a changed prefix re-initializes: the previous install cleaned, the new one installed', async () => {
+    const repaired = await uploadBundle(cloud, bundleInput(V2, join(dir, 'ws-v2'), { 'NEW.md': 'new in v2\n' }));
+    expect(repaired.uploaded).toEqual([]);
+    writeFileSync(join(host.workspace, 'scratch.txt'), 'left by the agent under v1');
+    const result = await boot();
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`re-initializing: ${V1} → ${V2}`);
+    expect(readFileSync(join(host.workspace, 'NEW.md'), 'utf8')).toBe('new in v2\n');
+    expect(existsSync(join(host.workspace, 'scratch.txt'))).toBe(false);
+    expect(JSON.parse(sentinel())).toMatchObject({ prefix: V2, manifestSha256: repaired.manifestSha256 });
+    expect(readFileSync(join(host.ops, 'redis-password'), 'utf8')).toBe(SECRETS['clawdinator/fleet/redis-auth']);
+    expect(switches()).toEqual([NAME, NAME]);
+  });
+
+  it('without instance.env, reads the user data through IMDSv2 and writes instance.env back', async () => {
+    unlinkSync(host.instanceEnv);
+    // The very script the instance stack puts in user data, naming the first prefix again.
+    imds.userData = userData(
+      NAME,
+      {
+        host: NAME,
+        instanceType: 't3.large',
+        bootstrapPrefix: V1,
+        discordTokenSecret: `clawdinator/discord-token/${NAME}`,
+      },
+      BUCKET,
+    );
+    imds.requests.length = 0;
+    const result = await boot();
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('instance.env was missing: read the user data from IMDS and wrote it back');
+    expect(result.stdout).toContain(`re-initializing: ${V2} → ${V1}`);
+    expect(readFileSync(host.instanceEnv, 'utf8')).toBe(
+      formatIdentity({ name: NAME, host: NAME, bucket: BUCKET, prefix: V1 }),
+    );
+    expect(JSON.parse(sentinel()).prefix).toBe(V1);
+    // A token first, then every read with it.
+    expect(imds.requests[0]).toMatchObject({ method: 'PUT', url: '/latest/api/token' });
+    const gets = imds.requests.filter((r) => r.method === 'GET');
+    expect(gets.map((r) => r.url)).toEqual(['/latest/user-data', '/latest/meta-data/placement/region']);
+    for (const get of gets) expect(get.headers['x-aws-ec2-metadata-token']).toEqual(expect.any(String));
+  });
+
+  it('IMDS answers no GET without a token; when it refuses a token, the bootstrap stops, nothing changed', async () => {
+    const plain = await fetch(`${imds.url}/latest/user-data`);
+    expect(plain.status).toBe(401);
+
+    unlinkSync(host.instanceEnv);
+    imds.refuseTokens = true;
+    const before = snapshot();
+    const result = await boot();
+    imds.refuseTokens = false;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(`clawdinator: bootstrap: IMDS ${imds.url} gave no session token (HTTP 403)\n`);
+    expect(existsSync(host.instanceEnv)).toBe(false);
+    expect(snapshot()).toEqual(before);
+  });
+
+  it('no bundle for the prefix: exit 1, one line saying how to upload it', async () => {
+    writeInstanceEnv(`bootstrap/${NAME}-none`);
+    const sentinelBefore = sentinel();
+    const result = await boot();
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `clawdinator: bootstrap: no bundle at s3://${BUCKET}/bootstrap/${NAME}-none/ (no manifest.json): upload it with clawdinator fleet bundle ${NAME}: nothing installed\n`,
+    );
+    expect(sentinel()).toBe(sentinelBefore);
+  });
+});
