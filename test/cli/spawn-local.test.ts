@@ -77,7 +77,8 @@ describe('runLocal (fleet spawn --local)', () => {
     );
     expect(printed).toMatch(/^local engine: redis-server redis:\/\/127\.0\.0\.1:\d+ \(temporary, stopped at the end\)/);
     expect(printed).toMatch(/running spawn-local-[A-Za-z0-9_-]+ in this process/);
-    for (const step of ['  checks', '  agent-key', '  plan: 5 to add', ' launched', '  record']) expect(printed).toContain(step);
+    for (const step of ['  checks', '  agent-key', '  plan: 5 to add', ' launched', '  record'])
+      expect(printed).toContain(step);
     expect(printed).not.toMatch(/ {2}heartbeat/);
     expect(printed).not.toContain('PRIVATE KEY');
     expect(sim.cloud.calls.byOperation.RunInstances).toBe(1);
