@@ -24,6 +24,7 @@ await build({
     'test/bench/bare-gateway.ts',
     'test/support/worker-process.ts',
     'test/support/fleet-worker-process.ts',
+    'test/support/deployer-process.ts',
     'test/bench/bare-worker.ts',
     'test/bench/engine-worker.ts',
   ],
