@@ -73,7 +73,9 @@ const w = startWorker(
     policy: { policy: {}, redis, agentRequestsPerHour: 3 },
     log: createLogger('silent'),
   },
-  fastSettings,
+  // The in-process synth blocks the event loop for a while, more so on a loaded machine: a
+  // lock short enough to lapse then would let the same job run twice in this very process.
+  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000 },
 );
 await w.worker.waitUntilReady();
 process.stdout.write('ready\n');
