@@ -30,6 +30,7 @@ import type { FleetDeps } from '../jobs/types/spawn.js';
 import { instanceName, loadConfig } from '../lib/config.js';
 import { ConfigError, errorLine, OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
+import { stopRequested } from '../lib/signals.js';
 import { MemoryStore } from '../memory/store.js';
 import { fleetDeps } from './fleet-deps.js';
 
@@ -50,6 +51,8 @@ export interface LocalRunDeps {
   settings?: Partial<WorkerSettings>;
   /** The redis-server executable (tests); default from PATH. */
   redisCommand?: string;
+  /** Resolves on Ctrl-C / SIGTERM: stop waiting, let the running step end, stop Redis. */
+  stop?: Promise<void>;
   /** Called with the temporary Redis's pid once it answers (tests check it is gone after). */
   onRedis?: (redis: { pid: number; url: string }) => void;
 }
@@ -128,6 +131,10 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     print(`running ${jobId} in this process`);
     const queue = enqueuer.queue(queueName);
     const deadline = Date.now() + deps.timeoutMs;
+    let interrupted = false;
+    void deps.stop?.then(() => {
+      interrupted = true;
+    });
     for (;;) {
       const state = await queue.getJobState(jobId);
       if (state === 'completed' || state === 'failed' || state === 'unknown') {
@@ -137,6 +144,13 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
           return { ok: true, jobId, text: summary };
         }
         return { ok: false, jobId, text: job?.failedReason || `${jobId} is gone` };
+      }
+      if (interrupted) {
+        return {
+          ok: false,
+          jobId,
+          text: `${jobId} interrupted while ${state}: the temporary Redis keeps nothing; see /status or fleet status before trying again`,
+        };
       }
       if (Date.now() > deadline) {
         return {
@@ -193,6 +207,7 @@ export async function spawnLocal(
       `config: CLAWDINATOR_MEMORY_DIR (${config.memoryDir}) is not a directory: the spawn records its ops.md and audit lines there (clawdinator memory init)`,
     );
   }
+  const stop = stopRequested();
   const signer = signerFrom(config);
   const fleet = await fleetDeps();
   if (fleet === undefined)
@@ -211,6 +226,9 @@ export async function spawnLocal(
     log: createLogger(config.logLevel),
     print: (line) => process.stdout.write(`${line}\n`),
     timeoutMs: seconds * 1000,
+    // Listened for before Redis starts: an early Ctrl-C must still stop it (it runs in a
+    // process group of its own, so the terminal's signal never reaches it).
+    stop,
   });
   if (!result.ok) throw new OperationError(result.text);
   process.stdout.write(`${result.text}\n`);

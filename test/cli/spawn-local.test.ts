@@ -44,7 +44,7 @@ function localTempDirs(): string[] {
   return readdirSync(tmpdir()).filter((f) => f.startsWith('clawdinator-local-'));
 }
 
-async function local(name: string, tokens?: string[]) {
+async function local(name: string, tokens?: string[], stop?: Promise<void>) {
   sim = simFleet(heartbeats.client(), { tokens });
   const { fleet, memory, registry } = sim;
   const printed: string[] = [];
@@ -60,6 +60,7 @@ async function local(name: string, tokens?: string[]) {
     log: createLogger('silent'),
     print: (line) => printed.push(line),
     timeoutMs: 30_000,
+    stop,
     onRedis: ({ pid }) => {
       redisPid = pid;
     },
@@ -108,6 +109,16 @@ describe('runLocal (fleet spawn --local)', () => {
     expect(sim.cloud.calls.byOperation.RunInstances).toBeUndefined();
     expect(sim.cloud.calls.byOperation.CreateSecret).toBeUndefined();
     expect(await sim.cloud.listKeys('clawdinator-test-bucket', 'bootstrap/')).toEqual([]);
+    expect(alive(redisPid)).toBe(false);
+    expect(leftDirs).toEqual([]);
+  });
+});
+
+describe('runLocal, interrupted', () => {
+  it('a stop request ends the wait: not ok, says so, the running step ends, redis-server stopped', async () => {
+    const { result, redisPid, leftDirs } = await local('clawdinator-3', undefined, Promise.resolve());
+    expect(result.ok).toBe(false);
+    expect(result.text).toMatch(/^spawn-local-\S+ interrupted while \w+: the temporary Redis keeps nothing/);
     expect(alive(redisPid)).toBe(false);
     expect(leftDirs).toEqual([]);
   });
