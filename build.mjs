@@ -23,6 +23,8 @@ await build({
     'test/bench/infra-synth.ts',
     'test/bench/bare-gateway.ts',
     'test/support/worker-process.ts',
+    'test/support/fleet-worker-process.ts',
+    'test/support/deployer-process.ts',
     'test/bench/bare-worker.ts',
     'test/bench/engine-worker.ts',
   ],

@@ -57,7 +57,12 @@ export function command(): Command {
     .option('--instance-type <type>', 'EC2 instance type (default from settings)')
     .option('--ami <id>', 'AMI id (default: the latest available)')
     .option('--timeout <seconds>', 'how long to wait for the outcome', '3600')
-    .action(async (name: string, opts: { instanceType?: string; ami?: string; timeout: string }) => {
+    .option('--local', 'day 0, no worker yet: run the job in this process on a temporary local redis-server')
+    .action(async (name: string, opts: { instanceType?: string; ami?: string; timeout: string; local?: boolean }) => {
+      if (opts.local) {
+        const { spawnLocal } = await import('./spawn-local.js');
+        return spawnLocal(name, opts);
+      }
       await runAsOperator('spawn', { name, instanceType: opts.instanceType, ami: opts.ami }, opts.timeout);
     });
   fleet

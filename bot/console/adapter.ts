@@ -3,6 +3,9 @@
 //   /memory read path:ops.md        a slash command; values with spaces in quotes
 //   /memory write path:x.md file:@./local.md   an attachment from a local file
 //   /press <button-id>              press a button that was shown
+//   /press confirm                  press the last shown button whose id has that word as
+//                                   a part (`retire:confirm:…`): scripts cannot know ids
+//                                   that carry an expiry time
 //   /submit <form-id> field=value   answer a form
 // Options are checked as Discord would before anything runs (names, types, required,
 // choices, lengths), so the console refuses what Discord would refuse.
@@ -129,6 +132,8 @@ export function parseCommand(
 export class ConsoleSession {
   private seq = 0;
   private readonly forms = new Map<string, Modal>();
+  /** Ids of the buttons shown, oldest first (the last few are enough for `/press <word>`). */
+  private readonly buttons: string[] = [];
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -148,16 +153,22 @@ export class ConsoleSession {
       this.print(`⚠️ ${errorLine(err)}`);
       return false;
     }
-    const res = new ConsoleResponder(this.print, this.forms, inv.id, inv.actor.channelId);
+    const res = new ConsoleResponder(this.print, this.forms, (ids) => this.shown(ids), inv.id, inv.actor.channelId);
     await this.dispatcher.handle(inv, res);
     return !res.failed;
+  }
+
+  /** Buttons shown outside a reply to a line (e.g. a job's confirmation request), for `/press <word>`. */
+  shown(ids: string[]): void {
+    this.buttons.push(...ids);
+    this.buttons.splice(0, Math.max(0, this.buttons.length - 50));
   }
 
   private parse(words: string[], base: { id: string; actor: Actor }): Invocation {
     const [head, id, ...rest] = words;
     if (head === '/press') {
       if (id === undefined) throw new UsageError('/press <button-id>');
-      return { ...base, kind: 'button', customId: id };
+      return { ...base, kind: 'button', customId: this.buttonId(id) };
     }
     if (head === '/submit') {
       if (id === undefined) throw new UsageError('/submit <form-id> field=value …');
@@ -177,6 +188,14 @@ export class ConsoleSession {
     const definitions = new Map([...this.dispatcher.commands].map(([n, m]) => [n, m.data]));
     return parseCommand(words, definitions, base);
   }
+
+  /** A full id as given; a bare word (no `:`) names the last shown button with that part. */
+  private buttonId(given: string): string {
+    if (given.includes(':')) return given;
+    const found = this.buttons.findLast((id) => id.split(':').includes(given));
+    if (found === undefined) throw new UsageError(`/press ${given}: no button with "${given}" in its id was shown`);
+    return found;
+  }
 }
 
 class ConsoleResponder implements Responder {
@@ -186,6 +205,7 @@ class ConsoleResponder implements Responder {
   constructor(
     private readonly print: (text: string) => void,
     private readonly forms: Map<string, Modal>,
+    private readonly onButtons: (ids: string[]) => void,
     private readonly interactionId: string,
     private readonly channelId: string,
   ) {}
@@ -244,6 +264,7 @@ class ConsoleResponder implements Responder {
     if (reply.content) lines.push(reply.content);
     for (const f of reply.files ?? []) lines.push(`[attachment] ${f.name} (${f.data.length} bytes)`);
     for (const b of reply.buttons ?? []) lines.push(`[button ${b.label}] press with: /press ${b.id}`);
+    this.onButtons((reply.buttons ?? []).map((b) => b.id));
     if (reply.ephemeral) lines.push('(only you can see this)');
     this.print(lines.join('\n'));
   }

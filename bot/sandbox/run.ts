@@ -11,6 +11,7 @@
 //   <dir>/redis/         the sandbox's redis-server: log and pid file (no data is saved)
 //   <dir>/cdktf.out/     the member stacks the simulated deployer synthesizes
 //   <dir>/sandbox.log    the log (JSON lines)
+//   <dir>/cloud.json     written at stop: the simulated cloud's instances and bucket objects
 //
 // Every start builds a fresh simulated cloud from the registry: each member running and
 // online (with its worker's heartbeat and host queue), the token pool's secrets, the images.
@@ -19,7 +20,7 @@
 
 import { createPrivateKey } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { loadInfraSettings } from '../../infra/settings.js';
@@ -169,6 +170,17 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       ...cloudSeed(registryAtStart),
     });
     cleanups.push(() => cloud.close());
+    // What the script left in the simulated cloud, for a look after it ended (the cloud
+    // itself lives only as long as the sandbox): instances and bootstrap objects, no secrets.
+    cleanups.push(async () => {
+      const instances = (await cloud.listFleetInstances()).map((i) => ({
+        name: i.name,
+        instanceId: i.instanceId,
+        state: i.state,
+      }));
+      const objects = await cloud.listKeys(SANDBOX_BUCKET, '');
+      await writeFile(join(dir, 'cloud.json'), `${JSON.stringify({ instances, objects }, null, 2)}\n`);
+    });
 
     const registry = fileRegistry(registryPath);
     const memory = new MemoryStore({ root: memoryRoot, maxBytes: MEMORY_MAX_BYTES, waitSeconds: 5 });
@@ -296,6 +308,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       ),
       status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
     };
+    const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
+    const session = new ConsoleSession(dispatcher, actor, options.print);
     // The gateways' group exists before the first line runs, so no event of its jobs is missed.
     await redis.xgroup('CREATE', redisKeys.events, GATEWAY_GROUP, '$', 'MKSTREAM').catch((err: Error) => {
       if (!err.message.includes('BUSYGROUP')) throw err;
@@ -304,15 +318,15 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       createRedis(connection),
       { consumer: `sandbox-${process.pid}`, blockMs: 1000 },
       async (event) => {
-        if (shown(event)) options.print(renderForConsole(event));
+        if (shown(event)) {
+          options.print(renderForConsole(event));
+          session.shown((event.buttons ?? []).map((b) => b.id));
+        }
         tracker.event(event);
       },
       (err) => log.warn({ err: errorLine(err) }, 'relay: event not rendered'),
     );
     cleanups.push(() => relay.stop());
-
-    const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
-    const session = new ConsoleSession(dispatcher, actor, options.print);
 
     let stopped = false;
     return {
@@ -387,6 +401,7 @@ export function helpText(): string {
     'Slash commands (options as name:value, values with spaces in "quotes"):',
     ...commands.map((c) => `  /${c.data.name.padEnd(width)} ${c.data.description}`),
     '  /press <button-id>              press a button that was shown',
+    '  /press confirm                  press the last shown button with that word in its id',
     '  /submit <form-id> field=value   answer a form',
     '  help                            this text',
     '  exit                            stop the sandbox (Ctrl-D and Ctrl-C too)',

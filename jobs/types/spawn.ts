@@ -98,6 +98,12 @@ export interface FleetDeps {
   spawnsPerHour: number;
   defaultInstanceType: string;
   waits?: Partial<SpawnWaits>;
+  /**
+   * Wait for the new host's worker heartbeat (default). False for `fleet spawn --local`: its
+   * Redis is a temporary one that the new host's worker never reaches, so the job ends at
+   * "SSM online" and says so.
+   */
+  awaitHeartbeat?: boolean;
 }
 
 export interface SpawnDeps {
@@ -211,18 +217,22 @@ class Spawn {
         async () => ((await fleet.cloud.pingStatus([instanceId])).get(instanceId) === 'Online' ? true : undefined),
         this.waits.onlineTimeoutMs,
       );
+      const heartbeat = fleet.awaitHeartbeat !== false;
       // The host's own worker, not a heartbeat left by an earlier host of that name.
-      await this.waitFor(
-        'heartbeat',
-        async () => {
-          const heartbeat = (await readHeartbeats(this.redis, [name])).get(name);
-          return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
-        },
-        this.waits.heartbeatTimeoutMs,
-      );
+      if (heartbeat) {
+        await this.waitFor(
+          'heartbeat',
+          async () => {
+            const beat = (await readHeartbeats(this.redis, [name])).get(name);
+            return beat?.instanceId === instanceId ? { at: beat.at } : undefined;
+          },
+          this.waits.heartbeatTimeoutMs,
+        );
+      }
       const privateIp = running.privateIp ?? applied.privateIp;
       const seconds = Math.round((Date.now() - chosen.startedAt) / 1000);
-      const summary = `${name} online: ${instanceId}, ${chosen.ami}, ${privateIp ?? 'no private IP'}, in ${seconds}s`;
+      const online = heartbeat ? 'online' : 'online (SSM agent; its worker’s heartbeat not awaited)';
+      const summary = `${name} ${online}: ${instanceId}, ${chosen.ami}, ${privateIp ?? 'no private IP'}, in ${seconds}s`;
       await this.step('record', () => this.record(`${instanceId}, ${chosen.ami}, ${chosen.instanceType}`, summary));
       return { summary, instanceId, ami: chosen.ami, privateIp };
     } catch (err) {

@@ -1,0 +1,126 @@
+// The spawn job across worker deaths, with real processes: two fleet workers (the production
+// worker and job types, each in its own process) share one Redis and one simulated cloud,
+// served by this process over loopback HTTP. The first is SIGKILLed after the apply and
+// before the host is online; the second resumes the job and finishes it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
+import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
+import { jobTypes } from '../../../jobs/types/index.js';
+import { projectPath } from '../../../lib/paths.js';
+import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { keyPair } from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+import { APPLIES, serveSim } from '../../support/sim-server.js';
+
+const operator = keyPair();
+const cleanup: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => {});
+  cleanup.length = 0;
+});
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function fleetWorker(server: TestRedis, sim: SimFleet, simUrl: string): Promise<ChildProcess> {
+  const config = {
+    port: server.port,
+    simUrl,
+    dir: sim.dir,
+    bucket: SIM_BUCKET,
+    keys: { 'operator:ops': operator.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
+  };
+  const child = spawn(
+    process.execPath,
+    [projectPath('dist/test/support/fleet-worker-process.js'), JSON.stringify(config)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  cleanup.push(() => {
+    child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
+  });
+  return child;
+}
+
+describe('spawn, resumed by another worker process', () => {
+  it('SIGKILLed after the apply, before online: the next worker finishes it without a second apply', async () => {
+    const server = await startRedis();
+    cleanup.push(() => server.stop());
+    const redis: Redis = server.client();
+    const sim = simFleet(redis);
+    cleanup.push(() => sim.close());
+    // The host's SSM agent answers only once released: the first worker is stuck there.
+    let pinged: () => void = () => {};
+    const firstPing = new Promise<void>((r) => {
+      pinged = r;
+    });
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    const http = await serveSim(sim.cloud, async (method) => {
+      if (method !== 'pingStatus') return;
+      pinged();
+      await released;
+    });
+    cleanup.push(() => http.close());
+
+    const first = await fleetWorker(server, sim, http.url);
+    const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
+    const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
+    const enqueuer = new Enqueuer(connection, server.client(), types, {
+      keyId: 'operator:ops',
+      key: operator.privateKey,
+    });
+    cleanup.push(() => enqueuer.close());
+    const queue = new Queue(FLEET_QUEUE, { connection });
+    cleanup.push(() => queue.close());
+    const { jobId } = await enqueuer.enqueue({
+      type: 'spawn',
+      data: { name: 'clawdinator-3' },
+      principal: { kind: 'cli', operator: 'ops' },
+      requestId: 'resume-after-apply',
+    });
+
+    await firstPing;
+    const steps = ((await queue.getJob(jobId))?.data.steps ?? {}) as Record<string, unknown>;
+    expect(Object.keys(steps)).toEqual(expect.arrayContaining(['apply', 'running']));
+    expect(steps['ssm-online']).toBeUndefined();
+    expect(await queue.getJobState(jobId)).toBe('active');
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+
+    const second = await fleetWorker(server, sim, http.url);
+    release();
+    await until('the job to complete', async () =>
+      (await queue.getJobState(jobId)) === 'completed' ? true : undefined,
+    );
+    const job = await queue.getJob(jobId);
+    expect(job?.returnvalue.summary).toMatch(/^clawdinator-3 online: i-[0-9a-f]+, ami-00000000000000a11, /);
+    expect(sim.cloud.calls.byOperation.RunInstances).toBe(1);
+    expect(await redis.lrange(APPLIES, 0, -1)).toEqual([`clawdinator-3:${first.pid}`]);
+    const members = (await sim.cloud.listFleetInstances()).filter((i) => i.name === 'clawdinator-3');
+    expect(members).toHaveLength(1);
+    expect(job?.returnvalue.instanceId).toBe(members[0]?.instanceId);
+    // The record step ran once, on the survivor.
+    const ops = (await sim.memory.read('ops.md')).content.toString();
+    expect(ops.match(/spawn clawdinator-3:/g)).toHaveLength(1);
+    expect(second.exitCode).toBeNull();
+  });
+});
