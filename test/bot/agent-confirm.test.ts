@@ -14,7 +14,7 @@ import { botJobs, JobMessages, redisClaim, TokenStore } from '../../bot/engine.j
 import { startRelay } from '../../bot/relay.js';
 import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
-import { type Approval, approvalButtonId } from '../../jobs/engine/approval.js';
+import { type Approval, approvalButtonId, parseApprovalButton } from '../../jobs/engine/approval.js';
 import type { Envelope } from '../../jobs/engine/envelope.js';
 import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
@@ -77,8 +77,8 @@ interface World {
   queue: Queue;
   gatewayKey: ReturnType<typeof keyPair>;
   agentKey: ReturnType<typeof keyPair>;
-  /** clawdinator-1's agent asks to retire clawdinator-3; returns the job id. */
-  ask(): Promise<string>;
+  /** clawdinator-1's agent asks to retire (or replace) clawdinator-3; returns the job id. */
+  ask(type?: 'retire' | 'replace', ami?: string): Promise<string>;
 }
 
 async function world(options: { confirmSeconds?: number } = {}): Promise<World> {
@@ -100,6 +100,12 @@ async function world(options: { confirmSeconds?: number } = {}): Promise<World> 
     buckets: [BUCKET],
   });
   closers.push(() => cloud.close());
+  // A host that comes online writes its heartbeat, as its worker would (a replace waits for it).
+  cloud.onHostOnline((host) => {
+    const now = Date.now();
+    const value = { host: host.name, instanceId: host.instanceId, version: 't', revision: 'r', startedAt: now };
+    void redis.set(keys.heartbeat(host.name), JSON.stringify({ ...value, activeJobs: 0, at: now }), 'EX', 600);
+  });
   // clawdinator-1's worker is alive: retiring clawdinator-3 leaves it.
   const at = Date.now();
   const beat = { host: 'clawdinator-1', instanceId: 'i-1', version: 't', revision: 'r', startedAt: at };
@@ -193,11 +199,11 @@ async function world(options: { confirmSeconds?: number } = {}): Promise<World> 
     queue,
     gatewayKey,
     agentKey,
-    async ask() {
+    async ask(type = 'retire', ami) {
       // As `clawdinator request retire clawdinator-3` queues it on clawdinator-1.
       const { jobId } = await agentQueue.enqueue({
-        type: 'retire',
-        data: { name: 'clawdinator-3' },
+        type,
+        data: { name: 'clawdinator-3', ...(ami ? { ami } : {}) },
         principal: { kind: 'agent', host: 'clawdinator-1' },
         requestId: `agent-test${++n}`,
         reply: { channelId: OPS_CHANNEL },
@@ -482,13 +488,38 @@ describe("an agent's retire waits for a human in the ops channel", () => {
     );
   });
 
-  it('button ids fit Discord and parse back', () => {
-    const id = approvalButtonId({
-      action: 'replace',
-      decision: 'cancel',
-      jobId: `replace-${'x'.repeat(64)}`,
-      expiresAt: 9_999_999_999,
-    });
+  it("an agent's replace asks the same way; an operator's confirm lets it run", async () => {
+    const w = await world();
+    const oldId = (await w.cloud.listFleetInstances()).find((i) => i.name === 'clawdinator-3')?.instanceId;
+    const jobId = await w.ask('replace', AMI);
+    const message = await question(w, jobId);
+    expect(message.content).toMatch(
+      new RegExp(
+        `^❓ clawdinator-1 asks to replace \\*\\*clawdinator-3\\*\\* with ${AMI}\\. Any human allowed /replace can answer`,
+      ),
+    );
+    const [confirm] = buttonIds(message);
+    expect(confirm).toMatch(new RegExp(`^replace:yes:${jobId}:\\d+$`));
+    await stillWaiting(w, jobId);
+    expect(w.cloud.calls.byOperation.RunInstances).toBeUndefined();
+    const answered = await press(w, message, confirm as string, alice, [OPERATOR_ROLE]);
+    expect(answered.data?.content).toBe(
+      `✅ <@${ALICE}> confirmed clawdinator-1's replace of **clawdinator-3**: it goes ahead.`,
+    );
+    const job = await settled(w, jobId);
+    expect(job.failedReason).toBeUndefined();
+    const now = (await w.cloud.listFleetInstances()).filter((i) => i.name === 'clawdinator-3' && i.state === 'running');
+    expect(now).toHaveLength(1);
+    expect(now[0]?.instanceId).not.toBe(oldId);
+  });
+
+  it('button ids fit Discord and parse back; the human flow's ids are not agent questions', () => {
+    const press = { action: 'replace', decision: 'cancel', jobId: `replace-${'x'.repeat(64)}`, expiresAt: 9_999_999_999 } as const;
+    const id = approvalButtonId(press);
     expect(id.length).toBeLessThanOrEqual(100);
+    expect(parseApprovalButton(id)).toEqual(press);
+    expect(parseApprovalButton(`retire:confirm:clawdinator-3:${ALICE}:1795563203`)).toBeNull();
+    expect(parseApprovalButton('retire:yes:retire-x:soon')).toBeNull();
+    expect(parseApprovalButton('spawn:yes:spawn-x:1795563203')).toBeNull();
   });
 });
