@@ -513,8 +513,13 @@ describe("an agent's retire waits for a human in the ops channel", () => {
     expect(now[0]?.instanceId).not.toBe(oldId);
   });
 
-  it('button ids fit Discord and parse back; the human flow's ids are not agent questions', () => {
-    const press = { action: 'replace', decision: 'cancel', jobId: `replace-${'x'.repeat(64)}`, expiresAt: 9_999_999_999 } as const;
+  it('button ids fit Discord and parse back; the human flow ids are not agent questions', () => {
+    const press = {
+      action: 'replace',
+      decision: 'cancel',
+      jobId: `replace-${'x'.repeat(64)}`,
+      expiresAt: 9_999_999_999,
+    } as const;
     const id = approvalButtonId(press);
     expect(id.length).toBeLessThanOrEqual(100);
     expect(parseApprovalButton(id)).toEqual(press);
