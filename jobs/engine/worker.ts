@@ -23,8 +23,9 @@ import { Steps } from './steps.js';
 /** How often a job of an unknown type or version is left for another worker before failing. */
 const MAX_DEFERRALS = 360;
 /**
- * How often a host's worker hands a job about its own host to its peers before running it
- * itself after all (a peer that is alive but never takes it must not stall the job forever).
+ * How often in a row a host's worker hands a job about its own host to its peers before
+ * running it itself after all (a peer that is alive but never takes it must not stall the
+ * job forever). A peer's pickup resets the count: a long job is picked up many times.
  */
 const MAX_HAND_BACKS = 60;
 
@@ -157,8 +158,13 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
   /** Never deploy yourself: true when the job was handed to the peers' workers. */
   async function handBack(job: Job, type: AnyJobType, data: unknown, token: string | undefined): Promise<boolean> {
     const own = deps.host;
-    if (!type.avoidOwnHost || own === undefined || type.instanceOf?.(data) !== own.name) return false;
     const handedBack = typeof job.data?.handedBack === 'number' ? job.data.handedBack : 0;
+    if (!type.avoidOwnHost) return false;
+    if (own === undefined || type.instanceOf?.(data) !== own.name) {
+      // Taken by a peer: the count starts again for the next pickup.
+      if (handedBack > 0) await job.updateData({ ...job.data, handedBack: 0 });
+      return false;
+    }
     if (handedBack >= MAX_HAND_BACKS) {
       log.warn({ job: job.id, handedBack }, 'no peer took a job about this host: running it here');
       return false;

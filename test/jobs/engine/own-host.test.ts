@@ -161,6 +161,8 @@ describe('never deploy yourself', () => {
     expect(ran.length).toBeGreaterThan(0);
     expect(new Set(ran)).toEqual(new Set([`${B} retire`]));
     expect(Object.keys((await sim.registry.read()).registry)).toEqual([B]);
+    // B's pickups reset the count: A's bound counts hand-backs in a row, not over the job's life.
+    expect(job.data.handedBack).toBe(0);
   });
 
   it('with no healthy peer, A runs the replace of A itself', async () => {
