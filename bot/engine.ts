@@ -2,9 +2,10 @@
 // interaction tokens (never in job data) for the relay, and enqueueing signed jobs.
 import type { Redis } from 'ioredis';
 import type { CancelOutcome, JobAdmin, JobDetail, JobFilter, JobSummary } from '../jobs/engine/admin.js';
+import { type ApprovalButton, type DecideOutcome, recordDecision } from '../jobs/engine/approval.js';
 import type { Principal, ReplyTarget } from '../jobs/engine/envelope.js';
-import { keys } from '../jobs/engine/keys.js';
-import type { EnqueueResult, Enqueuer } from '../jobs/engine/queues.js';
+import { FLEET_QUEUE, keys } from '../jobs/engine/keys.js';
+import type { EnqueueResult, Enqueuer, Signer } from '../jobs/engine/queues.js';
 import type { Actor } from '../lib/actor.js';
 import type { Claim } from './dispatch.js';
 
@@ -65,13 +66,73 @@ export interface BotJobs {
     requestId: string;
     reply: ReplyTarget;
   }): Promise<EnqueueResult>;
+  /**
+   * Records a human's answer to an agent's retire or replace waiting in the ops channel,
+   * signed with the gateway's key (the worker verifies it). Absent without that key.
+   */
+  decide?(press: ApprovalButton & { actor: Actor; at: number }): Promise<DecideOutcome>;
 }
 
-export function botJobs(enqueuer: Enqueuer): BotJobs {
-  return {
+/** `approvals`: what signs and stores an answer to an agent's request (the gateway's own key). */
+export function botJobs(enqueuer: Enqueuer, approvals?: { redis: Redis; signer: Signer }): BotJobs {
+  const jobs: BotJobs = {
     enqueue: ({ type, data, actor, requestId, reply }) =>
       enqueuer.enqueue({ type, data, principal: discordPrincipal(actor), requestId, reply }),
   };
+  if (approvals !== undefined) {
+    jobs.decide = async ({ actor, ...press }) => {
+      const by = discordPrincipal(actor);
+      if (by.kind !== 'discord') throw new Error('unreachable');
+      // Agents' retires and replaces run on the fleet queue.
+      const job = await enqueuer.queue(FLEET_QUEUE).getJob(press.jobId);
+      const outcome = await recordDecision(approvals.redis, approvals.signer, job, { ...press, by });
+      if (outcome.outcome === 'recorded') await new JobMessages(approvals.redis).answered(press.jobId);
+      return outcome;
+    };
+  }
+  return jobs;
+}
+
+/** The ops-channel message that asked an agent's question: later events of that job edit it. */
+export interface JobMessage {
+  channelId: string;
+  messageId: string;
+  /** True once a human answered (before that, progress must not replace the buttons). */
+  answered: boolean;
+}
+
+/** Kept as long as an approval: past any job that could still be waiting. */
+const JOB_MESSAGE_TTL_SECONDS = 2 * 86_400;
+
+export class JobMessages {
+  constructor(private readonly redis: Redis) {}
+
+  async save(jobId: string, message: { channelId: string; messageId: string }): Promise<void> {
+    const value: JobMessage = { ...message, answered: false };
+    await this.redis.set(keys.jobMessage(jobId), JSON.stringify(value), 'EX', JOB_MESSAGE_TTL_SECONDS);
+  }
+
+  /**
+   * Set by the gateway that recorded the signed answer — not read from the answer's key,
+   * where a forged write would let progress replace the buttons before a human answered.
+   */
+  async answered(jobId: string): Promise<void> {
+    const message = await this.get(jobId);
+    if (message === null) return;
+    await this.redis.set(keys.jobMessage(jobId), JSON.stringify({ ...message, answered: true }), 'KEEPTTL');
+  }
+
+  async get(jobId: string): Promise<JobMessage | null> {
+    const raw = await this.redis.get(keys.jobMessage(jobId));
+    if (raw === null) return null;
+    try {
+      const v = JSON.parse(raw) as Partial<Record<keyof JobMessage, unknown>>;
+      if (typeof v.channelId !== 'string' || typeof v.messageId !== 'string') return null;
+      return { channelId: v.channelId, messageId: v.messageId, answered: v.answered === true };
+    } catch {
+      return null;
+    }
+  }
 }
 
 /** What /jobs uses to see and control jobs. */

@@ -16,7 +16,7 @@ import { jobTypes } from '../jobs/types/index.js';
 import { loadConfig } from '../lib/config.js';
 import type { Logger } from '../lib/log.js';
 import type { Claim } from './dispatch.js';
-import { botJobAdmin, botJobs, redisClaim, TokenStore } from './engine.js';
+import { botJobAdmin, botJobs, JobMessages, redisClaim, TokenStore } from './engine.js';
 import { startRelay } from './relay.js';
 import type { BotDeps } from './types.js';
 
@@ -44,12 +44,14 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   const redis = createRedis(connection);
   const registry = fileRegistry(config.fleetRegistryPath);
   const types = new JobTypes(jobTypes({ redis, registry }));
-  const enqueuer = new Enqueuer(connection, redis, types, signerFrom(config));
+  const signer = signerFrom(config);
+  const enqueuer = new Enqueuer(connection, redis, types, signer);
   const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types);
   const queue = new Queue(FLEET_QUEUE, { connection });
   const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
   const tokens = new TokenStore(redis);
-  deps.jobs = botJobs(enqueuer);
+  // The gateway's key also signs a human's answer to an agent's request.
+  deps.jobs = botJobs(enqueuer, { redis, signer });
   deps.jobAdmin = botJobAdmin(enqueuer, admin);
   deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue] });
   let relay: { stop(): Promise<void> } | undefined;
@@ -61,6 +63,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
         redis: createRedis(connection),
         rest,
         tokens,
+        messages: new JobMessages(redis),
         consumer: `${hostname()}-${process.pid}`,
         opsChannelId: config.opsChannelId,
         log,

@@ -4,12 +4,15 @@
 // that — or if that gateway restarted — results, alerts and confirmations are posted to the
 // channel as normal messages. Progress after the token expired is dropped: a channel
 // should not fill with progress bars.
+//
+// An agent's question (a confirm event) is a channel message; the relay remembers it for
+// its job, and once a human answered, the job's progress and result edit that message.
 import { type REST, Routes } from 'discord.js';
 import type { Redis } from 'ioredis';
 import { consumeEvents, type JobEvent } from '../jobs/engine/notify.js';
 import { errorLine } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import type { TokenStore } from './engine.js';
+import type { JobMessages, TokenStore } from './engine.js';
 import { renderEvent } from './progress.js';
 import type { Reply } from './types.js';
 
@@ -18,6 +21,8 @@ export interface RelayOptions {
   redis: Redis;
   rest: REST;
   tokens: TokenStore;
+  /** The messages that asked a job's question; without it, every later event is a new message. */
+  messages?: JobMessages;
   consumer: string;
   opsChannelId?: string;
   log: Logger;
@@ -58,10 +63,20 @@ export async function renderToDiscord(
     });
     return 'edited';
   }
+  const { messages } = options;
+  const asked = event.jobId && messages && event.kind !== 'confirm' ? await messages.get(event.jobId) : null;
+  // Before the answer, only the result (the expiry, say) replaces the question's buttons.
+  if (asked && (event.kind !== 'progress' || asked.answered)) {
+    await options.rest.patch(Routes.channelMessage(asked.channelId, asked.messageId), { body: body(reply) });
+    return 'edited';
+  }
   if (event.kind === 'progress') return 'dropped';
   const channel = event.reply?.channelId ?? options.opsChannelId;
   if (channel === undefined) return 'dropped';
-  await options.rest.post(Routes.channelMessages(channel), { body: body(reply) });
+  const posted = (await options.rest.post(Routes.channelMessages(channel), { body: body(reply) })) as { id?: unknown };
+  if (event.kind === 'confirm' && event.jobId && messages && typeof posted?.id === 'string') {
+    await messages.save(event.jobId, { channelId: channel, messageId: posted.id });
+  }
   return 'posted';
 }
 

@@ -50,7 +50,9 @@ export function command(): Command {
           requestId: `agent-${randomBytes(9).toString('base64url')}`,
           reply: config.opsChannelId ? { channelId: config.opsChannelId } : undefined,
         });
-        process.stdout.write(`queued ${result.jobId}; the outcome goes to the ops channel\n`);
+        // A retire or replace is asked in the ops channel first: a human answers it there.
+        const asks = action === 'spawn' ? '' : ', after a human confirms it there';
+        process.stdout.write(`queued ${result.jobId}; the outcome goes to the ops channel${asks}\n`);
       } finally {
         await enqueuer.close();
         redis.disconnect();

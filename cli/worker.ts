@@ -45,6 +45,7 @@ export function command(): Command {
         'heartbeatTtlSeconds',
         'opsChannelId',
         'agentRequestsPerHour',
+        'agentConfirmSeconds',
         'authorization',
         'fleetRegistryPath',
         'logLevel',
@@ -69,7 +70,16 @@ export function command(): Command {
       const fleet = await fleetDeps();
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
-      const types = new JobTypes(jobTypes({ redis, registry, opsChannelId: config.opsChannelId, memory, fleet }));
+      const types = new JobTypes(
+        jobTypes({
+          redis,
+          registry,
+          opsChannelId: config.opsChannelId,
+          agentConfirmSeconds: config.agentConfirmSeconds,
+          memory,
+          fleet,
+        }),
+      );
       const signer = signerFrom(config);
       const deps = {
         connection,
@@ -78,6 +88,8 @@ export function command(): Command {
         publicKey: publicKeys(config.jobPublicKeys, registry),
         policy: { policy: config.authorization, redis, agentRequestsPerHour: config.agentRequestsPerHour },
         log,
+        // Never deploy yourself: a job about this host is left to a peer's worker.
+        host: { name: config.hostName, peers: async () => Object.keys(await registry()) },
       };
       const settings = {
         concurrency: config.jobConcurrency,

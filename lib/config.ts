@@ -153,6 +153,12 @@ export const settings = {
     z.coerce.number().int().min(0).max(100).default(3),
     'a whole number from 0 to 100',
   ),
+  // How long an agent's retire or replace waits for a human in the ops channel.
+  agentConfirmSeconds: setting(
+    'CLAWDINATOR_AGENT_CONFIRM_SECONDS',
+    z.coerce.number().int().min(1).max(86_400).default(1800),
+    'seconds from 1 to 86400',
+  ),
   // Safety rail: spawn refuses to grow the registry beyond this many members.
   fleetMaxSize: setting(
     'CLAWDINATOR_FLEET_MAX_SIZE',

@@ -9,6 +9,7 @@ import { SlashCommandBuilder } from '@discordjs/builders';
 import { instanceName } from '../../lib/config.js';
 import { OperationError, RefusedError, UsageError } from '../../lib/errors.js';
 import type { ButtonInvocation, CommandModule, Responder } from '../types.js';
+import { agentQuestion, answerAgent } from './agent-answer.js';
 import { AMI_MAX, AMI_MIN, NAME_MAX, NAME_MIN } from './options.js';
 
 /** Long enough to read the question, short enough that a forgotten button goes stale. */
@@ -94,6 +95,9 @@ export const replace: CommandModule = {
     });
   },
   async button(inv: ButtonInvocation, res: Responder, deps) {
+    // An agent's question in the ops channel: any human allowed /replace answers it.
+    const asked = agentQuestion(inv, 'replace');
+    if (asked !== null) return answerAgent(asked, inv, res, deps);
     const pending = parseButton(inv.customId);
     if (inv.actor.userId !== pending.userId) {
       throw new RefusedError(`Only <@${pending.userId}>, who asked, can answer this replace confirmation.`);

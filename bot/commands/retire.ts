@@ -9,6 +9,7 @@ import { SlashCommandBuilder } from '@discordjs/builders';
 import { instanceName } from '../../lib/config.js';
 import { OperationError, RefusedError, UsageError } from '../../lib/errors.js';
 import type { ButtonInvocation, CommandModule, Responder } from '../types.js';
+import { agentQuestion, answerAgent } from './agent-answer.js';
 import { NAME_MAX, NAME_MIN } from './options.js';
 
 /** Long enough to read the question, short enough that a forgotten button goes stale. */
@@ -79,6 +80,9 @@ export const retire: CommandModule = {
     });
   },
   async button(inv: ButtonInvocation, res: Responder, deps) {
+    // An agent's question in the ops channel: any human allowed /retire answers it.
+    const asked = agentQuestion(inv, 'retire');
+    if (asked !== null) return answerAgent(asked, inv, res, deps);
     const pending = parseButton(inv.customId);
     if (inv.actor.userId !== pending.userId) {
       throw new RefusedError(`Only <@${pending.userId}>, who asked, can answer this retire confirmation.`);

@@ -302,7 +302,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       log,
       attachmentOrigins: [],
       now: () => new Date(),
-      jobs: tracker.wrap(botJobs(enqueuer)),
+      // The gateway's key also signs answers to an agent's question (shown with /press ids).
+      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway })),
       jobAdmin: tracker.wrapAdmin(
         botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
       ),

@@ -63,6 +63,8 @@ export const envelopeSchema = z
     steps: z.record(z.unknown()).optional(),
     /** How often a worker that did not know this job type or version left it for another. */
     deferrals: z.number().int().min(0).optional(),
+    /** How often the worker of the host this job acts on left it to a peer's (never deploy yourself). */
+    handedBack: z.number().int().min(0).optional(),
   })
   .strict();
 export type Envelope = z.output<typeof envelopeSchema>;

@@ -2,6 +2,7 @@
 // it, and its processor. Adding one is a file in jobs/types/ and a line in jobs/types/index.ts.
 import type { z } from 'zod';
 import type { Logger } from '../../lib/log.js';
+import type { ApprovalExpectation, ApprovalRead } from './approval.js';
 import type { Principal, ReplyTarget } from './envelope.js';
 import type { Steps } from './steps.js';
 
@@ -15,6 +16,11 @@ export interface JobContext<D> {
   log: Logger;
   /** Progress as data (step, percent, message); the gateways render it. */
   progress(message: string, percent?: number): Promise<void>;
+  /**
+   * A human's signed answer to this job's confirmation request, verified with the gateway's
+   * public key and the policy (see approval.ts). Given by the worker.
+   */
+  readApproval?(expected: Omit<ApprovalExpectation, 'jobId' | 'requestId'>): Promise<ApprovalRead>;
 }
 
 export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
@@ -32,6 +38,11 @@ export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
   instanceOf?(data: z.output<S>): string | undefined;
   /** Runs on that host's own queue instead of the fleet queue. */
   hostLocal?: boolean;
+  /**
+   * Never deploy yourself: the job acts on the host `instanceOf` names (a retire, a replace),
+   * so that host's own worker hands it to a peer's worker while a healthy one exists.
+   */
+  avoidOwnHost?: boolean;
   attempts?: number;
   run(ctx: JobContext<z.output<S>>): Promise<unknown>;
 }

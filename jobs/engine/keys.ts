@@ -14,4 +14,8 @@ export const keys = {
   events: 'clawdinator:events',
   interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,
   claim: (interactionId: string) => `clawdinator:claim:${interactionId}`,
+  /** A human's signed answer to an agent's retire or replace, for that job. */
+  approval: (jobId: string) => `clawdinator:approval:${jobId}`,
+  /** The ops-channel message that asked for that answer; the relay edits it afterwards. */
+  jobMessage: (jobId: string) => `clawdinator:job-message:${jobId}`,
 } as const;

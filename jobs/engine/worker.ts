@@ -9,7 +9,9 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { verifyPayload } from '../signing.js';
+import { readApproval } from './approval.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
+import { readHeartbeats } from './heartbeat.js';
 import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
 import { RELEASE_SCRIPT } from './locks.js';
@@ -20,6 +22,12 @@ import { Steps } from './steps.js';
 
 /** How often a job of an unknown type or version is left for another worker before failing. */
 const MAX_DEFERRALS = 360;
+/**
+ * How often in a row a host's worker hands a job about its own host to its peers before
+ * running it itself after all (a peer that is alive but never takes it must not stall the
+ * job forever). A peer's pickup resets the count: a long job is picked up many times.
+ */
+const MAX_HAND_BACKS = 60;
 
 export interface WorkerSettings {
   concurrency: number;
@@ -39,6 +47,11 @@ export interface WorkerDeps {
   publicKey(keyId: string): Promise<KeyObject | null>;
   policy: PolicyContext;
   log: Logger;
+  /**
+   * This worker's host and the fleet's members: a job that acts on this very host (a retire,
+   * a replace) is left to a peer's worker while a peer's heartbeat is alive.
+   */
+  host?: { name: string; peers(): Promise<string[]> };
 }
 
 export class Rejected extends UnrecoverableError {}
@@ -142,6 +155,29 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     if (failed) log.error({ job: job.id, err: errorLine(failed[0]) }, 'job bookkeeping failed');
   }
 
+  /** Never deploy yourself: true when the job was handed to the peers' workers. */
+  async function handBack(job: Job, type: AnyJobType, data: unknown, token: string | undefined): Promise<boolean> {
+    const own = deps.host;
+    const handedBack = typeof job.data?.handedBack === 'number' ? job.data.handedBack : 0;
+    if (!type.avoidOwnHost) return false;
+    if (own === undefined || type.instanceOf?.(data) !== own.name) {
+      // Taken by a peer: the count starts again for the next pickup.
+      if (handedBack > 0) await job.updateData({ ...job.data, handedBack: 0 });
+      return false;
+    }
+    if (handedBack >= MAX_HAND_BACKS) {
+      log.warn({ job: job.id, handedBack }, 'no peer took a job about this host: running it here');
+      return false;
+    }
+    const peers = (await own.peers()).filter((host) => host !== own.name);
+    const alive = [...(await readHeartbeats(redis, peers)).values()].some((h) => h !== null);
+    if (!alive) return false;
+    await job.updateData({ ...job.data, handedBack: handedBack + 1 });
+    await job.moveToDelayed(Date.now() + settings.deferMs, token);
+    log.info({ job: job.id, type: type.name }, 'a job about this host: left to a peer');
+    return true;
+  }
+
   const processor = async (job: Job, token?: string): Promise<unknown> => {
     active++;
     let admitted: Awaited<ReturnType<typeof admit>> | undefined;
@@ -155,6 +191,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         throw new DelayedError();
       }
       const { envelope, type, data } = admitted;
+      if (await handBack(job, type, data, token)) throw new DelayedError();
       const reply = envelope.signed.reply;
       // Elapsed time counts from the request, not from this pickup (re-delayed jobs are picked up again).
       const started = job.timestamp;
@@ -180,6 +217,12 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         steps,
         log: log.child({ job: job.id, type: type.name }),
         progress,
+        readApproval: (expected) =>
+          readApproval(
+            redis,
+            { ...expected, jobId: job.id as string, requestId: envelope.signed.requestId },
+            { publicKey: deps.publicKey, policy: deps.policy.policy },
+          ),
       });
       await finish(job, envelope, type, true, summaryOf(result));
       return result;

@@ -12,6 +12,8 @@ export interface JobTypeDeps {
   redis: Redis;
   registry: () => Promise<FleetRegistry>;
   opsChannelId?: string;
+  /** How long an agent's retire or replace waits for a human (seconds). */
+  agentConfirmSeconds?: number;
   /** The shared memory: ops.md and the audit. Lifecycle jobs need it. */
   memory?: MemoryStore;
   /**
@@ -29,7 +31,19 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       opsChannelId: deps.opsChannelId,
     }),
     spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
-    retireJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
-    replaceJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    retireJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      fleet: deps.fleet,
+      opsChannelId: deps.opsChannelId,
+      agentConfirmSeconds: deps.agentConfirmSeconds,
+    }),
+    replaceJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      fleet: deps.fleet,
+      opsChannelId: deps.opsChannelId,
+      agentConfirmSeconds: deps.agentConfirmSeconds,
+    }),
   ];
 }

@@ -1,8 +1,13 @@
 // What the lifecycle jobs (spawn, retire, replace) share: how a run is named in registry
-// commits, ops.md and the audit, and which runner refusals are final.
+// commits, ops.md and the audit, which runner refusals are final, and how an agent's
+// destructive request waits for a human.
 import { UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { MemoryStore } from '../../memory/store.js';
+import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
+import type { JobContext } from '../engine/job-type.js';
+import { publish } from '../engine/notify.js';
 import { PlanRefusedError } from '../terraform/runner.js';
 
 export type LifecycleAction = 'spawn' | 'retire' | 'replace';
@@ -45,4 +50,103 @@ export async function auditLifecycle(
 ): Promise<void> {
   const line = `- ${at.toISOString()} job=${run.jobId} ${describePrincipal(run.principal)} ${run.action} name:${run.name} → ${outcome}`;
   await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+}
+
+// ── an agent's retire or replace waits for a human ───────────────────────────────────────
+
+/**
+ * How long an agent's request waits for a human in the ops channel. Long enough for someone
+ * on call to see it; short enough that a stale question is not approved hours later against
+ * a fleet that has changed (the checks run again after the answer anyway) — and the member's
+ * instance lock is held the whole while, blocking every other operation on it.
+ */
+export const DEFAULT_AGENT_CONFIRM_SECONDS = 30 * 60;
+
+export interface ConfirmationSettings {
+  redis: Redis;
+  /** Where the question goes; without one, an agent's request cannot be confirmed. */
+  opsChannelId?: string;
+  expirySeconds: number;
+  pollMs: number;
+}
+
+export interface ConfirmationRequest {
+  action: 'retire' | 'replace';
+  /** Said after the name, e.g. " with ami-…". */
+  detail?: string;
+  /** The refusals that need no human (unknown name, last healthy host …): before asking. */
+  precheck: () => Promise<unknown>;
+  /** One audit line for the run. */
+  audit: (outcome: string) => Promise<void>;
+}
+
+/** "30 min", or seconds below a minute (tests use short expiries). */
+export function duration(seconds: number): string {
+  return seconds < 60 ? `${seconds} s` : `${Math.round(seconds / 60)} min`;
+}
+
+/**
+ * Asks the ops channel, then waits (re-delayed, no worker slot held) for a human's signed
+ * answer, until the expiry. Returns on a confirm; a cancel or the expiry ends the job with
+ * nothing changed. Only for an agent's request: other principals were confirmed already.
+ */
+export async function humanConfirmation(
+  ctx: JobContext<{ name: string }>,
+  request: ConfirmationRequest,
+  settings: ConfirmationSettings,
+): Promise<Approval> {
+  const { action } = request;
+  const { name } = ctx.data;
+  if (ctx.principal.kind !== 'agent') throw new Error('only an agent’s request waits for a human');
+  const host = ctx.principal.host;
+  const readApproval = ctx.readApproval;
+  if (readApproval === undefined) throw new UnrecoverableError(`${action}: this worker cannot read approvals`);
+  const asked = await ctx.steps.run(ASKED_STEP, async () => {
+    const channelId = settings.opsChannelId;
+    if (channelId === undefined) {
+      throw new UnrecoverableError(
+        `an agent's ${action} needs a human's confirmation in the ops channel, and none is configured (CLAWDINATOR_OPS_CHANNEL_ID)`,
+      );
+    }
+    await request.precheck();
+    const expiresAt = Math.floor(Date.now() / 1000) + settings.expirySeconds;
+    const button = (decision: 'confirm' | 'cancel') =>
+      approvalButtonId({ action, decision, jobId: ctx.jobId, expiresAt });
+    const verb = action === 'retire' ? 'Retire' : 'Replace';
+    await publish(settings.redis, {
+      kind: 'confirm',
+      jobId: ctx.jobId,
+      type: action,
+      reply: { channelId },
+      text:
+        `${host} asks to ${action} **${name}**${request.detail ?? ''}. ` +
+        `Any human allowed /${action} can answer, until <t:${expiresAt}:t>.`,
+      buttons: [
+        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
+        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
+      ],
+    });
+    return { expiresAt };
+  });
+  const expired = `${action} of ${name} asked by ${host}: not confirmed within ${duration(settings.expirySeconds)}`;
+  const approval = await ctx.steps.waitFor(
+    WAIT_STEP,
+    async () => {
+      const read = await readApproval({ action, name, expiresAt: asked.expiresAt });
+      if (read !== null && 'approval' in read) return read.approval;
+      if (read !== null) ctx.log.warn({ reason: read.ignored }, 'ignored an approval that does not verify');
+      if (Date.now() > asked.expiresAt * 1000) throw new UnrecoverableError(expired);
+      return undefined;
+    },
+    // The expiry above decides; this bound only backs it up.
+    { pollMs: settings.pollMs, timeoutMs: settings.expirySeconds * 2000 + 60_000, timeoutMessage: expired },
+  );
+  const who = describePrincipal(approval.by);
+  if (approval.decision === 'cancel') throw new UnrecoverableError(`${action} of ${name} cancelled by ${who}`);
+  await ctx.steps.run('confirmed', async () => {
+    await request.audit(`confirmed by ${who}`);
+    await ctx.progress(`${approval.by.userName} confirmed: ${action === 'retire' ? 'retiring' : 'replacing'} ${name}`);
+    return null;
+  });
+  return approval;
 }

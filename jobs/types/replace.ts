@@ -1,10 +1,11 @@
 // The replace job: a fleet member's host replaced by a new one, from the registry's AMI or
 // from a given one (which the registry then records).
 //
-// Everything that can refuse runs first, before anything changes: an agent's request (a
-// replace asked by an agent waits for a human: here, it is refused and the agent told to ask
-// in the ops channel), a name that is not in the registry or has no instance, and an AMI
-// that does not exist, is not ours or is not available.
+// Everything that can refuse runs first, before anything changes: a name that is not in
+// the registry or has no instance, and an AMI that does not exist, is not ours or is not
+// available. A replace asked by an agent then waits for a human's answer in the ops channel
+// (lifecycle.ts: humanConfirmation) and the checks run again after it. The job is run by a
+// peer's worker, not by the replaced host's own, whenever a peer is alive (avoidOwnHost).
 //
 // Then, as resumable steps, each one idempotent by itself:
 //   checks      also records the old instance's id
@@ -32,7 +33,14 @@ import type { JobContext, JobType } from '../engine/job-type.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { auditLifecycle, clock, refusedIsFinal, via } from './lifecycle.js';
+import {
+  auditLifecycle,
+  clock,
+  DEFAULT_AGENT_CONFIRM_SECONDS,
+  humanConfirmation,
+  refusedIsFinal,
+  via,
+} from './lifecycle.js';
 import { defaultSpawnWaits, type FleetDeps, type SpawnWaits } from './spawn.js';
 
 export const REPLACE = 'replace';
@@ -52,6 +60,10 @@ const MINUTE = 60_000;
 
 export interface ReplaceDeps {
   redis: Redis;
+  /** Where an agent's request asks for a human's confirmation. */
+  opsChannelId?: string;
+  /** How long that question stays open. */
+  agentConfirmSeconds?: number;
   memory?: MemoryStore;
   fleet?: FleetDeps;
 }
@@ -64,6 +76,7 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
     permission: 'replace',
     agentAllowed: true,
     instanceOf: (d) => d.name,
+    avoidOwnHost: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -73,7 +86,7 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
           'replace: this worker has no cloud, deployer, registry store or memory configured',
         );
       }
-      return new Replace(ctx, deps.redis, memory, fleet).run();
+      return new Replace(ctx, deps, memory, fleet).run();
     },
   };
 }
@@ -87,7 +100,7 @@ class Replace {
 
   constructor(
     private readonly ctx: JobContext<ReplaceData>,
-    private readonly redis: Redis,
+    private readonly deps: ReplaceDeps,
     private readonly memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
@@ -100,6 +113,7 @@ class Replace {
   async run(): Promise<{ summary: string; oldInstanceId: string; instanceId: string; ami: string }> {
     const { name, fleet } = this;
     try {
+      if (this.ctx.principal.kind === 'agent') await this.confirmed();
       const { oldInstanceId, ami } = await this.step('checks', () => this.check());
       if (this.ctx.data.ami !== undefined) await this.step('registry', () => this.setAmi(ami));
       const planned = await this.step('plan', () => this.planReplace());
@@ -125,7 +139,7 @@ class Replace {
       await this.waitFor(
         'heartbeat',
         async () => {
-          const heartbeat = (await readHeartbeats(this.redis, [name])).get(name);
+          const heartbeat = (await readHeartbeats(this.deps.redis, [name])).get(name);
           return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
         },
         this.waits.heartbeatTimeoutMs,
@@ -154,13 +168,31 @@ class Replace {
     });
   }
 
+  /** An agent's request: a human in the ops channel answers first (see lifecycle.ts). */
+  private async confirmed(): Promise<void> {
+    // Part of the checks: its refusals, a cancel and the expiry are one line each.
+    this.current = 'checks';
+    await humanConfirmation(
+      this.ctx,
+      {
+        action: 'replace',
+        detail: this.ctx.data.ami === undefined ? undefined : ` with ${this.ctx.data.ami}`,
+        precheck: () => this.check(),
+        audit: (outcome) => this.audit(new Date(), outcome),
+      },
+      {
+        redis: this.deps.redis,
+        opsChannelId: this.deps.opsChannelId,
+        expirySeconds: this.deps.agentConfirmSeconds ?? DEFAULT_AGENT_CONFIRM_SECONDS,
+        pollMs: this.waits.pollMs,
+      },
+    );
+  }
+
   // ── the steps ───────────────────────────────────────────────────────────────────────
 
   private async check(): Promise<{ oldInstanceId: string; ami: string }> {
     const { name, fleet } = this;
-    if (this.ctx.principal.kind === 'agent') {
-      throw new RefusedError("rejected: an agent's replace needs a human: ask in the ops channel");
-    }
     const { registry } = await fleet.registryStore.read();
     const entry = registry[name];
     if (entry === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);

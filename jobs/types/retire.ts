@@ -1,10 +1,11 @@
 // The retire job: a fleet member's host destroyed and every trace of it removed.
 //
-// Everything that can refuse runs first, before anything is destroyed: an agent's request
-// (a retire asked by an agent waits for a human: here, it is refused and the agent told to
-// ask in the ops channel), a name that is not in the registry, and a retire that would
-// leave the fleet without a healthy host running a worker (another registry member whose
-// heartbeat is alive).
+// Everything that can refuse runs first, before anything is destroyed: a name that is not
+// in the registry, and a retire that would leave the fleet without a healthy host running a
+// worker (another registry member whose heartbeat is alive). A retire asked by an agent
+// then waits for a human's answer in the ops channel (lifecycle.ts: humanConfirmation) and
+// the checks run again after it. The job is run by a peer's worker, not by the retired
+// host's own, whenever a peer is alive (avoidOwnHost).
 //
 // Then, as resumable steps, each one idempotent by itself:
 //   plan        the destroy of the member's own stack; it must only delete
@@ -30,7 +31,14 @@ import type { JobContext, JobType } from '../engine/job-type.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { auditLifecycle, clock, refusedIsFinal, via } from './lifecycle.js';
+import {
+  auditLifecycle,
+  clock,
+  DEFAULT_AGENT_CONFIRM_SECONDS,
+  humanConfirmation,
+  refusedIsFinal,
+  via,
+} from './lifecycle.js';
 import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const RETIRE = 'retire';
@@ -43,6 +51,10 @@ const TERMINATED_TIMEOUT_MS = 10 * 60_000;
 
 export interface RetireDeps {
   redis: Redis;
+  /** Where an agent's request asks for a human's confirmation. */
+  opsChannelId?: string;
+  /** How long that question stays open. */
+  agentConfirmSeconds?: number;
   memory?: MemoryStore;
   fleet?: FleetDeps;
 }
@@ -55,6 +67,7 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
     permission: 'retire',
     agentAllowed: true,
     instanceOf: (d) => d.name,
+    avoidOwnHost: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -62,7 +75,7 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('retire: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Retire(ctx, deps.redis, memory, fleet).run();
+      return new Retire(ctx, deps, memory, fleet).run();
     },
   };
 }
@@ -76,7 +89,7 @@ class Retire {
 
   constructor(
     private readonly ctx: JobContext<RetireData>,
-    private readonly redis: Redis,
+    private readonly deps: RetireDeps,
     private readonly memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
@@ -89,6 +102,7 @@ class Retire {
   async run(): Promise<{ summary: string; instanceId: string | null }> {
     const { name, fleet } = this;
     try {
+      if (this.ctx.principal.kind === 'agent') await this.confirmed();
       const { instanceId } = await this.step('checks', () => this.check());
       const planned = await this.step('plan', () => this.planDestroy());
       await this.step('apply', () => this.apply(planned));
@@ -123,19 +137,36 @@ class Retire {
     return this.ctx.steps.run(name, fn);
   }
 
+  /** An agent's request: a human in the ops channel answers first (see lifecycle.ts). */
+  private async confirmed(): Promise<void> {
+    // Part of the checks: its refusals, a cancel and the expiry are one line each.
+    this.current = 'checks';
+    await humanConfirmation(
+      this.ctx,
+      {
+        action: 'retire',
+        precheck: () => this.check(),
+        audit: (outcome) => this.audit(new Date(), outcome),
+      },
+      {
+        redis: this.deps.redis,
+        opsChannelId: this.deps.opsChannelId,
+        expirySeconds: this.deps.agentConfirmSeconds ?? DEFAULT_AGENT_CONFIRM_SECONDS,
+        pollMs: this.pollMs,
+      },
+    );
+  }
+
   // ── the steps ───────────────────────────────────────────────────────────────────────
 
   private async check(): Promise<{ instanceId: string | null }> {
     const { name, fleet } = this;
-    if (this.ctx.principal.kind === 'agent') {
-      throw new RefusedError("rejected: an agent's retire needs a human: ask in the ops channel");
-    }
     const { registry } = await fleet.registryStore.read();
     if (registry[name] === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
     const others = Object.keys(registry).filter((host) => host !== name);
     // A heartbeat exists only while its worker writes it (it expires with its TTL, and a
     // clean shutdown deletes it): one alive is a host running a worker.
-    const alive = [...(await readHeartbeats(this.redis, others)).values()].some((h) => h !== null);
+    const alive = [...(await readHeartbeats(this.deps.redis, others)).values()].some((h) => h !== null);
     if (!alive) {
       throw new RefusedError(
         `refused: retiring ${name} would leave the fleet without a healthy host running a worker: spawn another first`,

@@ -239,7 +239,9 @@ describe('replace', () => {
     const unknown = await replace('clawdinator-9');
     expect(unknown.failedReason).toBe('refused: clawdinator-9 is not in the registry');
     const byAgent = await replace('clawdinator-3', undefined, agent);
-    expect(byAgent.failedReason).toBe("rejected: an agent's replace needs a human: ask in the ops channel");
+    expect(byAgent.failedReason).toBe(
+      "an agent's replace needs a human's confirmation in the ops channel, and none is configured (CLAWDINATOR_OPS_CHANNEL_ID)",
+    );
 
     expect(readFileSync(registry.path, 'utf8')).toBe(before);
     expect(cloud.calls.byOperation.TerminateInstances).toBeUndefined();

@@ -225,11 +225,13 @@ describe('retire', () => {
     expect(await instanceOf('clawdinator-3')).toBeDefined();
   });
 
-  it("refuses an agent's retire of a peer: it needs a human", async () => {
+  it("fails an agent's retire of a peer when no ops channel is configured to ask a human", async () => {
     const { spawn, retire } = start();
     await spawn('clawdinator-3');
     const job = await retire('clawdinator-3', agent);
-    expect(job.failedReason).toBe("rejected: an agent's retire needs a human: ask in the ops channel");
+    expect(job.failedReason).toBe(
+      "an agent's retire needs a human's confirmation in the ops channel, and none is configured (CLAWDINATOR_OPS_CHANNEL_ID)",
+    );
     expect(await names()).toEqual(['clawdinator-1', 'clawdinator-3']);
     expect(cloud.calls.byOperation.TerminateInstances).toBeUndefined();
   });
