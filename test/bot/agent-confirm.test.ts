@@ -27,7 +27,7 @@ import { MemoryStore } from '../../memory/store.js';
 import { ALICE, BOB, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
 import { tempDir } from '../support/cli.js';
 import { DiscordStandIn, type MessageRecord } from '../support/discord-standin.js';
-import { fastSettings, keyPair } from '../support/jobs.js';
+import { keyPair, lifecycleSettings } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const TOKEN = 'agent-confirm-test-bot-token';
@@ -144,7 +144,7 @@ async function world(options: { confirmSeconds?: number } = {}): Promise<World> 
       policy: { policy, redis, agentRequestsPerHour: 10 },
       log: createLogger('silent'),
     },
-    fastSettings,
+    lifecycleSettings,
   );
   closers.push(() => worker.close());
 

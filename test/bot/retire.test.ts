@@ -22,7 +22,7 @@ import { createLogger } from '../../lib/log.js';
 import { MemoryStore } from '../../memory/store.js';
 import { ALICE, actor, BOB, botDeps, policy } from '../support/bot.js';
 import { tempDir } from '../support/cli.js';
-import { fastSettings, keyPair } from '../support/jobs.js';
+import { keyPair, lifecycleSettings } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const AMI = 'ami-00000000000000a11';
@@ -117,7 +117,7 @@ beforeEach(async () => {
       policy: { policy, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
     },
-    fastSettings,
+    lifecycleSettings,
   );
   closers.push(() => worker.close());
   const enqueuer = new Enqueuer(conn, server.client(), types, { keyId: 'gateway', key: gatewayKey.privateKey });

@@ -12,7 +12,7 @@ import { createLogger } from '../../lib/log.js';
 import { ALICE, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
 import { DiscordStandIn, type RestCall } from '../support/discord-standin.js';
 import { simFleet } from '../support/fleet.js';
-import { fastSettings, keyPair } from '../support/jobs.js';
+import { keyPair, lifecycleSettings } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const TOKEN = 'spawn-test-bot-token';
@@ -50,7 +50,7 @@ describe('/spawn through Discord', () => {
         policy: { policy, redis, agentRequestsPerHour: 3 },
         log: createLogger('silent'),
       },
-      fastSettings,
+      lifecycleSettings,
     );
     closers.push(() => worker.close());
 

@@ -12,7 +12,7 @@ import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
 import { runCli } from '../support/cli.js';
 import { simFleet } from '../support/fleet.js';
-import { fastSettings } from '../support/jobs.js';
+import { lifecycleSettings } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const _AMI = 'ami-00000000000000a11';
@@ -38,7 +38,7 @@ beforeAll(async () => {
       policy: { policy: {}, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
     },
-    fastSettings,
+    lifecycleSettings,
   );
   stop = async () => {
     await worker.close();

@@ -82,6 +82,13 @@ export const fastSettings: WorkerSettings = {
   deferMs: 200,
 };
 
+/**
+ * For workers running lifecycle jobs: those synthesize a stack in-process, which holds the
+ * event loop for longer than `fastSettings`' 1 s lock on a loaded machine, and a job whose
+ * lock lapses is run a second time alongside the first (a stall these tests do not test).
+ */
+export const lifecycleSettings: WorkerSettings = { ...fastSettings, lockDurationMs: 10_000, stalledIntervalMs: 5000 };
+
 export interface Harness {
   gateway: Signer;
   operator: Signer;

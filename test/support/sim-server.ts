@@ -1,7 +1,7 @@
 // The simulated cloud served over loopback HTTP, so worker processes that die and resume
 // (test/support/fleet-worker-process.ts) share one cloud held by the test process. A call
 // is `POST /call {method, args}` answered with `{value}` or `{error}`; Maps travel as
-// `{__map: entries}`. The test may hold a method's calls (`hook`) to kill a worker at a
+// `{__map: entries}`, bytes as `{__bytes: base64}`. The test may hold a method's calls (`hook`) to kill a worker at a
 // chosen point, and reads the cloud (and its call counts) directly.
 import { createServer, type Server } from 'node:http';
 import type { SimCloud } from '../../jobs/cloud/sim.js';
@@ -16,12 +16,17 @@ export interface SimServer {
 }
 
 function encode(value: unknown): unknown {
+  // Bundle files travel as bytes (putBytes, getBytes).
+  if (value instanceof Uint8Array) return { __bytes: Buffer.from(value).toString('base64') };
   if (value instanceof Map) return { __map: [...value.entries()].map(([k, v]) => [k, encode(v)]) };
   if (Array.isArray(value)) return value.map(encode);
   return value;
 }
 
 function decode(value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && '__bytes' in value) {
+    return Buffer.from((value as { __bytes: string }).__bytes, 'base64');
+  }
   if (value !== null && typeof value === 'object' && '__map' in value) {
     return new Map((value as { __map: [unknown, unknown][] }).__map.map(([k, v]) => [k, decode(v)]));
   }

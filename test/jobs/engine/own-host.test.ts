@@ -13,7 +13,7 @@ import { startWorker } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
 import { SIM_AMI, type SimFleet, simFleet } from '../../support/fleet.js';
-import { fastSettings, keyPair } from '../../support/jobs.js';
+import { keyPair, lifecycleSettings } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const A = 'clawdinator-1';
@@ -105,7 +105,7 @@ function worker(host: string) {
       log: createLogger('silent'),
       host: { name: host, peers: async () => Object.keys((await sim.registry.read()).registry) },
     },
-    fastSettings,
+    lifecycleSettings,
   );
   closers.push(() => w.close());
   return w;

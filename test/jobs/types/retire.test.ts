@@ -19,7 +19,7 @@ import type { FleetDeps } from '../../../jobs/types/spawn.js';
 import { createLogger } from '../../../lib/log.js';
 import { MemoryStore } from '../../../memory/store.js';
 import { tempDir } from '../../support/cli.js';
-import { fastSettings, keyPair, startWorker } from '../../support/jobs.js';
+import { keyPair, lifecycleSettings, startWorker } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const BUCKET = 'clawdinator-test-bucket';
@@ -119,7 +119,7 @@ function start(options: { deployer?: (sim: Deployer) => Deployer } = {}) {
       policy: { policy: {}, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
     },
-    fastSettings,
+    lifecycleSettings,
   );
   const operatorQueue = new Enqueuer(connection, server.client(), types, {
     keyId: 'operator:ops',
