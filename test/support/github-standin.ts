@@ -167,7 +167,7 @@ export class GitHubStandin {
     return this.send(req, res, 404, { message: 'Not Found' });
   }
 
-  private mint(req: IncomingMessage, res: ServerResponse, installationId: string): void {
+  private mint(req: IncomingMessage, res: ServerResponse, installationId: string) {
     const refused = this.checkJwt(req.headers.authorization);
     if (refused !== null) {
       return this.send(req, res, 401, { message: 'A JSON web token could not be decoded' }, refused);
@@ -258,7 +258,7 @@ export class GitHubStandin {
     res: ServerResponse,
     path: string,
     body: { message?: string; content?: string; sha?: string; branch?: string },
-  ): void {
+  ) {
     if (this.permissions.contents !== 'write') {
       return this.send(req, res, 403, { message: 'Resource not accessible by integration' });
     }

@@ -140,7 +140,9 @@ describe('GitHub registry', () => {
     const rejected = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
     expect(rejected).toHaveLength(1);
     expect(rejected[0]?.reason).toBeInstanceOf(RefusedError);
-    expect((rejected[0]?.reason as Error).message).toBe('refused: clawdinator-3 is already in the registry');
+    expect((rejected[0] as PromiseRejectedResult).reason.message).toBe(
+      'refused: clawdinator-3 is already in the registry',
+    );
     expect(standin.commits).toHaveLength(1);
     expect(standin.shaMismatches).toBe(1);
   });
