@@ -3,14 +3,25 @@
 // their expiry), optimistic updates by blob sha re-applied after GitHub's 409, refusals by the
 // repository mapped to one line naming cause and fix, and no key or token in any output.
 import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { FleetRegistry, RegistryEntry } from '../../../infra/registry.js';
+import {
+  GITHUB_REGISTRY_CACHE_MS,
+  GITHUB_REGISTRY_MIN_REFRESH_MS,
+  publicKeys,
+  registryReader,
+  registryStoreFrom,
+} from '../../../jobs/engine/setup.js';
 import { createGitHubInstallation, GitHubRefusedError, REFRESH_MARGIN_MS } from '../../../jobs/github/app.js';
 import { GitHubRegistryStore } from '../../../jobs/registry/github.js';
 import { RegistryConflictError } from '../../../jobs/registry/types.js';
+import { loadConfig } from '../../../lib/config.js';
 import { RefusedError } from '../../../lib/errors.js';
 import { createLogger } from '../../../lib/log.js';
+import { tempDir } from '../../support/cli.js';
 import { appKeyPair, blobSha, GitHubStandin } from '../../support/github-standin.js';
 
 const APP_ID = '424242';
@@ -307,5 +318,93 @@ describe('GitHub registry', () => {
     errors.push(await failure(s.update(add('clawdinator-4'), { message: 'm' })));
     errors.push(await failure(store({ privateKeyPem: appKeyPair().privateKeyPem }).read()));
     expectNoSecrets([...logged, ...errors.map((e) => `${e.message} ${e.stack} ${JSON.stringify(e)}`)]);
+  });
+});
+
+describe('registry readers on GitHub (jobs/engine/setup.ts)', () => {
+  function env(keyFile: string): { env: Record<string, string> } {
+    return {
+      env: {
+        CLAWDINATOR_FLEET_REGISTRY_BACKEND: 'github',
+        CLAWDINATOR_GITHUB_APP_ID: APP_ID,
+        CLAWDINATOR_GITHUB_INSTALLATION_ID: INSTALLATION_ID,
+        CLAWDINATOR_GITHUB_APP_KEY_FILE: keyFile,
+        CLAWDINATOR_GITHUB_API_URL: standin.url,
+        CLAWDINATOR_GITHUB_REGISTRY_REPO: REPO,
+      },
+    };
+  }
+  function keyFile(): string {
+    const path = join(tempDir('clawdinator-gh-'), 'app.pem');
+    writeFileSync(path, key.privateKeyPem, { mode: 0o600 });
+    return path;
+  }
+  const contentReads = () => standin.requests.filter((r) => r.method === 'GET' && r.path.includes('/contents/')).length;
+
+  it('the factory picks the backend from settings; reads are cached, a forced read at most every 5 s', async () => {
+    const source = env(keyFile());
+    const config = loadConfig(['fleetRegistryBackend', 'fleetRegistryPath'], source);
+    expect(config.fleetRegistryBackend).toBe('github');
+    const read = registryReader(config, { source });
+    expect(Object.keys(await read())).toEqual(['clawdinator-1']);
+    await Promise.all([read(), read(), read()]);
+    expect(contentReads()).toBe(1);
+    // The lifecycle store from the same settings shares the App and its token.
+    const store = await registryStoreFrom(config, { source });
+    expect(store).toBeInstanceOf(GitHubRegistryStore);
+    await store.read();
+    expect(standin.mints).toBe(1);
+    expect(contentReads()).toBe(2);
+    // A spawn elsewhere commits clawdinator-3 with its agent key.
+    const agent = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const withAgent = {
+      'clawdinator-1': entry('clawdinator-1'),
+      'clawdinator-3': { ...entry('clawdinator-3'), agentPublicKey: agent },
+    };
+    standin.files.set(PATH, text(withAgent));
+    expect(Object.keys(await read())).toEqual(['clawdinator-1']);
+    // Verifying a job from the new host: the unknown key id forces one fresh read. (The
+    // clock is moved, not waited for; the throttling plugin's limiters would stall if it
+    // went back, so nothing of this App runs after the real clock returns.)
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + GITHUB_REGISTRY_MIN_REFRESH_MS });
+    try {
+      const keyOf = publicKeys({}, read);
+      expect(await keyOf('agent:clawdinator-3')).not.toBeNull();
+      expect(contentReads()).toBe(3);
+      // Unknown ids right after cannot make it read again (no flood of API calls).
+      expect(await keyOf('agent:clawdinator-9')).toBeNull();
+      expect(await keyOf('agent:clawdinator-8')).toBeNull();
+      expect(contentReads()).toBe(3);
+      vi.setSystemTime(Date.now() + GITHUB_REGISTRY_CACHE_MS);
+      await read();
+      expect(contentReads()).toBe(4);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('missing GitHub settings or an unusable key stop at start-up with one line naming the setting', () => {
+    const { env: given } = env(keyFile());
+    const { CLAWDINATOR_GITHUB_REGISTRY_REPO: _repo, ...noRepo } = given;
+    expect(() => registryReader({ fleetRegistryBackend: 'github' }, { source: { env: noRepo } })).toThrow(
+      'config: CLAWDINATOR_GITHUB_REGISTRY_REPO (or githubRegistryRepo in the config file) is not set: expected the repository holding the fleet registry, owner/name',
+    );
+    const missing = { ...given, CLAWDINATOR_GITHUB_APP_KEY_FILE: '/nonexistent/app.pem' };
+    expect(() => registryReader({ fleetRegistryBackend: 'github' }, { source: { env: missing } })).toThrow(
+      'config: CLAWDINATOR_GITHUB_APP_KEY_FILE names /nonexistent/app.pem, which cannot be read (ENOENT)',
+    );
+    const notKey = join(tempDir('clawdinator-gh-'), 'app.pem');
+    writeFileSync(notKey, 'hunter2-not-a-key');
+    expect(() =>
+      createGitHubInstallation({
+        appId: APP_ID,
+        installationId: INSTALLATION_ID,
+        privateKeyPem: 'hunter2-not-a-key',
+        apiUrl: standin.url,
+      }),
+    ).toThrow('config: CLAWDINATOR_GITHUB_APP_KEY_FILE holds no RSA private key (PEM) of a GitHub App');
+    expect(() => loadConfig(['githubRegistryBranch'], { env: { CLAWDINATOR_GITHUB_REGISTRY_BRANCH: 'a..b' } })).toThrow(
+      /CLAWDINATOR_GITHUB_REGISTRY_BRANCH is invalid/,
+    );
   });
 });
