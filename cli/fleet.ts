@@ -107,7 +107,8 @@ async function runAsOperator(type: string, data: Record<string, unknown>, timeou
   }
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
-  const registry = registryReader(config);
+  // Only enqueues: the registry is read by the worker that runs the job.
+  const registry = registryReader(config, { lazyKey: true });
   const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
   try {
     const { jobId, queue: name } = await enqueuer.enqueue({

@@ -41,7 +41,8 @@ export function command(): Command {
       const host = config.jobKeyId.slice('agent:'.length);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
-      const registry = registryReader(config);
+      // Only enqueues: never reads the registry, and the agent's user cannot read the App key.
+      const registry = registryReader(config, { lazyKey: true });
       const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
       try {
         const result = await enqueuer.enqueue({

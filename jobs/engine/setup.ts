@@ -63,6 +63,11 @@ export interface RegistryFactoryOptions {
   /** Where the settings come from (tests); the process environment otherwise. */
   source?: ConfigSource;
   log?: Logger;
+  /**
+   * Read the App's key at the first GitHub call instead of now: for commands that only
+   * enqueue (`request` runs as the agent's user, which cannot read the key).
+   */
+  lazyKey?: boolean;
 }
 
 /**
@@ -97,12 +102,14 @@ const githubStores = new Map<string, Promise<RegistryStore>>();
 
 function githubStoreLoader(options: RegistryFactoryOptions): () => Promise<RegistryStore> {
   const settings = loadConfig(GITHUB_REGISTRY_SETTINGS, options.source);
+  const readKey = () => readSecretFile(settings.githubAppKeyFile, 'CLAWDINATOR_GITHUB_APP_KEY_FILE');
   // Read now, so a missing or unreadable key stops the process at start-up.
-  const privateKeyPem = readSecretFile(settings.githubAppKeyFile, 'CLAWDINATOR_GITHUB_APP_KEY_FILE');
+  const early = options.lazyKey ? undefined : readKey();
   const id = JSON.stringify(settings);
   return () => {
     let store = githubStores.get(id);
     if (store === undefined) {
+      const privateKeyPem = early ?? readKey();
       store = import('../registry/github.js').then(({ githubRegistryStore }) =>
         githubRegistryStore(
           settings,

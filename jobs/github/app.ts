@@ -131,7 +131,7 @@ interface TokenAuth {
 /** What an Octokit error says, without tokens, headers or request ids. */
 export interface GitHubFailure {
   status: number;
-  /** GitHub's message, first line, at most 200 characters, anything token-like removed. */
+  /** GitHub's message on one line, at most 200 characters, anything token-like removed. */
   message: string;
 }
 
@@ -180,7 +180,9 @@ export function githubError(err: unknown, what: string, final: Partial<Record<nu
 const TOKEN_LIKE = /\b(gh[opsu]_[A-Za-z0-9_]{8,}|github_pat_[A-Za-z0-9_]{8,}|eyJ[A-Za-z0-9_-]{8,}(\.[A-Za-z0-9_-]+)*)/g;
 
 function clean(message: string): string {
-  const line = (message.split('\n', 1)[0] ?? '').replace(TOKEN_LIKE, '[redacted]').trim();
+  // GitHub puts the reason on later lines ("Repository rule violations found\n\nChanges must
+  // be made through a pull request."): kept, on one line.
+  const line = message.replace(/\s+/g, ' ').replace(TOKEN_LIKE, '[redacted]').trim();
   return line.length > 200 ? `${line.slice(0, 199)}…` : line;
 }
 

@@ -264,7 +264,7 @@ describe('GitHub registry', () => {
     const prot = await failure(s.update(add('clawdinator-3'), { message: 'm' }));
     expect(prot).toBeInstanceOf(GitHubRefusedError);
     expect(prot.message).toBe(
-      `GitHub refused the commit to the fleet registry ${REPO}@main:${PATH} (HTTP 409: Protected branch update failed for refs/heads/main.): the branch is protected or under repository rules: give the registry an unprotected branch (CLAWDINATOR_GITHUB_REGISTRY_BRANCH), or let the GitHub App bypass the protection and set CLAWDINATOR_GITHUB_REGISTRY_PROTECTED_BRANCH=allow`,
+      `GitHub refused the commit to the fleet registry ${REPO}@main:${PATH} (HTTP 409: Protected branch update failed for refs/heads/main. Changes must be made through a pull request.): the branch is protected or under repository rules: give the registry an unprotected branch (CLAWDINATOR_GITHUB_REGISTRY_BRANCH), or let the GitHub App bypass the protection and set CLAWDINATOR_GITHUB_REGISTRY_PROTECTED_BRANCH=allow`,
     );
     standin.protectedBranch = false;
     standin.failPut = {
@@ -273,7 +273,9 @@ describe('GitHub registry', () => {
     };
     const ruled = await failure(s.update(add('clawdinator-3'), { message: 'm' }));
     expect(ruled).toBeInstanceOf(GitHubRefusedError);
-    expect(ruled.message).toMatch(/\(HTTP 422: Repository rule violations found\): the branch is protected/);
+    expect(ruled.message).toContain(
+      '(HTTP 422: Repository rule violations found Changes must be made through a pull request.): the branch is protected',
+    );
     standin.failPut = null;
     standin.permissions = { contents: 'read', metadata: 'read' };
     const denied = await failure(store().update(add('clawdinator-3'), { message: 'm' }));
@@ -383,7 +385,7 @@ describe('registry readers on GitHub (jobs/engine/setup.ts)', () => {
     }
   });
 
-  it('missing GitHub settings or an unusable key stop at start-up with one line naming the setting', () => {
+  it('missing GitHub settings or an unusable key stop at start-up with one line naming the setting', async () => {
     const { env: given } = env(keyFile());
     const { CLAWDINATOR_GITHUB_REGISTRY_REPO: _repo, ...noRepo } = given;
     expect(() => registryReader({ fleetRegistryBackend: 'github' }, { source: { env: noRepo } })).toThrow(
@@ -393,8 +395,6 @@ describe('registry readers on GitHub (jobs/engine/setup.ts)', () => {
     expect(() => registryReader({ fleetRegistryBackend: 'github' }, { source: { env: missing } })).toThrow(
       'config: CLAWDINATOR_GITHUB_APP_KEY_FILE names /nonexistent/app.pem, which cannot be read (ENOENT)',
     );
-    const notKey = join(tempDir('clawdinator-gh-'), 'app.pem');
-    writeFileSync(notKey, 'hunter2-not-a-key');
     expect(() =>
       createGitHubInstallation({
         appId: APP_ID,
@@ -403,6 +403,11 @@ describe('registry readers on GitHub (jobs/engine/setup.ts)', () => {
         apiUrl: standin.url,
       }),
     ).toThrow('config: CLAWDINATOR_GITHUB_APP_KEY_FILE holds no RSA private key (PEM) of a GitHub App');
+    // A command that only enqueues (the agent's `request`) starts without reading the key.
+    const lazy = registryReader({ fleetRegistryBackend: 'github' }, { source: { env: missing }, lazyKey: true });
+    await expect(lazy()).rejects.toThrow(
+      'config: CLAWDINATOR_GITHUB_APP_KEY_FILE names /nonexistent/app.pem, which cannot be read (ENOENT)',
+    );
     expect(() => loadConfig(['githubRegistryBranch'], { env: { CLAWDINATOR_GITHUB_REGISTRY_BRANCH: 'a..b' } })).toThrow(
       /CLAWDINATOR_GITHUB_REGISTRY_BRANCH is invalid/,
     );

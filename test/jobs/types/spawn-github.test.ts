@@ -245,7 +245,7 @@ describe('spawn with the registry on GitHub', () => {
     const { spawn, queue } = start();
     const job = await spawn('clawdinator-3');
     expect(job.failedReason).toBe(
-      `clawdinator-3: registry failed: GitHub refused the commit to the fleet registry ${REPO}@main:${PATH} (HTTP 422: Repository rule violations found): the branch is protected or under repository rules: give the registry an unprotected branch (CLAWDINATOR_GITHUB_REGISTRY_BRANCH), or let the GitHub App bypass the protection and set CLAWDINATOR_GITHUB_REGISTRY_PROTECTED_BRANCH=allow; undone: no registry entry, host key or bundle left`,
+      `clawdinator-3: registry failed: GitHub refused the commit to the fleet registry ${REPO}@main:${PATH} (HTTP 422: Repository rule violations found Changes must be made through a pull request.): the branch is protected or under repository rules: give the registry an unprotected branch (CLAWDINATOR_GITHUB_REGISTRY_BRANCH), or let the GitHub App bypass the protection and set CLAWDINATOR_GITHUB_REGISTRY_PROTECTED_BRANCH=allow; undone: no registry entry, host key or bundle left`,
     );
     expect(job.attemptsMade).toBe(1);
     expect(sim.cloud.calls.byOperation.CreateSecret).toBe(1);
