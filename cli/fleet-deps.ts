@@ -3,7 +3,6 @@
 // worker` and the commands that run a lifecycle job themselves.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { registryStoreFrom } from '../jobs/engine/setup.js';
 import type { FleetDeps } from '../jobs/types/spawn.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
 import type { Logger } from '../lib/log.js';
@@ -28,14 +27,21 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     'spawnsPerHour',
     'defaultInstanceType',
   ]);
-  const [{ createAwsCloud }, { Terraform }, { TerraformDeployer }, { loadInfraSettings }, { backendConfig }] =
-    await Promise.all([
-      import('../jobs/cloud/aws.js'),
-      import('../jobs/terraform/runner.js'),
-      import('../jobs/deploy/terraform.js'),
-      import('../infra/settings.js'),
-      import('../infra/names.js'),
-    ]);
+  const [
+    { createAwsCloud },
+    { Terraform },
+    { TerraformDeployer },
+    { registryStoreFrom },
+    { loadInfraSettings },
+    { backendConfig },
+  ] = await Promise.all([
+    import('../jobs/cloud/aws.js'),
+    import('../jobs/terraform/runner.js'),
+    import('../jobs/deploy/terraform.js'),
+    import('../jobs/engine/setup.js'),
+    import('../infra/settings.js'),
+    import('../infra/names.js'),
+  ]);
   const registryStore = await registryStoreFrom(config, { log });
   return {
     cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
