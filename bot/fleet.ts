@@ -9,7 +9,7 @@ import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { existingQueueNames, JobAdmin } from '../jobs/engine/admin.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, fileRegistry, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus } from '../jobs/status.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -36,13 +36,14 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'jobSigningKeyFile',
     'jobKeyId',
     'fleetRegistryPath',
+    'fleetRegistryBackend',
     'awsRegion',
     'deployerRoleArn',
     'opsChannelId',
   ]);
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
-  const registry = fileRegistry(config.fleetRegistryPath);
+  const registry = registryReader(config, { log });
   const types = new JobTypes(jobTypes({ redis, registry }));
   const signer = signerFrom(config);
   const enqueuer = new Enqueuer(connection, redis, types, signer);

@@ -3,15 +3,16 @@
 // worker` and the commands that run a lifecycle job themselves.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { registryPath } from '../jobs/engine/setup.js';
 import type { FleetDeps } from '../jobs/types/spawn.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
+import type { Logger } from '../lib/log.js';
 
 /**
  * What the lifecycle jobs act on: AWS through the cloud layer, Terraform through the runner,
- * the registry file. Only when the fleet's buckets are configured; loaded on demand.
+ * the registry (its file, or the project's GitHub repo). Only when the fleet's buckets are
+ * configured; loaded on demand.
  */
-export async function fleetDeps(): Promise<FleetDeps | undefined> {
+export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
   if (!hasSetting('bootstrapBucket') || !hasSetting('stateBucket')) return undefined;
   const config = loadConfig([
     'bootstrapBucket',
@@ -21,6 +22,7 @@ export async function fleetDeps(): Promise<FleetDeps | undefined> {
     'deployerRoleArn',
     'terraformBin',
     'fleetRegistryPath',
+    'fleetRegistryBackend',
     'fleetMaxSize',
     'spawnsPerHour',
     'defaultInstanceType',
@@ -30,18 +32,18 @@ export async function fleetDeps(): Promise<FleetDeps | undefined> {
     { createAwsCloud },
     { Terraform },
     { TerraformDeployer },
-    { FileRegistryStore },
+    { registryStoreFrom },
     { loadInfraSettings },
     { backendConfig },
   ] = await Promise.all([
     import('../jobs/cloud/aws.js'),
     import('../jobs/terraform/runner.js'),
     import('../jobs/deploy/terraform.js'),
-    import('../jobs/registry/file.js'),
+    import('../jobs/engine/setup.js'),
     import('../infra/settings.js'),
     import('../infra/names.js'),
   ]);
-  const registryStore = new FileRegistryStore(registryPath(config.fleetRegistryPath));
+  const registryStore = await registryStoreFrom(config, { log });
   return {
     cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
     deployer: new TerraformDeployer({

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, fileRegistry, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus, formatMember, formatStatus } from '../jobs/status.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -25,13 +25,20 @@ export function command(): Command {
     .argument('[name]', 'one member in detail')
     .option('--json', 'print the FleetStatus JSON (see jobs/status.ts)')
     .action(async (name: string | undefined, opts: { json?: boolean }) => {
-      const config = loadConfig(['redisUrl', 'redisPasswordFile', 'fleetRegistryPath', 'awsRegion', 'deployerRoleArn']);
+      const config = loadConfig([
+        'redisUrl',
+        'redisPasswordFile',
+        'fleetRegistryPath',
+        'fleetRegistryBackend',
+        'awsRegion',
+        'deployerRoleArn',
+      ]);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
       const queue = new Queue(FLEET_QUEUE, { connection });
       try {
         const status = await fleetStatus({
-          registry: fileRegistry(config.fleetRegistryPath),
+          registry: registryReader(config),
           cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
           redis,
           queues: [queue],
@@ -132,13 +139,21 @@ async function runAsOperator(type: string, data: Record<string, unknown>, timeou
   const seconds = Number(timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
     throw new UsageError('--timeout: whole seconds from 1 to 86400');
-  const config = loadConfig(['redisUrl', 'redisPasswordFile', 'jobSigningKeyFile', 'jobKeyId', 'fleetRegistryPath']);
+  const config = loadConfig([
+    'redisUrl',
+    'redisPasswordFile',
+    'jobSigningKeyFile',
+    'jobKeyId',
+    'fleetRegistryPath',
+    'fleetRegistryBackend',
+  ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
   }
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
-  const registry = fileRegistry(config.fleetRegistryPath);
+  // Only enqueues: the registry is read by the worker that runs the job.
+  const registry = registryReader(config, { lazyKey: true });
   const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
   try {
     const { jobId, queue: name } = await enqueuer.enqueue({

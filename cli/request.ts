@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, fileRegistry, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import { instanceName, loadConfig } from '../lib/config.js';
@@ -30,6 +30,7 @@ export function command(): Command {
         'jobSigningKeyFile',
         'jobKeyId',
         'fleetRegistryPath',
+        'fleetRegistryBackend',
         'opsChannelId',
       ]);
       if (!config.jobKeyId.startsWith('agent:')) {
@@ -40,7 +41,8 @@ export function command(): Command {
       const host = config.jobKeyId.slice('agent:'.length);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
-      const registry = fileRegistry(config.fleetRegistryPath);
+      // Only enqueues: never reads the registry, and the agent's user cannot read the App key.
+      const registry = registryReader(config, { lazyKey: true });
       const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
       try {
         const result = await enqueuer.enqueue({

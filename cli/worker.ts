@@ -9,7 +9,7 @@ import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
-import { connectionFrom, fileRegistry, publicKeys, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { startWorker } from '../jobs/engine/worker.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -48,6 +48,7 @@ export function command(): Command {
         'agentConfirmSeconds',
         'authorization',
         'fleetRegistryPath',
+        'fleetRegistryBackend',
         'logLevel',
         'memoryDir',
         'memoryMaxBytes',
@@ -61,13 +62,13 @@ export function command(): Command {
       const log = createLogger(config.logLevel).child({ host: config.hostName });
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
-      const registry = fileRegistry(config.fleetRegistryPath);
+      const registry = registryReader(config, { log });
       const memory = new MemoryStore({
         root: config.memoryDir,
         maxBytes: config.memoryMaxBytes,
         waitSeconds: config.memoryLockWaitSeconds,
       });
-      const fleet = await fleetDeps();
+      const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
       const types = new JobTypes(

@@ -291,6 +291,56 @@ export const settings = {
     z.string().min(1).optional(),
     'the path of the fleet registry JSON',
   ),
+  // Where the jobs keep the registry: `file` (CLAWDINATOR_FLEET_REGISTRY, sandbox and day 0)
+  // or `github` (the project's repo through the contents API, as the GitHub App).
+  fleetRegistryBackend: setting(
+    'CLAWDINATOR_FLEET_REGISTRY_BACKEND',
+    z.enum(['file', 'github']).default('file'),
+    'file or github',
+  ),
+  githubAppId: setting('CLAWDINATOR_GITHUB_APP_ID', z.string().regex(/^\d{1,12}$/), 'the GitHub App’s id (a number)'),
+  githubInstallationId: setting(
+    'CLAWDINATOR_GITHUB_INSTALLATION_ID',
+    z.string().regex(/^\d{1,15}$/),
+    'the id of the GitHub App’s installation on the project’s account (a number)',
+  ),
+  githubAppKeyFile: setting(
+    'CLAWDINATOR_GITHUB_APP_KEY_FILE',
+    z.string().min(1),
+    'the path of the GitHub App’s private key (PEM)',
+  ),
+  githubApiUrl: setting(
+    'CLAWDINATOR_GITHUB_API_URL',
+    z.string().url().default('https://api.github.com'),
+    'an http(s) URL (GitHub Enterprise: https://<host>/api/v3)',
+  ),
+  githubRegistryRepo: setting(
+    'CLAWDINATOR_GITHUB_REGISTRY_REPO',
+    z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/),
+    'the repository holding the fleet registry, owner/name',
+  ),
+  githubRegistryBranch: setting(
+    'CLAWDINATOR_GITHUB_REGISTRY_BRANCH',
+    z
+      .string()
+      .regex(/^(?!\/|-)(?!.*(\.\.|\/\/|@\{|\.lock$|\/$))[A-Za-z0-9._/-]{1,200}$/)
+      .default('main'),
+    'a branch name like main',
+  ),
+  githubRegistryPath: setting(
+    'CLAWDINATOR_GITHUB_REGISTRY_PATH',
+    z
+      .string()
+      .regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._/-]{1,300}$/)
+      .default('infra/fleet.json'),
+    'a file path in the repository like infra/fleet.json',
+  ),
+  // `allow` only when the App may bypass the branch's protection or rules.
+  githubRegistryProtectedBranch: setting(
+    'CLAWDINATOR_GITHUB_REGISTRY_PROTECTED_BRANCH',
+    z.enum(['refuse', 'allow']).default('refuse'),
+    'refuse or allow',
+  ),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
 export type Settings = typeof settings;

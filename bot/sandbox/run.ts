@@ -33,7 +33,7 @@ import { FLEET_QUEUE, hostQueue, keys as redisKeys } from '../../jobs/engine/key
 import { consumeEvents, GATEWAY_GROUP, type JobEvent } from '../../jobs/engine/notify.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
-import { fileRegistry, publicKeys } from '../../jobs/engine/setup.js';
+import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
@@ -182,7 +182,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await writeFile(join(dir, 'cloud.json'), `${JSON.stringify({ instances, objects }, null, 2)}\n`);
     });
 
-    const registry = fileRegistry(registryPath);
+    // The sandbox's registry is always its own file, whatever the settings say.
+    const registry = registryReader({ fleetRegistryBackend: 'file', fleetRegistryPath: registryPath });
     const memory = new MemoryStore({ root: memoryRoot, maxBytes: MEMORY_MAX_BYTES, waitSeconds: 5 });
     // What the lifecycle jobs act on: the simulated cloud, the simulated deployer (the real
     // synth of the member's stack, made real in the sim), the registry file, the safety rails.

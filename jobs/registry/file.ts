@@ -8,10 +8,11 @@
 // half a file. Each written change adds a line to `.<name>.history`, the file backend's
 // stand-in for the commit log.
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, open, readFile, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, appendFile, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type FleetRegistry, parseRegistry, RegistryError } from '../../infra/registry.js';
-import { OperationError } from '../../lib/errors.js';
+import { OperationError, RefusedError } from '../../lib/errors.js';
 import { LockTimeout, lockFd } from '../../memory/lock.js';
 import { RegistryConflictError, type RegistryMutator, type RegistrySnapshot, type RegistryStore } from './types.js';
 
@@ -41,6 +42,19 @@ export class FileRegistryStore implements RegistryStore {
   async read(): Promise<RegistrySnapshot> {
     const text = await this.readText();
     return { registry: this.parse(text), version: hash(text) };
+  }
+
+  /** The file and its folder (lock, temp file, history) must be writable by this process. */
+  async preflight(): Promise<void> {
+    for (const target of [this.path, dirname(this.path)]) {
+      try {
+        await access(target, constants.W_OK);
+      } catch (err) {
+        throw new RefusedError(
+          `refused: fleet registry ${this.path} cannot be written (${errnoCode(err)} on ${target}): make it and its folder writable by this user`,
+        );
+      }
+    }
   }
 
   async update(mutator: RegistryMutator, options: { message: string }): Promise<FleetRegistry> {

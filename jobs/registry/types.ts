@@ -21,6 +21,11 @@ export interface RegistryStore {
   read(): Promise<RegistrySnapshot>;
   /** Applies `mutator` to the current registry and writes it; returns what was written. */
   update(mutator: RegistryMutator, options: { message: string }): Promise<FleetRegistry>;
+  /**
+   * Checks, before a job creates anything, that an update could be written at all (the
+   * store's permission, a protected branch): throws a RefusedError naming cause and fix.
+   */
+  preflight?(): Promise<void>;
 }
 
 /** The registry kept changing under an update: nothing was written. */

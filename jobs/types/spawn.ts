@@ -1,7 +1,8 @@
 // The spawn job: a new fleet member, from a name to a host whose worker is online.
 //
-// Everything that can refuse runs first, before anything is created: the name is free (not
-// in the registry, no instance with that Name tag), the fleet is below its cap, the name's
+// Everything that can refuse runs first, before anything is created: the registry would
+// take our commit (its store's preflight), the name is free (not in the registry, no
+// instance with that Name tag), the fleet is below its cap, the name's
 // Discord token secret exists (each agent needs its own token: the original learned that
 // the token pool is the fleet's size), an available AMI of ours, and the spawn rate limit.
 //
@@ -259,6 +260,8 @@ class Spawn {
 
   private async check(): Promise<Chosen> {
     const { name, fleet } = this;
+    // The registry must take our commit (permission, branch protection) before we make a key.
+    await fleet.registryStore.preflight?.();
     const { registry } = await fleet.registryStore.read();
     if (registry[name] !== undefined) throw new RefusedError(`refused: ${name} is already in the registry`);
     this.checkCap(registry);

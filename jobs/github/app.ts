@@ -1,0 +1,222 @@
+// The project's GitHub identity: a GitHub App (never a personal access token), acting through
+// one installation. `@octokit/app` signs the App JWT (RS256, the App's private key) and mints
+// installation tokens on demand; @octokit/auth-app caches each token in memory for 59 of its
+// 60 minutes and shares one mint between concurrent callers. `ready()` adds what that cache
+// does not do: it looks at the token's own `expires_at` and mints a new one when less than
+// REFRESH_MARGIN_MS is left, so a token GitHub (or GHES) issued for a shorter life is never
+// used past its end. @octokit/plugin-retry and -throttling handle 5xx and rate limits.
+//
+// The key and the tokens stay inside this module and Octokit: nothing here logs a request,
+// and every SDK/HTTP error leaves as one of the project's one-line errors that names the
+// operation and the repository — never a token, header or request id (`githubError`).
+import { createPrivateKey, randomUUID } from 'node:crypto';
+import { App } from '@octokit/app';
+import { Octokit } from '@octokit/core';
+import { retry } from '@octokit/plugin-retry';
+import { throttling } from '@octokit/plugin-throttling';
+import { readSecretFile } from '../../lib/config.js';
+import { type ClawError, ConfigError, OperationError, RefusedError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { version } from '../../lib/version.js';
+
+/** Mint a new installation token when the current one has less than this left. */
+export const REFRESH_MARGIN_MS = 5 * 60_000;
+const JUST_MINTED_MS = 5_000;
+
+/** GitHub refused for a reason no retry fixes (credentials, permission, protection): final. */
+export class GitHubRefusedError extends RefusedError {}
+
+export interface GitHubAppOptions {
+  appId: string;
+  installationId: string;
+  /** The App's private key (PEM, PKCS#1 as GitHub hands it out, or PKCS#8). */
+  privateKeyPem: string;
+  /** https://api.github.com, a GHES `/api/v3` URL, or a loopback stand-in in tests. */
+  apiUrl: string;
+  log?: Logger;
+  /** The retry plugin's back-off unit (1 s; the n-th retry waits n² units): tests shorten it. */
+  retryBaseMs?: number;
+}
+
+export interface GitHubAppSettings {
+  githubAppId: string;
+  githubInstallationId: string;
+  githubAppKeyFile: string;
+  githubApiUrl: string;
+}
+
+/** What the installation token may do, as GitHub granted it (`contents: "write"` …). */
+export type InstallationPermissions = Record<string, string | undefined>;
+
+const ClawOctokit = Octokit.plugin(retry, throttling);
+export type InstallationOctokit = InstanceType<typeof ClawOctokit>;
+
+export interface GitHubInstallation {
+  readonly installationId: string;
+  /**
+   * The installation's Octokit (each request carries the cached installation token), after
+   * minting the token if none is cached or it is about to expire. The token itself is never
+   * handed out; its permissions and expiry are.
+   */
+  ready(): Promise<{ octokit: InstallationOctokit; permissions: InstallationPermissions; expiresAt: string }>;
+}
+
+/** The App's options from settings; the key is read from its file and checked here. */
+export function githubAppOptions(config: GitHubAppSettings, log?: Logger): GitHubAppOptions {
+  const pem = readSecretFile(config.githubAppKeyFile, 'CLAWDINATOR_GITHUB_APP_KEY_FILE');
+  return {
+    appId: config.githubAppId,
+    installationId: config.githubInstallationId,
+    privateKeyPem: pem,
+    apiUrl: config.githubApiUrl,
+    log,
+  };
+}
+
+export function createGitHubInstallation(options: GitHubAppOptions): GitHubInstallation {
+  const privateKey = pkcs8(options.privateKeyPem);
+  const log = octokitLog(options.log);
+  const base = options.retryBaseMs ?? 1000;
+  const AppOctokit = ClawOctokit.defaults({
+    baseUrl: options.apiUrl.replace(/\/+$/, ''),
+    userAgent: `clawdinators/${version}`,
+    log,
+    // 409 and 422 are answers (a stale sha, a rule), not outages: the caller decides.
+    retry: { doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], retryAfterBaseValue: base },
+    throttle: {
+      // Its limiters are process-wide groups keyed by id: one key per App object.
+      id: `clawdinators-${randomUUID()}`,
+      // One retry after a short wait; a long limit fails the operation (the job retries later).
+      onRateLimit: (after: number, _o: unknown, _k: unknown, count: number) => rateLimited(log, after, count),
+      onSecondaryRateLimit: (after: number, _o: unknown, _k: unknown, count: number) => rateLimited(log, after, count),
+      retryAfterBaseValue: base,
+    },
+  });
+  const app = new App({ appId: options.appId, privateKey, Octokit: AppOctokit, log });
+  // The installation's Octokit shares the App's token cache; building it mints nothing.
+  let octokit: InstallationOctokit | undefined;
+  const installation = async (): Promise<InstallationOctokit> => {
+    octokit ??= (await app.getInstallationOctokit(Number(options.installationId))) as InstallationOctokit;
+    return octokit;
+  };
+  const what = `minting a token for installation ${options.installationId} of GitHub App ${options.appId}`;
+  return {
+    installationId: options.installationId,
+    async ready() {
+      const kit = await installation();
+      try {
+        let auth = (await kit.auth({ type: 'installation' })) as TokenAuth;
+        // A token minted this moment is used even if GitHub gave it less than the margin.
+        const age = Date.now() - Date.parse(auth.createdAt);
+        if (Date.parse(auth.expiresAt) - Date.now() < REFRESH_MARGIN_MS && age > JUST_MINTED_MS) {
+          auth = (await kit.auth({ type: 'installation', refresh: true })) as TokenAuth;
+        }
+        return { octokit: kit, permissions: { ...auth.permissions }, expiresAt: auth.expiresAt };
+      } catch (err) {
+        throw githubError(err, what, {
+          401: 'GitHub refused the App’s JWT: check CLAWDINATOR_GITHUB_APP_ID and CLAWDINATOR_GITHUB_APP_KEY_FILE (the App’s current private key)',
+          404: `installation ${options.installationId} of GitHub App ${options.appId} does not exist: check CLAWDINATOR_GITHUB_INSTALLATION_ID (the App must be installed on the repository's account)`,
+        });
+      }
+    },
+  };
+}
+
+interface TokenAuth {
+  createdAt: string;
+  expiresAt: string;
+  permissions: InstallationPermissions;
+}
+
+/** What an Octokit error says, without tokens, headers or request ids. */
+export interface GitHubFailure {
+  status: number;
+  /** GitHub's message on one line, at most 200 characters, anything token-like removed. */
+  message: string;
+}
+
+/** The status and message of an Octokit RequestError, or null for anything else. */
+export function githubFailure(err: unknown): GitHubFailure | null {
+  if (err === null || typeof err !== 'object') return null;
+  const status = (err as { status?: unknown }).status;
+  if (typeof status !== 'number') return null;
+  const data = (err as { response?: { data?: unknown } }).response?.data;
+  const raw =
+    data !== null && typeof data === 'object' && typeof (data as { message?: unknown }).message === 'string'
+      ? (data as { message: string }).message
+      : String((err as { message?: unknown }).message ?? '');
+  return { status, message: clean(raw) };
+}
+
+/**
+ * One line for a failed GitHub call: `what` names the operation and repository. `final` maps
+ * a status to the sentence that says cause and fix; those become GitHubRefusedError (a retry
+ * cannot help). 5xx, 429 and network trouble stay OperationError (retried by the job).
+ */
+export function githubError(err: unknown, what: string, final: Partial<Record<number, string>> = {}): ClawError {
+  if (err instanceof OperationError || err instanceof RefusedError || err instanceof ConfigError) return err;
+  const failure = githubFailure(err);
+  if (failure === null) {
+    const code = (err as { code?: unknown } | null)?.code;
+    return new OperationError(`GitHub: ${what} failed: ${typeof code === 'string' ? code : 'no answer'}`);
+  }
+  const said = failure.message ? `: ${failure.message}` : '';
+  // A 403 can also be a rate limit the throttling plugin gave up on: that one passes.
+  if ((failure.status === 403 && /rate limit/i.test(failure.message)) || failure.status === 429) {
+    return new OperationError(`GitHub: ${what} failed: rate limited (HTTP ${failure.status}), try again later`);
+  }
+  const fix = final[failure.status];
+  if (fix !== undefined)
+    return new GitHubRefusedError(`GitHub: ${what} refused (HTTP ${failure.status}${said}): ${fix}`);
+  if (failure.status === 401) {
+    return new GitHubRefusedError(
+      `GitHub: ${what} refused (HTTP 401${said}): check the GitHub App settings (CLAWDINATOR_GITHUB_APP_ID, CLAWDINATOR_GITHUB_APP_KEY_FILE, CLAWDINATOR_GITHUB_INSTALLATION_ID)`,
+    );
+  }
+  return new OperationError(`GitHub: ${what} failed (HTTP ${failure.status}${said})`);
+}
+
+// A message GitHub wrote could in principle echo something sent; tokens and JWTs are cut out.
+const TOKEN_LIKE = /\b(gh[opsu]_[A-Za-z0-9_]{8,}|github_pat_[A-Za-z0-9_]{8,}|eyJ[A-Za-z0-9_-]{8,}(\.[A-Za-z0-9_-]+)*)/g;
+
+function clean(message: string): string {
+  // GitHub puts the reason on later lines ("Repository rule violations found\n\nChanges must
+  // be made through a pull request."): kept, on one line.
+  const line = message.replace(/\s+/g, ' ').replace(TOKEN_LIKE, '[redacted]').trim();
+  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
+}
+
+function pkcs8(pem: string): string {
+  try {
+    const key = createPrivateKey(pem);
+    if (key.asymmetricKeyType !== 'rsa') throw new Error('not RSA');
+    return key.export({ type: 'pkcs8', format: 'pem' }).toString();
+  } catch {
+    throw new ConfigError('config: CLAWDINATOR_GITHUB_APP_KEY_FILE holds no RSA private key (PEM) of a GitHub App');
+  }
+}
+
+interface OctokitLog {
+  debug: (message: string) => void;
+  info: (message: string) => void;
+  warn: (message: string) => void;
+  error: (message: string) => void;
+}
+
+/** Octokit's own warnings (a rate limit, a retry) as log lines: the message only, never its objects. */
+function octokitLog(log: Logger | undefined): OctokitLog {
+  const noop = () => {};
+  if (log === undefined) return { debug: noop, info: noop, warn: noop, error: noop };
+  return {
+    debug: noop,
+    info: noop,
+    warn: (message) => log.warn({ component: 'github' }, clean(String(message))),
+    error: (message) => log.error({ component: 'github' }, clean(String(message))),
+  };
+}
+
+function rateLimited(log: OctokitLog, afterSeconds: number, retryCount: number): boolean {
+  const again = retryCount < 1 && afterSeconds <= 60;
+  log.warn(`GitHub rate limit: ${again ? `retrying in ${afterSeconds} s` : 'giving up'}`);
+  return again;
+}
