@@ -105,8 +105,15 @@ export function command(): Command {
 
 /** `fleet bundle`: the member's bundle from the registry entry, as spawn uploads it. */
 async function uploadMemberBundle(name: string): Promise<void> {
-  const config = loadConfig(['fleetRegistryPath', 'bootstrapBucket', 'awsRegion', 'deployerRoleArn', 'efsId']);
-  const entry = (await fileRegistry(config.fleetRegistryPath)())[name];
+  const config = loadConfig([
+    'fleetRegistryBackend',
+    'fleetRegistryPath',
+    'bootstrapBucket',
+    'awsRegion',
+    'deployerRoleArn',
+    'efsId',
+  ]);
+  const entry = (await registryReader(config)())[name];
   if (entry === undefined) throw new UsageError(`${name} is not in the fleet registry`);
   const [{ uploadBundle }, { agentKeySecret }, { fleetRedisUrl }] = await Promise.all([
     import('../jobs/bootstrap/bundle.js'),
