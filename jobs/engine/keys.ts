@@ -18,4 +18,6 @@ export const keys = {
   approval: (jobId: string) => `clawdinator:approval:${jobId}`,
   /** The ops-channel message that asked for that answer; the relay edits it afterwards. */
   jobMessage: (jobId: string) => `clawdinator:job-message:${jobId}`,
+  /** A member a retire job is taking away: no other retire counts it as a healthy host. */
+  retiring: (name: string) => `clawdinator:retiring:${name}`,
 } as const;

@@ -193,6 +193,8 @@ class Replace {
 
   private async check(): Promise<{ oldInstanceId: string; ami: string }> {
     const { name, fleet } = this;
+    // The registry must take our commit (permission, branch protection) before anything changes.
+    await fleet.registryStore.preflight?.();
     const { registry } = await fleet.registryStore.read();
     const entry = registry[name];
     if (entry === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);

@@ -28,6 +28,7 @@ import { MemoryError, type MemoryStore } from '../../memory/store.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { keys } from '../engine/keys.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
@@ -48,6 +49,25 @@ type RetireData = z.output<typeof dataSchema>;
 
 /** From the apply to the instance terminated: EC2 takes a minute or two to shut a host down. */
 const TERMINATED_TIMEOUT_MS = 10 * 60_000;
+/** How long a retire's reservation outlives a job that never ended (a lost worker and job). */
+const RETIRING_TTL_MS = 2 * 60 * 60_000;
+
+// The healthy-host check and the reservation of this member in one step, so two retires of
+// different members at once cannot each count the other as the host that stays: the first
+// marks its member as retiring, the second no longer counts it. KEYS[1] is this member's
+// mark; KEYS[2..] the marks of the other members whose heartbeat is alive. 1: reserved.
+const RESERVE_RETIRE = `local mine = redis.call('GET', KEYS[1])
+if mine and mine ~= ARGV[1] then return -1 end
+for i = 2, #KEYS do
+  local other = redis.call('GET', KEYS[i])
+  if not other then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+  end
+end
+if mine then redis.call('DEL', KEYS[1]) end
+return 0`;
+const RELEASE_RETIRE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 export interface RetireDeps {
   redis: Redis;
@@ -125,6 +145,7 @@ class Retire {
       const what = instanceId === null ? 'no instance was left' : `${instanceId} terminated`;
       const summary = `${name} retired: ${what}`;
       await this.step('record', () => this.record(what, summary));
+      await this.release();
       return { summary, instanceId };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
@@ -161,13 +182,25 @@ class Retire {
 
   private async check(): Promise<{ instanceId: string | null }> {
     const { name, fleet } = this;
+    // The registry must take our commit (permission, branch protection) before anything changes.
+    await fleet.registryStore.preflight?.();
     const { registry } = await fleet.registryStore.read();
     if (registry[name] === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
     const others = Object.keys(registry).filter((host) => host !== name);
     // A heartbeat exists only while its worker writes it (it expires with its TTL, and a
     // clean shutdown deletes it): one alive is a host running a worker.
-    const alive = [...(await readHeartbeats(this.deps.redis, others)).values()].some((h) => h !== null);
-    if (!alive) {
+    const heartbeats = await readHeartbeats(this.deps.redis, others);
+    const alive = others.filter((host) => heartbeats.get(host) != null);
+    const reserved = await this.deps.redis.eval(
+      RESERVE_RETIRE,
+      1 + alive.length,
+      keys.retiring(name),
+      ...alive.map((host) => keys.retiring(host)),
+      this.ctx.jobId,
+      RETIRING_TTL_MS,
+    );
+    if (reserved === -1) throw new RefusedError(`refused: ${name} is already being retired by another job`);
+    if (reserved !== 1) {
       throw new RefusedError(
         `refused: retiring ${name} would leave the fleet without a healthy host running a worker: spawn another first`,
       );
@@ -248,6 +281,11 @@ class Retire {
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
 
+  /** Ends this job's reservation of the member (see RESERVE_RETIRE). */
+  private async release(): Promise<void> {
+    await this.deps.redis.eval(RELEASE_RETIRE, 1, keys.retiring(this.name), this.ctx.jobId);
+  }
+
   private async failed(err: unknown): Promise<Error> {
     const final = err instanceof UnrecoverableError || err instanceof RefusedError;
     // A refusal of the checks is its own one line; later failures say where they happened.
@@ -256,6 +294,10 @@ class Retire {
     if (final) {
       await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
         this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
+      );
+      // The member stays (or what is left of it is for an operator): others may count it again.
+      await this.release().catch((releaseErr) =>
+        this.ctx.log.error({ err: errorLine(releaseErr) }, 'retire reservation not released'),
       );
     }
     return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });

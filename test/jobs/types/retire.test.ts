@@ -225,6 +225,25 @@ describe('retire', () => {
     expect(await instanceOf('clawdinator-3')).toBeDefined();
   });
 
+  it('two retires of different members at once: one is refused, so a healthy host stays', async () => {
+    const { spawn, retire } = start();
+    await cloud.putSecret('clawdinator/discord-token/clawdinator-4', 'token-4', { clientToken: 'test-token-4' });
+    await spawn('clawdinator-3');
+    await spawn('clawdinator-4');
+    // clawdinator-1's worker stopped: 3 and 4 each see the other as the healthy host left.
+    await redis.del(keys.heartbeat('clawdinator-1'));
+    const jobs = await Promise.all([retire('clawdinator-3'), retire('clawdinator-4')]);
+    const refused = jobs.filter((j) => j.failedReason?.includes('without a healthy host'));
+    expect(refused).toHaveLength(1);
+    expect(jobs.filter((j) => j.failedReason === undefined)).toHaveLength(1);
+    const left = (refused[0]?.data.signed.data as { name: string }).name;
+    expect(await names()).toEqual(['clawdinator-1', left]);
+    expect((await instanceOf(left))?.state).toBe('running');
+    expect(cloud.calls.byOperation.TerminateInstances).toBe(1);
+    // Both reservations ended with their jobs: the member left can be retired once a peer is back.
+    expect(await redis.keys(keys.retiring('*'))).toEqual([]);
+  });
+
   it("fails an agent's retire of a peer when no ops channel is configured to ask a human", async () => {
     const { spawn, retire } = start();
     await spawn('clawdinator-3');
