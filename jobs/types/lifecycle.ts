@@ -3,7 +3,9 @@
 // destructive request waits for a human.
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { MemoryStore } from '../../memory/store.js';
+import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { MemoryError, type MemoryStore } from '../../memory/store.js';
 import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { JobContext } from '../engine/job-type.js';
@@ -41,15 +43,62 @@ export function clock(at: Date): string {
   return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
+/** One run of a lifecycle job, as ops.md and the audit name it. */
+export interface LifecycleRun {
+  jobId: string;
+  principal: Principal;
+  action: LifecycleAction;
+  name: string;
+}
+
 /** One audit line for a lifecycle job, in audit/<day>.md. */
-export async function auditLifecycle(
-  memory: MemoryStore,
-  run: { jobId: string; principal: Principal; action: LifecycleAction; name: string },
-  at: Date,
-  outcome: string,
-): Promise<void> {
+export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
   const line = `- ${at.toISOString()} job=${run.jobId} ${describePrincipal(run.principal)} ${run.action} name:${run.name} → ${outcome}`;
   await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+}
+
+/**
+ * The run's line in ops.md, in the original's style ("- <time> spawn <name>: <what> —
+ * requested by …"), and its audit line. An append is not idempotent: a retried step looks
+ * for its own line (tagged with the job id) first.
+ */
+export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, what: string, outcome: string) {
+  const at = new Date();
+  const tag = `(job ${run.jobId})`;
+  const ops = await memory.read('ops.md').catch((err) => {
+    if (err instanceof MemoryError && err.code === 'not-found') return null;
+    throw err;
+  });
+  if (!ops?.content.toString('utf8').includes(tag)) {
+    const who = describePrincipal(run.principal);
+    await memory.append('ops.md', `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`);
+  }
+  await auditLifecycle(memory, run, at, outcome);
+  return null;
+}
+
+/**
+ * What a lifecycle job's failure becomes. A refusal of the checks is its own one line; later
+ * failures name the step. Final ones (refusals, UnrecoverableError) run `onFinal` (its text,
+ * if any, is added to the message: what was undone), are audited, and end the job.
+ */
+export async function lifecycleFailure(
+  memory: MemoryStore,
+  run: LifecycleRun,
+  log: Logger,
+  step: string,
+  err: unknown,
+  onFinal: () => Promise<string | undefined> = async () => undefined,
+): Promise<Error> {
+  const final = err instanceof UnrecoverableError || err instanceof RefusedError;
+  let message = step === 'checks' ? errorLine(err) : `${run.name}: ${step} failed: ${errorLine(err)}`;
+  if (!final) return new OperationError(message, { cause: err });
+  const done = await onFinal();
+  if (done !== undefined) message += `; ${done}`;
+  await auditLifecycle(memory, run, new Date(), `failed: ${message}`).catch((auditErr) =>
+    log.error({ err: errorLine(auditErr) }, 'audit write failed'),
+  );
+  return new UnrecoverableError(message);
 }
 
 // ── an agent's retire or replace waits for a human ───────────────────────────────────────

@@ -22,8 +22,8 @@ import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
-import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
-import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { RefusedError } from '../../lib/errors.js';
+import type { MemoryStore } from '../../memory/store.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
 import { INSTANCE_ADDRESS } from '../deploy/types.js';
@@ -35,9 +35,11 @@ import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import {
   auditLifecycle,
-  clock,
   DEFAULT_AGENT_CONFIRM_SECONDS,
   humanConfirmation,
+  type LifecycleRun,
+  lifecycleFailure,
+  recordLifecycle,
   refusedIsFinal,
   via,
 } from './lifecycle.js';
@@ -154,6 +156,11 @@ class Replace {
     }
   }
 
+  /** This run, as ops.md and the audit name it. */
+  private get lifecycle(): LifecycleRun {
+    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'replace', name: this.name };
+  }
+
   private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
     this.current = name;
     return this.ctx.steps.run(name, fn);
@@ -178,7 +185,7 @@ class Replace {
         action: 'replace',
         detail: this.ctx.data.ami === undefined ? undefined : ` with ${this.ctx.data.ami}`,
         precheck: () => this.check(),
-        audit: (outcome) => this.audit(new Date(), outcome),
+        audit: (outcome) => auditLifecycle(this.memory, this.lifecycle, new Date(), outcome),
       },
       {
         redis: this.deps.redis,
@@ -273,39 +280,13 @@ class Replace {
     return null;
   }
 
-  private async record(what: string, outcome: string): Promise<null> {
-    const at = new Date();
-    const tag = `(job ${this.ctx.jobId})`;
-    // An append is not idempotent: a retried step looks for its own line first.
-    const ops = await this.memory.read('ops.md').catch((err) => {
-      if (err instanceof MemoryError && err.code === 'not-found') return null;
-      throw err;
-    });
-    if (!ops?.content.toString('utf8').includes(tag)) {
-      const who = describePrincipal(this.ctx.principal);
-      await this.memory.append('ops.md', `- ${clock(at)} replace ${this.name}: ${what} — requested by ${who} ${tag}`);
-    }
-    await this.audit(at, `replaced: ${outcome}`);
-    return null;
-  }
-
-  private async audit(at: Date, outcome: string): Promise<void> {
-    const run = { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'replace' as const, name: this.name };
-    await auditLifecycle(this.memory, run, at, outcome);
+  private record(what: string, outcome: string): Promise<null> {
+    return recordLifecycle(this.memory, this.lifecycle, what, `replaced: ${outcome}`);
   }
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
 
-  private async failed(err: unknown): Promise<Error> {
-    const final = err instanceof UnrecoverableError || err instanceof RefusedError;
-    // A refusal of the checks is its own one line; later failures say where they happened.
-    const message =
-      this.current === 'checks' ? errorLine(err) : `${this.name}: ${this.current} failed: ${errorLine(err)}`;
-    if (final) {
-      await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
-        this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
-      );
-    }
-    return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+  private failed(err: unknown): Promise<Error> {
+    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err);
   }
 }

@@ -23,8 +23,8 @@ import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
-import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
-import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { errorLine, RefusedError } from '../../lib/errors.js';
+import type { MemoryStore } from '../../memory/store.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
@@ -34,9 +34,11 @@ import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import {
   auditLifecycle,
-  clock,
   DEFAULT_AGENT_CONFIRM_SECONDS,
   humanConfirmation,
+  type LifecycleRun,
+  lifecycleFailure,
+  recordLifecycle,
   refusedIsFinal,
   via,
 } from './lifecycle.js';
@@ -153,6 +155,11 @@ class Retire {
     }
   }
 
+  /** This run, as ops.md and the audit name it. */
+  private get lifecycle(): LifecycleRun {
+    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'retire', name: this.name };
+  }
+
   private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
     this.current = name;
     return this.ctx.steps.run(name, fn);
@@ -167,7 +174,7 @@ class Retire {
       {
         action: 'retire',
         precheck: () => this.check(),
-        audit: (outcome) => this.audit(new Date(), outcome),
+        audit: (outcome) => auditLifecycle(this.memory, this.lifecycle, new Date(), outcome),
       },
       {
         redis: this.deps.redis,
@@ -258,25 +265,8 @@ class Retire {
     return { objects };
   }
 
-  private async record(what: string, outcome: string): Promise<null> {
-    const at = new Date();
-    const tag = `(job ${this.ctx.jobId})`;
-    // An append is not idempotent: a retried step looks for its own line first.
-    const ops = await this.memory.read('ops.md').catch((err) => {
-      if (err instanceof MemoryError && err.code === 'not-found') return null;
-      throw err;
-    });
-    if (!ops?.content.toString('utf8').includes(tag)) {
-      const who = describePrincipal(this.ctx.principal);
-      await this.memory.append('ops.md', `- ${clock(at)} retire ${this.name}: ${what} — requested by ${who} ${tag}`);
-    }
-    await this.audit(at, `retired: ${outcome}`);
-    return null;
-  }
-
-  private async audit(at: Date, outcome: string): Promise<void> {
-    const run = { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'retire' as const, name: this.name };
-    await auditLifecycle(this.memory, run, at, outcome);
+  private record(what: string, outcome: string): Promise<null> {
+    return recordLifecycle(this.memory, this.lifecycle, what, `retired: ${outcome}`);
   }
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
@@ -286,20 +276,13 @@ class Retire {
     await this.deps.redis.eval(RELEASE_RETIRE, 1, keys.retiring(this.name), this.ctx.jobId);
   }
 
-  private async failed(err: unknown): Promise<Error> {
-    const final = err instanceof UnrecoverableError || err instanceof RefusedError;
-    // A refusal of the checks is its own one line; later failures say where they happened.
-    const message =
-      this.current === 'checks' ? errorLine(err) : `${this.name}: ${this.current} failed: ${errorLine(err)}`;
-    if (final) {
-      await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
-        this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
-      );
-      // The member stays (or what is left of it is for an operator): others may count it again.
+  private failed(err: unknown): Promise<Error> {
+    // The member stays (or what is left of it is for an operator): others may count it again.
+    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, async () => {
       await this.release().catch((releaseErr) =>
         this.ctx.log.error({ err: errorLine(releaseErr) }, 'retire reservation not released'),
       );
-    }
-    return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+      return undefined;
+    });
   }
 }

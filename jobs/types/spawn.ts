@@ -31,7 +31,7 @@ import { hostSecretsPrefix } from '../../infra/names.js';
 import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
 import { instanceName } from '../../lib/config.js';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
-import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import type { MemoryStore } from '../../memory/store.js';
 import { uploadBundle } from '../bootstrap/bundle.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
@@ -44,7 +44,7 @@ import { generateSigningKeyPair } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { auditLifecycle, clock, refusedIsFinal, via } from './lifecycle.js';
+import { type LifecycleRun, lifecycleFailure, recordLifecycle, refusedIsFinal, via } from './lifecycle.js';
 
 export const SPAWN = 'spawn';
 
@@ -242,6 +242,11 @@ class Spawn {
     }
   }
 
+  /** This run, as ops.md and the audit name it. */
+  private get lifecycle(): LifecycleRun {
+    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'spawn', name: this.name };
+  }
+
   private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
     this.current = name;
     return this.ctx.steps.run(name, fn);
@@ -407,41 +412,16 @@ class Spawn {
     return { instanceId, privateIp: outputs.privateIp };
   }
 
-  private async record(what: string, outcome: string): Promise<null> {
-    const at = new Date();
-    const tag = `(job ${this.ctx.jobId})`;
-    // An append is not idempotent: a retried step looks for its own line first.
-    const ops = await this.memory.read('ops.md').catch((err) => {
-      if (err instanceof MemoryError && err.code === 'not-found') return null;
-      throw err;
-    });
-    if (!ops?.content.toString('utf8').includes(tag)) {
-      const who = describePrincipal(this.ctx.principal);
-      await this.memory.append('ops.md', `- ${clock(at)} spawn ${this.name}: ${what} — requested by ${who} ${tag}`);
-    }
-    await this.audit(at, `online: ${outcome}`);
-    return null;
-  }
-
-  private async audit(at: Date, outcome: string): Promise<void> {
-    const run = { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'spawn' as const, name: this.name };
-    await auditLifecycle(this.memory, run, at, outcome);
+  private record(what: string, outcome: string): Promise<null> {
+    return recordLifecycle(this.memory, this.lifecycle, what, `online: ${outcome}`);
   }
 
   // ── failure ─────────────────────────────────────────────────────────────────────────
 
-  private async failed(err: unknown): Promise<Error> {
-    const final = err instanceof UnrecoverableError || err instanceof RefusedError;
-    // A refusal of the checks is its own one line; later failures say where they happened.
-    let message =
-      this.current === 'checks' ? errorLine(err) : `${this.name}: ${this.current} failed: ${errorLine(err)}`;
-    if (final && UNDONE_ON_FAILURE.has(this.current)) message += `; ${await this.undo()}`;
-    if (final) {
-      await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
-        this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
-      );
-    }
-    return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+  private failed(err: unknown): Promise<Error> {
+    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, async () =>
+      UNDONE_ON_FAILURE.has(this.current) ? this.undo() : undefined,
+    );
   }
 
   /** Removes what this job made before anything was created in the cloud; says what it did. */
