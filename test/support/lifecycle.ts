@@ -3,6 +3,7 @@
 // (clawdinator-1) or the gateway, and a way to run a job until it completed or failed.
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { Deployer } from '../../jobs/deploy/types.js';
 import type { Envelope, Principal } from '../../jobs/engine/envelope.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
@@ -11,9 +12,9 @@ import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
-import type { SimFleet } from './fleet.js';
+import { type SimFleet, type SimFleetOptions, simFleet } from './fleet.js';
 import { keyPair, lifecycleSettings, startWorker } from './jobs.js';
-import type { TestRedis } from './redis.js';
+import { startRedis, type TestRedis } from './redis.js';
 
 export const OPERATOR: Principal = { kind: 'cli', operator: 'ops' };
 export const AGENT: Principal = { kind: 'agent', host: 'clawdinator-1' };
@@ -137,5 +138,68 @@ export function lifecycleHarness(
       for (const e of [...enqueuers.values()].reverse()) await e.close();
       await worker.close();
     },
+  };
+}
+
+export interface LifecycleSuite {
+  readonly server: TestRedis;
+  /** This test's client (the data base flushed before it). */
+  readonly redis: Redis;
+  /** This test's fleet, new for each test. */
+  readonly sim: SimFleet;
+  /** A harness on this test's fleet, closed after the test (before the fleet). */
+  harness(options?: LifecycleOptions): Lifecycle;
+  /** Closes the test's harnesses now, keeping its fleet: another worker can start on it. */
+  closeHarnesses(): Promise<void>;
+}
+
+/**
+ * Registers the hooks of a lifecycle test file: one redis-server for the file; for each test
+ * a flushed data base and a new simulated fleet; whatever the test started closed after it.
+ */
+export function lifecycleSuite(fleet: SimFleetOptions = {}): LifecycleSuite {
+  let server: TestRedis | undefined;
+  let redis: Redis | undefined;
+  let sim: SimFleet | undefined;
+  const harnesses: Lifecycle[] = [];
+  const need = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`${what} is only there inside a test`);
+    return value;
+  };
+  const closeHarnesses = async () => {
+    for (const h of harnesses.splice(0).reverse()) await h.close();
+  };
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    redis = need(server, 'the redis-server').client();
+    await redis.flushall();
+    sim = simFleet(redis, fleet);
+  });
+  afterEach(async () => {
+    await closeHarnesses();
+    sim?.close();
+    sim = undefined;
+  });
+  return {
+    get server() {
+      return need(server, 'the redis-server');
+    },
+    get redis() {
+      return need(redis, 'the client');
+    },
+    get sim() {
+      return need(sim, 'the fleet');
+    },
+    harness(options = {}) {
+      const h = lifecycleHarness(this.server, this.redis, this.sim, options);
+      harnesses.push(h);
+      return h;
+    },
+    closeHarnesses,
   };
 }

@@ -4,45 +4,27 @@
 // online (clawdinator-1 from the start) writes its heartbeat, as its worker would.
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { SimCloud } from '../../../jobs/cloud/sim.js';
 import type { Principal } from '../../../jobs/engine/envelope.js';
 import { keys } from '../../../jobs/engine/keys.js';
 import type { FileRegistryStore } from '../../../jobs/registry/file.js';
 import type { MemoryStore } from '../../../memory/store.js';
-import { SIM_BUCKET as BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
-import { AGENT as agent, type LifecycleOptions, lifecycleHarness } from '../../support/lifecycle.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import { SIM_BUCKET as BUCKET } from '../../support/fleet.js';
+import { AGENT as agent, type LifecycleOptions, lifecycleSuite } from '../../support/lifecycle.js';
 
-let server: TestRedis;
 let redis: Redis;
 let cloud: SimCloud;
 let registry: FileRegistryStore;
 let memory: MemoryStore;
-let sim: SimFleet;
-let closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  redis = server.client();
-  await redis.flushall();
-  sim = simFleet(redis);
-  ({ cloud, registry, memory } = sim);
-  closers.push(() => sim.close());
-});
-afterEach(async () => {
-  for (const close of closers.reverse()) await close();
-  closers = [];
+const suite = lifecycleSuite();
+beforeEach(() => {
+  redis = suite.redis;
+  ({ cloud, registry, memory } = suite.sim);
 });
 
 function start(options: LifecycleOptions = {}) {
-  const h = lifecycleHarness(server, redis, sim, options);
-  closers.push(() => h.close());
+  const h = suite.harness(options);
   return {
     spawn: (name: string) => h.run('spawn', { name }),
     retire: (name: string, principal?: Principal) => h.run('retire', { name }, principal),

@@ -4,44 +4,26 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { FleetRegistry } from '../../../infra/registry.js';
 import type { SimCloud } from '../../../jobs/cloud/sim.js';
 import type { FileRegistryStore } from '../../../jobs/registry/file.js';
 import type { MemoryStore } from '../../../memory/store.js';
-import { SIM_AMI as AMI, SIM_BUCKET as BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
-import { type LifecycleOptions, lifecycleHarness } from '../../support/lifecycle.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import { SIM_AMI as AMI, SIM_BUCKET as BUCKET } from '../../support/fleet.js';
+import { type LifecycleOptions, lifecycleSuite } from '../../support/lifecycle.js';
 
-let server: TestRedis;
 let redis: Redis;
 let cloud: SimCloud;
 let registry: FileRegistryStore;
 let memory: MemoryStore;
-let sim: SimFleet;
-let closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  redis = server.client();
-  await redis.flushall();
-  sim = simFleet(redis, { tokens: ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'] });
-  ({ cloud, registry, memory } = sim);
-  closers.push(() => sim.close());
-});
-afterEach(async () => {
-  for (const close of closers.reverse()) await close();
-  closers = [];
+const suite = lifecycleSuite({ tokens: ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'] });
+beforeEach(() => {
+  redis = suite.redis;
+  ({ cloud, registry, memory } = suite.sim);
 });
 
 function start(options: Pick<LifecycleOptions, 'fleet' | 'deployer'> = {}) {
-  const h = lifecycleHarness(server, redis, sim, { ...options, requestId: (_type, name, n) => `req-${name}-${n}` });
-  closers.push(() => h.close());
+  const h = suite.harness({ ...options, requestId: (_type, name, n) => `req-${name}-${n}` });
   return {
     spawn: (name: string, data: Record<string, unknown> = {}) => h.run('spawn', { name, ...data }),
   };
@@ -212,5 +194,5 @@ describe('spawn', () => {
 });
 
 async function afterEachClose(): Promise<void> {
-  for (const close of closers.splice(1).reverse()) await close();
+  await suite.closeHarnesses();
 }
