@@ -2,20 +2,17 @@
 // confirmation buttons; only the requester's press queues the replace job, which the real
 // worker runs against the simulated cloud (real synth, file registry).
 import type { Queue } from 'bullmq';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { CONFIRM_SECONDS } from '../../bot/commands/replace.js';
 import type { ConsoleSession } from '../../bot/console/adapter.js';
 import type { SimCloud } from '../../jobs/cloud/sim.js';
 import type { FileRegistryStore } from '../../jobs/registry/file.js';
-import { ALICE, policy } from '../support/bot.js';
-import { consoleBot } from '../support/bot-fleet.js';
-import { SIM_AMI as AMI, simFleet } from '../support/fleet.js';
-import { lifecycleHarness } from '../support/lifecycle.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { ALICE } from '../support/bot.js';
+import { consoleSuite } from '../support/bot-fleet.js';
+import { SIM_AMI as AMI } from '../support/fleet.js';
 
 const NOW = new Date('2026-11-24T12:00:00Z');
 
-let server: TestRedis;
 let cloud: SimCloud;
 let registry: FileRegistryStore;
 let queue: Queue;
@@ -23,31 +20,11 @@ let now: Date;
 let alice: ConsoleSession;
 let bob: ConsoleSession;
 let printed: string[];
-const closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
-afterEach(async () => {
-  for (const c of closers.reverse()) await c();
-  closers.length = 0;
-});
-
-beforeEach(async () => {
-  const redis = server.client();
-  await redis.flushall();
-  // Every host's worker beats with its own instance id (simFleet).
-  const sim = simFleet(redis, { members: ['clawdinator-1', 'clawdinator-3'], tokens: [] });
-  closers.push(() => sim.close());
-  ({ cloud, registry } = sim);
-  const h = lifecycleHarness(server, redis, sim, { policy });
-  closers.push(() => h.close());
-  queue = h.queue;
+// Every host's worker beats with its own instance id (simFleet).
+const suite = consoleSuite(() => now);
+beforeEach(() => {
   now = NOW;
-  ({ alice, bob, printed } = await consoleBot(h, () => now));
+  ({ cloud, registry, queue, alice, bob, printed } = suite.world);
 });
 
 /** Asks to replace; returns the confirm and cancel buttons' ids as printed. */

@@ -2,7 +2,9 @@
 // by the gateway, which the real worker runs against the simulated fleet. Through the console
 // adapter, or through the real discord.js gateway against the loopback Discord stand-in, with
 // the relay posting the jobs' progress back.
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { beforeEach } from 'vitest';
 import { commands } from '../../bot/commands/index.js';
 import { ConsoleSession } from '../../bot/console/adapter.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../bot/discord/gateway.js';
@@ -10,9 +12,11 @@ import { createDispatcher } from '../../bot/dispatch.js';
 import { botJobs, JobMessages, redisClaim, TokenStore } from '../../bot/engine.js';
 import { startRelay } from '../../bot/relay.js';
 import type { BotDeps } from '../../bot/types.js';
-import { actor, BOB, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL } from './bot.js';
+import type { SimCloud } from '../../jobs/cloud/sim.js';
+import type { FileRegistryStore } from '../../jobs/registry/file.js';
+import { actor, BOB, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from './bot.js';
 import { DiscordStandIn } from './discord-standin.js';
-import type { Lifecycle } from './lifecycle.js';
+import { type Lifecycle, lifecycleSuite } from './lifecycle.js';
 import type { TestRedis } from './redis.js';
 
 export interface ConsoleBot {
@@ -34,6 +38,34 @@ export async function consoleBot(h: Lifecycle, now: () => Date): Promise<Console
     alice: new ConsoleSession(dispatcher, actor(), (t) => printed.push(t)),
     bob: new ConsoleSession(dispatcher, actor({ userId: BOB, userName: 'bob' }), (t) => printed.push(t)),
     printed,
+  };
+}
+
+export interface ConsoleWorld extends ConsoleBot {
+  cloud: SimCloud;
+  registry: FileRegistryStore;
+  /** The fleet queue the bot's jobs go to. */
+  queue: Queue;
+}
+
+/**
+ * Registers the hooks of a console test file: for each test, a fleet of clawdinator-1 and
+ * clawdinator-3 (both running, their workers beating), the worker under the bot's policy,
+ * and the console sessions on the clock `now`.
+ */
+export function consoleSuite(now: () => Date): { readonly world: ConsoleWorld } {
+  const suite = lifecycleSuite({ members: ['clawdinator-1', 'clawdinator-3'], tokens: [] });
+  let world: ConsoleWorld | undefined;
+  beforeEach(async () => {
+    const h = suite.harness({ policy });
+    const { cloud, registry } = suite.sim;
+    world = { cloud, registry, queue: h.queue, ...(await consoleBot(h, now)) };
+  });
+  return {
+    get world() {
+      if (world === undefined) throw new Error('the console world is only there inside a test');
+      return world;
+    },
   };
 }
 

@@ -149,8 +149,10 @@ export interface LifecycleSuite {
   readonly sim: SimFleet;
   /** A harness on this test's fleet, closed after the test (before the fleet). */
   harness(options?: LifecycleOptions): Lifecycle;
-  /** Closes the test's harnesses now, keeping its fleet: another worker can start on it. */
-  closeHarnesses(): Promise<void>;
+  /** Something else the test started, closed after it: the last started, the first closed. */
+  defer(close: () => Promise<void> | void): void;
+  /** Closes what the test started now, keeping its fleet: another worker can start on it. */
+  closeStarted(): Promise<void>;
 }
 
 /**
@@ -161,13 +163,13 @@ export function lifecycleSuite(fleet: SimFleetOptions = {}): LifecycleSuite {
   let server: TestRedis | undefined;
   let redis: Redis | undefined;
   let sim: SimFleet | undefined;
-  const harnesses: Lifecycle[] = [];
+  const started: (() => Promise<void> | void)[] = [];
   const need = <T>(value: T | undefined, what: string): T => {
     if (value === undefined) throw new Error(`${what} is only there inside a test`);
     return value;
   };
-  const closeHarnesses = async () => {
-    for (const h of harnesses.splice(0).reverse()) await h.close();
+  const closeStarted = async () => {
+    for (const close of started.splice(0).reverse()) await close();
   };
   beforeAll(async () => {
     server = await startRedis();
@@ -181,7 +183,7 @@ export function lifecycleSuite(fleet: SimFleetOptions = {}): LifecycleSuite {
     sim = simFleet(redis, fleet);
   });
   afterEach(async () => {
-    await closeHarnesses();
+    await closeStarted();
     sim?.close();
     sim = undefined;
   });
@@ -197,9 +199,10 @@ export function lifecycleSuite(fleet: SimFleetOptions = {}): LifecycleSuite {
     },
     harness(options = {}) {
       const h = lifecycleHarness(this.server, this.redis, this.sim, options);
-      harnesses.push(h);
+      started.push(() => h.close());
       return h;
     },
-    closeHarnesses,
+    defer: (close) => started.push(close),
+    closeStarted,
   };
 }

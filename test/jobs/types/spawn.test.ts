@@ -194,5 +194,5 @@ describe('spawn', () => {
 });
 
 async function afterEachClose(): Promise<void> {
-  await suite.closeHarnesses();
+  await suite.closeStarted();
 }
