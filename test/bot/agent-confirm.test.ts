@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SimCloud } from '../../jobs/cloud/sim.js';
 import { type Approval, approvalButtonId, parseApprovalButton } from '../../jobs/engine/approval.js';
 import type { Envelope } from '../../jobs/engine/envelope.js';
@@ -16,28 +16,16 @@ import type { MemoryStore } from '../../memory/store.js';
 import { ALICE, BOB, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
 import { discordBot } from '../support/bot-fleet.js';
 import type { DiscordStandIn, MessageRecord } from '../support/discord-standin.js';
-import { SIM_AMI as AMI, simFleet } from '../support/fleet.js';
+import { SIM_AMI as AMI } from '../support/fleet.js';
 import type { keyPair } from '../support/jobs.js';
-import { AGENT, lifecycleHarness } from '../support/lifecycle.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { AGENT, lifecycleSuite } from '../support/lifecycle.js';
 
 const TOKEN = 'agent-confirm-test-bot-token';
 const alice = { id: ALICE, username: 'alice' };
 const bob = { id: BOB, username: 'bob' };
 
-let server: TestRedis;
-const closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterEach(async () => {
-  for (const c of closers.reverse()) await c();
-  closers.length = 0;
-});
-afterAll(async () => {
-  await server.stop();
-});
+// A host that comes online writes its heartbeat, as its worker would (a replace waits for it).
+const suite = lifecycleSuite({ members: ['clawdinator-1', 'clawdinator-3'], tokens: [] });
 
 interface World {
   redis: Redis;
@@ -57,23 +45,18 @@ interface World {
 }
 
 async function world(options: { confirmSeconds?: number } = {}): Promise<World> {
-  const redis = server.client();
-  await redis.flushall();
-  // A host that comes online writes its heartbeat, as its worker would (a replace waits for it).
-  const sim = simFleet(redis, { members: ['clawdinator-1', 'clawdinator-3'], tokens: [] });
-  closers.push(() => sim.close());
+  const { redis, sim } = suite;
   // clawdinator-1's worker is alive: retiring clawdinator-3 leaves it.
   const at = Date.now();
   const beat = { host: 'clawdinator-1', instanceId: 'i-1', version: 't', revision: 'r', startedAt: at };
   await redis.set(keys.heartbeat('clawdinator-1'), JSON.stringify({ ...beat, activeJobs: 0, at }), 'EX', 600);
-  const h = lifecycleHarness(server, redis, sim, {
+  const h = suite.harness({
     types: { opsChannelId: OPS_CHANNEL, agentConfirmSeconds: options.confirmSeconds ?? 600 },
     policy,
     agentRequestsPerHour: 10,
   });
-  closers.push(() => h.close());
-  const bot = await discordBot(server, redis, h, { token: TOKEN, approvals: true });
-  closers.push(() => bot.close());
+  const bot = await discordBot(suite.server, redis, h, { token: TOKEN, approvals: true });
+  suite.defer(() => bot.close());
   const agentQueue = h.enqueuer('agent');
   let n = 0;
   return {

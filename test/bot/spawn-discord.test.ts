@@ -1,36 +1,18 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
 import { discordBot } from '../support/bot-fleet.js';
 import type { RestCall } from '../support/discord-standin.js';
-import { simFleet } from '../support/fleet.js';
-import { lifecycleHarness } from '../support/lifecycle.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { lifecycleSuite } from '../support/lifecycle.js';
 
 const TOKEN = 'spawn-test-bot-token';
-let server: TestRedis;
-const closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterEach(async () => {
-  for (const c of closers.reverse()) await c();
-  closers.length = 0;
-});
-afterAll(async () => {
-  await server.stop();
-});
+const suite = lifecycleSuite();
 
 describe('/spawn through Discord', () => {
   it('the reply shows progress edits, then "online"; the new member is in the registry', async () => {
-    const redis = server.client();
-    const sim = simFleet(redis);
-    closers.push(() => sim.close());
+    const { redis, sim } = suite;
     const { cloud, registry } = sim;
-    const h = lifecycleHarness(server, redis, sim, { policy });
-    closers.push(() => h.close());
-    const bot = await discordBot(server, redis, h, { token: TOKEN });
-    closers.push(() => bot.close());
+    const bot = await discordBot(suite.server, redis, suite.harness({ policy }), { token: TOKEN });
+    suite.defer(() => bot.close());
     const { standIn } = bot;
 
     const i = standIn.injectCommand({
