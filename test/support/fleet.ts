@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
+import type { InfraSettings } from '../../infra/settings.js';
 import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
 import { keys } from '../../jobs/engine/keys.js';
@@ -16,6 +17,17 @@ import { tempDir } from './cli.js';
 
 export const SIM_AMI = 'ami-00000000000000a11';
 export const SIM_BUCKET = 'clawdinator-test-bucket';
+
+/** The infra settings the simulated deployer synthesizes with. */
+export const SIM_INFRA_SETTINGS: InfraSettings = {
+  awsRegion: 'eu-central-1',
+  deployerRoleArn: undefined,
+  vpcId: undefined,
+  subnetIds: [],
+  sshCidrs: [],
+  rootVolumeGb: 40,
+  redisNodeType: 'cache.t4g.micro',
+};
 
 export interface SimFleet {
   dir: string;
@@ -77,18 +89,15 @@ export function simFleet(redis: Redis, options: SimFleetOptions = {}): SimFleet 
     };
     void redis.set(keys.heartbeat(host.name), JSON.stringify(beat), 'EX', 60);
   });
-  const settings = {
-    awsRegion: 'eu-central-1',
-    deployerRoleArn: undefined,
-    vpcId: undefined,
-    subnetIds: [],
-    sshCidrs: [],
-    rootVolumeGb: 40,
-    redisNodeType: 'cache.t4g.micro',
-  };
   const fleet: FleetDeps = {
     cloud,
-    deployer: new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: SIM_BUCKET }),
+    deployer: new SimDeployer({
+      cloud,
+      registry,
+      settings: SIM_INFRA_SETTINGS,
+      outdir: join(dir, 'cdktf.out'),
+      bucket: SIM_BUCKET,
+    }),
     registryStore: registry,
     bucket: SIM_BUCKET,
     region: 'eu-central-1',
