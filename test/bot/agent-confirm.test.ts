@@ -2,69 +2,30 @@
 // signed request, the real worker against the simulated cloud, the real discord.js gateway
 // against the loopback stand-in, the relay. The question appears with buttons; only a human
 // allowed /retire can answer, before it expires; only an answer signed by the gateway counts.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Job, Queue } from 'bullmq';
+import { readFileSync } from 'node:fs';
+import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { commands } from '../../bot/commands/index.js';
-import { attachmentOriginsFor, startGateway } from '../../bot/discord/gateway.js';
-import { createDispatcher } from '../../bot/dispatch.js';
-import { botJobs, JobMessages, redisClaim, TokenStore } from '../../bot/engine.js';
-import { startRelay } from '../../bot/relay.js';
-import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
-import { SimDeployer } from '../../jobs/deploy/sim.js';
+import { describe, expect, it } from 'vitest';
+import type { SimCloud } from '../../jobs/cloud/sim.js';
 import { type Approval, approvalButtonId, parseApprovalButton } from '../../jobs/engine/approval.js';
 import type { Envelope } from '../../jobs/engine/envelope.js';
-import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
-import { FileRegistryStore } from '../../jobs/registry/file.js';
+import { keys } from '../../jobs/engine/keys.js';
+import type { FileRegistryStore } from '../../jobs/registry/file.js';
 import { signPayload } from '../../jobs/signing.js';
-import { jobTypes } from '../../jobs/types/index.js';
-import { createLogger } from '../../lib/log.js';
-import { MemoryStore } from '../../memory/store.js';
-import { ALICE, BOB, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
-import { tempDir } from '../support/cli.js';
-import { DiscordStandIn, type MessageRecord } from '../support/discord-standin.js';
-import { keyPair, lifecycleSettings } from '../support/jobs.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import type { MemoryStore } from '../../memory/store.js';
+import { ALICE, BOB, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
+import { discordBot } from '../support/bot-fleet.js';
+import type { DiscordStandIn, MessageRecord } from '../support/discord-standin.js';
+import { SIM_AMI as AMI } from '../support/fleet.js';
+import type { keyPair } from '../support/jobs.js';
+import { AGENT, lifecycleSuite } from '../support/lifecycle.js';
 
 const TOKEN = 'agent-confirm-test-bot-token';
-const AMI = 'ami-00000000000000a11';
-const BUCKET = 'clawdinator-test-bucket';
-const member = (name: string) => ({
-  host: name,
-  instanceType: 't3.large',
-  bootstrapPrefix: `bootstrap/${name}`,
-  discordTokenSecret: `clawdinator/discord-token/${name}`,
-  ami: AMI,
-});
-const infraSettings = {
-  awsRegion: 'eu-central-1',
-  deployerRoleArn: undefined,
-  vpcId: undefined,
-  subnetIds: [],
-  sshCidrs: [],
-  rootVolumeGb: 40,
-  redisNodeType: 'cache.t4g.micro',
-};
 const alice = { id: ALICE, username: 'alice' };
 const bob = { id: BOB, username: 'bob' };
 
-let server: TestRedis;
-const closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterEach(async () => {
-  for (const c of closers.reverse()) await c();
-  closers.length = 0;
-});
-afterAll(async () => {
-  await server.stop();
-});
+// A host that comes online writes its heartbeat, as its worker would (a replace waits for it).
+const suite = lifecycleSuite({ members: ['clawdinator-1', 'clawdinator-3'], tokens: [] });
 
 interface World {
   redis: Redis;
@@ -79,137 +40,47 @@ interface World {
   agentKey: ReturnType<typeof keyPair>;
   /** clawdinator-1's agent asks to retire (or replace) clawdinator-3; returns the job id. */
   ask(type?: 'retire' | 'replace', ami?: string): Promise<string>;
+  /** Until the job completed or failed. */
+  settled(jobId: string): Promise<Job<Envelope>>;
 }
 
 async function world(options: { confirmSeconds?: number } = {}): Promise<World> {
-  const redis = server.client();
-  await redis.flushall();
-  const conn = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-  const dir = tempDir('clawdinator-agent-confirm-');
-  writeFileSync(
-    join(dir, 'fleet.json'),
-    JSON.stringify({ 'clawdinator-1': member('clawdinator-1'), 'clawdinator-3': member('clawdinator-3') }),
-  );
-  mkdirSync(join(dir, 'memory'));
-  const registry = new FileRegistryStore(join(dir, 'fleet.json'));
-  const memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
-  const cloud = createSimCloud({
-    timings: instantSimTimings,
-    amis: [{ name: 'clawdinator-nixos', imageId: AMI }],
-    fleet: [{ name: 'clawdinator-1' }, { name: 'clawdinator-3' }],
-    buckets: [BUCKET],
-  });
-  closers.push(() => cloud.close());
-  // A host that comes online writes its heartbeat, as its worker would (a replace waits for it).
-  cloud.onHostOnline((host) => {
-    const now = Date.now();
-    const value = { host: host.name, instanceId: host.instanceId, version: 't', revision: 'r', startedAt: now };
-    void redis.set(keys.heartbeat(host.name), JSON.stringify({ ...value, activeJobs: 0, at: now }), 'EX', 600);
-  });
+  const { redis, sim } = suite;
   // clawdinator-1's worker is alive: retiring clawdinator-3 leaves it.
   const at = Date.now();
   const beat = { host: 'clawdinator-1', instanceId: 'i-1', version: 't', revision: 'r', startedAt: at };
   await redis.set(keys.heartbeat('clawdinator-1'), JSON.stringify({ ...beat, activeJobs: 0, at }), 'EX', 600);
-  const fleet = {
-    cloud,
-    deployer: new SimDeployer({ cloud, registry, settings: infraSettings, outdir: join(dir, 'out'), bucket: BUCKET }),
-    registryStore: registry,
-    bucket: BUCKET,
-    region: 'eu-central-1',
-    fleetMaxSize: 5,
-    spawnsPerHour: 3,
-    defaultInstanceType: 't3.large',
-    waits: { pollMs: 50 },
-  };
-  const types = new JobTypes(
-    jobTypes({
-      redis,
-      registry: async () => (await registry.read()).registry,
-      memory,
-      fleet,
-      opsChannelId: OPS_CHANNEL,
-      agentConfirmSeconds: options.confirmSeconds ?? 600,
-    }),
-  );
-  const gatewayKey = keyPair();
-  const agentKey = keyPair();
-  const worker = startWorker(
-    FLEET_QUEUE,
-    {
-      connection: conn,
-      redis: server.client(),
-      types,
-      publicKey: async (id) =>
-        id === 'gateway' ? gatewayKey.publicKey : id === 'agent:clawdinator-1' ? agentKey.publicKey : null,
-      policy: { policy, redis, agentRequestsPerHour: 10 },
-      log: createLogger('silent'),
-    },
-    lifecycleSettings,
-  );
-  closers.push(() => worker.close());
-
-  const standIn = new DiscordStandIn({
-    token: TOKEN,
-    guilds: [{ id: GUILD, channels: [{ id: OPS_CHANNEL }], roles: [{ id: OPERATOR_ROLE }] }],
+  const h = suite.harness({
+    types: { opsChannelId: OPS_CHANNEL, agentConfirmSeconds: options.confirmSeconds ?? 600 },
+    policy,
+    agentRequestsPerHour: 10,
   });
-  await standIn.start();
-  closers.push(() => standIn.stop());
-  const deps = await botDeps();
-  deps.now = () => new Date();
-  const gatewaySigner = { keyId: 'gateway', key: gatewayKey.privateKey };
-  const enqueuer = new Enqueuer(conn, server.client(), types, gatewaySigner);
-  closers.push(() => enqueuer.close());
-  deps.jobs = botJobs(enqueuer, { redis, signer: gatewaySigner });
-  const tokens = new TokenStore(redis);
-  const gateway = await startGateway({
-    token: TOKEN,
-    apiUrl: standIn.apiUrl,
-    dispatcher: createDispatcher(commands, deps, redisClaim(redis)),
-    attachmentOrigins: attachmentOriginsFor(standIn.apiUrl),
-    log: deps.log,
-    tokens,
-  });
-  closers.push(() => gateway.stop(500));
-  const relay = startRelay({
-    redis: server.client(),
-    rest: gateway.client.rest,
-    tokens,
-    messages: new JobMessages(redis),
-    consumer: 'test',
-    log: deps.log,
-    blockMs: 100,
-  });
-  closers.push(() => relay.stop());
-
-  const agentQueue = new Enqueuer(conn, server.client(), types, {
-    keyId: 'agent:clawdinator-1',
-    key: agentKey.privateKey,
-  });
-  closers.push(() => agentQueue.close());
-  const queue = new Queue(FLEET_QUEUE, { connection: conn });
-  closers.push(() => queue.close());
+  const bot = await discordBot(suite.server, redis, h, { token: TOKEN, approvals: true });
+  suite.defer(() => bot.close());
+  const agentQueue = h.enqueuer('agent');
   let n = 0;
   return {
     redis,
-    cloud,
-    registry,
-    memory,
-    gatewayMemory: deps.memory,
-    standIn,
-    queue,
-    gatewayKey,
-    agentKey,
+    cloud: sim.cloud,
+    registry: sim.registry,
+    memory: sim.memory,
+    gatewayMemory: bot.deps.memory,
+    standIn: bot.standIn,
+    queue: h.queue,
+    gatewayKey: h.keys.gateway,
+    agentKey: h.keys.agent,
     async ask(type = 'retire', ami) {
       // As `clawdinator request retire clawdinator-3` queues it on clawdinator-1.
       const { jobId } = await agentQueue.enqueue({
         type,
         data: { name: 'clawdinator-3', ...(ami ? { ami } : {}) },
-        principal: { kind: 'agent', host: 'clawdinator-1' },
+        principal: AGENT,
         requestId: `agent-test${++n}`,
         reply: { channelId: OPS_CHANNEL },
       });
       return jobId;
     },
+    settled: h.finished,
   };
 }
 
@@ -245,15 +116,7 @@ async function press(w: World, message: MessageRecord, customId: string, user: t
   return callback as { type: number; data?: { content?: string; flags?: number; components?: unknown[] } };
 }
 
-async function settled(w: World, jobId: string): Promise<Job<Envelope>> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const state = await w.queue.getJobState(jobId);
-    if (state === 'completed' || state === 'failed') return (await w.queue.getJob(jobId)) as Job<Envelope>;
-    if (Date.now() > deadline) throw new Error(`${jobId} did not finish (state ${state})`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const settled = (w: World, jobId: string): Promise<Job<Envelope>> => w.settled(jobId);
 
 /** Waits until the job has checked for an answer at least `n` more times (each check re-delays it). */
 async function polls(w: World, jobId: string, n: number): Promise<void> {

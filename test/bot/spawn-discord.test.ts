@@ -1,88 +1,19 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { commands } from '../../bot/commands/index.js';
-import { attachmentOriginsFor, type Gateway, startGateway } from '../../bot/discord/gateway.js';
-import { createDispatcher } from '../../bot/dispatch.js';
-import { botJobs, redisClaim, TokenStore } from '../../bot/engine.js';
-import { startRelay } from '../../bot/relay.js';
-import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
-import { jobTypes } from '../../jobs/types/index.js';
-import { createLogger } from '../../lib/log.js';
-import { ALICE, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
-import { DiscordStandIn, type RestCall } from '../support/discord-standin.js';
-import { simFleet } from '../support/fleet.js';
-import { keyPair, lifecycleSettings } from '../support/jobs.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
+import { discordBot } from '../support/bot-fleet.js';
+import type { RestCall } from '../support/discord-standin.js';
+import { lifecycleSuite } from '../support/lifecycle.js';
 
 const TOKEN = 'spawn-test-bot-token';
-let server: TestRedis;
-const closers: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterEach(async () => {
-  for (const c of closers.reverse()) await c();
-  closers.length = 0;
-});
-afterAll(async () => {
-  await server.stop();
-});
+const suite = lifecycleSuite();
 
 describe('/spawn through Discord', () => {
   it('the reply shows progress edits, then "online"; the new member is in the registry', async () => {
-    const redis = server.client();
-    const conn = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-    const { cloud, registry, memory, fleet, close } = simFleet(redis);
-    closers.push(close);
-    const types = new JobTypes(
-      jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }),
-    );
-    const gatewayKey = keyPair();
-    const worker = startWorker(
-      FLEET_QUEUE,
-      {
-        connection: conn,
-        redis: server.client(),
-        types,
-        publicKey: async (id) => (id === 'gateway' ? gatewayKey.publicKey : null),
-        policy: { policy, redis, agentRequestsPerHour: 3 },
-        log: createLogger('silent'),
-      },
-      lifecycleSettings,
-    );
-    closers.push(() => worker.close());
-
-    const standIn = new DiscordStandIn({
-      token: TOKEN,
-      guilds: [{ id: GUILD, channels: [{ id: OPS_CHANNEL }], roles: [{ id: OPERATOR_ROLE }] }],
-    });
-    await standIn.start();
-    closers.push(() => standIn.stop());
-    const deps = await botDeps();
-    const enqueuer = new Enqueuer(conn, server.client(), types, { keyId: 'gateway', key: gatewayKey.privateKey });
-    closers.push(() => enqueuer.close());
-    deps.jobs = botJobs(enqueuer);
-    const tokens = new TokenStore(redis);
-    const gateway: Gateway = await startGateway({
-      token: TOKEN,
-      apiUrl: standIn.apiUrl,
-      dispatcher: createDispatcher(commands, deps, redisClaim(redis)),
-      attachmentOrigins: attachmentOriginsFor(standIn.apiUrl),
-      log: deps.log,
-      tokens,
-    });
-    closers.push(() => gateway.stop(500));
-    const relay = startRelay({
-      redis: server.client(),
-      rest: gateway.client.rest,
-      tokens,
-      consumer: 'test',
-      log: deps.log,
-      blockMs: 100,
-    });
-    closers.push(() => relay.stop());
+    const { redis, sim } = suite;
+    const { cloud, registry } = sim;
+    const bot = await discordBot(suite.server, redis, suite.harness({ policy }), { token: TOKEN });
+    suite.defer(() => bot.close());
+    const { standIn } = bot;
 
     const i = standIn.injectCommand({
       name: 'spawn',

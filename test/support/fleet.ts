@@ -1,10 +1,12 @@
-// A simulated fleet for lifecycle tests and benches: a file registry with clawdinator-1, the
-// simulated cloud (instant timings) where hosts that come online write their heartbeat as
+// A simulated fleet for lifecycle tests and benches: a file registry with its members
+// (clawdinator-1 unless told), the simulated cloud (instant timings) where hosts that come online write their heartbeat as
 // their worker would, the simulated deployer (real synth), the shared memory — and the
 // FleetDeps the lifecycle jobs take.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import type { FleetRegistry } from '../../infra/registry.js';
+import type { InfraSettings } from '../../infra/settings.js';
 import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
 import { keys } from '../../jobs/engine/keys.js';
@@ -16,6 +18,17 @@ import { tempDir } from './cli.js';
 export const SIM_AMI = 'ami-00000000000000a11';
 export const SIM_BUCKET = 'clawdinator-test-bucket';
 
+/** The infra settings the simulated deployer synthesizes with. */
+export const SIM_INFRA_SETTINGS: InfraSettings = {
+  awsRegion: 'eu-central-1',
+  deployerRoleArn: undefined,
+  vpcId: undefined,
+  subnetIds: [],
+  sshCidrs: [],
+  rootVolumeGb: 40,
+  redisNodeType: 'cache.t4g.micro',
+};
+
 export interface SimFleet {
   dir: string;
   cloud: SimCloud;
@@ -25,17 +38,30 @@ export interface SimFleet {
   close(): void;
 }
 
-/** `tokens`: the names whose Discord token secret exists. */
-export function simFleet(redis: Redis, options: { tokens?: string[] } = {}): SimFleet {
-  const dir = tempDir('clawdinator-fleet-');
-  const entry = {
-    host: 'clawdinator-1',
+export interface SimFleetOptions {
+  /** The names whose Discord token secret exists (default clawdinator-3). */
+  tokens?: string[];
+  /** The members in the registry and running (online) in the cloud from the start (default clawdinator-1). */
+  members?: string[];
+  /** The images the cloud has (default clawdinator-nixos, SIM_AMI); spawn picks the newest, the first. */
+  amis?: { name: string; imageId: string }[];
+}
+
+/** A registry entry as spawn writes it, on SIM_AMI. */
+export function simMember(name: string): FleetRegistry[string] {
+  return {
+    host: name,
     instanceType: 't3.large',
-    bootstrapPrefix: 'bootstrap/clawdinator-1',
-    discordTokenSecret: 'clawdinator/discord-token/clawdinator-1',
+    bootstrapPrefix: `bootstrap/${name}`,
+    discordTokenSecret: `clawdinator/discord-token/${name}`,
     ami: SIM_AMI,
   };
-  writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': entry }));
+}
+
+export function simFleet(redis: Redis, options: SimFleetOptions = {}): SimFleet {
+  const dir = tempDir('clawdinator-fleet-');
+  const members = options.members ?? ['clawdinator-1'];
+  writeFileSync(join(dir, 'fleet.json'), JSON.stringify(Object.fromEntries(members.map((n) => [n, simMember(n)]))));
   mkdirSync(join(dir, 'memory'));
   const registry = new FileRegistryStore(join(dir, 'fleet.json'));
   const cloud = createSimCloud({
@@ -43,10 +69,13 @@ export function simFleet(redis: Redis, options: { tokens?: string[] } = {}): Sim
     secrets: Object.fromEntries(
       (options.tokens ?? ['clawdinator-3']).map((n) => [`clawdinator/discord-token/${n}`, 't']),
     ),
-    amis: [{ name: 'clawdinator-nixos', imageId: SIM_AMI }],
-    fleet: [{ name: 'clawdinator-1' }],
+    amis: options.amis ?? [{ name: 'clawdinator-nixos', imageId: SIM_AMI }],
+    fleet: members.map((name) => ({ name })),
     buckets: [SIM_BUCKET],
   });
+  // Every host online (the members from the start, each new one once it boots) writes its
+  // heartbeat with its own instance id, as its worker would: a spawn or replace waits for it,
+  // a retire needs a healthy host left.
   cloud.onHostOnline((host) => {
     const at = Date.now();
     const beat = {
@@ -60,18 +89,15 @@ export function simFleet(redis: Redis, options: { tokens?: string[] } = {}): Sim
     };
     void redis.set(keys.heartbeat(host.name), JSON.stringify(beat), 'EX', 60);
   });
-  const settings = {
-    awsRegion: 'eu-central-1',
-    deployerRoleArn: undefined,
-    vpcId: undefined,
-    subnetIds: [],
-    sshCidrs: [],
-    rootVolumeGb: 40,
-    redisNodeType: 'cache.t4g.micro',
-  };
   const fleet: FleetDeps = {
     cloud,
-    deployer: new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: SIM_BUCKET }),
+    deployer: new SimDeployer({
+      cloud,
+      registry,
+      settings: SIM_INFRA_SETTINGS,
+      outdir: join(dir, 'cdktf.out'),
+      bucket: SIM_BUCKET,
+    }),
     registryStore: registry,
     bucket: SIM_BUCKET,
     region: 'eu-central-1',

@@ -12,7 +12,7 @@ import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { startWorker } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
-import { SIM_AMI, type SimFleet, simFleet } from '../../support/fleet.js';
+import { type SimFleet, simFleet, simMember } from '../../support/fleet.js';
 import { keyPair, lifecycleSettings } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
@@ -49,19 +49,7 @@ beforeEach(async () => {
   sim = simFleet(redis);
   closers.push(() => sim.close());
   // B is a member too, so a retire of A leaves a host.
-  await sim.registry.update(
-    (r) => ({
-      ...r,
-      [B]: {
-        host: B,
-        instanceType: 't3.large',
-        bootstrapPrefix: `bootstrap/${B}`,
-        discordTokenSecret: `clawdinator/discord-token/${B}`,
-        ami: SIM_AMI,
-      },
-    }),
-    { message: 'test: add B' },
-  );
+  await sim.registry.update((r) => ({ ...r, [B]: simMember(B) }), { message: 'test: add B' });
   types = jobTypes({
     redis,
     registry: async () => (await sim.registry.read()).registry,

@@ -2,169 +2,41 @@
 // with instant timings, the simulated deployer (the real synth), the file registry and
 // memory in a temp dir. clawdinator-3 is spawned for real first, then replaced. Every host
 // that is online writes its heartbeat (with its own instance id), as its worker would.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Job, Queue } from 'bullmq';
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/cloud/sim.js';
-import { SimDeployer } from '../../../jobs/deploy/sim.js';
-import type { Deployer } from '../../../jobs/deploy/types.js';
-import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
-import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
-import { FileRegistryStore } from '../../../jobs/registry/file.js';
-import { jobTypes } from '../../../jobs/types/index.js';
-import type { FleetDeps } from '../../../jobs/types/spawn.js';
-import { createLogger } from '../../../lib/log.js';
-import { MemoryStore } from '../../../memory/store.js';
-import { tempDir } from '../../support/cli.js';
-import { keyPair, lifecycleSettings, startWorker } from '../../support/jobs.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { SimCloud } from '../../../jobs/cloud/sim.js';
+import type { Principal } from '../../../jobs/engine/envelope.js';
+import { keys } from '../../../jobs/engine/keys.js';
+import type { FileRegistryStore } from '../../../jobs/registry/file.js';
+import type { MemoryStore } from '../../../memory/store.js';
+import { SIM_AMI as AMI } from '../../support/fleet.js';
+import { AGENT as agent, type LifecycleOptions, lifecycleSuite } from '../../support/lifecycle.js';
 
-const BUCKET = 'clawdinator-test-bucket';
-const AMI = 'ami-00000000000000a11';
 const AMI2 = 'ami-00000000000000b22';
-const operator: Principal = { kind: 'cli', operator: 'ops' };
-const agent: Principal = { kind: 'agent', host: 'clawdinator-1' };
-const signer = keyPair();
-const settings = {
-  awsRegion: 'eu-central-1',
-  deployerRoleArn: undefined,
-  vpcId: undefined,
-  subnetIds: [],
-  sshCidrs: [],
-  rootVolumeGb: 40,
-  redisNodeType: 'cache.t4g.micro',
-};
 
-let server: TestRedis;
-let conn: { host: string; port: number };
 let redis: Redis;
-let dir: string;
 let cloud: SimCloud;
 let registry: FileRegistryStore;
 let memory: MemoryStore;
-let closers: (() => Promise<void> | void)[] = [];
-let requests = 0;
-
-const member = (name: string) => ({
-  host: name,
-  instanceType: 't3.large',
-  bootstrapPrefix: `bootstrap/${name}`,
-  discordTokenSecret: `clawdinator/discord-token/${name}`,
-  ami: AMI,
+const suite = lifecycleSuite({
+  // The newer image last: spawn picks the newest, so AMI2 goes first.
+  amis: [
+    { name: 'clawdinator-nixos-next', imageId: AMI2 },
+    { name: 'clawdinator-nixos', imageId: AMI },
+  ],
+});
+beforeEach(() => {
+  redis = suite.redis;
+  ({ cloud, registry, memory } = suite.sim);
 });
 
-function heartbeat(host: string, instanceId: string): Promise<unknown> {
-  const at = Date.now();
-  const value = { host, instanceId, version: 't', revision: 'r', startedAt: at, activeJobs: 0, at };
-  return redis.set(keys.heartbeat(host), JSON.stringify(value), 'EX', 60);
-}
-
-beforeAll(async () => {
-  server = await startRedis();
-  conn = { host: '127.0.0.1', port: server.port };
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  requests = 0;
-  redis = server.client();
-  await redis.flushall();
-  dir = tempDir('clawdinator-replace-');
-  writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': member('clawdinator-1') }));
-  registry = new FileRegistryStore(join(dir, 'fleet.json'));
-  mkdirSync(join(dir, 'memory'));
-  memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
-  cloud = createSimCloud({
-    timings: instantSimTimings,
-    secrets: { 'clawdinator/discord-token/clawdinator-3': 'token-3' },
-    // The newer image last: spawn picks the newest, so AMI2 goes first.
-    amis: [
-      { name: 'clawdinator-nixos-next', imageId: AMI2 },
-      { name: 'clawdinator-nixos', imageId: AMI },
-    ],
-    fleet: [{ name: 'clawdinator-1' }],
-    buckets: [BUCKET],
-  });
-  cloud.onHostOnline((host) => void heartbeat(host.name, host.instanceId));
-  closers.push(() => cloud.close());
-});
-afterEach(async () => {
-  for (const close of closers.reverse()) await close();
-  closers = [];
-});
-
-function start(options: { deployer?: (sim: Deployer) => Deployer } = {}) {
-  const sim = new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: BUCKET });
-  const fleet: FleetDeps = {
-    cloud,
-    deployer: options.deployer ? options.deployer(sim) : sim,
-    registryStore: registry,
-    bucket: BUCKET,
-    region: 'eu-central-1',
-    fleetMaxSize: 5,
-    spawnsPerHour: 3,
-    defaultInstanceType: 't3.large',
-    waits: { pollMs: 50 },
-  };
-  const types = new JobTypes(
-    jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }),
-  );
-  const connection = { ...conn, maxRetriesPerRequest: null };
-  const worker = startWorker(
-    FLEET_QUEUE,
-    {
-      connection,
-      redis: server.client(),
-      types,
-      publicKey: async (id) => (id === 'operator:ops' || id === 'agent:clawdinator-1' ? signer.publicKey : null),
-      policy: { policy: {}, redis, agentRequestsPerHour: 3 },
-      log: createLogger('silent'),
-    },
-    lifecycleSettings,
-  );
-  const operatorQueue = new Enqueuer(connection, server.client(), types, {
-    keyId: 'operator:ops',
-    key: signer.privateKey,
-  });
-  const agentQueue = new Enqueuer(connection, server.client(), types, {
-    keyId: 'agent:clawdinator-1',
-    key: signer.privateKey,
-  });
-  const queue = new Queue(FLEET_QUEUE, { connection: conn });
-  closers.push(
-    () => worker.close(),
-    () => operatorQueue.close(),
-    () => agentQueue.close(),
-    () => queue.close(),
-  );
-  async function run(
-    type: string,
-    data: { name: string; ami?: string },
-    principal: Principal = operator,
-  ): Promise<Job<Envelope>> {
-    const enqueuer = principal.kind === 'agent' ? agentQueue : operatorQueue;
-    const { jobId } = await enqueuer.enqueue({
-      type,
-      data,
-      principal,
-      requestId: `req-${type}-${data.name}-${++requests}`,
-    });
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const state = await queue.getJobState(jobId);
-      if (state === 'completed' || state === 'failed') return (await queue.getJob(jobId)) as Job<Envelope>;
-      if (Date.now() > deadline) throw new Error(`${jobId} did not finish (state ${state})`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
+function start(options: LifecycleOptions = {}) {
+  const h = suite.harness(options);
   return {
-    spawn: (name: string) => run('spawn', { name }),
+    spawn: (name: string) => h.run('spawn', { name }),
     replace: (name: string, ami?: string, principal?: Principal) =>
-      run('replace', ami === undefined ? { name } : { name, ami }, principal),
+      h.run('replace', ami === undefined ? { name } : { name, ami }, principal),
   };
 }
 

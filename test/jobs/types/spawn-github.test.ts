@@ -18,7 +18,7 @@ import type { RegistryStore } from '../../../jobs/registry/types.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import type { FleetDeps } from '../../../jobs/types/spawn.js';
 import { createLogger } from '../../../lib/log.js';
-import { SIM_AMI, SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { SIM_BUCKET, SIM_INFRA_SETTINGS, type SimFleet, simFleet, simMember } from '../../support/fleet.js';
 import { appKeyPair, GitHubStandin } from '../../support/github-standin.js';
 import { fastSettings, keyPair, startWorker } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
@@ -30,13 +30,7 @@ const PATH = 'infra/fleet.json';
 const operator: Principal = { kind: 'cli', operator: 'ops' };
 const signer = keyPair();
 const appKey = appKeyPair();
-const member = {
-  host: 'clawdinator-1',
-  instanceType: 't3.large',
-  bootstrapPrefix: 'bootstrap/clawdinator-1',
-  discordTokenSecret: 'clawdinator/discord-token/clawdinator-1',
-  ami: SIM_AMI,
-};
+const member = simMember('clawdinator-1');
 
 let server: TestRedis;
 let redis: Redis;
@@ -103,15 +97,7 @@ function start(options: { syncUpdates?: boolean } = {}) {
     deployer: new SimDeployer({
       cloud: sim.cloud,
       registry: registryStore,
-      settings: {
-        awsRegion: 'eu-central-1',
-        deployerRoleArn: undefined,
-        vpcId: undefined,
-        subnetIds: [],
-        sshCidrs: [],
-        rootVolumeGb: 40,
-        redisNodeType: 'cache.t4g.micro',
-      },
+      settings: SIM_INFRA_SETTINGS,
       outdir: `${sim.dir}/cdktf.out`,
       bucket: SIM_BUCKET,
     }),

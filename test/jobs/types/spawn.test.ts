@@ -2,158 +2,30 @@
 // instant timings, the simulated deployer (the real synth), the file registry and memory in
 // a temp dir. Hosts that come online write their heartbeat, as their worker would.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Job, Queue } from 'bullmq';
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { FleetRegistry } from '../../../infra/registry.js';
-import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/cloud/sim.js';
-import { SimDeployer } from '../../../jobs/deploy/sim.js';
-import type { Deployer } from '../../../jobs/deploy/types.js';
-import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
-import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
-import { FileRegistryStore } from '../../../jobs/registry/file.js';
-import { jobTypes } from '../../../jobs/types/index.js';
-import type { FleetDeps } from '../../../jobs/types/spawn.js';
-import { createLogger } from '../../../lib/log.js';
-import { MemoryStore } from '../../../memory/store.js';
-import { tempDir } from '../../support/cli.js';
-import { keyPair, lifecycleSettings, startWorker } from '../../support/jobs.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import type { SimCloud } from '../../../jobs/cloud/sim.js';
+import type { FileRegistryStore } from '../../../jobs/registry/file.js';
+import type { MemoryStore } from '../../../memory/store.js';
+import { SIM_AMI as AMI, SIM_BUCKET as BUCKET } from '../../support/fleet.js';
+import { type LifecycleOptions, lifecycleSuite } from '../../support/lifecycle.js';
 
-const BUCKET = 'clawdinator-test-bucket';
-const AMI = 'ami-00000000000000a11';
-const operator: Principal = { kind: 'cli', operator: 'ops' };
-const signer = keyPair();
-const settings = {
-  awsRegion: 'eu-central-1',
-  deployerRoleArn: undefined,
-  vpcId: undefined,
-  subnetIds: [],
-  sshCidrs: [],
-  rootVolumeGb: 40,
-  redisNodeType: 'cache.t4g.micro',
-};
-
-let server: TestRedis;
-let conn: { host: string; port: number };
 let redis: Redis;
-let dir: string;
 let cloud: SimCloud;
 let registry: FileRegistryStore;
 let memory: MemoryStore;
-let closers: (() => Promise<void> | void)[] = [];
-let requests = 0;
-
-const member = (name: string) => ({
-  host: name,
-  instanceType: 't3.large',
-  bootstrapPrefix: `bootstrap/${name}`,
-  discordTokenSecret: `clawdinator/discord-token/${name}`,
-  ami: AMI,
+const suite = lifecycleSuite({ tokens: ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'] });
+beforeEach(() => {
+  redis = suite.redis;
+  ({ cloud, registry, memory } = suite.sim);
 });
 
-beforeAll(async () => {
-  server = await startRedis();
-  conn = { host: '127.0.0.1', port: server.port };
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  requests = 0;
-  redis = server.client();
-  await redis.flushall();
-  dir = tempDir('clawdinator-spawn-');
-  writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ 'clawdinator-1': member('clawdinator-1') }));
-  registry = new FileRegistryStore(join(dir, 'fleet.json'));
-  mkdirSync(join(dir, 'memory'));
-  memory = new MemoryStore({ root: join(dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
-  cloud = createSimCloud({
-    timings: instantSimTimings,
-    secrets: Object.fromEntries(
-      ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'].map((n) => [`clawdinator/discord-token/${n}`, `token-${n}`]),
-    ),
-    amis: [{ name: 'clawdinator-nixos', imageId: AMI }],
-    fleet: [{ name: 'clawdinator-1' }],
-    buckets: [BUCKET],
-  });
-  // What each new host's worker does once it runs: publish its heartbeat.
-  cloud.onHostOnline((host) => {
-    const at = Date.now();
-    const heartbeat = {
-      host: host.name,
-      instanceId: host.instanceId,
-      version: 't',
-      revision: 'r',
-      startedAt: at,
-      activeJobs: 0,
-      at,
-    };
-    void redis.set(keys.heartbeat(host.name), JSON.stringify(heartbeat), 'EX', 60);
-  });
-  closers.push(() => cloud.close());
-});
-afterEach(async () => {
-  for (const close of closers.reverse()) await close();
-  closers = [];
-});
-
-function start(options: { fleet?: Partial<FleetDeps>; deployer?: (sim: Deployer) => Deployer } = {}) {
-  const sim = new SimDeployer({ cloud, registry, settings, outdir: join(dir, 'cdktf.out'), bucket: BUCKET });
-  const fleet: FleetDeps = {
-    cloud,
-    deployer: options.deployer ? options.deployer(sim) : sim,
-    registryStore: registry,
-    bucket: BUCKET,
-    region: 'eu-central-1',
-    fleetMaxSize: 5,
-    spawnsPerHour: 3,
-    defaultInstanceType: 't3.large',
-    waits: { pollMs: 50 },
-    ...options.fleet,
-  };
-  const types = new JobTypes(
-    jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }),
-  );
-  const connection = { ...conn, maxRetriesPerRequest: null };
-  const worker = startWorker(
-    FLEET_QUEUE,
-    {
-      connection,
-      redis: server.client(),
-      types,
-      publicKey: async (id) => (id === 'operator:ops' ? signer.publicKey : null),
-      policy: { policy: {}, redis, agentRequestsPerHour: 3 },
-      log: createLogger('silent'),
-    },
-    lifecycleSettings,
-  );
-  const enqueuer = new Enqueuer(connection, server.client(), types, { keyId: 'operator:ops', key: signer.privateKey });
-  const queue = new Queue(FLEET_QUEUE, { connection: conn });
-  closers.push(
-    () => worker.close(),
-    () => enqueuer.close(),
-    () => queue.close(),
-  );
+function start(options: Pick<LifecycleOptions, 'fleet' | 'deployer'> = {}) {
+  const h = suite.harness({ ...options, requestId: (_type, name, n) => `req-${name}-${n}` });
   return {
-    async spawn(name: string, data: Record<string, unknown> = {}): Promise<Job<Envelope>> {
-      const { jobId } = await enqueuer.enqueue({
-        type: 'spawn',
-        data: { name, ...data },
-        principal: operator,
-        requestId: `req-${name}-${++requests}`,
-      });
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const state = await queue.getJobState(jobId);
-        if (state === 'completed' || state === 'failed') return (await queue.getJob(jobId)) as Job<Envelope>;
-        if (Date.now() > deadline) throw new Error(`${jobId} did not finish (state ${state})`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    },
+    spawn: (name: string, data: Record<string, unknown> = {}) => h.run('spawn', { name, ...data }),
   };
 }
 
@@ -322,5 +194,5 @@ describe('spawn', () => {
 });
 
 async function afterEachClose(): Promise<void> {
-  for (const close of closers.splice(1).reverse()) await close();
+  await suite.closeStarted();
 }
