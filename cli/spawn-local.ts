@@ -12,7 +12,7 @@
 // The temporary Redis keeps nothing: a run interrupted between the apply and the end is
 // not resumable from here (the registry entry exists, so a second run is refused); finish
 // it from the fleet (`/status`, `/replace`) or by hand.
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,6 +103,8 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
         publicKey: async (keyId) => (keyId === signer.keyId ? operatorKey : null),
         policy: { policy: {}, redis, agentRequestsPerHour: 0 },
         log: deps.log,
+        // The only worker on this Redis, for this one run: a key of its own signs its step results.
+        stepSigner: { keyId: 'schedule', key: generateKeyPairSync('ed25519').privateKey },
       },
       { ...DEFAULT_SETTINGS, ...deps.settings },
     );

@@ -91,6 +91,8 @@ export function command(): Command {
         log,
         // Never deploy yourself: a job about this host is left to a peer's worker.
         host: { name: config.hostName, peers: async () => Object.keys(await registry()) },
+        // The workers' key (CLAWDINATOR_JOB_KEY_ID=schedule) also signs each save of step results.
+        stepSigner: signer,
       };
       const settings = {
         concurrency: config.jobConcurrency,

@@ -218,6 +218,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       publicKey: publicKeys({ gateway: keys.gateway.publicKeyPem, schedule: keys.schedule.publicKeyPem }, registry),
       policy: { policy: sandboxPolicy, redis, agentRequestsPerHour: 3 },
       log,
+      stepSigner: schedule,
     };
     const settings: WorkerSettings = {
       concurrency: 4,

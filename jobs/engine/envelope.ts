@@ -1,6 +1,8 @@
 // What a job carries in Redis: the signed request (type, id, schema version, data, who asked,
-// when, a nonce) and the signature; beside it, unsigned, the results of completed steps. All
-// of it is read back from Redis as untrusted input and parsed before use.
+// when, a nonce) and the signature; beside it the results of completed steps, signed by the
+// worker that saved them (the workers' key), so a write to Redis cannot change what a resumed
+// job believes it already did. All of it is read back from Redis as untrusted input and
+// parsed before use.
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 
@@ -61,6 +63,8 @@ export const envelopeSchema = z
     signature: z.string().max(200).optional(),
     /** Results of completed steps, saved as the job goes (see steps.ts). */
     steps: z.record(z.unknown()).optional(),
+    /** The workers' signature over the job id, the request's nonce and `steps` (see steps.ts). */
+    stepsSignature: z.string().max(200).optional(),
     /** How often a worker that did not know this job type or version left it for another. */
     deferrals: z.number().int().min(0).optional(),
     /** How often the worker of the host this job acts on left it to a peer's (never deploy yourself). */

@@ -5,10 +5,18 @@
 //
 // Long waits do not hold a worker: `waitFor` checks once, and when not ready saves the
 // state and re-delays the job (BullMQ's step-job pattern: moveToDelayed + DelayedError).
+//
+// The saved results decide what a resumed job skips and which ids it acts on (an instance, a
+// plan, an approval's expiry), so they are signed with the workers' key each time they are
+// saved, bound to the job id and the request's nonce; the worker checks that signature before
+// a resumed job runs (`verifyStepState`), as it checks the request's.
+import type { KeyObject } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { signPayload, verifyPayload } from '../signing.js';
 import type { Envelope } from './envelope.js';
 import { keys } from './keys.js';
+import type { Signer } from './queues.js';
 
 export class JobCancelled extends UnrecoverableError {
   constructor(jobId: string) {
@@ -24,6 +32,22 @@ export interface WaitOptions {
   timeoutMessage: string;
 }
 
+/** What the step signature covers: the steps of this job, for this request only. */
+function stepPayload(jobId: string, nonce: string, steps: Record<string, unknown>) {
+  return { jobId, nonce, steps };
+}
+
+/**
+ * Whether a job's saved steps were saved by a worker holding the workers' key: true for a job
+ * with no saved steps yet. `publicKey` is the workers' public key.
+ */
+export function verifyStepState(job: Job, envelope: Envelope, publicKey: KeyObject): boolean {
+  const steps = envelope.steps ?? {};
+  if (Object.keys(steps).length === 0) return true;
+  if (envelope.stepsSignature === undefined) return false;
+  return verifyPayload(stepPayload(job.id as string, envelope.signed.nonce, steps), envelope.stepsSignature, publicKey);
+}
+
 export class Steps {
   private readonly saved: Record<string, unknown>;
 
@@ -31,6 +55,8 @@ export class Steps {
     private readonly job: Job<Envelope>,
     private readonly token: string | undefined,
     private readonly redis: Redis,
+    /** The workers' key: every save is signed with it. */
+    private readonly signer: Signer,
     private readonly onStep: (name: string) => Promise<void> = async () => {},
   ) {
     this.saved = { ...(job.data.steps ?? {}) };
@@ -84,6 +110,9 @@ export class Steps {
 
   private async save(name: string, value: unknown): Promise<void> {
     this.saved[name] = value;
-    await this.job.updateData({ ...this.job.data, steps: { ...this.saved } });
+    const steps = { ...this.saved };
+    const payload = stepPayload(this.job.id as string, this.job.data.signed.nonce, steps);
+    const stepsSignature = signPayload(payload, this.signer.key);
+    await this.job.updateData({ ...this.job.data, steps, stepsSignature });
   }
 }

@@ -3,7 +3,7 @@
 // signed one, replays refused by nonce, expired requests refused, the data parsed with the
 // type's schema, and the policy checked again — all before the processor's first side
 // effect. Rejections are UnrecoverableErrors (no retry); other errors retry with backoff.
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
@@ -17,8 +17,8 @@ import { keys } from './keys.js';
 import { RELEASE_SCRIPT } from './locks.js';
 import { eventArgs, type JobEvent, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
-import type { JobTypes } from './queues.js';
-import { Steps } from './steps.js';
+import type { JobTypes, Signer } from './queues.js';
+import { Steps, verifyStepState } from './steps.js';
 
 /** How often a job of an unknown type or version is left for another worker before failing. */
 const MAX_DEFERRALS = 360;
@@ -52,9 +52,26 @@ export interface WorkerDeps {
    * a replace) is left to a peer's worker while a peer's heartbeat is alive.
    */
   host?: { name: string; peers(): Promise<string[]> };
+  /**
+   * The workers' own key (key id `schedule`, shared by the fleet's workers): it signs the
+   * schedules and every save of a job's step results, which any worker verifies on resume.
+   */
+  stepSigner: Signer;
 }
 
 export class Rejected extends UnrecoverableError {}
+
+const publicKeys = new WeakMap<KeyObject, KeyObject>();
+
+/** The public half of the workers' key, derived once. */
+function workersKey(signer: Signer): KeyObject {
+  let key = publicKeys.get(signer.key);
+  if (key === undefined) {
+    key = createPublicKey(signer.key);
+    publicKeys.set(signer.key, key);
+  }
+  return key;
+}
 
 function reject(message: string): never {
   throw new Rejected(`rejected: ${message}`);
@@ -87,6 +104,8 @@ export async function admit(
     signed.principal.kind === 'schedule' && signed.jobId === '*' && job.repeatJobKey === signed.principal.scheduler;
   if (!scheduled && signed.jobId !== job.id) reject('bad signature');
   if (job.name !== signed.type) reject('bad signature');
+  // A resumed job acts on what its saved steps say: only a worker may have written them.
+  if (!verifyStepState(job, envelope, workersKey(deps.stepSigner))) reject('saved step state does not verify');
 
   const type = deps.types.get(signed.type);
   if (type === undefined || type.version !== signed.schema) return { defer: true };
@@ -207,7 +226,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
           startedAt: started,
         });
       };
-      const steps = new Steps(job as Job<Envelope>, token, redis, (name) => progress(name));
+      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) => progress(name));
       const result = await type.run({
         jobId: job.id as string,
         data,

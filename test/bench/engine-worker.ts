@@ -3,7 +3,7 @@
 // process runs it — its own Redis client, pino at info on stderr, public keys parsed from PEM,
 // the real registry of job types (jobs/types/index.ts) over an empty fleet.
 // `node engine-worker.js '<json: {port, keys: {keyId: pem}, settings}>'`.
-import type { KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
@@ -33,6 +33,8 @@ const w = startWorker(
     publicKey: async (id) => keys.get(id) ?? null,
     policy: { policy: {}, redis, agentRequestsPerHour: 3 },
     log: createLogger('info'),
+    // As `clawdinator worker` holds one: the workers' key signs saved step results.
+    stepSigner: { keyId: 'schedule', key: generateKeyPairSync('ed25519').privateKey },
   },
   config.settings,
 );

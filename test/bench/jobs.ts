@@ -14,7 +14,7 @@ import { generateSigningKeyPair } from '../../jobs/signing.js';
 import { createLogger } from '../../lib/log.js';
 import { projectPath } from '../../lib/paths.js';
 import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
-import { fastSettings, harness } from '../support/jobs.js';
+import { fastSettings, harness, testStepSigner } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { median, ms, percentile, type Row } from './table.js';
 
@@ -85,6 +85,7 @@ function projectTarget(server: TestRedis): Target {
           publicKey: async (id) => h.keys[id] ?? null,
           policy: { policy, redis, agentRequestsPerHour: 3 },
           log: createLogger('silent'),
+          stepSigner: testStepSigner,
         },
         settings,
       );

@@ -5,7 +5,7 @@ import { startWorker } from '../../jobs/engine/worker.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
 import { simFleet } from '../support/fleet.js';
-import { keyPair } from '../support/jobs.js';
+import { keyPair, testStepSigner } from '../support/jobs.js';
 import { startRedis } from '../support/redis.js';
 import type { Row } from './table.js';
 
@@ -27,6 +27,7 @@ export async function spawnOverhead(): Promise<Row[]> {
       publicKey: async () => key.publicKey,
       policy: { policy: {}, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
+      stepSigner: testStepSigner,
     },
     {
       concurrency: 4,

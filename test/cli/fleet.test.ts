@@ -12,7 +12,7 @@ import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
 import { runCli } from '../support/cli.js';
 import { simFleet } from '../support/fleet.js';
-import { lifecycleSettings } from '../support/jobs.js';
+import { lifecycleSettings, testStepSigner } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const _AMI = 'ami-00000000000000a11';
@@ -37,6 +37,7 @@ beforeAll(async () => {
       publicKey: async (id) => (id === 'operator:alice' ? publicKey : null),
       policy: { policy: {}, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
+      stepSigner: testStepSigner,
     },
     lifecycleSettings,
   );

@@ -15,7 +15,7 @@ import { jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import { createLogger } from '../../lib/log.js';
 import { MemoryStore } from '../../memory/store.js';
-import { fastSettings } from './jobs.js';
+import { fastSettings, testStepSigner } from './jobs.js';
 import { APPLIES, simCloudClient } from './sim-server.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as {
@@ -72,6 +72,7 @@ const w = startWorker(
     publicKey: async (id) => (config.keys[id] ? createPublicKey(config.keys[id] as string) : null),
     policy: { policy: {}, redis, agentRequestsPerHour: 3 },
     log: createLogger('silent'),
+    stepSigner: testStepSigner,
   },
   // The in-process synth blocks the event loop for a while, more so on a loaded machine: a
   // lock short enough to lapse then would let the same job run twice in this very process.

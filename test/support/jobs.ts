@@ -1,6 +1,6 @@
 // Job types and an engine harness for the engine tests: the production engine code with
 // test job types whose side effects are recorded in Redis, so a test can count them.
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AnyJobType, JobType } from '../../jobs/engine/job-type.js';
@@ -73,6 +73,19 @@ export function keyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync('ed25519');
 }
 
+/**
+ * The workers' key in tests (it signs saved step results). Made from a fixed seed so that
+ * worker processes started by a test share it without passing it around; a test key only.
+ */
+export const testStepSigner: Signer = {
+  keyId: 'schedule',
+  key: createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.alloc(32, 7)]),
+    format: 'der',
+    type: 'pkcs8',
+  }),
+};
+
 export const fastSettings: WorkerSettings = {
   concurrency: 4,
   lockDurationMs: 1000,
@@ -126,6 +139,7 @@ export function harness(): Harness {
       publicKey: async (id) => keys[id] ?? null,
       policy: { policy, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
+      stepSigner: testStepSigner,
     }),
   };
 }

@@ -13,7 +13,7 @@ import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
 import { type SimFleet, type SimFleetOptions, simFleet } from './fleet.js';
-import { keyPair, lifecycleSettings, startWorker } from './jobs.js';
+import { keyPair, lifecycleSettings, startWorker, testStepSigner } from './jobs.js';
 import { startRedis, type TestRedis } from './redis.js';
 
 export const OPERATOR: Principal = { kind: 'cli', operator: 'ops' };
@@ -94,6 +94,7 @@ export function lifecycleHarness(
       publicKey: async (id) => known.get(id) ?? null,
       policy: { policy: options.policy ?? {}, redis, agentRequestsPerHour: options.agentRequestsPerHour ?? 3 },
       log: createLogger('silent'),
+      stepSigner: testStepSigner,
     },
     lifecycleSettings,
   );

@@ -6,7 +6,7 @@ import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
 import { startWorker } from '../../jobs/engine/worker.js';
 import { createLogger } from '../../lib/log.js';
-import { fastSettings, setEffectsClient, testTypes } from './jobs.js';
+import { fastSettings, setEffectsClient, testStepSigner, testTypes } from './jobs.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as { port: number; keys: Record<string, string> };
 const connection = { host: '127.0.0.1', port: config.port, maxRetriesPerRequest: null };
@@ -21,6 +21,7 @@ const w = startWorker(
     publicKey: async (id) => (config.keys[id] ? createPublicKey(config.keys[id] as string) : null),
     policy: { policy: {}, redis, agentRequestsPerHour: 3 },
     log: createLogger('silent'),
+    stepSigner: testStepSigner,
   },
   fastSettings,
 );

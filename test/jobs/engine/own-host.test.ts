@@ -13,7 +13,7 @@ import { startWorker } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
 import { type SimFleet, simFleet, simMember } from '../../support/fleet.js';
-import { keyPair, lifecycleSettings } from '../../support/jobs.js';
+import { keyPair, lifecycleSettings, testStepSigner } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const A = 'clawdinator-1';
@@ -91,6 +91,7 @@ function worker(host: string) {
       publicKey: async (id) => (id === 'operator:ops' ? operatorKey.publicKey : null),
       policy: { policy: {}, redis, agentRequestsPerHour: 3 },
       log: createLogger('silent'),
+      stepSigner: testStepSigner,
       host: { name: host, peers: async () => Object.keys((await sim.registry.read()).registry) },
     },
     lifecycleSettings,

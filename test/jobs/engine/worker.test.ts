@@ -329,6 +329,40 @@ describe('job engine', () => {
     expect(job.data.steps?.['key:waiting-since']).toEqual(expect.any(Number));
   });
 
+  it('saved step results changed in Redis: the resumed job is rejected before it acts on them', async () => {
+    worker();
+    const q = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => q.close());
+    const waiting = async (requestId: string) => {
+      const { jobId } = await gatewayQueue().enqueue({
+        type: 'wait-for-key',
+        data: { key: 'test:never', pollMs: 300 },
+        principal: alice,
+        requestId,
+      });
+      while ((await q.getJobState(jobId)) !== 'delayed') await new Promise((r) => setTimeout(r, 20));
+      return (await q.getJob(jobId)) as Job<Envelope>;
+    };
+    const forged = await waiting('forged-step');
+    const copied = await waiting('copied-steps');
+    const honest = await waiting('honest-steps');
+    expect(forged.data.stepsSignature).toEqual(expect.any(String));
+    // A Redis writer claims the wait is over (the job would skip it and act on "forged"), and
+    // moves one job's correctly signed steps onto another job.
+    await forged.updateData({ ...forged.data, steps: { ...forged.data.steps, key: 'forged' } });
+    await copied.updateData({ ...copied.data, steps: honest.data.steps, stepsSignature: honest.data.stepsSignature });
+    for (const job of [forged, copied]) {
+      const done = await finished(job.id as string);
+      expect(done.failedReason).toBe('rejected: saved step state does not verify');
+      expect(done.attemptsMade).toBe(1);
+    }
+    expect(await effects()).toEqual([]);
+    // The untouched job's own signed steps still verify: it resumes and finishes.
+    await redis.set('test:never', 'now');
+    expect((await finished(honest.id as string)).returnvalue).toEqual({ summary: 'got now' });
+    expect(await effects()).toEqual(['waited:now']);
+  });
+
   it('a worker that does not know a job type leaves it for one that does', async () => {
     const old = startWorker(
       FLEET_QUEUE,
