@@ -10,7 +10,7 @@ import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engin
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { JobContext } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
-import { PlanRefusedError } from '../terraform/runner.js';
+import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
 
 export type LifecycleAction = 'spawn' | 'retire' | 'replace';
 
@@ -198,4 +198,82 @@ export async function humanConfirmation(
     return null;
   });
   return approval;
+}
+
+// ── what every lifecycle job's run shares ────────────────────────────────────────────────
+
+/**
+ * A run of a lifecycle job: the member's name, the step running now (a failure names it),
+ * steps and waits that keep it current, Terraform's lines in the job log, how the run
+ * appears in ops.md and the audit, and an agent's wait for a human.
+ */
+export abstract class LifecycleJob<D extends { name: string }> {
+  protected readonly name: string;
+  protected readonly runCtx: RunContext;
+  /** The step running now: a failure names it. */
+  protected current = 'checks';
+
+  constructor(
+    protected readonly ctx: JobContext<D>,
+    private readonly action: LifecycleAction,
+    protected readonly memory: MemoryStore,
+    /** Between two looks at what a wait waits for. */
+    protected readonly pollMs: number,
+  ) {
+    this.name = ctx.data.name;
+    // Terraform's lines go to the job log (the runner never passes plan values).
+    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
+  }
+
+  /** This run, as ops.md and the audit name it. */
+  protected get lifecycle(): LifecycleRun {
+    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: this.action, name: this.name };
+  }
+
+  protected step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.run(name, fn);
+  }
+
+  protected waitFor<T>(
+    name: string,
+    check: () => Promise<T | undefined>,
+    timeoutMs: number,
+    timeoutMessage = `${this.name}: gave up waiting for ${name} after ${Math.round(timeoutMs / 60_000)} min`,
+  ): Promise<T> {
+    this.current = name;
+    return this.ctx.steps.waitFor(name, check, { pollMs: this.pollMs, timeoutMs, timeoutMessage });
+  }
+
+  protected audit(outcome: string): Promise<void> {
+    return auditLifecycle(this.memory, this.lifecycle, new Date(), outcome);
+  }
+
+  protected record(what: string, outcome: string): Promise<null> {
+    return recordLifecycle(this.memory, this.lifecycle, what, outcome);
+  }
+
+  protected failed(err: unknown, onFinal?: () => Promise<string | undefined>): Promise<Error> {
+    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, onFinal);
+  }
+
+  /** An agent's request: a human in the ops channel answers first (see humanConfirmation). */
+  protected async confirmed(
+    action: ConfirmationRequest['action'],
+    request: Pick<ConfirmationRequest, 'detail' | 'precheck'>,
+    deps: { redis: Redis; opsChannelId?: string; agentConfirmSeconds?: number },
+  ): Promise<void> {
+    // Part of the checks: its refusals, a cancel and the expiry are one line each.
+    this.current = 'checks';
+    await humanConfirmation(
+      this.ctx,
+      { ...request, action, audit: (outcome) => this.audit(outcome) },
+      {
+        redis: deps.redis,
+        opsChannelId: deps.opsChannelId,
+        expirySeconds: deps.agentConfirmSeconds ?? DEFAULT_AGENT_CONFIRM_SECONDS,
+        pollMs: this.pollMs,
+      },
+    );
+  }
 }

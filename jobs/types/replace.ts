@@ -31,18 +31,8 @@ import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
-import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import {
-  auditLifecycle,
-  DEFAULT_AGENT_CONFIRM_SECONDS,
-  humanConfirmation,
-  type LifecycleRun,
-  lifecycleFailure,
-  recordLifecycle,
-  refusedIsFinal,
-  via,
-} from './lifecycle.js';
+import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
 import { defaultSpawnWaits, type FleetDeps, type SpawnWaits } from './spawn.js';
 
 export const REPLACE = 'replace';
@@ -58,7 +48,7 @@ const dataSchema = z
   .strict();
 type ReplaceData = z.output<typeof dataSchema>;
 
-const MINUTE = 60_000;
+const _MINUTE = 60_000;
 
 export interface ReplaceDeps {
   redis: Redis;
@@ -93,29 +83,32 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
   };
 }
 
-class Replace {
-  private readonly name: string;
+class Replace extends LifecycleJob<ReplaceData> {
   private readonly waits: SpawnWaits;
-  private readonly runCtx: RunContext;
-  /** The step running now: a failure names it. */
-  private current = 'checks';
 
   constructor(
-    private readonly ctx: JobContext<ReplaceData>,
+    ctx: JobContext<ReplaceData>,
     private readonly deps: ReplaceDeps,
-    private readonly memory: MemoryStore,
+    memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    this.name = ctx.data.name;
+    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
-    // Terraform's lines go to the job log (the runner never passes plan values).
-    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
   }
 
   async run(): Promise<{ summary: string; oldInstanceId: string; instanceId: string; ami: string }> {
     const { name, fleet } = this;
     try {
-      if (this.ctx.principal.kind === 'agent') await this.confirmed();
+      if (this.ctx.principal.kind === 'agent') {
+        await this.confirmed(
+          'replace',
+          {
+            detail: this.ctx.data.ami === undefined ? undefined : ` with ${this.ctx.data.ami}`,
+            precheck: () => this.check(),
+          },
+          this.deps,
+        );
+      }
       const { oldInstanceId, ami } = await this.step('checks', () => this.check());
       if (this.ctx.data.ami !== undefined) await this.step('registry', () => this.setAmi(ami));
       const planned = await this.step('plan', () => this.planReplace());
@@ -148,52 +141,12 @@ class Replace {
       );
       const what = `${oldInstanceId} → ${instanceId} (${ami})`;
       const summary = `${name} replaced: ${what}`;
-      await this.step('record', () => this.record(what, summary));
+      await this.step('record', () => this.record(what, `replaced: ${summary}`));
       return { summary, oldInstanceId, instanceId, ami };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       throw await this.failed(err);
     }
-  }
-
-  /** This run, as ops.md and the audit name it. */
-  private get lifecycle(): LifecycleRun {
-    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'replace', name: this.name };
-  }
-
-  private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    this.current = name;
-    return this.ctx.steps.run(name, fn);
-  }
-
-  private waitFor<T>(name: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-    this.current = name;
-    return this.ctx.steps.waitFor(name, check, {
-      pollMs: this.waits.pollMs,
-      timeoutMs,
-      timeoutMessage: `${this.name}: gave up waiting for ${name} after ${Math.round(timeoutMs / MINUTE)} min`,
-    });
-  }
-
-  /** An agent's request: a human in the ops channel answers first (see lifecycle.ts). */
-  private async confirmed(): Promise<void> {
-    // Part of the checks: its refusals, a cancel and the expiry are one line each.
-    this.current = 'checks';
-    await humanConfirmation(
-      this.ctx,
-      {
-        action: 'replace',
-        detail: this.ctx.data.ami === undefined ? undefined : ` with ${this.ctx.data.ami}`,
-        precheck: () => this.check(),
-        audit: (outcome) => auditLifecycle(this.memory, this.lifecycle, new Date(), outcome),
-      },
-      {
-        redis: this.deps.redis,
-        opsChannelId: this.deps.opsChannelId,
-        expirySeconds: this.deps.agentConfirmSeconds ?? DEFAULT_AGENT_CONFIRM_SECONDS,
-        pollMs: this.waits.pollMs,
-      },
-    );
   }
 
   // ── the steps ───────────────────────────────────────────────────────────────────────
@@ -280,13 +233,5 @@ class Replace {
     return null;
   }
 
-  private record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.lifecycle, what, `replaced: ${outcome}`);
-  }
-
   // ── failure ─────────────────────────────────────────────────────────────────────────
-
-  private failed(err: unknown): Promise<Error> {
-    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err);
-  }
 }

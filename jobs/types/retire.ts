@@ -30,18 +30,8 @@ import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import { keys } from '../engine/keys.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
-import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import {
-  auditLifecycle,
-  DEFAULT_AGENT_CONFIRM_SECONDS,
-  humanConfirmation,
-  type LifecycleRun,
-  lifecycleFailure,
-  recordLifecycle,
-  refusedIsFinal,
-  via,
-} from './lifecycle.js';
+import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
 import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const RETIRE = 'retire';
@@ -102,87 +92,46 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
   };
 }
 
-class Retire {
-  private readonly name: string;
-  private readonly pollMs: number;
-  private readonly runCtx: RunContext;
-  /** The step running now: a failure names it. */
-  private current = 'checks';
-
+class Retire extends LifecycleJob<RetireData> {
   constructor(
-    private readonly ctx: JobContext<RetireData>,
+    ctx: JobContext<RetireData>,
     private readonly deps: RetireDeps,
-    private readonly memory: MemoryStore,
+    memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    this.name = ctx.data.name;
-    this.pollMs = fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs;
-    // Terraform's lines go to the job log (the runner never passes plan values).
-    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
+    super(ctx, 'retire', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
   }
 
   async run(): Promise<{ summary: string; instanceId: string | null }> {
     const { name, fleet } = this;
     try {
-      if (this.ctx.principal.kind === 'agent') await this.confirmed();
+      if (this.ctx.principal.kind === 'agent') {
+        await this.confirmed('retire', { precheck: () => this.check() }, this.deps);
+      }
       const { instanceId } = await this.step('checks', () => this.check());
       const planned = await this.step('plan', () => this.planDestroy());
       await this.step('apply', () => this.apply(planned));
-      this.current = 'terminated';
-      await this.ctx.steps.waitFor(
+      await this.waitFor(
         'terminated',
         async () => {
           if (instanceId === null) return true;
           const { state } = await fleet.cloud.describeInstance(instanceId);
           return state === 'terminated' ? true : undefined;
         },
-        {
-          pollMs: this.pollMs,
-          timeoutMs: TERMINATED_TIMEOUT_MS,
-          timeoutMessage: `${name}: ${instanceId} not terminated after ${TERMINATED_TIMEOUT_MS / 60_000} min`,
-        },
+        TERMINATED_TIMEOUT_MS,
+        `${name}: ${instanceId} not terminated after ${TERMINATED_TIMEOUT_MS / 60_000} min`,
       );
       await this.step('registry', () => this.removeFromRegistry());
       await this.step('cleanup', () => this.cleanup());
       const what = instanceId === null ? 'no instance was left' : `${instanceId} terminated`;
       const summary = `${name} retired: ${what}`;
-      await this.step('record', () => this.record(what, summary));
+      await this.step('record', () => this.record(what, `retired: ${summary}`));
       await this.release();
       return { summary, instanceId };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       throw await this.failed(err);
     }
-  }
-
-  /** This run, as ops.md and the audit name it. */
-  private get lifecycle(): LifecycleRun {
-    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'retire', name: this.name };
-  }
-
-  private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    this.current = name;
-    return this.ctx.steps.run(name, fn);
-  }
-
-  /** An agent's request: a human in the ops channel answers first (see lifecycle.ts). */
-  private async confirmed(): Promise<void> {
-    // Part of the checks: its refusals, a cancel and the expiry are one line each.
-    this.current = 'checks';
-    await humanConfirmation(
-      this.ctx,
-      {
-        action: 'retire',
-        precheck: () => this.check(),
-        audit: (outcome) => auditLifecycle(this.memory, this.lifecycle, new Date(), outcome),
-      },
-      {
-        redis: this.deps.redis,
-        opsChannelId: this.deps.opsChannelId,
-        expirySeconds: this.deps.agentConfirmSeconds ?? DEFAULT_AGENT_CONFIRM_SECONDS,
-        pollMs: this.pollMs,
-      },
-    );
   }
 
   // ── the steps ───────────────────────────────────────────────────────────────────────
@@ -265,10 +214,6 @@ class Retire {
     return { objects };
   }
 
-  private record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.lifecycle, what, `retired: ${outcome}`);
-  }
-
   // ── failure ─────────────────────────────────────────────────────────────────────────
 
   /** Ends this job's reservation of the member (see RESERVE_RETIRE). */
@@ -276,9 +221,9 @@ class Retire {
     await this.deps.redis.eval(RELEASE_RETIRE, 1, keys.retiring(this.name), this.ctx.jobId);
   }
 
-  private failed(err: unknown): Promise<Error> {
+  protected override failed(err: unknown): Promise<Error> {
     // The member stays (or what is left of it is for an operator): others may count it again.
-    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, async () => {
+    return super.failed(err, async () => {
       await this.release().catch((releaseErr) =>
         this.ctx.log.error({ err: errorLine(releaseErr) }, 'retire reservation not released'),
       );

@@ -42,9 +42,8 @@ import type { JobContext, JobType } from '../engine/job-type.js';
 import type { RegistryStore } from '../registry/types.js';
 import { generateSigningKeyPair } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
-import type { RunContext } from '../terraform/runner.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { type LifecycleRun, lifecycleFailure, recordLifecycle, refusedIsFinal, via } from './lifecycle.js';
+import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
 
 export const SPAWN = 'spawn';
 
@@ -162,27 +161,21 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
   };
 }
 
-class Spawn {
-  private readonly name: string;
+class Spawn extends LifecycleJob<SpawnData> {
   private readonly waits: SpawnWaits;
   private readonly tokenSecret: string;
   private readonly keySecret: string;
-  private readonly runCtx: RunContext;
-  /** The step running now: a failure names it. */
-  private current = 'checks';
 
   constructor(
-    private readonly ctx: JobContext<SpawnData>,
+    ctx: JobContext<SpawnData>,
     private readonly redis: Redis,
-    private readonly memory: MemoryStore,
+    memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    this.name = ctx.data.name;
+    super(ctx, 'spawn', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
     this.tokenSecret = discordTokenSecret(this.name);
     this.keySecret = agentKeySecret(this.name);
-    // Terraform's lines go to the job log (the runner never passes plan values).
-    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
   }
 
   async run(): Promise<{ summary: string; instanceId: string; ami: string; privateIp: string | null }> {
@@ -234,31 +227,14 @@ class Spawn {
       const seconds = Math.round((Date.now() - chosen.startedAt) / 1000);
       const online = heartbeat ? 'online' : 'online (SSM agent; its worker’s heartbeat not awaited)';
       const summary = `${name} ${online}: ${instanceId}, ${chosen.ami}, ${privateIp ?? 'no private IP'}, in ${seconds}s`;
-      await this.step('record', () => this.record(`${instanceId}, ${chosen.ami}, ${chosen.instanceType}`, summary));
+      await this.step('record', () =>
+        this.record(`${instanceId}, ${chosen.ami}, ${chosen.instanceType}`, `online: ${summary}`),
+      );
       return { summary, instanceId, ami: chosen.ami, privateIp };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       throw await this.failed(err);
     }
-  }
-
-  /** This run, as ops.md and the audit name it. */
-  private get lifecycle(): LifecycleRun {
-    return { jobId: this.ctx.jobId, principal: this.ctx.principal, action: 'spawn', name: this.name };
-  }
-
-  private step<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    this.current = name;
-    return this.ctx.steps.run(name, fn);
-  }
-
-  private waitFor<T>(name: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-    this.current = name;
-    return this.ctx.steps.waitFor(name, check, {
-      pollMs: this.waits.pollMs,
-      timeoutMs,
-      timeoutMessage: `${this.name}: gave up waiting for ${name} after ${Math.round(timeoutMs / MINUTE)} min`,
-    });
   }
 
   // ── the steps ───────────────────────────────────────────────────────────────────────
@@ -412,16 +388,10 @@ class Spawn {
     return { instanceId, privateIp: outputs.privateIp };
   }
 
-  private record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.lifecycle, what, `online: ${outcome}`);
-  }
-
   // ── failure ─────────────────────────────────────────────────────────────────────────
 
-  private failed(err: unknown): Promise<Error> {
-    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, async () =>
-      UNDONE_ON_FAILURE.has(this.current) ? this.undo() : undefined,
-    );
+  protected override failed(err: unknown): Promise<Error> {
+    return super.failed(err, async () => (UNDONE_ON_FAILURE.has(this.current) ? this.undo() : undefined));
   }
 
   /** Removes what this job made before anything was created in the cloud; says what it did. */
