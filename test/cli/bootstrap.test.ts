@@ -7,8 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userData } from '../../infra/instance-stack.js';
 import { type BundleInput, REPO_SEEDS_SOURCE_KEY, uploadBundle } from '../../jobs/bootstrap/bundle.js';
@@ -19,6 +18,7 @@ import { projectPath } from '../../lib/paths.js';
 import { jsonReply, type Stub, startStub } from '../jobs/cloud/stub.js';
 import { type CliResult, runCli, tempDir } from '../support/cli.js';
 import { type ImdsStandin, startImds } from '../support/imds.js';
+import { s3rverClient, startS3rver, type TestS3 } from '../support/s3.js';
 
 const BUCKET = 'fleet-bucket';
 const NAME = 'clawdinator-1';
@@ -34,7 +34,7 @@ const SECRETS: Record<string, string> = {
 };
 
 let dir: string;
-let s3: S3rver;
+let s3: TestS3;
 let s3Url: string;
 let rawS3: S3Client;
 let cloud: Cloud;
@@ -54,22 +54,9 @@ const host = {
 
 beforeAll(async () => {
   dir = tempDir('clawdinator-boot-');
-  s3 = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: join(dir, 's3'),
-    configureBuckets: [{ name: BUCKET }],
-  });
-  const { port } = await s3.run();
-  s3Url = `http://127.0.0.1:${port}`;
-  rawS3 = new S3Client({
-    region: 'us-east-1',
-    endpoint: s3Url,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
+  s3 = await startS3rver(dir, [BUCKET]);
+  s3Url = s3.url;
+  rawS3 = s3rverClient(s3Url);
   cloud = createAwsCloud({ clients: { s3: rawS3 } });
   secrets = await startStub((req) => {
     const ids = (JSON.parse(req.body) as { SecretIdList: string[] }).SecretIdList;

@@ -5,29 +5,22 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsCloud } from '../../jobs/cloud/aws.js';
 import type { Cloud } from '../../jobs/cloud/types.js';
 import { runCli, tempDir } from '../support/cli.js';
+import { startS3rver, type TestS3 } from '../support/s3.js';
 
 const BUCKET = 'fleet-bucket';
 let dir: string;
-let s3: S3rver;
+let s3: TestS3;
 let env: Record<string, string>;
 let cloud: Cloud;
 
 beforeAll(async () => {
   dir = tempDir('clawdinator-fleet-bundle-');
-  s3 = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: join(dir, 's3'),
-    configureBuckets: [{ name: BUCKET }],
-  });
-  const { port } = await s3.run();
-  const url = `http://127.0.0.1:${port}`;
+  s3 = await startS3rver(dir, [BUCKET]);
+  const { url } = s3;
   const registry = join(dir, 'fleet.json');
   writeFileSync(
     registry,

@@ -5,8 +5,7 @@
 // are copied in server-side, and config.json names secrets without ever holding a value.
 import { cpSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type BundleInput,
@@ -20,39 +19,20 @@ import { createSimCloud } from '../../../jobs/cloud/sim.js';
 import type { Cloud } from '../../../jobs/cloud/types.js';
 import { projectPath } from '../../../lib/paths.js';
 import { tempDir } from '../../support/cli.js';
+import { s3rverClient, startS3rver, type TestS3 } from '../../support/s3.js';
 
 const BUCKET = 'fleet-bucket';
 const PLANTED = 'planted-secret-value-7f3a9c';
 let dir: string;
-let server: S3rver;
+let server: TestS3;
 let client: S3Client;
 /** Names of the commands the S3 client sent since the last reset. */
-let sent: string[] = [];
+const sent: string[] = [];
 
 beforeAll(async () => {
   dir = tempDir('clawdinator-bundle-');
-  server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: join(dir, 's3'),
-    configureBuckets: [{ name: BUCKET }],
-  });
-  const { port } = await server.run();
-  client = new S3Client({
-    region: 'us-east-1',
-    endpoint: `http://127.0.0.1:${port}`,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
-  client.middlewareStack.add(
-    (next, context) => (args) => {
-      sent.push(context.commandName ?? '');
-      return next(args);
-    },
-    { step: 'initialize' },
-  );
+  server = await startS3rver(dir, [BUCKET]);
+  client = s3rverClient(server.url, sent);
 });
 
 afterAll(async () => {
@@ -238,7 +218,7 @@ suite(
         'clawdinator/fleet/redis-auth': PLANTED,
       },
     });
-    sent = [];
+    sent.length = 0;
     return sim;
   },
   () => (sim.calls.byOperation.PutObject ?? 0) + (sim.calls.byOperation.CopyObject ?? 0),

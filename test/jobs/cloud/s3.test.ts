@@ -14,44 +14,23 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsCloud } from '../../../jobs/cloud/aws.js';
 import type { Cloud, UploadProgress } from '../../../jobs/cloud/types.js';
 import { tempDir } from '../../support/cli.js';
+import { s3rverClient, startS3rver, type TestS3 } from '../../support/s3.js';
 
 const MiB = 1024 * 1024;
 let dir: string;
-let server: S3rver;
+let server: TestS3;
 let cloud: Cloud;
 /** Names of the commands the S3 client sent, in order. */
 const sent: string[] = [];
 
 beforeAll(async () => {
   dir = tempDir('clawdinator-s3-');
-  server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: join(dir, 's3'),
-    configureBuckets: [{ name: 'images' }],
-  });
-  const { port } = await server.run();
-  const client = new S3Client({
-    region: 'us-east-1',
-    endpoint: `http://127.0.0.1:${port}`,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    // s3rver cannot read the aws-chunked bodies the SDK sends for a streamed PutObject.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
-  client.middlewareStack.add(
-    (next, context) => (args) => {
-      sent.push(context.commandName ?? '');
-      return next(args);
-    },
-    { step: 'initialize' },
-  );
+  server = await startS3rver(dir, ['images']);
+  const client = s3rverClient(server.url, sent);
   cloud = createAwsCloud({ clients: { s3: client } });
 });
 
