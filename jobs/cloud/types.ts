@@ -7,6 +7,12 @@
 export const FLEET_TAG = { key: 'app', value: 'clawdinator' } as const;
 /** Tag every image of ours carries (`clawdinator=true`), as in the original's import script. */
 export const AMI_TAG = { key: 'clawdinator', value: 'true' } as const;
+/**
+ * Tag an instance carries from its launch: the id of the job that made it. A resumed job finds
+ * what an earlier attempt launched by it (fencing against a second create), and a failed
+ * spawn's undo terminates what it made. The instance stack ignores later changes of it.
+ */
+export const JOB_TAG = 'clawdinator:job';
 /** Tag that remembers the client token of a RegisterImage, which has no ClientToken. */
 export const CLIENT_TOKEN_TAG = 'clawdinator-client-token';
 /** The VM Import service role the base stack creates, as in the original. */

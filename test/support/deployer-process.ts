@@ -24,6 +24,8 @@ const config = JSON.parse(process.argv[2] ?? '{}') as {
   /** Plan first (the first worker) or only apply within the saved summary (the resumed one). */
   plan: boolean;
   expected?: PlanSummary;
+  /** The job asking: its id tags what the apply launches. */
+  jobId: string;
 };
 const say = (msg: unknown) => process.stdout.write(`${JSON.stringify(msg)}\n`);
 
@@ -53,11 +55,11 @@ const ctx = { onLine: (line: string) => say({ line }), owner: config.owner };
 try {
   let expected = config.expected;
   if (config.plan) {
-    expected = await deployer.planInstance(config.name, {}, ctx);
+    expected = await deployer.planInstance(config.name, { jobId: config.jobId }, ctx);
     say({ summary: expected });
   }
   if (expected === undefined) throw new Error('no plan and no expected summary');
-  say({ outputs: await deployer.applyInstance(config.name, { expected }, ctx) });
+  say({ outputs: await deployer.applyInstance(config.name, { expected, jobId: config.jobId }, ctx) });
 } catch (err) {
   say({ error: errorLine(err) });
   process.exitCode = 1;

@@ -23,6 +23,7 @@ const AMI = 'ami-0000000000000000a';
 const NEWER = 'ami-0000000000000000b';
 const NAME = 'clawdinator-3';
 const ctx = { onLine: () => {} };
+const JOB = 'spawn-test-1';
 
 let cloud: SimCloud;
 let registry: FileRegistryStore;
@@ -57,7 +58,7 @@ beforeEach(() => {
 
 describe('simulated deployer', () => {
   it('plans every resource the stack declares, and applying creates the instance it declares, once', async () => {
-    const summary = await deployer.planInstance(NAME, {}, ctx);
+    const summary = await deployer.planInstance(NAME, { jobId: JOB }, ctx);
     expect(summary).toMatchObject({ add: 5, change: 0, destroy: 0 });
     expect(summary.resources.map((r) => r.address)).toEqual([
       'aws_iam_instance_profile.profile',
@@ -66,42 +67,55 @@ describe('simulated deployer', () => {
       'aws_iam_role_policy_attachment.ssm_core',
       'aws_instance.host',
     ]);
-    const out = await deployer.applyInstance(NAME, { expected: summary }, ctx);
+    const out = await deployer.applyInstance(NAME, { expected: summary, jobId: JOB }, ctx);
     expect(out.instanceId).toMatch(/^i-/);
     const [instance] = await cloud.listFleetInstances();
     expect(instance).toMatchObject({ name: NAME, imageId: AMI, instanceType: 't3.large', privateIp: out.privateIp });
     expect(instance?.tags).toMatchObject({ app: 'clawdinator', Name: NAME });
     // Applied again (a resumed job): nothing left to do, the same instance.
-    expect(await deployer.planInstance(NAME, {}, ctx)).toEqual({ add: 0, change: 0, destroy: 0, resources: [] });
-    expect(await deployer.applyInstance(NAME, { expected: summary }, ctx)).toEqual(out);
+    expect(await deployer.planInstance(NAME, { jobId: JOB }, ctx)).toEqual({
+      add: 0,
+      change: 0,
+      destroy: 0,
+      resources: [],
+    });
+    expect(await deployer.applyInstance(NAME, { expected: summary, jobId: JOB }, ctx)).toEqual(out);
     expect(cloud.calls.byOperation.RunInstances).toBe(1);
   });
 
   it('the user data names the instance and its bootstrap bucket', async () => {
     const hosts: string[] = [];
     cloud.onHostOnline((h) => hosts.push(h.userData));
-    await deployer.applyInstance(NAME, { expected: await deployer.planInstance(NAME, {}, ctx) }, ctx);
+    await deployer.applyInstance(
+      NAME,
+      { expected: await deployer.planInstance(NAME, { jobId: JOB }, ctx), jobId: JOB },
+      ctx,
+    );
     await new Promise((r) => setTimeout(r, 10));
     expect(hosts[0]).toContain('CLAWDINATOR_INSTANCE_NAME=clawdinator-3');
     expect(hosts[0]).toContain('CLAWDINATOR_BOOTSTRAP_BUCKET=fleet-bucket');
   });
 
   it('a new AMI in the registry plans a replace: refused unless asked; a destroy is planned when asked', async () => {
-    await deployer.applyInstance(NAME, { expected: await deployer.planInstance(NAME, {}, ctx) }, ctx);
+    await deployer.applyInstance(
+      NAME,
+      { expected: await deployer.planInstance(NAME, { jobId: JOB }, ctx), jobId: JOB },
+      ctx,
+    );
     await registry.update(() => registryWith(NEWER), { message: 'rollout' });
-    const refused = deployer.planInstance(NAME, {}, ctx);
+    const refused = deployer.planInstance(NAME, { jobId: JOB }, ctx);
     await expect(refused).rejects.toThrow(PlanRefusedError);
     await expect(refused).rejects.toThrow(
       'plan for clawdinator-3 would destroy aws_instance.host, which was not asked: not applied (1 to add, 0 to change, 1 to destroy: aws_instance.host (replace))',
     );
-    const replace = await deployer.planInstance(NAME, { replace: true }, ctx);
-    await deployer.applyInstance(NAME, { replace: true, expected: replace }, ctx);
+    const replace = await deployer.planInstance(NAME, { replace: true, jobId: JOB }, ctx);
+    await deployer.applyInstance(NAME, { replace: true, expected: replace, jobId: JOB }, ctx);
     expect((await cloud.listFleetInstances()).filter((i) => i.state !== 'shutting-down')).toMatchObject([
       { imageId: NEWER },
     ]);
-    const destroy = await deployer.planInstance(NAME, { destroy: true }, ctx);
+    const destroy = await deployer.planInstance(NAME, { destroy: true, jobId: JOB }, ctx);
     expect(destroy).toMatchObject({ add: 0, destroy: 5 });
-    expect(await deployer.applyInstance(NAME, { destroy: true, expected: destroy }, ctx)).toEqual({
+    expect(await deployer.applyInstance(NAME, { destroy: true, expected: destroy, jobId: JOB }, ctx)).toEqual({
       instanceId: null,
       privateIp: null,
     });
@@ -109,7 +123,7 @@ describe('simulated deployer', () => {
 
   it('an apply beyond the saved plan is refused', async () => {
     const empty = { add: 0, change: 0, destroy: 0, resources: [] };
-    await expect(deployer.applyInstance(NAME, { expected: empty }, ctx)).rejects.toThrow(
+    await expect(deployer.applyInstance(NAME, { expected: empty, jobId: JOB }, ctx)).rejects.toThrow(
       /goes beyond the saved plan: not applied/,
     );
     expect(cloud.calls.byOperation.RunInstances).toBeUndefined();

@@ -77,14 +77,16 @@ function setup() {
   return { calls, synths, options, stackDir: join(dir, 'out', 'stacks', NAME) };
 }
 
+const JOB = 'spawn-test-1';
+
 describe('terraform deployer', () => {
   it('plans the member’s stack alone, then applies exactly that plan and reads its outputs', async () => {
     const { calls, synths, options, stackDir } = setup();
     const deployer = new TerraformDeployer(options);
     const ctx = { onLine: () => {} };
-    expect(await deployer.planInstance(NAME, {}, ctx)).toEqual(created);
+    expect(await deployer.planInstance(NAME, { jobId: JOB }, ctx)).toEqual(created);
     expect(synths.map((s) => [s.stacks, Object.keys(s.registry)])).toEqual([[[NAME], [NAME]]]);
-    expect(await deployer.applyInstance(NAME, { expected: created }, ctx)).toEqual({
+    expect(await deployer.applyInstance(NAME, { expected: created, jobId: JOB }, ctx)).toEqual({
       instanceId: 'i-0abc',
       privateIp: '10.0.0.9',
     });
@@ -110,7 +112,7 @@ describe('terraform deployer', () => {
   it('resumed on another worker: plans again within the saved summary before applying', async () => {
     const { calls, options } = setup();
     const deployer = new TerraformDeployer(options);
-    await deployer.applyInstance(NAME, { replace: true, expected: created }, { onLine: () => {} });
+    await deployer.applyInstance(NAME, { replace: true, expected: created, jobId: JOB }, { onLine: () => {} });
     expect(calls.map((c) => c.op)).toEqual(['plan', 'apply', 'outputs']);
     expect(calls[0]?.arg).toMatchObject({ replace: ['aws_instance.host'], expected: created });
   });
@@ -119,8 +121,8 @@ describe('terraform deployer', () => {
     const { calls, options } = setup();
     const deployer = new TerraformDeployer(options);
     const ctx = { onLine: () => {} };
-    await deployer.planInstance(NAME, { destroy: true }, ctx);
-    expect(await deployer.applyInstance(NAME, { destroy: true, expected: created }, ctx)).toEqual({
+    await deployer.planInstance(NAME, { destroy: true, jobId: JOB }, ctx);
+    expect(await deployer.applyInstance(NAME, { destroy: true, expected: created, jobId: JOB }, ctx)).toEqual({
       instanceId: null,
       privateIp: null,
     });
