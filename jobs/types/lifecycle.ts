@@ -4,7 +4,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
-import type { Logger } from '../../lib/log.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
 import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
@@ -143,7 +142,8 @@ export function lifecycleFinalize<D extends { name: string }>(
       message = end.how === 'removed' ? `${action} ${name}: ${cause}; nothing changed` : cause;
     } else {
       const verb = end.how === 'cancelled' || end.how === 'removed' ? 'stopped' : 'failed';
-      message = `${action} ${name} ${verb} at ${end.step}: ${cause}. ${result.left}; ${result.next}.`;
+      const said = /[.!?]$/.test(cause) ? cause : `${cause}.`;
+      message = `${action} ${name} ${verb} at ${end.step}: ${said} ${result.left}; ${result.next}.`;
     }
     if (memory !== undefined) {
       const outcome = end.how === 'cancelled' ? 'cancelled' : end.how === 'removed' ? 'removed' : 'failed';

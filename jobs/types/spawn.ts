@@ -35,7 +35,7 @@ import { z } from 'zod';
 import { hostSecretsPrefix } from '../../infra/names.js';
 import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
 import { instanceName } from '../../lib/config.js';
-import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
+import { OperationError, RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
 import { uploadBundle } from '../bootstrap/bundle.js';
 import { CloudError } from '../cloud/errors.js';
