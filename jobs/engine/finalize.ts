@@ -126,6 +126,11 @@ interface Verified {
   steps: Record<string, unknown>;
 }
 
+/** What a stall past the limit says, in the requester's terms. */
+function causeOf(how: EndKind, failedReason: string): string {
+  return how === 'stalled' ? `its workers stopped responding (${failedReason})` : failedReason;
+}
+
 /** What ended a job, from its failedReason (stalls and cancels are told apart). */
 export function endKindOf(failedReason: string): EndKind {
   if (/stalled more than allowable limit/.test(failedReason)) return 'stalled';
@@ -210,12 +215,13 @@ export class Finalizer {
     if (job === undefined || job.id === undefined) return;
     if ((await job.getState()) !== 'failed') return; // a retry is coming
     const reason = job.failedReason ?? 'failed';
+    const how = endKindOf(reason);
     await this.end({
       jobId: job.id,
       name: job.name,
       data: job.data,
-      how: endKindOf(reason),
-      cause: reason,
+      how,
+      cause: causeOf(how, reason),
       repeatJobKey: job.repeatJobKey,
       startedAt: job.timestamp,
     });
@@ -276,12 +282,13 @@ export class Finalizer {
       const job = await queue.getJob(jobId);
       if (job === undefined) return false;
       const reason = job.failedReason ?? 'failed';
+      const how = endKindOf(reason);
       const ended = await this.end({
         jobId,
         name: job.name,
         data: job.data,
-        how: endKindOf(reason),
-        cause: reason,
+        how,
+        cause: causeOf(how, reason),
         repeatJobKey: job.repeatJobKey,
         startedAt: job.timestamp,
       });

@@ -2,14 +2,14 @@
 // worker and job types on a shared Redis, the simulated cloud of the test process (over
 // loopback HTTP: test/support/sim-server.ts), the simulated deployer, and the registry and
 // memory folders the test made. Each apply is counted in Redis (`test:applies`, by pid).
-// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}}>'`.
+// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}, settings?}>'`.
 import { createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
+import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
@@ -24,6 +24,8 @@ const config = JSON.parse(process.argv[2] ?? '{}') as {
   dir: string;
   bucket: string;
   keys: Record<string, string>;
+  /** Worker settings beside the defaults below (stall limits, the finalizer's lease and sweep). */
+  settings?: Partial<WorkerSettings>;
 };
 const connection = { host: '127.0.0.1', port: config.port, maxRetriesPerRequest: null };
 const redis = new Redis(connection);
@@ -76,7 +78,7 @@ const w = startWorker(
   },
   // The in-process synth blocks the event loop for a while, more so on a loaded machine: a
   // lock short enough to lapse then would let the same job run twice in this very process.
-  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000 },
+  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000, ...config.settings },
 );
 await w.worker.waitUntilReady();
 process.stdout.write('ready\n');
