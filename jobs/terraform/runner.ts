@@ -18,7 +18,7 @@
 import { join } from 'node:path';
 import { OperationError } from '../../lib/errors.js';
 import { describeLock, type LockInfo, type LockOwner, ownsLock, parseLockError } from './lock.js';
-import { execTerraform } from './process.js';
+import { execTerraform, terraformCause } from './process.js';
 import { formatSummary, type PlanSummary, summarize, unaskedDestroys, withinSummary } from './summary.js';
 
 export class StateLockedError extends OperationError {
@@ -167,19 +167,13 @@ export class Terraform {
       if (result.code === 0) return result.stdout;
       const lock = parseLockError(result.errors.join('\n'));
       if (lock === undefined)
-        throw new OperationError(`terraform ${args[0]} failed for ${stack}: ${oneLine(result.errors)}`);
+        throw new OperationError(`terraform ${args[0]} failed for ${stack}: ${terraformCause(result.errors)}`);
       if (attempt > 0 || ctx.owner === undefined || !ownsLock(lock, ctx.owner)) throw new StateLockedError(stack, lock);
       ctx.onLine(`releasing the lock of this job's earlier run: ${describeLock(lock)}`);
       const unlock = await execTerraform({ ...exec, args: ['force-unlock', '-force', lock.id] });
       if (unlock.code !== 0) {
-        throw new OperationError(`terraform force-unlock failed for ${stack}: ${oneLine(unlock.errors)}`);
+        throw new OperationError(`terraform force-unlock failed for ${stack}: ${terraformCause(unlock.errors)}`);
       }
     }
   }
-}
-
-/** The first error, summary and first line of detail: "Invalid AMI ID: ami-0… does not exist". */
-function oneLine(errors: string[]): string {
-  const [summary = 'no error message', detail = ''] = (errors[0] ?? '').split('\n').filter((l) => l.trim() !== '');
-  return detail === '' ? summary : `${summary}: ${detail.trim()}`;
 }
