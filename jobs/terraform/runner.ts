@@ -144,6 +144,25 @@ export class Terraform {
   }
 
   /**
+   * What the stack's state holds: resource address → id (managed resources). Only the ids are
+   * read from `terraform show -json`; the values (some sensitive) are never kept or logged.
+   */
+  async stateIds(stack: string, dir: string, ctx: RunContext): Promise<Map<string, string>> {
+    await this.init(stack, dir, ctx);
+    const text = await this.run(stack, dir, ['show', '-json', '-no-color'], ctx, { capture: true });
+    const shown = JSON.parse(text) as {
+      values?: { root_module?: { resources?: { address?: unknown; mode?: unknown; values?: { id?: unknown } }[] } };
+    };
+    const ids = new Map<string, string>();
+    for (const r of shown.values?.root_module?.resources ?? []) {
+      if (r.mode === 'managed' && typeof r.address === 'string' && typeof r.values?.id === 'string') {
+        ids.set(r.address, r.values.id);
+      }
+    }
+    return ids;
+  }
+
+  /**
    * Runs one command; a state lock held by the job's own earlier run is released and the
    * command run again, once. Returns captured stdout (empty when streamed).
    */

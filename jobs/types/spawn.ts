@@ -460,7 +460,11 @@ class Spawn extends LifecycleJob<SpawnData> {
     const summary = await refusedIsFinal(() =>
       this.fleet.deployer.planInstance(this.name, { jobId: this.ctx.jobId }, { ...this.runCtx, owner }),
     );
-    if (summary.resources.length === 0 || summary.resources.some((r) => r.action !== 'create')) {
+    // Creates only; an import adopts the member's role or profile an earlier, killed apply made.
+    if (
+      summary.resources.length === 0 ||
+      summary.resources.some((r) => r.action !== 'create' && r.action !== 'import')
+    ) {
       throw new UnrecoverableError(`plan for ${this.name} is not create-only: not applied (${formatSummary(summary)})`);
     }
     await this.ctx.progress(`plan: ${formatSummary(summary)}`);
