@@ -72,7 +72,8 @@ export function unaskedDestroys(summary: PlanSummary, asked: { destroy?: boolean
 /**
  * Whether a new plan stays within a saved one: every change it makes was in the saved plan
  * with the same action, or is what remains of a saved one: the create or the delete of a
- * replace, or the import of a create (made by a run killed before terraform saved it).
+ * replace, or the import of what a create or replace made (a run killed before terraform
+ * saved it).
  * A run that died half-way leaves part of its plan done; the rest may be applied, nothing new.
  */
 export function withinSummary(now: PlanSummary, saved: PlanSummary): boolean {
@@ -82,7 +83,7 @@ export function withinSummary(now: PlanSummary, saved: PlanSummary): boolean {
     return (
       before === r.action ||
       (before === 'replace' && (r.action === 'create' || r.action === 'delete')) ||
-      (before === 'create' && r.action === 'import')
+      ((before === 'create' || before === 'replace') && r.action === 'import')
     );
   });
 }
