@@ -9,6 +9,7 @@ import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullm
 import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
+import { redactText } from '../../lib/redact.js';
 import { verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
@@ -251,6 +252,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       await jobLog?.flush();
+      // What a failure says is kept (failedReason), logged and sent: no secret in it.
+      if (err instanceof Error) err.message = jobLog?.redact(err.message) ?? redactText(err.message);
       // Refusals and bad requests are final: retrying cannot make them right.
       const refused = err instanceof RefusedError || (err instanceof ClawError && err.exitCode === 2);
       const final = refused || err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);

@@ -245,9 +245,22 @@ export async function undoSpawn(end: JobEnd<SpawnData>, deps: SpawnDeps): Promis
   }
   // Nothing was created in the cloud: the spawn-rate slot is given back.
   if (!has('plan')) await deps.redis.zrem(SPAWN_RATE_KEY, end.jobId);
-  const terminated = undone.length > 0 ? `Undone: ${undone.join(', ')}; nothing` : 'Nothing';
+  // A role or profile made by an apply killed before terraform saved them is in no state a
+  // destroy could read (terraform ignores import blocks in a destroy): said, not hidden. A
+  // new spawn of the name imports them (fence.ts).
+  const iam = has('plan')
+    ? [
+        (await fleet.cloud.roleExists(name)) ? `the IAM role ${name}` : undefined,
+        (await fleet.cloud.instanceProfileExists(name)) ? `the instance profile ${name}` : undefined,
+      ].filter((x) => x !== undefined)
+    : [];
+  const done = undone.length > 0 ? `Undone: ${undone.join(', ')}. ` : '';
+  const left =
+    iam.length === 0
+      ? `${done}Nothing was left behind`
+      : `${done}Left: ${iam.join(' and ')} (unused; a new spawn of ${name} adopts them)`;
   return {
-    left: `${terminated} was left behind`,
+    left,
     next: `run ${again} again`,
     // A job that ended in its checks made nothing to undo.
     undone: has('checks') ? 'undone: no registry entry, host key or bundle left' : undefined,

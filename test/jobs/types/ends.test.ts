@@ -99,6 +99,52 @@ describe('one end for every lifecycle job', () => {
     expect(again.returnvalue.summary).toMatch(/^clawdinator-3 online: /);
   });
 
+  it('a spawn whose apply fails on every attempt after launching: the instance is gone, the name free, the cause kept', async () => {
+    const h = suite.harness();
+    // Terraform's own text, as the simulated apply prints it after RunInstances (each attempt
+    // launches or imports, then fails before the state is saved).
+    cloud.faults.arm('apply', {
+      times: 3,
+      message: [
+        "Error: waiting for EC2 Instance (i-0123) create: unexpected state 'shutting-down'",
+        '',
+        'The instance terminated: Server.InternalError: Internal error on launch; token=ghs_plantedsecret0123456789abcdefABCDEF0123',
+      ].join('\n'),
+    });
+    const job = await h.run('spawn', { name: 'clawdinator-3' });
+    const jobId = job.id as string;
+    expect(job.attemptsMade).toBe(3);
+    // Launched once, adopted by the retries, terminated by the undo: none runs.
+    expect(cloud.calls.byOperation.RunInstances).toBe(1);
+    expect(
+      (await cloud.listFleetInstances()).filter((i) => i.name === 'clawdinator-3' && i.state !== 'shutting-down'),
+    ).toEqual([]);
+    expect(await names()).toEqual(['clawdinator-1']);
+    expect(await cloud.secretExists('clawdinator/host/clawdinator-3/agent-key')).toBe(false);
+    expect(await cloud.listKeys(BUCKET, 'bootstrap/clawdinator-3/')).toEqual([]);
+    // The apply ran: something was created, the slot is not given back.
+    expect(await redis.zscore(SPAWN_RATE, jobId)).not.toBeNull();
+    const [result] = await results(jobId);
+    const cause =
+      "terraform apply failed for clawdinator-3: waiting for EC2 Instance (i-0123) create: unexpected state 'shutting-down': The instance terminated: Server.InternalError: Internal error on launch; token=[redacted]";
+    expect(result?.text).toMatch(
+      new RegExp(
+        `^spawn clawdinator-3 failed at apply: ${literal(cause)} Undone: terminated i-[0-9a-f]+\\. Left: the IAM role clawdinator-3 and the instance profile clawdinator-3 \\(unused; a new spawn of clawdinator-3 adopts them\\); run \`clawdinator fleet spawn clawdinator-3\` again\\.$`,
+      ),
+    );
+    // The cause is in the job's log too, terraform's lines as it printed them, the secret redacted.
+    const { logs } = await h.queue.getJobLogs(jobId);
+    expect(logs).toContain("Error: waiting for EC2 Instance (i-0123) create: unexpected state 'shutting-down'");
+    expect(logs.join('\n')).not.toContain('ghs_plantedsecret');
+    expect(JSON.stringify(await redis.xrange(keys.events, '-', '+'))).not.toContain('ghs_plantedsecret');
+    expect(job.failedReason).not.toContain('ghs_plantedsecret');
+
+    // The name is free: a new spawn adopts the role and profile left, and comes online.
+    const again = await h.run('spawn', { name: 'clawdinator-3' });
+    expect(again.returnvalue.summary).toMatch(/^clawdinator-3 online: /);
+    expect(cloud.calls.byOperation.CreateRole).toBe(1);
+  });
+
   it('a retire that fails on its last attempt releases its reservation: a second retire runs at once', async () => {
     const h = suite.harness({ deployer: failing('apply', 0, '') });
     await h.run('spawn', { name: 'clawdinator-3' });
