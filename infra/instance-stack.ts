@@ -24,7 +24,7 @@ import {
   INSTANCE_ROLE_PATH,
   JOB_ID_VARIABLE,
   JOB_TAG,
-  MEMBER_ADDRESSES,
+  type MEMBER_ADDRESSES,
 } from './names.js';
 import { policyDocument, serviceTrust } from './policy.js';
 import type { RegistryEntry } from './registry.js';

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import type { SynthOptions } from '../../infra/app.js';
 import { TerraformDeployer } from '../../jobs/deploy/terraform.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
-import { simCloudClient } from './sim-server.js';
 import type { LockOwner } from '../../jobs/terraform/lock.js';
 import { Terraform } from '../../jobs/terraform/runner.js';
 import type { PlanSummary } from '../../jobs/terraform/summary.js';
 import { errorLine } from '../../lib/errors.js';
+import { simCloudClient } from './sim-server.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as {
   name: string;
