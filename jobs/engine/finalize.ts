@@ -46,6 +46,12 @@ export const DEFAULT_FINALIZE_LEASE_MS = 5 * 60_000;
 export const MAX_ATTEMPTS = 3;
 /** The "done" marker outlives the failed job kept for inspection (30 days, queues.ts RETENTION). */
 const DONE_TTL_SECONDS = 35 * 86_400;
+/**
+ * After a success the marker only has to outlast events still in flight about the job: no
+ * sweep looks at a completed job, and a schedule's run every minute must not leave a key
+ * for a month.
+ */
+const SUCCESS_TTL_SECONDS = 3600;
 /** A request spent by a job that never ran (no nonce record yet): kept past any request's age. */
 const SPENT_NONCE_TTL_SECONDS = 2 * 86_400;
 /**
@@ -447,7 +453,7 @@ export class Finalizer {
       jobId,
       member === undefined ? '0' : '1',
       nonce === undefined ? '0' : '1',
-      DONE_TTL_SECONDS,
+      owner === '' ? SUCCESS_TTL_SECONDS : DONE_TTL_SECONDS,
       SPENT_NONCE_TTL_SECONDS,
       ...xadd,
     );
