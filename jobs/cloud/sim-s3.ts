@@ -216,8 +216,8 @@ export class SimS3 {
   // ── internals ───────────────────────────────────────────────────────────────────────
 
   /** DeleteObjects is authorized as DeleteObject on each key. */
-  private deleteBatch(principal: string, bucket: string, batch: string[], resource: string): Promise<void> {
-    return this.call(
+  private async deleteBatch(principal: string, bucket: string, batch: string[], resource: string): Promise<void> {
+    await this.call(
       principal,
       'DeleteObjects',
       bucket,

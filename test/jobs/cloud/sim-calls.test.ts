@@ -181,4 +181,21 @@ describe('an IAM authorizer', () => {
     sim.setAuthorizer(null);
     expect((await host.getSecrets(['clawdinator/fleet/redis-auth'])).size).toBe(0);
   });
+
+  it('a role without BatchGetSecretValue reads secret by secret, as the adapter falls back', async () => {
+    const sim = world();
+    sim.setAuthorizer((_principal, request) => request.action !== 'secretsmanager:BatchGetSecretValue');
+    const host = sim.actingAs('instance:clawdinator-1');
+    const names = ['clawdinator/discord-token/clawdinator-1', 'clawdinator/fleet/redis-auth'];
+    expect((await host.getSecrets(names)).get(names[0] as string)).toBe('token-1');
+    await host.getSecrets(names);
+    expect(sim.records().map((r) => [r.operation, r.error ?? 'ok'])).toEqual([
+      ['BatchGetSecretValue', 'AccessDeniedException'],
+      ['GetSecretValue', 'ok'],
+      ['GetSecretValue', 'ok'],
+      // Denied once: no batch call again.
+      ['GetSecretValue', 'ok'],
+      ['GetSecretValue', 'ok'],
+    ]);
+  });
 });
