@@ -50,13 +50,6 @@ export class InstanceStack extends TerraformStack {
       name: 'own-bootstrap-and-secrets',
       policy: policyDocument([
         {
-          Sid: 'ListOwnBootstrap',
-          Effect: 'Allow',
-          Action: 's3:ListBucket',
-          Resource: bucketArn,
-          Condition: { StringLike: { 's3:prefix': [`${entry.bootstrapPrefix}/*`] } },
-        },
-        {
           Sid: 'ReadOwnBootstrap',
           Effect: 'Allow',
           Action: 's3:GetObject',

@@ -5,8 +5,9 @@
 
 import { CloudError } from './errors.js';
 import { chunks } from './shared.js';
-import type { AuthRequest } from './sim-calls.js';
+import { type AuthRequest, requestTagContext } from './sim-calls.js';
 import { anyResource, type SimCore } from './sim-core.js';
+import { FLEET_TAG } from './types.js';
 
 export class SimSecrets {
   private readonly values = new Map<string, string>();
@@ -74,8 +75,11 @@ export class SimSecrets {
   }
 
   async putSecret(principal: string, name: string, value: string): Promise<void> {
+    // The adapter tags the secret as ours at creation: IAM checks TagResource too.
+    const tags = requestTagContext({ [FLEET_TAG.key]: FLEET_TAG.value });
     await this.core.call(principal, 'secrets', 'CreateSecret', name, [
-      { ...this.secret('secretsmanager:CreateSecret', name), context: { 'secretsmanager:Name': name } },
+      { ...this.secret('secretsmanager:CreateSecret', name), context: { 'secretsmanager:Name': name, ...tags } },
+      { ...this.secret('secretsmanager:TagResource', name), context: tags },
     ]);
     if (this.values.has(name)) {
       // The adapter answers ResourceExistsException with PutSecretValue under the same token.

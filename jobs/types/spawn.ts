@@ -9,7 +9,7 @@
 // Then, as resumable steps, each side effect idempotent by itself (a worker can die between
 // the effect and the saving of its step):
 //   agent-key   the host's job-signing key pair; the private key becomes the host's secret
-//               (an earlier attempt's secret is found and reused)
+//               (a rerun makes a new pair and overwrites it: the deployer never reads it back)
 //   registry    the entry (with the AMI and the public key) added; an entry with our key is ours
 //   bundle      s3://<bucket>/bootstrap/<name>/: config.json (names of secrets, never values),
 //               workspace templates, repo seeds, manifest (jobs/bootstrap/bundle.ts)
@@ -23,7 +23,7 @@
 // job made (registry entry, host key, bundle), so the registry lists only what exists; after
 // the apply, the instance exists and its entry stays.
 
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -309,21 +309,20 @@ class Spawn extends LifecycleJob<SpawnData> {
    * A key made again on a retry would differ, and Secrets Manager refuses a second value
    * under the same client token: an earlier attempt's key is looked up and kept instead.
    */
+  /**
+   * A new key pair each time the step runs: the private key is stored as the host's secret
+   * (overwriting what an attempt that died before saving this step stored), the public key
+   * goes on to the registry entry. The deployer never reads the private key back — its policy
+   * has no GetSecretValue, so a stolen deployer session cannot sign as any host — and nothing
+   * else used the earlier attempt's key yet, since the registry step comes after this one.
+   * Each run has its own client token: a token reused with another value is refused.
+   */
   private async ensureAgentKey(): Promise<{ publicKeyPem: string }> {
-    const { cloud } = this.fleet;
-    const stored = (await cloud.getSecrets([this.keySecret])).get(this.keySecret);
-    if (stored !== undefined) return { publicKeyPem: this.publicKeyOf(stored) };
     const pair = generateSigningKeyPair();
-    await cloud.putSecret(this.keySecret, pair.privateKeyPem, { clientToken: `${this.ctx.jobId}-agent-key` });
+    await this.fleet.cloud.putSecret(this.keySecret, pair.privateKeyPem, {
+      clientToken: `${this.ctx.jobId}-agent-key-${randomUUID()}`,
+    });
     return { publicKeyPem: pair.publicKeyPem };
-  }
-
-  private publicKeyOf(privateKeyPem: string): string {
-    try {
-      return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'pem' }).toString();
-    } catch {
-      throw new OperationError(`the host secret ${this.keySecret} holds no private key (PEM)`);
-    }
   }
 
   private async addToRegistry(entry: RegistryEntry): Promise<null> {

@@ -198,4 +198,16 @@ describe('an IAM authorizer', () => {
       ['GetSecretValue', 'ok'],
     ]);
   });
+
+  it('a missing object reads as missing only to a caller allowed to list the bucket, as on S3', async () => {
+    const sim = world();
+    sim.setAuthorizer((principal, request) => principal === 'deployer' || request.action !== 's3:ListBucket');
+    const host = sim.actingAs('instance:clawdinator-1');
+    expect(await sim.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json')).toBeNull();
+    const err = await failure(host.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json'));
+    expect(err).toMatchObject({ kind: 'access-denied', code: 'AccessDenied' });
+    expect(await failure(host.headObject('fleet-bucket', 'nothing'))).toMatchObject({ code: 'AccessDenied' });
+    await sim.putBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json', Buffer.from('{}'));
+    expect((await host.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json'))?.toString()).toBe('{}');
+  });
 });
