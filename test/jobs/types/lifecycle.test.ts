@@ -1,5 +1,5 @@
 // What lifecycle jobs record: ops.md and the audit trail they share with the dispatcher.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditTrail } from '../../../jobs/audit.js';
@@ -9,6 +9,7 @@ import { createLogger } from '../../../lib/log.js';
 import { initMemory } from '../../../memory/init.js';
 import { MemoryStore } from '../../../memory/store.js';
 import { tempDir } from '../../support/cli.js';
+import { mkfifo } from '../../support/hostile.js';
 
 const BUCKET = 'clawdinator-bootstrap';
 const run: LifecycleRun = {
@@ -53,6 +54,15 @@ describe('recordLifecycle', () => {
     expect(readFileSync(join(root, `audit/${day}.md`), 'utf8')).toContain(
       'job=job-1 operator alice spawn name:clawdinator-3 → spawned',
     );
+  });
+
+  it('a FIFO planted as ops.md: the record step fails with one line instead of hanging', async () => {
+    rmSync(join(root, 'ops.md'));
+    mkfifo(join(root, 'ops.md'));
+    await expect(recordLifecycle(memory, audit, run, 'online', 'spawned')).rejects.toThrow(
+      /^not a file: ops\.md is a FIFO$/,
+    );
+    expect(await cloud.listKeys(BUCKET, 'audit/')).toEqual([]);
   });
 
   it('an audit copy that cannot be written does not fail the step', async () => {
