@@ -20,6 +20,7 @@ import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startSandboxRedis } from '../bot/sandbox/redis.js';
 import type { FleetRegistry } from '../infra/registry.js';
+import { type AuditTrail, auditTrailFromConfig } from '../jobs/audit.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../jobs/engine/queues.js';
 import { fileRegistry, signerFrom } from '../jobs/engine/setup.js';
@@ -42,6 +43,8 @@ export interface LocalRunDeps {
   signer: Signer;
   fleet: FleetDeps;
   memory: MemoryStore;
+  /** Where the outcome is audited; default: the journal and the memory copy. */
+  audit?: AuditTrail;
   registry: () => Promise<FleetRegistry>;
   log: Logger;
   /** Progress and outcome lines, as they happen. */
@@ -91,7 +94,9 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     cleanups.push(() => redis.disconnect());
     // The new host never reaches this Redis: its heartbeat cannot be awaited here.
     const fleet: FleetDeps = { ...deps.fleet, awaitHeartbeat: false };
-    const types = new JobTypes(jobTypes({ redis, registry: deps.registry, memory: deps.memory, fleet }));
+    const types = new JobTypes(
+      jobTypes({ redis, registry: deps.registry, memory: deps.memory, audit: deps.audit, fleet }),
+    );
     const operatorKey = createPublicKey(signer.key);
     const worker = startWorker(
       FLEET_QUEUE,
@@ -214,18 +219,21 @@ export async function spawnLocal(
   const fleet = await fleetDeps();
   if (fleet === undefined)
     throw new ConfigError('config: CLAWDINATOR_BOOTSTRAP_BUCKET and CLAWDINATOR_STATE_BUCKET are needed');
+  const log = createLogger(config.logLevel);
+  const memory = new MemoryStore({
+    root: config.memoryDir,
+    maxBytes: config.memoryMaxBytes,
+    waitSeconds: config.memoryLockWaitSeconds,
+  });
   const result = await runLocal({
     type: 'spawn',
     data: { name, instanceType: opts.instanceType, ami: opts.ami },
     signer,
     fleet,
-    memory: new MemoryStore({
-      root: config.memoryDir,
-      maxBytes: config.memoryMaxBytes,
-      waitSeconds: config.memoryLockWaitSeconds,
-    }),
+    memory,
+    audit: auditTrailFromConfig(memory, log),
     registry: fileRegistry(config.fleetRegistryPath),
-    log: createLogger(config.logLevel),
+    log,
     print: (line) => process.stdout.write(`${line}\n`),
     timeoutMs: seconds * 1000,
     // Listened for before Redis starts: an early Ctrl-C must still stop it (it runs in a

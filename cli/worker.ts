@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
+import { auditTrailFromConfig } from '../jobs/audit.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
@@ -68,6 +69,8 @@ export function command(): Command {
         maxBytes: config.memoryMaxBytes,
         waitSeconds: config.memoryLockWaitSeconds,
       });
+      // Lifecycle outcomes: the journal, s3://<bootstrap bucket>/audit/…, the memory copy.
+      const audit = auditTrailFromConfig(memory, log);
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
@@ -78,6 +81,7 @@ export function command(): Command {
           opsChannelId: config.opsChannelId,
           agentConfirmSeconds: config.agentConfirmSeconds,
           memory,
+          audit,
           fleet,
         }),
       );

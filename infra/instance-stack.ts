@@ -9,7 +9,14 @@ import { Instance } from '@cdktf/provider-aws/lib/instance/index.js';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider/index.js';
 import { TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
-import { APP_TAG, BASE_OUTPUTS, FLEET_SECRETS_PREFIX, hostSecretsPrefix, INSTANCE_ROLE_PATH } from './names.js';
+import {
+  APP_TAG,
+  AUDIT_PREFIX,
+  BASE_OUTPUTS,
+  FLEET_SECRETS_PREFIX,
+  hostSecretsPrefix,
+  INSTANCE_ROLE_PATH,
+} from './names.js';
 import { policyDocument, serviceTrust } from './policy.js';
 import type { RegistryEntry } from './registry.js';
 import type { InfraSettings } from './settings.js';
@@ -55,6 +62,9 @@ export class InstanceStack extends TerraformStack {
           Action: 's3:GetObject',
           Resource: `${bucketArn}/${entry.bootstrapPrefix}/*`,
         },
+        // The audit trail, one new object per event; the bucket's versioning keeps anything
+        // overwritten. Nothing else in the bucket is writable by a host.
+        { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: `${bucketArn}/${AUDIT_PREFIX}*` },
         {
           Sid: 'ReadOwnSecrets',
           Effect: 'Allow',

@@ -24,6 +24,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { loadInfraSettings } from '../../infra/settings.js';
+import { AuditTrail } from '../../jobs/audit.js';
 import { type Clock, realClock, scaledClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud, type SimHost } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
@@ -46,7 +47,6 @@ import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
 import { initMemory } from '../../memory/init.js';
 import { MemoryStore } from '../../memory/store.js';
-import { AuditLog } from '../audit-log.js';
 import { commands } from '../commands/index.js';
 import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
@@ -207,7 +207,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       // Waits re-delay the job; poll the sim often enough to follow it at its pace.
       waits: { pollMs: options.fast ? 200 : 1000 },
     };
-    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, fleet };
+    // The audit as on a host: the journal (sandbox.log), one object per event in the
+    // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
+    const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
+    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, audit, fleet };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
@@ -299,7 +302,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     const deps: BotDeps = {
       memory,
-      audit: new AuditLog(memory, log),
+      audit,
       policy: sandboxPolicy,
       log,
       attachmentOrigins: [],

@@ -2,6 +2,7 @@
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
 import { healthSweep } from './health-sweep.js';
 import { replaceJob } from './replace.js';
@@ -16,6 +17,8 @@ export interface JobTypeDeps {
   agentConfirmSeconds?: number;
   /** The shared memory: ops.md and the audit. Lifecycle jobs need it. */
   memory?: MemoryStore;
+  /** The worker's audit trail (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   /**
    * What lifecycle jobs act on. Processes that only enqueue or inspect jobs (the gateway,
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
@@ -30,10 +33,11 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    spawnJob({ redis: deps.redis, memory: deps.memory, audit: deps.audit, fleet: deps.fleet }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
@@ -41,6 +45,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     replaceJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,

@@ -32,6 +32,7 @@ import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
 import { instanceName } from '../../lib/config.js';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { uploadBundle } from '../bootstrap/bundle.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
@@ -109,6 +110,8 @@ export interface FleetDeps {
 export interface SpawnDeps {
   redis: Redis;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
 }
 
@@ -156,7 +159,7 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('spawn: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Spawn(ctx, deps.redis, memory, fleet).run();
+      return new Spawn(ctx, deps.redis, memory, fleet, deps.audit).run();
     },
   };
 }
@@ -171,8 +174,9 @@ class Spawn extends LifecycleJob<SpawnData> {
     private readonly redis: Redis,
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
+    audit: AuditTrail | undefined,
   ) {
-    super(ctx, 'spawn', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'spawn', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, audit);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
     this.tokenSecret = discordTokenSecret(this.name);
     this.keySecret = agentKeySecret(this.name);

@@ -219,6 +219,26 @@ describe('stacks', () => {
     expect(JSON.stringify(base.output)).not.toContain('secret_string');
   });
 
+  it('lets a host write the audit trail (audit/*) and nothing else in S3, under the boundary too', () => {
+    const writes = (policy: string) =>
+      (JSON.parse(policy).Statement as Json[]).filter((s) =>
+        [s.Action].flat().some((a: string) => a === 's3:*' || /^s3:(Put|Delete|Copy|Restore)/.test(a)),
+      );
+    const own = instances['clawdinator-1'].resource.aws_iam_role_policy.own.policy as string;
+    expect(writes(own)).toEqual([
+      {
+        Sid: 'WriteAudit',
+        Effect: 'Allow',
+        Action: 's3:PutObject',
+        Resource: '${data.terraform_remote_state.base.outputs.bucket_arn}/audit/*',
+      },
+    ]);
+    const boundary = base.resource.aws_iam_policy.instance_boundary.policy as string;
+    expect(writes(boundary)).toEqual([
+      { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: '${aws_s3_bucket.bucket.arn}/audit/*' },
+    ]);
+  });
+
   it('lets only instance roles assume the deployer, which creates roles only under the boundary', () => {
     const deployer = base.resource.aws_iam_role.deployer;
     const trust = JSON.parse(deployer.assume_role_policy);
