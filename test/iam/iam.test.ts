@@ -8,9 +8,11 @@
 // handles it. Statements that no call needs are printed, and must be accounted for below.
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuditTrail } from '../../jobs/audit.js';
 import { bootstrap } from '../../jobs/bootstrap/install.js';
 import type { AuthRequest, SimCallRecord } from '../../jobs/cloud/sim.js';
 import { fleetStatus } from '../../jobs/status.js';
+import { createLogger } from '../../lib/log.js';
 import { tempDir } from '../support/cli.js';
 import { SIM_BUCKET, simMember } from '../support/fleet.js';
 import { lifecycleSuite } from '../support/lifecycle.js';
@@ -132,7 +134,7 @@ describe('IAM against the calls', () => {
     expect(await check(records)).toEqual([]);
   });
 
-  it('the bootstrap, under the host instance role, reads its own bundle and secrets only', async () => {
+  it('the bootstrap and the audit, under the host instance role: its own bundle and secrets, audit objects', async () => {
     const h = suite.harness();
     const spawn = await h.run('spawn', { name: 'clawdinator-3' });
     expect(spawn.failedReason).toBeUndefined();
@@ -157,8 +159,19 @@ describe('IAM against the calls', () => {
       log: () => {},
     });
     expect(result.action).toBe('installed');
-    const records = suite.sim.cloud.records();
-    expect(records.length).toBeGreaterThan(0);
+    // The host's gateway and worker write the authoritative audit with the instance role.
+    const trail = new AuditTrail({
+      log: createLogger('silent'),
+      memory: suite.sim.memory,
+      bucket: SIM_BUCKET,
+      cloud: async () => host,
+      host: 'clawdinator-3',
+    });
+    await trail.record({ at: new Date(), line: '- audit line', fields: { kind: 'test' } });
+    expect((await suite.sim.cloud.listKeys(SIM_BUCKET, 'audit/')).length).toBe(1);
+    // The test's own look at the bucket (listKeys above) is the deployer's; the rest is the host's.
+    const records = suite.sim.cloud.records().filter((r) => r.principal !== 'deployer');
+    expect(records.map((r) => r.operation)).toContain('BatchGetSecretValue');
     expect(new Set(records.map((r) => r.principal))).toEqual(new Set(['instance:clawdinator-3']));
     expect(await check(records)).toEqual([]);
 
