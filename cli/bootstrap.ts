@@ -4,7 +4,7 @@
 // Exit 0 when installed or already installed; 1 with one line when anything failed, with
 // nothing installed.
 import { Command } from 'commander';
-import { Imds, resolveIdentity } from '../jobs/bootstrap/identity.js';
+import { Imds, imdsEndpoint, resolveIdentity } from '../jobs/bootstrap/identity.js';
 import { bootstrap } from '../jobs/bootstrap/install.js';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { loadConfig } from '../lib/config.js';
@@ -25,7 +25,7 @@ export function command(): Command {
         'awsRegion',
       ]);
       const say = (line: string) => process.stdout.write(`${line}\n`);
-      const imds = new Imds(config.imdsUrl);
+      const imds = new Imds(imdsEndpoint(config.imdsUrl), { label: 'bootstrap' });
       const { identity, source } = await resolveIdentity(config.instanceEnvFile, imds);
       if (source === 'imds')
         say(`${config.instanceEnvFile} was missing: read the user data from IMDS and wrote it back`);

@@ -228,10 +228,14 @@ export const settings = {
     absolutePath.default('/var/lib/clawd/repo-seeds'),
     'an absolute directory path',
   ),
-  imdsUrl: setting(
-    'CLAWDINATOR_IMDS_URL',
-    z.string().url().default('http://169.254.169.254'),
-    'an http URL of the instance metadata service',
+  // Unset: the SDK's AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254 (imdsEndpoint()).
+  imdsUrl: setting('CLAWDINATOR_IMDS_URL', z.string().url().optional(), 'an http URL of the instance metadata service'),
+  // What the worker's heartbeat reports about the host's build (nix/module.nix writes it:
+  // {revision, locked, version}), re-read at every beat so a switch shows without a restart.
+  buildInfoFile: setting(
+    'CLAWDINATOR_BUILD_INFO_FILE',
+    absolutePath.default('/etc/clawdinator/build-info.json'),
+    'an absolute file path',
   ),
   // argv handed the new configuration's switch after a (re)initialization; "{host}" is replaced; [] skips it.
   bootstrapSwitch: setting(
