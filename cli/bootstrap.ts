@@ -23,6 +23,10 @@ export function command(): Command {
         'imdsUrl',
         'bootstrapSwitch',
         'awsRegion',
+        'opsOwner',
+        'agentOwner',
+        'efsTunnelConfig',
+        'efsCaFile',
       ]);
       const say = (line: string) => process.stdout.write(`${line}\n`);
       const imds = new Imds(imdsEndpoint(config.imdsUrl), { label: 'bootstrap' });
@@ -41,6 +45,11 @@ export function command(): Command {
           opsSecrets: config.opsSecretsDir,
           agentSecrets: config.agentSecretsDir,
         },
+        owners: { ops: config.opsOwner ?? null, agent: config.agentOwner ?? null },
+        efsTunnel:
+          config.efsTunnelConfig === undefined
+            ? undefined
+            : { configFile: config.efsTunnelConfig, caFile: config.efsCaFile, region },
         switchCommand: config.bootstrapSwitch,
         log: say,
       });

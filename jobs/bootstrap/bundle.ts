@@ -74,6 +74,11 @@ const prefixSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$/)
   .refine((p) => !p.endsWith('/') && !p.includes('//') && !p.split('/').includes('..'));
 
+/** A flake root can fetch by itself: github:<owner>/<repo>[/<rev>]. */
+export const flakeRef = z
+  .string()
+  .regex(/^github:[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}(\/[A-Za-z0-9_.-]{1,100})?$/);
+
 export const bundleConfigSchema = z
   .object({
     version: z.literal(BUNDLE_VERSION),
@@ -85,6 +90,8 @@ export const bundleConfigSchema = z
     efsId: z.string().nullable(),
     redisUrl: z.string().nullable(),
     secrets: z.array(bundleSecret),
+    /** The flake the first boot switches to: this project at a pinned revision (github:owner/repo/rev). */
+    flake: flakeRef.nullable().optional(),
   })
   .strict();
 export type BundleConfig = z.output<typeof bundleConfigSchema>;
@@ -130,6 +137,8 @@ export interface BundleInput {
   efsId: string | null;
   /** The fleet's Redis as hosts reach it, without a password. */
   redisUrl: string | null;
+  /** The flake the host's first boot switches to (null: its repo seeds' copy of this project). */
+  flake?: string | null;
   /** Names only: the host's own Discord token and job-signing key. */
   secrets: { discordToken: string; agentKey: string };
   /** Default: the project's workspace/ templates. */
@@ -157,6 +166,7 @@ export function bundleConfig(input: BundleInput): BundleConfig {
     bootstrapPrefix: input.bootstrapPrefix,
     efsId: input.efsId,
     redisUrl: input.redisUrl,
+    flake: input.flake ?? null,
     secrets: [
       { name: input.secrets.discordToken, file: 'discord-token', owner: 'agent', required: true },
       { name: input.secrets.agentKey, file: 'agent-key.pem', owner: 'agent', required: true },

@@ -94,6 +94,8 @@ export interface FleetDeps {
   /** Written into the bundle: the base stack's EFS id and the fleet's Redis (no password). */
   efsId?: string | null;
   redisUrl?: string | null;
+  /** Written into the bundle: the flake the new host's first boot switches to (github:owner/repo/rev). */
+  flake?: string | null;
   fleetMaxSize: number;
   spawnsPerHour: number;
   defaultInstanceType: string;
@@ -346,7 +348,7 @@ class Spawn extends LifecycleJob<SpawnData> {
   }
 
   private async uploadBundle(entry: RegistryEntry): Promise<{ prefix: string; uploaded: number; unchanged: number }> {
-    const { cloud, bucket, region, efsId, redisUrl } = this.fleet;
+    const { cloud, bucket, region, efsId, redisUrl, flake } = this.fleet;
     // Only what changed goes up again, so a retried step is cheap and changes nothing.
     const result = await uploadBundle(cloud, {
       name: this.name,
@@ -356,6 +358,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       region,
       efsId: efsId ?? null,
       redisUrl: redisUrl ?? null,
+      flake: flake ?? null,
       secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
     });
     return { prefix: result.prefix, uploaded: result.uploaded.length, unchanged: result.unchanged.length };
