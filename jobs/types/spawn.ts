@@ -151,6 +151,9 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
     permission: 'spawn',
     agentAllowed: true,
     instanceOf: (d) => d.name,
+    // The new host's own worker comes up while the job waits for its heartbeat: it leaves the
+    // job to a peer (whose settings made the host) rather than finishing its own spawn.
+    avoidOwnHost: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
