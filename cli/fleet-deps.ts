@@ -22,6 +22,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     'awsRegion',
     'deployerRoleArn',
     'terraformBin',
+    'terraformConfigFile',
     'fleetRegistryPath',
     'fleetRegistryBackend',
     'fleetMaxSize',
@@ -52,6 +53,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     deployer: new TerraformDeployer({
       runner: new Terraform({
         bin: config.terraformBin,
+        cliConfigFile: config.terraformConfigFile,
         backendConfig: backendConfig(config.stateBucket, config.stateRegion),
       }),
       registry: registryStore,

@@ -43,11 +43,12 @@ async function plan(
   options: StackOptions,
   ctx: RunContext,
 ): Promise<{ plan: Plan; apply: () => Promise<void> }> {
-  const config = loadConfig(['terraformBin', 'stateBucket', 'stateRegion']);
+  const config = loadConfig(['terraformBin', 'terraformConfigFile', 'stateBucket', 'stateRegion']);
   const { dirs } = await synth([stack], options.out);
   const { Terraform } = await import('../jobs/terraform/runner.js');
   const tf = new Terraform({
     bin: config.terraformBin,
+    cliConfigFile: config.terraformConfigFile,
     backendConfig: backendConfig(config.stateBucket, config.stateRegion),
   });
   const made = await tf.plan(

@@ -280,6 +280,12 @@ export const settings = {
     z.string().min(1).default('terraform'),
     'terraform or tofu, or a path',
   ),
+  // TF_CLI_CONFIG_FILE for every terraform run (on hosts: the module's, bundled providers only).
+  terraformConfigFile: setting(
+    'CLAWDINATOR_TERRAFORM_CONFIG',
+    absolutePath.optional(),
+    'an absolute path of a terraform CLI configuration file',
+  ),
   stateBucket: setting('CLAWDINATOR_STATE_BUCKET', z.string().regex(s3Bucket), 'the S3 bucket of the Terraform state'),
   stateRegion: setting('CLAWDINATOR_STATE_REGION', awsRegion.optional(), 'an AWS region like eu-central-1'),
   awsRegion: setting('CLAWDINATOR_AWS_REGION', awsRegion.optional(), 'an AWS region like eu-central-1'),

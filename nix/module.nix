@@ -47,8 +47,9 @@ let
   awsProviderOf = p: p.hashicorp_aws or p.aws;
   awsProvider = awsProviderOf pkgs.opentofu.plugins;
   tofu = pkgs.opentofu.withPlugins (p: [ (awsProviderOf p) ]);
-  # TF_CLI_CONFIG_FILE: providers only from the bundled tree, never from a registry (no
-  # `direct` block), no checkpoint calls; HOME's .terraformrc is never read because this is set.
+  # The worker's runner gives terraform this as TF_CLI_CONFIG_FILE (and a HOME of its own, so no
+  # user's .terraformrc counts): providers only from the bundled tree, never from a registry
+  # (no `direct` block), no checkpoint calls.
   terraformRc = pkgs.writeText "clawdinator-terraform.rc" ''
     disable_checkpoint = true
     provider_installation {
@@ -64,7 +65,7 @@ let
     CLAWDINATOR_HOST_NAME = cfg.instanceName;
     CLAWDINATOR_REDIS_URL = cfg.redisUrl;
     CLAWDINATOR_TERRAFORM_BIN = lib.getExe' tofu "tofu";
-    TF_CLI_CONFIG_FILE = "${terraformRc}";
+    CLAWDINATOR_TERRAFORM_CONFIG = "${terraformRc}";
     CLAWDINATOR_EFS_CA_FILE = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
     # After a (re)initialization only: the bootstrap replaces {flake} (the bundle's pinned
     # revision of this project, or its root-owned repo seeds) and {host}. [] when switch = false.

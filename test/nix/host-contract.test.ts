@@ -250,12 +250,12 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
       CLAWDINATOR_HOST_NAME: NEW,
       CLAWDINATOR_REDIS_URL: redis.url,
       CLAWDINATOR_TERRAFORM_BIN: 'terraform',
-      TF_CLI_CONFIG_FILE: join(root, 'nix-store', 'clawdinator-terraform.rc'),
+      CLAWDINATOR_TERRAFORM_CONFIG: join(root, 'nix-store', 'clawdinator-terraform.rc'),
       CLAWDINATOR_EFS_CA_FILE: '/etc/ssl/certs/ca-certificates.crt',
       CLAWDINATOR_BOOTSTRAP_SWITCH: JSON.stringify(['sh', '-c', `echo '{flake}#{host}' >> ${join(dir, 'switched')}`]),
     };
     mkdirSync(join(root, 'nix-store'), { recursive: true, mode: 0o755 });
-    writeFileSync(moduleEnv.TF_CLI_CONFIG_FILE as string, 'disable_checkpoint = true\n', { mode: 0o444 });
+    writeFileSync(moduleEnv.CLAWDINATOR_TERRAFORM_CONFIG as string, 'disable_checkpoint = true\n', { mode: 0o444 });
     // What the module writes at build time: the worker re-reads it at every heartbeat.
     const buildInfo = reroot(root, contract.paths.buildInfo as string);
     mkdirSync(join(buildInfo, '..'), { recursive: true, mode: 0o755 });
