@@ -188,7 +188,8 @@ let
       environment =
         u.environment
         // lib.optionalAttrs u.settings settingsEnv
-        // lib.genAttrs u.moduleEnvironment (n: moduleEnv.${n});
+        # CLAWDINATOR_HOST_NAME is absent on the image (no name yet), whose fleet units never start.
+        // lib.filterAttrs (_: v: v != null) (lib.genAttrs u.moduleEnvironment (n: moduleEnv.${n} or null));
       unitConfig =
         lib.optionalAttrs (u.wantsMountsFor != [ ]) { WantsMountsFor = u.wantsMountsFor; }
         // lib.optionalAttrs (u ? conditionPathExists) { ConditionPathExists = u.conditionPathExists; };

@@ -166,7 +166,8 @@ export function bundleConfig(input: BundleInput): BundleConfig {
     bootstrapPrefix: input.bootstrapPrefix,
     efsId: input.efsId,
     redisUrl: input.redisUrl,
-    flake: input.flake ?? null,
+    // Only when set: a bootstrap older than the field (an older image) reads the rest as before.
+    ...(input.flake ? { flake: input.flake } : {}),
     secrets: [
       { name: input.secrets.discordToken, file: 'discord-token', owner: 'agent', required: true },
       { name: input.secrets.agentKey, file: 'agent-key.pem', owner: 'agent', required: true },
