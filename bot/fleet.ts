@@ -40,11 +40,12 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'awsRegion',
     'deployerRoleArn',
     'opsChannelId',
+    'instanceTypes',
   ]);
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
   const registry = registryReader(config, { log });
-  const types = new JobTypes(jobTypes({ redis, registry }));
+  const types = new JobTypes(jobTypes({ redis, registry, instanceTypes: config.instanceTypes }));
   const signer = signerFrom(config);
   const enqueuer = new Enqueuer(connection, redis, types, signer);
   const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types);

@@ -27,7 +27,7 @@ import { startWorker, type WorkerSettings } from '../jobs/engine/worker.js';
 import { redisOptions } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import type { FleetDeps } from '../jobs/types/spawn.js';
-import { instanceName, loadConfig } from '../lib/config.js';
+import { instanceName, loadConfig, NAME_RULE } from '../lib/config.js';
 import { ConfigError, errorLine, OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
@@ -43,6 +43,8 @@ export interface LocalRunDeps {
   fleet: FleetDeps;
   memory: MemoryStore;
   registry: () => Promise<FleetRegistry>;
+  /** CLAWDINATOR_INSTANCE_TYPES (default: the built-in list). */
+  instanceTypes?: readonly string[];
   log: Logger;
   /** Progress and outcome lines, as they happen. */
   print: (line: string) => void;
@@ -91,7 +93,9 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     cleanups.push(() => redis.disconnect());
     // The new host never reaches this Redis: its heartbeat cannot be awaited here.
     const fleet: FleetDeps = { ...deps.fleet, awaitHeartbeat: false };
-    const types = new JobTypes(jobTypes({ redis, registry: deps.registry, memory: deps.memory, fleet }));
+    const types = new JobTypes(
+      jobTypes({ redis, registry: deps.registry, memory: deps.memory, fleet, instanceTypes: deps.instanceTypes }),
+    );
     const operatorKey = createPublicKey(signer.key);
     const worker = startWorker(
       FLEET_QUEUE,
@@ -183,7 +187,7 @@ export async function spawnLocal(
   opts: { instanceType?: string; ami?: string; timeout: string },
 ): Promise<void> {
   if (!instanceName.safeParse(name).success) {
-    throw new UsageError(`${name} is not a fleet member's name: expected clawdinator-<a-z0-9->, at most 40 characters`);
+    throw new UsageError(`${name} is not a fleet member's name: expected ${NAME_RULE}`);
   }
   const seconds = Number(opts.timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
@@ -199,6 +203,7 @@ export async function spawnLocal(
     'memoryMaxBytes',
     'memoryLockWaitSeconds',
     'logLevel',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -225,6 +230,7 @@ export async function spawnLocal(
       waitSeconds: config.memoryLockWaitSeconds,
     }),
     registry: fileRegistry(config.fleetRegistryPath),
+    instanceTypes: config.instanceTypes,
     log: createLogger(config.logLevel),
     print: (line) => process.stdout.write(`${line}\n`),
     timeoutMs: seconds * 1000,

@@ -53,6 +53,7 @@ export function command(): Command {
         'memoryDir',
         'memoryMaxBytes',
         'memoryLockWaitSeconds',
+        'instanceTypes',
       ]);
       if (config.jobKeyId !== 'schedule') {
         throw new ConfigError(
@@ -79,6 +80,7 @@ export function command(): Command {
           agentConfirmSeconds: config.agentConfirmSeconds,
           memory,
           fleet,
+          instanceTypes: config.instanceTypes,
         }),
       );
       const signer = signerFrom(config);

@@ -21,6 +21,11 @@ export interface JobTypeDeps {
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
+  /**
+   * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
+   * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
+   */
+  instanceTypes?: readonly string[];
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -30,7 +35,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet, instanceTypes: deps.instanceTypes }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,
