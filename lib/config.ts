@@ -219,6 +219,22 @@ export const settings = {
     'a JSON list of EC2 instance types (1 to 25), like ["t3.large"]',
     true,
   ),
+  // The agent's way to the control plane: the ops gateway of each host serves this unix
+  // socket (bot/request-socket.ts) in a directory only the ops user and the agent's group can
+  // enter; `clawdinator request` (run by the agent) connects to it. The agent holds no Redis
+  // credential.
+  requestSocket: setting(
+    'CLAWDINATOR_REQUEST_SOCKET',
+    absolutePath.default('/run/clawdinator-request/request.sock'),
+    'an absolute path of a unix socket',
+  ),
+  // This host's agent's public key (PEM), written by the bootstrap: the gateway verifies the
+  // agent's requests with it and needs no registry credential. Unset: no request socket.
+  agentPublicKeyFile: setting(
+    'CLAWDINATOR_AGENT_PUBLIC_KEY_FILE',
+    absolutePath.optional(),
+    'an absolute path of this host’s agent’s Ed25519 public key (PEM)',
+  ),
   // The base stack's bucket: bootstrap bundles go under bootstrap/<name>/.
   bootstrapBucket: setting(
     'CLAWDINATOR_BOOTSTRAP_BUCKET',
