@@ -159,7 +159,7 @@ function serve(conn: Connection, handlers: Handlers, options: RequestSocketOptio
     socket.end();
   };
   socket.setTimeout(timeoutMs, () => {
-    if (!taken) refuse(`no request within ${Math.round(timeoutMs / 1000)} s`);
+    if (!taken) refuse(`no request within ${timeoutMs / 1000} s`);
   });
   socket.on('data', (chunk: Buffer) => {
     // One request per connection: anything after it is ignored.

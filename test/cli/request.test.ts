@@ -47,7 +47,7 @@ function keyFile(key: KeyObject): string {
   return path;
 }
 
-async function gateway(options: { requestsPerHour?: number } = {}): Promise<Gateway> {
+async function gateway(options: { requestsPerHour?: number; requestTimeoutMs?: number } = {}): Promise<Gateway> {
   const h = suite.harness();
   const dir = socketDir();
   const socket = await startRequestSocket({
@@ -60,6 +60,7 @@ async function gateway(options: { requestsPerHour?: number } = {}): Promise<Gate
     connection: { host: '127.0.0.1', port: suite.server.port, maxRetriesPerRequest: null },
     maxAgeSeconds: 300,
     agentRequestsPerHour: options.requestsPerHour ?? 3,
+    requestTimeoutMs: options.requestTimeoutMs,
     log: createLogger('silent'),
   });
   suite.defer(() => socket.close());
@@ -219,7 +220,7 @@ describe('clawdinator request over the gateway’s socket', () => {
   });
 
   it('a malformed, oversized or silent request is refused with one line; the gateway keeps serving', async () => {
-    const { socket, agentEnv } = await gateway();
+    const { socket, agentEnv } = await gateway({ requestTimeoutMs: 300 });
     const hello = JSON.parse((await raw(socket.path, 'not json\n'))[0] as string);
     expect(hello).toEqual({
       kind: 'hello',
@@ -238,6 +239,8 @@ describe('clawdinator request over the gateway’s socket', () => {
     expect(await answers(Buffer.alloc(40_000, 'a'))).toEqual([
       { kind: 'error', message: 'malformed request: a line longer than 16384 bytes', exit: 2 },
     ]);
+    // Connected, greeted, and then nothing (a partial line without its newline).
+    expect(await answers('{"kind":"job"')).toEqual([{ kind: 'error', message: 'no request within 0.3 s', exit: 1 }]);
     // Still serving.
     const r = await runCli(['request', 'spawn', 'clawdinator-3', '--detach'], { env: agentEnv });
     expect(r.code).toBe(0);
