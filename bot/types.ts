@@ -134,12 +134,19 @@ export interface BotDeps {
   status?: () => Promise<FleetStatus>;
 }
 
+/** The settings a command's registered definition may depend on. */
+export interface CommandSettings {
+  instanceTypes: readonly string[];
+}
+
 /** How a command acknowledges before its handler runs. */
 export type Ack = 'defer' | 'defer-ephemeral' | 'none';
 
 export interface CommandModule {
   /** The slash command's JSON (from @discordjs/builders). */
   data: { name: string; description: string; toJSON(): unknown };
+  /** The definition `register-commands` uploads, when it depends on settings (e.g. /spawn's instance types). */
+  definitionFor?(settings: CommandSettings): { name: string; toJSON(): unknown };
   /** Permission key of an invocation, e.g. "memory write"; components map to the command they belong to. */
   permission(inv: Invocation): string;
   ack(inv: CommandInvocation | ButtonInvocation | ModalInvocation): Ack;

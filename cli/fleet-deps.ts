@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FleetDeps } from '../jobs/types/spawn.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
+import { ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 
 /**
@@ -28,10 +29,16 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     'fleetMaxSize',
     'spawnsPerHour',
     'defaultInstanceType',
+    'instanceTypes',
     'efsId',
     'hostFlake',
     'buildInfoFile',
   ]);
+  if (!config.instanceTypes.includes(config.defaultInstanceType)) {
+    throw new ConfigError(
+      `config: CLAWDINATOR_DEFAULT_INSTANCE_TYPE (${config.defaultInstanceType}) is not in CLAWDINATOR_INSTANCE_TYPES`,
+    );
+  }
   const [
     { createAwsCloud },
     { Terraform },

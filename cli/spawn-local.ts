@@ -28,7 +28,7 @@ import { startWorker, type WorkerSettings } from '../jobs/engine/worker.js';
 import { redisOptions } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import type { FleetDeps } from '../jobs/types/spawn.js';
-import { instanceName, loadConfig } from '../lib/config.js';
+import { instanceName, loadConfig, NAME_RULE } from '../lib/config.js';
 import { ConfigError, errorLine, OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
@@ -46,6 +46,8 @@ export interface LocalRunDeps {
   /** Where the outcome is audited; default: the journal and the memory copy. */
   audit?: AuditTrail;
   registry: () => Promise<FleetRegistry>;
+  /** CLAWDINATOR_INSTANCE_TYPES (default: the built-in list). */
+  instanceTypes?: readonly string[];
   log: Logger;
   /** Progress and outcome lines, as they happen. */
   print: (line: string) => void;
@@ -95,7 +97,14 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     // The new host never reaches this Redis: its heartbeat cannot be awaited here.
     const fleet: FleetDeps = { ...deps.fleet, awaitHeartbeat: false };
     const types = new JobTypes(
-      jobTypes({ redis, registry: deps.registry, memory: deps.memory, audit: deps.audit, fleet }),
+      jobTypes({
+        redis,
+        registry: deps.registry,
+        memory: deps.memory,
+        audit: deps.audit,
+        fleet,
+        instanceTypes: deps.instanceTypes,
+      }),
     );
     const operatorKey = createPublicKey(signer.key);
     const worker = startWorker(
@@ -188,7 +197,7 @@ export async function spawnLocal(
   opts: { instanceType?: string; ami?: string; timeout: string },
 ): Promise<void> {
   if (!instanceName.safeParse(name).success) {
-    throw new UsageError(`${name} is not a fleet member's name: expected clawdinator-<a-z0-9->, at most 40 characters`);
+    throw new UsageError(`${name} is not a fleet member's name: expected ${NAME_RULE}`);
   }
   const seconds = Number(opts.timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
@@ -204,6 +213,7 @@ export async function spawnLocal(
     'memoryMaxBytes',
     'memoryLockWaitSeconds',
     'logLevel',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -233,6 +243,7 @@ export async function spawnLocal(
     memory,
     audit: auditTrailFromConfig(memory, log),
     registry: fileRegistry(config.fleetRegistryPath),
+    instanceTypes: config.instanceTypes,
     log,
     print: (line) => process.stdout.write(`${line}\n`),
     timeoutMs: seconds * 1000,

@@ -58,6 +58,7 @@ export function command(): Command {
         'memoryLockWaitSeconds',
         'imdsUrl',
         'buildInfoFile',
+        'instanceTypes',
       ]);
       if (config.jobKeyId !== 'schedule') {
         throw new ConfigError(
@@ -87,6 +88,7 @@ export function command(): Command {
           memory,
           audit,
           fleet,
+          instanceTypes: config.instanceTypes,
         }),
       );
       const signer = signerFrom(config);

@@ -9,6 +9,7 @@ import { Instance } from '@cdktf/provider-aws/lib/instance/index.js';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider/index.js';
 import { TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
+import { isInstanceName, NAME_RULE } from '../lib/config.js';
 import {
   APP_TAG,
   AUDIT_PREFIX,
@@ -18,7 +19,7 @@ import {
   INSTANCE_ROLE_PATH,
 } from './names.js';
 import { policyDocument, serviceTrust } from './policy.js';
-import type { RegistryEntry } from './registry.js';
+import { type RegistryEntry, RegistryError } from './registry.js';
 import type { InfraSettings } from './settings.js';
 import { baseState, useStateBackend } from './state.js';
 
@@ -27,6 +28,9 @@ export const INSTANCE_ENV_FILE = '/var/lib/clawdinator/instance.env';
 
 export class InstanceStack extends TerraformStack {
   constructor(scope: Construct, name: string, entry: RegistryEntry & { ami: string }, settings: InfraSettings) {
+    // The name becomes the IAM role and profile names and part of the session name (IAM's
+    // limits) and the host's name: checked here too, whatever registry the stack came from.
+    if (!isInstanceName(name)) throw new RegistryError(`no stack "${name}": not a fleet name (${NAME_RULE})`);
     super(scope, name);
     const assumeRole = settings.deployerRoleArn
       ? [{ roleArn: settings.deployerRoleArn, sessionName: `clawdinator-${name}`.slice(0, 64) }]

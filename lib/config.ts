@@ -26,11 +26,42 @@ const MiB = 1024 * 1024;
 const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
 const snowflake = z.string().regex(/^\d{17,20}$/);
 const snowflakes = z.array(snowflake);
-export const instanceName = z.string().regex(/^clawdinator-[a-z0-9-]{1,28}$/);
+// A fleet member's name is also its host name, its IAM role and profile names and part of
+// its STS session name: DNS-label characters with no leading, trailing or doubled "-"
+// (`clawdinator-3-` would pass a character class and fail NixOS evaluation after the
+// instance exists), and at most 40 characters (a role session name "clawdinator-<name>"
+// must stay within IAM's 64).
+export const NAME_MAX = 40;
+export const NAME_RULE = `clawdinator-<a-z0-9>, words joined by single "-", at most ${NAME_MAX} characters`;
+const NAME_PATTERN = /^clawdinator-[a-z0-9]+(-[a-z0-9]+)*$/;
+export const instanceName = z.string().max(NAME_MAX, `at most ${NAME_MAX} characters`).regex(NAME_PATTERN, NAME_RULE);
+export function isInstanceName(value: unknown): value is string {
+  return instanceName.safeParse(value).success;
+}
+// An EC2 instance type's shape; which ones a spawn may use is the `instanceTypes` setting.
+export const instanceTypeShape = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'an EC2 instance type like t3.large');
+/** The original ran t3.large hosts (t3.small for a translation-only one); a few larger for heavier agents. */
+export const DEFAULT_INSTANCE_TYPES = [
+  't3.small',
+  't3.medium',
+  't3.large',
+  't3.xlarge',
+  't3.2xlarge',
+  'm7i.large',
+  'm7i.xlarge',
+  'c7i.xlarge',
+] as const;
 const s3Bucket = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const awsRegion = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/);
 const cidr = z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9a-fA-F:]+\/\d{1,3})$/);
-const keyId = z.string().regex(/^(gateway|schedule|operator:[a-z0-9_.-]{1,32}|agent:clawdinator-[a-z0-9-]{1,28})$/);
+const keyId = z
+  .string()
+  .refine(
+    (id) =>
+      /^(gateway|schedule|operator:[a-z0-9_.-]{1,32})$/.test(id) ||
+      (id.startsWith('agent:') && isInstanceName(id.slice(6))),
+    'gateway, schedule, operator:<name> or agent:<fleet name>',
+  );
 // The password never rides in the URL: it comes from CLAWDINATOR_REDIS_PASSWORD_FILE.
 const absolutePath = z.string().regex(/^\/.+/);
 const owner = z
@@ -107,7 +138,7 @@ export const settings = {
     z.string().min(1).optional(),
     'the path of the file holding the Redis password',
   ),
-  hostName: setting('CLAWDINATOR_HOST_NAME', instanceName, 'this host’s fleet name, clawdinator-<a-z0-9->'),
+  hostName: setting('CLAWDINATOR_HOST_NAME', instanceName, `this host’s fleet name (${NAME_RULE})`),
   jobSigningKeyFile: setting(
     'CLAWDINATOR_JOB_SIGNING_KEY_FILE',
     z.string().min(1),
@@ -180,11 +211,36 @@ export const settings = {
   ),
   defaultInstanceType: setting(
     'CLAWDINATOR_DEFAULT_INSTANCE_TYPE',
+    instanceTypeShape.default('t3.large'),
+    'an EC2 instance type like t3.large (one of CLAWDINATOR_INSTANCE_TYPES)',
+  ),
+  // Safety rail: the instance types a spawn may ask for, whoever asks (an agent's signed
+  // request included); /spawn offers the same list. The default type must be one of them.
+  instanceTypes: setting(
+    'CLAWDINATOR_INSTANCE_TYPES',
     z
-      .string()
-      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/)
-      .default('t3.large'),
-    'an EC2 instance type like t3.large',
+      .array(instanceTypeShape)
+      .min(1)
+      .max(25)
+      .default([...DEFAULT_INSTANCE_TYPES]),
+    'a JSON list of EC2 instance types (1 to 25), like ["t3.large"]',
+    true,
+  ),
+  // The agent's way to the control plane: the ops gateway of each host serves this unix
+  // socket (bot/request-socket.ts) in a directory only the ops user and the agent's group can
+  // enter; `clawdinator request` (run by the agent) connects to it. The agent holds no Redis
+  // credential.
+  requestSocket: setting(
+    'CLAWDINATOR_REQUEST_SOCKET',
+    absolutePath.default('/run/clawdinator-request/request.sock'),
+    'an absolute path of a unix socket',
+  ),
+  // This host's agent's public key (PEM), written by the bootstrap: the gateway verifies the
+  // agent's requests with it and needs no registry credential. Unset: no request socket.
+  agentPublicKeyFile: setting(
+    'CLAWDINATOR_AGENT_PUBLIC_KEY_FILE',
+    absolutePath.optional(),
+    'an absolute path of this host’s agent’s Ed25519 public key (PEM)',
   ),
   // The base stack's bucket: bootstrap bundles go under bootstrap/<name>/.
   bootstrapBucket: setting(

@@ -25,6 +25,11 @@ import { OperationError } from '../../lib/errors.js';
 import { projectPath } from '../../lib/paths.js';
 import type { Cloud } from '../cloud/types.js';
 
+/** The agent's job-signing key, in the agent's secrets dir. */
+export const AGENT_KEY_FILE = 'agent-key.pem';
+/** Its public half, in the ops secrets dir: what the gateway checks the agent's requests with. */
+export const AGENT_PUBLIC_KEY_FILE = 'agent-public-key.pem';
+
 export const BUNDLE_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
 export const CONFIG_FILE = 'config.json';
@@ -170,7 +175,7 @@ export function bundleConfig(input: BundleInput): BundleConfig {
     ...(input.flake ? { flake: input.flake } : {}),
     secrets: [
       { name: input.secrets.discordToken, file: 'discord-token', owner: 'agent', required: true },
-      { name: input.secrets.agentKey, file: 'agent-key.pem', owner: 'agent', required: true },
+      { name: input.secrets.agentKey, file: AGENT_KEY_FILE, owner: 'agent', required: true },
       { name: REDIS_AUTH_SECRET, file: 'redis-password', owner: 'ops', required: true },
       { name: OPS_BOT_TOKEN_SECRET, file: 'discord-token', owner: 'ops', required: false },
       { name: GATEWAY_KEY_SECRET, file: 'gateway-signing-key.pem', owner: 'ops', required: false },

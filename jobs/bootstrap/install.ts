@@ -27,13 +27,15 @@
 //
 // Secret values go only into their files: never into a log line, an error or the result.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { ConfigError, errorLine, OperationError } from '../../lib/errors.js';
 import type { Cloud } from '../cloud/types.js';
 import {
+  AGENT_KEY_FILE,
+  AGENT_PUBLIC_KEY_FILE,
   type BundleConfig,
   bundleConfigSchema,
   CONFIG_FILE,
@@ -340,28 +342,56 @@ async function installSecrets(
       continue;
     }
     const owner = secret.owner === 'ops' ? options.owners?.ops : options.owners?.agent;
-    await secretsDir(dirname(path), owner ?? null);
-    const partial = `${path}.partial-${randomBytes(8).toString('hex')}`;
-    // Created 0400, exclusively and without following a link, and given to its owner through
-    // the descriptor: the value is never readable by anyone else, even briefly.
-    const handle = await open(
-      partial,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      0o400,
-    );
-    try {
-      if (owner) await handle.chown(owner.uid, owner.gid);
-      await handle.writeFile(value);
-    } finally {
-      await handle.close();
-    }
-    await rename(partial, path);
+    await writeSecretFile(path, value, owner ?? null);
     out.written.push(secret.name);
+  }
+  // The ops gateway checks this host's agent's signed requests on the request socket against
+  // the agent's public key: derived here, so the gateway needs neither the private key nor a
+  // registry credential.
+  const agentKey = config.secrets.find((secret) => secret.file === AGENT_KEY_FILE && secret.owner === 'agent');
+  const agentKeyValue = agentKey === undefined ? undefined : values.get(agentKey.name);
+  if (agentKeyValue !== undefined) {
+    const path = join(options.dirs.opsSecrets, AGENT_PUBLIC_KEY_FILE);
+    const publicKey = publicKeyPem(agentKeyValue);
+    if ((await readFile(path, 'utf8').catch(() => null)) !== publicKey) {
+      await writeSecretFile(path, publicKey, options.owners?.ops ?? null);
+    }
   }
   if (out.written.length > 0) options.log(`secrets: ${out.written.length} written (${out.written.join(', ')})`);
   if (out.absent.length > 0)
     options.log(`secrets: ${out.absent.length} not present, skipped (${out.absent.join(', ')})`);
   return out;
+}
+
+/**
+ * Writes one secret file: created 0400, exclusively and without following a link, given to its
+ * owner through the descriptor (the value is never readable by anyone else, even briefly), then
+ * renamed over the old one.
+ */
+async function writeSecretFile(path: string, value: string, owner: Owner | null): Promise<void> {
+  await secretsDir(dirname(path), owner);
+  const partial = `${path}.partial-${randomBytes(8).toString('hex')}`;
+  const handle = await open(
+    partial,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o400,
+  );
+  try {
+    if (owner) await handle.chown(owner.uid, owner.gid);
+    await handle.writeFile(value);
+  } finally {
+    await handle.close();
+  }
+  await rename(partial, path);
+}
+
+/** The SPKI PEM of a private key PEM; a key that does not parse stops the bootstrap. */
+function publicKeyPem(privateKeyPem: string): string {
+  try {
+    return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'pem' }).toString();
+  } catch {
+    throw new OperationError(`bootstrap: the agent key (${AGENT_KEY_FILE}) is not a private key (PEM)`);
+  }
 }
 
 /** A secrets dir: root's, entered by its user's group only (0750), so nobody but root writes there. */

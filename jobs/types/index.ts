@@ -24,6 +24,11 @@ export interface JobTypeDeps {
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
+  /**
+   * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
+   * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
+   */
+  instanceTypes?: readonly string[];
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -33,7 +38,13 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, audit: deps.audit, fleet: deps.fleet }),
+    spawnJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      audit: deps.audit,
+      fleet: deps.fleet,
+      instanceTypes: deps.instanceTypes,
+    }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,

@@ -29,7 +29,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { hostSecretsPrefix } from '../../infra/names.js';
 import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
-import { instanceName } from '../../lib/config.js';
+import { DEFAULT_INSTANCE_TYPES, instanceName, instanceTypeShape } from '../../lib/config.js';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AuditTrail } from '../audit.js';
@@ -48,20 +48,29 @@ import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
 
 export const SPAWN = 'spawn';
 
-const dataSchema = z
-  .object({
-    name: instanceName,
-    instanceType: z
-      .string()
-      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/)
-      .optional(),
-    ami: z
-      .string()
-      .regex(/^ami-[0-9a-f]{8,17}$/)
-      .optional(),
-  })
-  .strict();
-type SpawnData = z.output<typeof dataSchema>;
+/**
+ * The spawn's data. The instance type must be one of the allowed ones (CLAWDINATOR_INSTANCE_TYPES):
+ * checked here, so an agent's signed request for any other type is refused by the worker's
+ * schema check before the job runs, not only by Discord's choice list.
+ */
+function dataSchemaFor(instanceTypes: readonly string[]) {
+  return z
+    .object({
+      name: instanceName,
+      instanceType: instanceTypeShape
+        .refine((t) => instanceTypes.includes(t), {
+          message: `not an allowed instance type (${instanceTypes.join(', ')})`,
+        })
+        .optional(),
+      ami: z
+        .string()
+        .regex(/^ami-[0-9a-f]{8,17}$/)
+        .optional(),
+    })
+    .strict();
+}
+type SpawnSchema = ReturnType<typeof dataSchemaFor>;
+type SpawnData = z.output<SpawnSchema>;
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -115,6 +124,8 @@ export interface SpawnDeps {
   /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
   audit?: AuditTrail;
   fleet?: FleetDeps;
+  /** The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES); default DEFAULT_INSTANCE_TYPES. */
+  instanceTypes?: readonly string[];
 }
 
 /** The name's own Discord bot token, as the original named them. */
@@ -146,11 +157,12 @@ interface Chosen {
   startedAt: number;
 }
 
-export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
+export function spawnJob(deps: SpawnDeps): JobType<SpawnSchema> {
+  const instanceTypes = deps.instanceTypes ?? DEFAULT_INSTANCE_TYPES;
   return {
     name: SPAWN,
     version: 1,
-    schema: dataSchema,
+    schema: dataSchemaFor(instanceTypes),
     permission: 'spawn',
     agentAllowed: true,
     instanceOf: (d) => d.name,
@@ -164,7 +176,7 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('spawn: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Spawn(ctx, deps.redis, memory, fleet, deps.audit).run();
+      return new Spawn(ctx, deps.redis, memory, fleet, instanceTypes, deps.audit).run();
     },
   };
 }
@@ -179,6 +191,7 @@ class Spawn extends LifecycleJob<SpawnData> {
     private readonly redis: Redis,
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
+    private readonly instanceTypes: readonly string[],
     audit: AuditTrail | undefined,
   ) {
     super(ctx, 'spawn', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, audit);
@@ -250,10 +263,22 @@ class Spawn extends LifecycleJob<SpawnData> {
 
   private async check(): Promise<Chosen> {
     const { name, fleet } = this;
+    // The schema checked an asked type; the configured default is checked here, first.
+    const instanceType = this.ctx.data.instanceType ?? fleet.defaultInstanceType;
+    if (!this.instanceTypes.includes(instanceType)) {
+      throw new RefusedError(
+        `refused: instance type ${instanceType} is not allowed (CLAWDINATOR_INSTANCE_TYPES: ${this.instanceTypes.join(', ')})`,
+      );
+    }
     // The registry must take our commit (permission, branch protection) before we make a key.
     await fleet.registryStore.preflight?.();
     const { registry } = await fleet.registryStore.read();
     if (registry[name] !== undefined) throw new RefusedError(`refused: ${name} is already in the registry`);
+    // The new entry's host is its name: the flake keeps one configuration per host name.
+    const sharing = Object.entries(registry).find(([, entry]) => entry.host === name);
+    if (sharing !== undefined) {
+      throw new RefusedError(`refused: the host name ${name} is already used by ${sharing[0]} in the registry`);
+    }
     this.checkCap(registry);
     const live = (await fleet.cloud.listFleetInstances()).find((i) => i.name === name);
     if (live !== undefined) {
@@ -276,7 +301,6 @@ class Spawn extends LifecycleJob<SpawnData> {
     if (charged !== 1) {
       throw new RefusedError(`refused: spawn rate limit: ${fleet.spawnsPerHour} spawns per hour, try again later`);
     }
-    const instanceType = this.ctx.data.instanceType ?? fleet.defaultInstanceType;
     await this.ctx.progress(`${name}: ${ami.imageId} (${ami.name}), ${instanceType}`);
     return { ami: ami.imageId, instanceType, startedAt: Date.now() };
   }

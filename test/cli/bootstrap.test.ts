@@ -26,6 +26,7 @@ import { type BundleInput, REPO_SEEDS_SOURCE_KEY, uploadBundle } from '../../job
 import { formatIdentity } from '../../jobs/bootstrap/identity.js';
 import { createAwsCloud } from '../../jobs/cloud/aws.js';
 import type { Cloud } from '../../jobs/cloud/types.js';
+import { generateSigningKeyPair } from '../../jobs/signing.js';
 import { projectPath } from '../../lib/paths.js';
 import { jsonReply, type Stub, startStub } from '../jobs/cloud/stub.js';
 import { type CliResult, runCli, tempDir } from '../support/cli.js';
@@ -36,11 +37,12 @@ const BUCKET = 'fleet-bucket';
 const NAME = 'clawdinator-1';
 const V1 = `bootstrap/${NAME}`;
 const V2 = `bootstrap/${NAME}-v2`;
+/** The host's agent key: a real one, since the bootstrap derives its public half for the gateway. */
+const AGENT_KEY = generateSigningKeyPair();
 /** Planted secret values: none may show in any output. */
 const SECRETS: Record<string, string> = {
   [`clawdinator/discord-token/${NAME}`]: 'planted-agent-discord-token-91c2',
-  [`clawdinator/host/${NAME}/agent-key`]:
-    '-----BEGIN PRIVATE KEY-----\nplanted-agent-key-5e7d\n-----END PRIVATE KEY-----',
+  [`clawdinator/host/${NAME}/agent-key`]: AGENT_KEY.privateKeyPem,
   'clawdinator/fleet/redis-auth': 'planted-redis-auth-0b3f',
   'clawdinator/fleet/ops-bot-token': 'planted-ops-bot-token-77aa',
 };
@@ -212,6 +214,10 @@ describe('clawdinator bootstrap', () => {
       expect(statSync(path).mode & 0o777).toBe(0o400);
       if (AS_ROOT) expect(statSync(path).uid).toBe(path.startsWith(host.ops) ? OPS.uid : AGENT.uid);
     }
+    // The agent's public key, for the ops gateway's request socket, is derived into the ops dir.
+    const publicKey = join(host.ops, 'agent-public-key.pem');
+    expect(readFileSync(publicKey, 'utf8')).toBe(AGENT_KEY.publicKeyPem);
+    if (AS_ROOT) expect(statSync(publicKey).uid).toBe(OPS.uid);
     // Root's dirs, entered by the owner's group only: nobody but root writes there.
     for (const [d, owner] of [
       [host.ops, OPS],

@@ -151,7 +151,7 @@ describe('clawdinator worker', () => {
     const missing = await runCli(['worker'], { env: { ...env, CLAWDINATOR_HOST_NAME: '' } });
     expect(missing.code).toBe(2);
     expect(missing.stderr).toBe(
-      'clawdinator: config: CLAWDINATOR_HOST_NAME (or hostName in the config file) is not set: expected this host’s fleet name, clawdinator-<a-z0-9->\n',
+      'clawdinator: config: CLAWDINATOR_HOST_NAME (or hostName in the config file) is not set: expected this host’s fleet name (clawdinator-<a-z0-9>, words joined by single "-", at most 40 characters)\n',
     );
     const wrongKey = await runCli(['worker'], {
       env: { ...env, CLAWDINATOR_HOST_NAME: 'clawdinator-1', CLAWDINATOR_JOB_KEY_ID: 'gateway' },

@@ -7,8 +7,9 @@ import { type TerraformStack, Testing } from 'cdktf';
 import { describe, expect, it } from 'vitest';
 import { createStacks, synthesize } from '../../infra/app.js';
 import { stateKey } from '../../infra/names.js';
-import type { FleetRegistry } from '../../infra/registry.js';
+import { type FleetRegistry, RegistryError } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
+import { NAME_RULE } from '../../lib/config.js';
 import { tempDir } from '../support/cli.js';
 
 const settings: InfraSettings = {
@@ -73,6 +74,14 @@ const secretArn = (name: string) => `arn:aws:secretsmanager:eu-central-1:1234567
 
 describe('stacks', () => {
   const { base, instances, withoutAmi } = stacks();
+
+  it('refuses a stack whose name is not a fleet name, whatever registry it came from', () => {
+    for (const bad of ['clawdinator-3-', `clawdinator-${'a'.repeat(29)}`]) {
+      expect(() => createStacks(Testing.app(), { [bad]: entry(3) }, settings)).toThrow(
+        new RegistryError(`no stack "${bad}": not a fleet name (${NAME_RULE})`),
+      );
+    }
+  });
 
   it('makes one stack per registry entry with an AMI, each with its own state key and lock file', () => {
     expect(Object.keys(instances)).toEqual(['clawdinator-1', 'clawdinator-2']);

@@ -32,7 +32,7 @@ describe('nix/units.json', () => {
         name,
       ).toEqual([]);
       expect(
-        unit.secrets.filter((f) => !(f in contract.opsSecrets)),
+        unit.secrets.filter((f) => !(f in contract.opsSecrets) && !(f in contract.opsDerived)),
         name,
       ).toEqual([]);
     }

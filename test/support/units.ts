@@ -34,6 +34,8 @@ export interface HostContract {
   paths: Record<string, string>;
   directories: { path: string; mode: string; user: 'root' | IdName; group: 'root' | IdName }[];
   opsSecrets: Record<string, string>;
+  /** Files the bootstrap derives into the ops dir (not fetched, not secret). */
+  opsDerived: Record<string, string>;
   memoryMount: {
     what: string;
     where: string;
