@@ -16,11 +16,13 @@
 // removed after it, so a host never reads a manifest naming a missing file. A host that reads
 // while a new bundle is going up can see a new file under the old manifest: its checksum check
 // refuses that, and the next run installs the new bundle.
+
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { REDIS_AUTH_SECRET } from '../../infra/names.js';
+import { instanceName } from '../../lib/config.js';
 import { OperationError } from '../../lib/errors.js';
 import { projectPath } from '../../lib/paths.js';
 import type { Cloud } from '../cloud/types.js';
@@ -87,7 +89,8 @@ export const flakeRef = z
 export const bundleConfigSchema = z
   .object({
     version: z.literal(BUNDLE_VERSION),
-    instance: z.string().regex(/^clawdinator-[a-z0-9-]{1,28}$/),
+    // The one name rule (lib/config.ts): a 40-character name written at spawn must read back here.
+    instance: instanceName,
     host: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
     region: z.string().nullable(),
     bucket: z.string(),
