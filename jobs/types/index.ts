@@ -3,6 +3,9 @@ import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import type { GitHubJobDeps } from '../github/setup.js';
+import { githubSyncJob } from './github-sync.js';
+import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
@@ -21,6 +24,8 @@ export interface JobTypeDeps {
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
+  /** The org sync and this host's agent token; absent without a GitHub App. */
+  github?: GitHubJobDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -45,5 +50,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
+    githubSyncJob({ github: deps.github }),
+    githubTokenJob({ github: deps.github }),
   ];
 }
