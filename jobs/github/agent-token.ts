@@ -215,7 +215,7 @@ export function writeTokenFiles(targets: TokenTargets, token: string, identity: 
   const gitConfig = [
     '[user]',
     `\tname = ${identity.login}`,
-    `\temail = ${identity.email}`,
+    `\temail = ${identity.userId}+${identity.login}@users.noreply.${host}`,
     `[credential "https://${host}"]`,
     // An empty helper first drops helpers configured before this file, as `gh auth setup-git` does.
     '\thelper =',

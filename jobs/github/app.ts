@@ -88,10 +88,8 @@ export interface NarrowedToken {
 export interface BotIdentity {
   /** `<slug>[bot]` */
   login: string;
-  /** The bot user's id (not the App's). */
+  /** The bot user's id (not the App's): its noreply address is `<id>+<login>@users.noreply.<host>`. */
   userId: number;
-  /** `<id>+<slug>[bot]@users.noreply.<host>` */
-  email: string;
 }
 
 /** The App's options from settings; the key is read from its file and checked here. */
@@ -171,9 +169,7 @@ export function createGitHubInstallation(options: GitHubAppOptions): GitHubInsta
           if (typeof slug !== 'string' || slug === '') throw new OperationError(`GitHub: ${about} failed: no slug`);
           const login = `${slug}[bot]`;
           const { data: user } = await (await installation()).request('GET /users/{username}', { username: login });
-          const host = webHost(options.apiUrl);
-          const userId = Number(user.id);
-          return { login, userId, email: `${userId}+${login}@users.noreply.${host}` };
+          return { login, userId: Number(user.id) };
         } catch (err) {
           throw githubError(err, about, { 401: mintRefusals[401] });
         }
