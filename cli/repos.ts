@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { REPO_SEEDS_SOURCE_KEY } from '../jobs/bootstrap/bundle.js';
-import { type GitAuth, githubRepoOf, prepareSeeds, readReposList } from '../jobs/github/repos.js';
+import { type GitAuth, prepareSeeds, readReposList, seedAuth } from '../jobs/github/repos.js';
 import { githubWebUrl, hasGitHubApp, installationFromSettings } from '../jobs/github/setup.js';
 import { loadConfig } from '../lib/config.js';
 import { projectPath } from '../lib/paths.js';
@@ -28,18 +28,7 @@ export function command(): Command {
       const say = (line: string) => process.stderr.write(`${line}\n`);
       let auth: GitAuth | undefined;
       if (hasGitHubApp()) {
-        const webUrl = githubWebUrl();
-        const installation = installationFromSettings();
-        // Read-only, and only the listed repositories the installation can see.
-        const visible = new Set((await installation.repositories()).map((r) => r.toLowerCase()));
-        const names = seeds
-          .map((s) => githubRepoOf(s.url, webUrl))
-          .filter((r): r is string => r !== null && visible.has(r.toLowerCase()))
-          .map((r) => r.split('/')[1] as string);
-        if (names.length > 0) {
-          const minted = await installation.mintNarrowed({ repositories: names, permissions: { contents: 'read' } });
-          auth = { token: minted.token, webUrl };
-        }
+        auth = await seedAuth(installationFromSettings(), seeds, githubWebUrl());
       } else {
         say('no GitHub App configured (CLAWDINATOR_GITHUB_APP_ID): cloning without a token');
       }

@@ -15,6 +15,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, OperationError, UsageError } from '../../lib/errors.js';
+import type { GitHubInstallation } from './app.js';
 
 export const REPOS_LIST_FILE = 'repos.tsv';
 /** Git's own time limit is none: a hung server must not hang a boot. */
@@ -166,6 +167,26 @@ export function githubRepoOf(url: string, webUrl: string): string | null {
 }
 
 // ── prepare (the control plane) ─────────────────────────────────────────────────────────
+
+/**
+ * The token `repos prepare` clones with: read-only, narrowed to the listed repositories the
+ * installation can see (others are cloned without one: public, or another host). None when
+ * no listed repository is the installation's.
+ */
+export async function seedAuth(
+  installation: Pick<GitHubInstallation, 'repositories' | 'mintNarrowed'>,
+  seeds: RepoSeed[],
+  webUrl: string,
+): Promise<GitAuth | undefined> {
+  const visible = new Set((await installation.repositories()).map((r) => r.toLowerCase()));
+  const names = seeds
+    .map((s) => githubRepoOf(s.url, webUrl))
+    .filter((r): r is string => r !== null && visible.has(r.toLowerCase()))
+    .map((r) => r.split('/')[1] as string);
+  if (names.length === 0) return undefined;
+  const minted = await installation.mintNarrowed({ repositories: names, permissions: { contents: 'read' } });
+  return { token: minted.token, webUrl };
+}
 
 export interface PrepareOptions {
   seeds: RepoSeed[];
