@@ -122,7 +122,7 @@ describe('job schedulers', () => {
     await upsert('clawdinator-1-1000', [{ id: SWEEP_ID, type: 'health-sweep', every: 120_000, data: {} }], q);
     const changed = await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q);
     expect(changed).toMatchObject({ upserted: [SWEEP_ID, SYNC_ID], verified: true });
-    expect((await q.getJobSchedulers())[0]?.every).toBe(60_000);
+    expect((await q.getJobSchedulers()).find((j) => j.key === SWEEP_ID)?.every).toBe(60_000);
 
     // A template signed with another key (written by anyone who can write to Redis) is replaced.
     const forged = signRequest(
@@ -141,7 +141,7 @@ describe('job schedulers', () => {
       upserted: [SWEEP_ID],
       verified: true,
     });
-    const stored = (await q.getJobSchedulers())[0]?.template?.data;
+    const stored = (await q.getJobSchedulers()).find((j) => j.key === SWEEP_ID)?.template?.data;
     expect(stored.signature).not.toBe(forged.signature);
 
     // A second waiting job of the same scheduler, as the concurrent-upsert bug left them.
