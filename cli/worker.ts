@@ -1,5 +1,6 @@
 // `clawdinator worker`: runs the processors of every job type (the fleet queue and this
-// host's own queue), keeps the fleet's schedules (upserted by one leader at a time), and
+// host's own queue), keeps the fleet's schedules (upserted by one leader at a time) and this
+// host's own (its agent's GitHub token refresh, when the GitHub App is configured), and
 // publishes this host's heartbeat. On SIGTERM it stops taking jobs, lets running steps reach
 // a save point, and closes its connections.
 import { hostname } from 'node:os';
