@@ -1,5 +1,6 @@
 // `clawdinator worker`: runs the processors of every job type (the fleet queue and this
-// host's own queue), keeps the fleet's schedules (upserted by one leader at a time), and
+// host's own queue), keeps the fleet's schedules (upserted by one leader at a time) and this
+// host's own (its agent's GitHub token refresh, when the GitHub App is configured), and
 // publishes this host's heartbeat. On SIGTERM it stops taking jobs, lets running steps reach
 // a save point, and closes its connections.
 import { hostname } from 'node:os';
@@ -9,11 +10,12 @@ import { auditTrailFromConfig } from '../jobs/audit.js';
 import { Imds, imdsEndpoint } from '../jobs/bootstrap/identity.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { hostFacts, INSTANCE_ID_UNAVAILABLE } from '../jobs/engine/host-facts.js';
-import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
+import { FLEET_QUEUE, hostQueue, keys } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
 import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { startWorker } from '../jobs/engine/worker.js';
+import { githubJobDeps, hostSchedules, tokenAtStart } from '../jobs/github/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import { loadConfig } from '../lib/config.js';
@@ -76,6 +78,8 @@ export function command(): Command {
       });
       // Lifecycle outcomes: the journal, s3://<bootstrap bucket>/audit/…, the memory copy.
       const audit = auditTrailFromConfig(memory, log);
+      // The org sync and this host's agent token, when the GitHub App is configured here.
+      const github = githubJobDeps(config.hostName, memory, {}, log);
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
@@ -89,6 +93,7 @@ export function command(): Command {
           audit,
           fleet,
           instanceTypes: config.instanceTypes,
+          github,
         }),
       );
       const signer = signerFrom(config);
@@ -136,16 +141,34 @@ export function command(): Command {
         onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),
       });
       const fleetQueue = new Queue(FLEET_QUEUE, { connection });
+      const ownQueue = new Queue(hostQueue(config.hostName), { connection });
       const workerId = `${config.hostName}-${hostname()}-${process.pid}`;
       const schedule = async () => {
         try {
           const r = await upsertSchedules({ queue: fleetQueue, redis, signer, types, defs: FLEET_SCHEDULES, workerId });
           if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
+          // This host's own schedules (its agent's token refresh), upserted by its worker alone.
+          const own = await upsertSchedules({
+            queue: ownQueue,
+            redis,
+            signer,
+            types,
+            defs: hostSchedules(github),
+            workerId,
+            leaseKey: keys.hostSchedulerLeader(config.hostName),
+          });
+          if (own.upserted.length + own.removed.length > 0) {
+            log.info(
+              { upserted: own.upserted, removed: own.removed, verified: own.verified },
+              'host schedules upserted',
+            );
+          }
         } catch (err) {
           log.warn({ err: errorLine(err) }, 'schedules not upserted');
         }
       };
       await schedule();
+      void tokenAtStart(github, log);
       const timer = setInterval(schedule, SCHEDULE_CHECK_MS);
       log.info({ queues: [FLEET_QUEUE, hostQueue(config.hostName)] }, 'worker ready');
 
@@ -156,6 +179,7 @@ export function command(): Command {
       await Promise.all(workers.map((w) => w.close()));
       await heartbeat.stop();
       await fleetQueue.close();
+      await ownQueue.close();
       redis.disconnect();
       log.info('worker stopped');
     });

@@ -436,6 +436,65 @@ export const settings = {
     z.enum(['refuse', 'allow']).default('refuse'),
     'refuse or allow',
   ),
+  // GitHub for the agents (jobs/github/): the org sync, the agents' narrowed tokens, repo seeds.
+  githubOrg: setting(
+    'CLAWDINATOR_GITHUB_ORG',
+    z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/),
+    'the GitHub organization to sync into the memory (its login)',
+  ),
+  githubSyncExclude: setting(
+    'CLAWDINATOR_GITHUB_SYNC_EXCLUDE',
+    z.array(z.string().regex(/^([A-Za-z0-9-]{1,39}\/)?[A-Za-z0-9._-]{1,100}$/)).default([]),
+    'a JSON list of repositories (name or owner/name) the sync leaves out',
+    true,
+  ),
+  githubTokenDir: setting(
+    'CLAWDINATOR_GITHUB_TOKEN_DIR',
+    absolutePath.default('/run/clawdinator-github'),
+    'an absolute directory path (the control plane’s, readable by the agent’s group)',
+  ),
+  githubTokenRefreshMinutes: setting(
+    'CLAWDINATOR_GITHUB_TOKEN_REFRESH_MINUTES',
+    z.coerce.number().int().min(5).max(50).default(45),
+    'minutes from 5 to 50 (a token lives 60)',
+  ),
+  githubAgentRepos: setting(
+    'CLAWDINATOR_GITHUB_AGENT_REPOS',
+    z
+      .array(z.string().regex(/^([A-Za-z0-9-]{1,39}\/)?[A-Za-z0-9._-]{1,100}$/))
+      .max(500)
+      .default([]),
+    'a JSON list of repository names for the agents’ token ([]: every repository of the installation but the registry’s)',
+    true,
+  ),
+  githubAgentPermissions: setting(
+    'CLAWDINATOR_GITHUB_AGENT_PERMISSIONS',
+    z
+      .record(z.string().regex(/^[a-z_]{1,40}$/), z.enum(['read', 'write']))
+      .refine((p) => Object.keys(p).length > 0, 'at least one permission')
+      .default({ metadata: 'read', contents: 'write', pull_requests: 'write', issues: 'write' }),
+    'a JSON map of GitHub App permission to read or write',
+    true,
+  ),
+  agentGroup: setting(
+    'CLAWDINATOR_AGENT_GROUP',
+    z
+      .string()
+      .regex(/^([a-z_][a-z0-9_-]{0,31}|\d{1,10})$/)
+      .default('clawdinator'),
+    'the agent’s group (a name or a gid)',
+  ),
+  githubWebUrl: setting(
+    'CLAWDINATOR_GITHUB_WEB_URL',
+    z.string().url().optional(),
+    'the https URL git clones from (default: from CLAWDINATOR_GITHUB_API_URL, https://github.com)',
+  ),
+  repoSeedsArchive: setting(
+    'CLAWDINATOR_REPO_SEEDS_ARCHIVE',
+    absolutePath.default('/var/lib/clawdinator/repo-seeds.tar.zst'),
+    'an absolute file path (the seeds the bootstrap staged)',
+  ),
+  reposDir: setting('CLAWDINATOR_REPOS_DIR', absolutePath.optional(), 'an absolute directory path (default ~/repos)'),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
 export type Settings = typeof settings;

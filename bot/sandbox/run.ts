@@ -13,12 +13,16 @@
 //   <dir>/sandbox.log    the log (JSON lines)
 //   <dir>/cloud.json     written at stop: the simulated cloud's instances and bucket objects
 //
+// GitHub is simulated too (jobs/github/sim.ts, on a loopback port, with an App key made at
+// each start): the org `openclaw` is synced into the memory at start by the real org sync, so
+// `/memory read path:github/prs.md` shows it, and the github-sync schedule keeps it synced.
+//
 // Every start builds a fresh simulated cloud from the registry: each member running and
 // online (with its worker's heartbeat and host queue), the token pool's secrets, the images.
 // The fleet cap and the spawn rate come from the settings (CLAWDINATOR_FLEET_MAX_SIZE, 5 by
 // default; CLAWDINATOR_SPAWNS_PER_HOUR) and reach the lifecycle jobs through FleetDeps.
 
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -36,6 +40,9 @@ import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
 import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { createGitHubInstallation } from '../../jobs/github/app.js';
+import { syncOrg } from '../../jobs/github/org-sync.js';
+import { SimGitHub } from '../../jobs/github/sim.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { fleetStatus } from '../../jobs/status.js';
@@ -64,6 +71,8 @@ import {
   operatorActor,
   SANDBOX_BUCKET,
   SANDBOX_OPS_CHANNEL,
+  SANDBOX_ORG,
+  sandboxOrg,
   sandboxPolicy,
   writeSigningKeys,
 } from './world.js';
@@ -113,6 +122,8 @@ export interface Sandbox {
   readonly deps: BotDeps;
   readonly session: ConsoleSession;
   readonly registryPath: string;
+  /** The simulated GitHub's URL and the org it holds. */
+  readonly github: { url: string; org: string };
   /** Runs a line through the console session; with `waitMs`, waits for the jobs it started. */
   runLine(line: string, options?: { waitMs?: number }): Promise<LineResult>;
   /** Jobs started since the last runLine/waitForJobs, awaited. */
@@ -210,7 +221,34 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     // The audit as on a host: the journal (sandbox.log), one object per event in the
     // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
     const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
-    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, audit, fleet };
+    // The simulated GitHub and the App's installation on it; the org synced once before the
+    // first line runs (the schedule's own first run then finds it unchanged).
+    const appKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const github = await new SimGitHub({
+      appId: '1',
+      installationId: '1',
+      publicKey: appKey.publicKey,
+      org: sandboxOrg(),
+    }).start();
+    cleanups.push(() => github.stop());
+    const installation = createGitHubInstallation({
+      appId: '1',
+      installationId: '1',
+      privateKeyPem: appKey.privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+      apiUrl: github.url,
+      log,
+    });
+    const sync = () => syncOrg({ installation, memory, org: SANDBOX_ORG, log });
+    await sync();
+    const typeDeps: JobTypeDeps = {
+      redis,
+      registry,
+      opsChannelId: SANDBOX_OPS_CHANNEL,
+      memory,
+      audit,
+      fleet,
+      github: { sync },
+    };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
@@ -344,6 +382,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       deps,
       session,
       registryPath,
+      github: { url: github.url, org: SANDBOX_ORG },
       async runLine(line, runOptions = {}) {
         tracker.take();
         const handled = await session.run(line);

@@ -10,6 +10,8 @@ export const keys = {
   heartbeat: (host: string) => `clawdinator:heartbeat:${host}`,
   health: (host: string) => `clawdinator:health:${host}`,
   schedulerLeader: 'clawdinator:scheduler-leader',
+  /** The lease of a host queue's own schedules (its worker alone upserts them). */
+  hostSchedulerLeader: (host: string) => `clawdinator:scheduler-leader:${host}`,
   agentRate: (host: string, hour: number) => `clawdinator:agent-rate:${host}:${hour}`,
   events: 'clawdinator:events',
   interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,

@@ -12,6 +12,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Job, JobSchedulerJson, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { canonicalJson, verifyPayload } from '../signing.js';
+import { GITHUB_SYNC, GITHUB_SYNC_EVERY_MS } from '../types/github-sync.js';
 import { HEALTH_SWEEP } from '../types/health-sweep.js';
 import { envelopeSchema, type SignedRequest } from './envelope.js';
 import type { AnyJobType } from './job-type.js';
@@ -33,13 +34,13 @@ export interface ScheduleDef {
 }
 
 /**
- * The fleet queue's schedules. Later work adds its entry here: GitHub sync every 15 min
- * (`clawdinator-github-sync`, every 15 * 60_000). Self-update and the per-host token refresh
- * are host-local: they are upserted into each host's own queue, one upsertSchedules call per
- * host queue with that host's definitions.
+ * The fleet queue's schedules. Self-update and the per-host token refresh are host-local:
+ * they are upserted into each host's own queue, one upsertSchedules call per host queue with
+ * that host's definitions (jobs/github/setup.ts hostSchedules).
  */
 export const FLEET_SCHEDULES: ScheduleDef[] = [
   { id: 'clawdinator-health-sweep', type: HEALTH_SWEEP, every: 60_000, data: {} },
+  { id: 'clawdinator-github-sync', type: GITHUB_SYNC, every: GITHUB_SYNC_EVERY_MS, data: {} },
 ];
 
 // A run's result matters only until the next run, which is also its retry. Completed runs
@@ -62,6 +63,8 @@ export interface UpsertOptions {
   /** Names this caller in the lease, e.g. `<host>-<pid>`. */
   workerId: string;
   leaseMs?: number;
+  /** The lease's key: the fleet's by default; a host queue's schedules use one of their own. */
+  leaseKey?: string;
 }
 
 export interface UpsertResult {
@@ -96,7 +99,8 @@ export async function upsertSchedules(opts: UpsertOptions): Promise<UpsertResult
   const wantedIds = new Set(wanted.map((w) => w.def.id));
   const publicKey = createPublicKey(signer.key);
 
-  const lease = await redis.set(keys.schedulerLeader, workerId, 'PX', opts.leaseMs ?? DEFAULT_LEASE_MS, 'NX');
+  const leaseKey = opts.leaseKey ?? keys.schedulerLeader;
+  const lease = await redis.set(leaseKey, workerId, 'PX', opts.leaseMs ?? DEFAULT_LEASE_MS, 'NX');
   if (lease !== 'OK') return { leader: false, upserted: [], removed: [], verified: false };
   try {
     const before = await observe(queue);
@@ -123,7 +127,7 @@ export async function upsertSchedules(opts: UpsertOptions): Promise<UpsertResult
       wanted.every((w) => healthy(after, w, signer.keyId, publicKey)) && staleIds(after, wantedIds).length === 0;
     return { leader: true, upserted, removed, verified };
   } finally {
-    await redis.eval(RELEASE, 1, keys.schedulerLeader, workerId);
+    await redis.eval(RELEASE, 1, leaseKey, workerId);
   }
 }
 
@@ -216,4 +220,18 @@ async function removeStrayJobs(queue: Queue, seen: Observed, id: string): Promis
   for (const job of seen.pending.get(id) ?? []) {
     if (job.id !== current) await queue.remove(job.id as string);
   }
+}
+
+/**
+ * Removes every one of our schedulers from a queue, with the jobs they left waiting: what a
+ * retired member's host queue keeps (its token refresh) would otherwise wait there forever.
+ */
+export async function removeSchedules(queue: Queue): Promise<string[]> {
+  const seen = await observe(queue);
+  const ours = staleIds(seen, new Set());
+  for (const id of ours) {
+    await queue.removeJobScheduler(id);
+    for (const job of seen.pending.get(id) ?? []) await queue.remove(job.id as string);
+  }
+  return ours;
 }

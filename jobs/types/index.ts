@@ -4,6 +4,9 @@ import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import type { GitHubJobDeps } from '../github/setup.js';
+import { githubSyncJob } from './github-sync.js';
+import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
@@ -29,6 +32,8 @@ export interface JobTypeDeps {
    * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
    */
   instanceTypes?: readonly string[];
+  /** The org sync and this host's agent token; absent without a GitHub App. */
+  github?: GitHubJobDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -61,5 +66,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
+    githubSyncJob({ github: deps.github }),
+    githubTokenJob({ github: deps.github }),
   ];
 }

@@ -13,13 +13,13 @@
 //               synthesized from it)
 //   terminated  a wait that re-delays the job instead of holding a worker
 //   registry    the entry removed (absent already: done)
-//   cleanup     the bootstrap prefix and the host's signing key
+//   cleanup     the bootstrap prefix, the host's signing key and its host queue's schedules
 //   record      a line in ops.md and in the audit
 //
 // Nothing is undone on a failure: a destroy cannot be taken back, and every step can be
 // run again by a new retire of the same name until the registry entry is gone.
 
-import { DelayedError, UnrecoverableError } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
@@ -29,7 +29,8 @@ import type { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
-import { keys } from '../engine/keys.js';
+import { hostQueue, keys } from '../engine/keys.js';
+import { removeSchedules } from '../engine/schedulers.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
@@ -214,6 +215,13 @@ class Retire extends LifecycleJob<RetireData> {
     const { cloud, bucket } = this.fleet;
     const objects = await cloud.deletePrefix(bucket, `bootstrap/${this.name}/`);
     await cloud.deleteSecret(agentKeySecret(this.name));
+    // Its token refresh (and any other schedule of its own queue) goes with it.
+    const queue = new Queue(hostQueue(this.name), { connection: this.deps.redis });
+    try {
+      await removeSchedules(queue);
+    } finally {
+      await queue.close();
+    }
     return { objects };
   }
 

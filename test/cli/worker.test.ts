@@ -81,7 +81,7 @@ describe('clawdinator worker', () => {
       // The health sweep runs right away and tracks both hosts.
       await until(async () => (await redis.exists(keys.health('clawdinator-1'), keys.health('clawdinator-2'))) === 2);
       const schedulers = await queue.getJobSchedulers();
-      expect(schedulers.map((s) => s.key)).toEqual(['clawdinator-health-sweep']);
+      expect(schedulers.map((s) => s.key).sort()).toEqual(['clawdinator-github-sync', 'clawdinator-health-sweep']);
       expect(await queue.getFailedCount()).toBe(0);
     } finally {
       a.child.kill('SIGTERM');

@@ -304,6 +304,8 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
       'clawdinator-bootstrap: exited 0',
       'clawdinator-efs-tunnel: skipped (ConditionPathExists)',
       'clawdinator-memory-init: exited 0',
+      // This bundle carries no repo seeds: nothing staged for the agent to seed from.
+      'clawdinator-seed-repos: skipped (ConditionPathExists)',
       'clawdinator-gateway: running',
       'clawdinator-worker: running',
     ]);

@@ -6,11 +6,13 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
 import { JobTypes, type Signer, signRequest } from '../../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, type ScheduleDef, upsertSchedules } from '../../../jobs/engine/schedulers.js';
+import { githubSyncJob } from '../../../jobs/types/github-sync.js';
 import { type HealthSweepResult, healthSweep } from '../../../jobs/types/health-sweep.js';
 import { fastSettings, harness, keyPair, startWorker } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const SWEEP_ID = 'clawdinator-health-sweep';
+const SYNC_ID = 'clawdinator-github-sync';
 
 let server: TestRedis;
 let redis: Redis;
@@ -38,7 +40,10 @@ afterEach(async () => {
 });
 
 function types(): JobTypes {
-  return new JobTypes([healthSweep({ redis: server.client(), fleet: async () => ['clawdinator-1'] })]);
+  return new JobTypes([
+    healthSweep({ redis: server.client(), fleet: async () => ['clawdinator-1'] }),
+    githubSyncJob({}),
+  ]);
 }
 
 function queue(): Queue {
@@ -58,14 +63,17 @@ async function pendingOf(q: Queue, id: string): Promise<Job[]> {
 describe('job schedulers', () => {
   it('five hosts upserting at once make one scheduler; its job passes the real worker', async () => {
     const results = await Promise.all([1, 2, 3, 4, 5].map((n) => upsert(`clawdinator-${n}-1000`)));
-    expect(results.flatMap((r) => r.upserted)).toEqual([SWEEP_ID]);
+    expect(results.flatMap((r) => r.upserted)).toEqual([SWEEP_ID, SYNC_ID]);
     expect(results.filter((r) => r.leader).every((r) => r.verified)).toBe(true);
     expect(results.filter((r) => !r.leader)).toEqual(
       results.filter((r) => !r.leader).map(() => ({ leader: false, upserted: [], removed: [], verified: false })),
     );
     const q = queue();
     const schedulers = await q.getJobSchedulers();
-    expect(schedulers.map((s) => [s.key, s.name, s.every])).toEqual([[SWEEP_ID, 'health-sweep', 60_000]]);
+    expect(schedulers.map((s) => [s.key, s.name, s.every]).sort()).toEqual([
+      [SYNC_ID, 'github-sync', 900_000],
+      [SWEEP_ID, 'health-sweep', 60_000],
+    ]);
     expect(await pendingOf(q, SWEEP_ID)).toHaveLength(1);
     expect(await redis.exists(keys.schedulerLeader)).toBe(0);
 
@@ -73,9 +81,11 @@ describe('job schedulers', () => {
     const w = startWorker(FLEET_QUEUE, { ...h.deps(server.client(), conn), types: types() }, fastSettings);
     closers.push(() => w.close());
     const outcome = await new Promise<string>((resolve) => {
-      w.worker.on('completed', (job) =>
-        resolve(`completed ${job.repeatJobKey}: ${(job.returnvalue as HealthSweepResult).summary}`),
-      );
+      w.worker.on('completed', (job) => {
+        // The github-sync schedule's first run is due at once too; this test follows the sweep.
+        if (job.repeatJobKey !== SWEEP_ID) return;
+        resolve(`completed ${job.repeatJobKey}: ${(job.returnvalue as HealthSweepResult).summary}`);
+      });
       w.worker.on('failed', (job, err) => resolve(`failed ${job?.id}: ${err.message}`));
     });
     expect(outcome).toBe(`completed ${SWEEP_ID}: 1 hosts: 0 up, 1 missing, 0 silent; 0 alerts`);
@@ -97,8 +107,13 @@ describe('job schedulers', () => {
     await q.upsertJobScheduler('clawdinator-old-sync', { every: 900_000 }, { name: 'github-sync', data: {} });
     await q.upsertJobScheduler('someone-else', { every: 900_000 }, { name: 'theirs', data: {} });
     const result = await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q);
-    expect(result).toEqual({ leader: true, upserted: [SWEEP_ID], removed: ['clawdinator-old-sync'], verified: true });
-    expect((await q.getJobSchedulers()).map((s) => s.key).sort()).toEqual([SWEEP_ID, 'someone-else']);
+    expect(result).toEqual({
+      leader: true,
+      upserted: [SWEEP_ID, SYNC_ID],
+      removed: ['clawdinator-old-sync'],
+      verified: true,
+    });
+    expect((await q.getJobSchedulers()).map((s) => s.key).sort()).toEqual([SYNC_ID, SWEEP_ID, 'someone-else']);
     expect(await pendingOf(q, 'clawdinator-old-sync')).toEqual([]);
   });
 
@@ -106,8 +121,8 @@ describe('job schedulers', () => {
     const q = queue();
     await upsert('clawdinator-1-1000', [{ id: SWEEP_ID, type: 'health-sweep', every: 120_000, data: {} }], q);
     const changed = await upsert('clawdinator-1-1000', FLEET_SCHEDULES, q);
-    expect(changed).toMatchObject({ upserted: [SWEEP_ID], verified: true });
-    expect((await q.getJobSchedulers())[0]?.every).toBe(60_000);
+    expect(changed).toMatchObject({ upserted: [SWEEP_ID, SYNC_ID], verified: true });
+    expect((await q.getJobSchedulers()).find((j) => j.key === SWEEP_ID)?.every).toBe(60_000);
 
     // A template signed with another key (written by anyone who can write to Redis) is replaced.
     const forged = signRequest(
@@ -126,7 +141,7 @@ describe('job schedulers', () => {
       upserted: [SWEEP_ID],
       verified: true,
     });
-    const stored = (await q.getJobSchedulers())[0]?.template?.data;
+    const stored = (await q.getJobSchedulers()).find((j) => j.key === SWEEP_ID)?.template?.data;
     expect(stored.signature).not.toBe(forged.signature);
 
     // A second waiting job of the same scheduler, as the concurrent-upsert bug left them.

@@ -3,11 +3,12 @@
 // a temp dir. clawdinator-3 is spawned for real first, then retired. Every host that is
 // online (clawdinator-1 from the start) writes its heartbeat, as its worker would.
 import { readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { SimCloud } from '../../../jobs/cloud/sim.js';
 import type { Principal } from '../../../jobs/engine/envelope.js';
-import { keys } from '../../../jobs/engine/keys.js';
+import { hostQueue, keys } from '../../../jobs/engine/keys.js';
 import type { FileRegistryStore } from '../../../jobs/registry/file.js';
 import type { MemoryStore } from '../../../memory/store.js';
 import { SIM_BUCKET as BUCKET } from '../../support/fleet.js';
@@ -40,6 +41,13 @@ describe('retire', () => {
     const spawned = await spawn('clawdinator-3');
     const instanceId = spawned.returnvalue.instanceId as string;
     expect(await cloud.listKeys(BUCKET, 'bootstrap/clawdinator-3/')).toContain('bootstrap/clawdinator-3/manifest.json');
+    // Its worker keeps its agent's token refresh on its own queue, as every host's does.
+    const ownQueue = new Queue(hostQueue('clawdinator-3'), { connection: redis });
+    await ownQueue.upsertJobScheduler(
+      'clawdinator-github-token',
+      { every: 45 * 60_000 },
+      { name: 'github-token', data: {} },
+    );
 
     const job = await retire('clawdinator-3');
     expect(job.failedReason).toBeUndefined();
@@ -59,6 +67,10 @@ describe('retire', () => {
     expect(await instanceOf('clawdinator-1')).toBeDefined();
     expect(await cloud.listKeys(BUCKET, 'bootstrap/clawdinator-3/')).toEqual([]);
     expect(await cloud.secretExists('clawdinator/host/clawdinator-3/agent-key')).toBe(false);
+    // The retired host's schedules went with it.
+    expect(await ownQueue.getJobSchedulers()).toEqual([]);
+    expect(await ownQueue.getDelayedCount()).toBe(0);
+    await ownQueue.close();
     // The member's Discord token is the operators' to keep or delete: a respawn reuses it.
     expect(await cloud.secretExists('clawdinator/discord-token/clawdinator-3')).toBe(true);
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
