@@ -12,6 +12,12 @@ export const keys = {
   schedulerLeader: 'clawdinator:scheduler-leader',
   agentRate: (host: string, hour: number) => `clawdinator:agent-rate:${host}:${hour}`,
   events: 'clawdinator:events',
+  /** An event id's first stream entry: the same signed event XADDed again is a replay. */
+  eventSeen: (eventId: string) => `clawdinator:event-seen:${eventId}`,
+  /** A job's signed confirmation question: the only source of the buttons rendered for it. */
+  pending: (jobId: string) => `clawdinator:pending:${jobId}`,
+  /** The run a scheduler's slot admitted: a second run in the same slot is a replay. */
+  scheduleSlot: (scheduler: string, slot: string) => `clawdinator:schedule-slot:${scheduler}:${slot}`,
   interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,
   claim: (interactionId: string) => `clawdinator:claim:${interactionId}`,
   /** A human's signed answer to an agent's retire or replace, for that job. */

@@ -40,7 +40,7 @@ import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
 import type { RegistryStore } from '../registry/types.js';
-import { generateSigningKeyPair } from '../signing.js';
+import { generateSigningKeyPair, publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
@@ -217,7 +217,7 @@ class Spawn extends LifecycleJob<SpawnData> {
         await this.waitFor(
           'heartbeat',
           async () => {
-            const beat = (await readHeartbeats(this.redis, [name])).get(name);
+            const beat = (await readHeartbeats(this.redis, [name], publicHalf(this.ctx.signer.key))).get(name);
             return beat?.instanceId === instanceId ? { at: beat.at } : undefined;
           },
           this.waits.heartbeatTimeoutMs,

@@ -7,13 +7,13 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
 import type { AnyJobType } from '../../../jobs/engine/job-type.js';
-import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
+import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { startWorker } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
 import { type SimFleet, simFleet, simMember } from '../../support/fleet.js';
-import { keyPair, lifecycleSettings, testStepSigner } from '../../support/jobs.js';
+import { keyPair, lifecycleSettings, testStepSigner, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const A = 'clawdinator-1';
@@ -68,9 +68,7 @@ beforeEach(async () => {
 });
 
 async function beat(host: string): Promise<void> {
-  const at = Date.now();
-  const value = { host, instanceId: `i-${host}`, version: 't', revision: 'r', startedAt: at, activeJobs: 0, at };
-  await redis.set(keys.heartbeat(host), JSON.stringify(value), 'EX', 600);
+  await writeHeartbeat(redis, { host, instanceId: `i-${host}` }, 600);
 }
 
 /** Host `host`'s worker: its types record, at each pickup, that this host ran the job. */
