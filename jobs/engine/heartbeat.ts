@@ -157,7 +157,16 @@ export async function readHeartbeats(
   return new Map([...records].map(([host, record]) => [host, record?.heartbeat ?? null]));
 }
 
-function parseHeartbeat(raw: string, host: string, workersKey: KeyObject, now: number): Heartbeat | null {
+// A value that verified once verifies again (Ed25519 is deterministic): readers that look
+// often (/status over a large fleet, 500 verifies) reuse the verification of values that have
+// not changed since (each heartbeat changes every TTL/3). Bounded; the expiry is checked anew.
+const VERIFIED_MAX = 4096;
+const verifiedCache = new WeakMap<KeyObject, Map<string, { heartbeat: Record<string, unknown>; expiresAt: number }>>();
+
+function verifiedRecord(raw: string, workersKey: KeyObject) {
+  let cache = verifiedCache.get(workersKey);
+  const hit = cache?.get(raw);
+  if (hit !== undefined) return hit;
   let json: unknown;
   try {
     json = JSON.parse(raw);
@@ -168,8 +177,20 @@ function parseHeartbeat(raw: string, host: string, workersKey: KeyObject, now: n
   if (!stored.success) return null;
   const { signature, ...signed } = stored.data;
   if (!verifyPayload(signed, signature, workersKey)) return null;
-  if (now > signed.expiresAt) return null;
-  const parsed = heartbeatSchema.safeParse(signed.heartbeat);
+  if (cache === undefined) {
+    cache = new Map();
+    verifiedCache.set(workersKey, cache);
+  }
+  if (cache.size >= VERIFIED_MAX) cache.delete(cache.keys().next().value as string);
+  const record = { heartbeat: signed.heartbeat, expiresAt: signed.expiresAt };
+  cache.set(raw, record);
+  return record;
+}
+
+function parseHeartbeat(raw: string, host: string, workersKey: KeyObject, now: number): Heartbeat | null {
+  const record = verifiedRecord(raw, workersKey);
+  if (record === null || now > record.expiresAt) return null;
+  const parsed = heartbeatSchema.safeParse(record.heartbeat);
   // A heartbeat filed under another host's key says nothing about this one.
   return parsed.success && parsed.data.host === host ? parsed.data : null;
 }

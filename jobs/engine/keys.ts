@@ -24,6 +24,8 @@ export const keys = {
   approval: (jobId: string) => `clawdinator:approval:${jobId}`,
   /** The ops-channel message that asked for that answer; the relay edits it afterwards. */
   jobMessage: (jobId: string) => `clawdinator:job-message:${jobId}`,
+  /** Spawns started in the last hour, by job id (a sorted set scored by start time). */
+  spawnRate: 'clawdinator:spawn-rate',
   /** A member a retire job is taking away: no other retire counts it as a healthy host. */
   retiring: (name: string) => `clawdinator:retiring:${name}`,
 } as const;
