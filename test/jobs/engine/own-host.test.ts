@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
 import type { AnyJobType } from '../../../jobs/engine/job-type.js';
-import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
+import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { startWorker } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
@@ -157,6 +157,19 @@ describe('never deploy yourself', () => {
     worker(A);
     const jobId = await ask('replace', A);
     const job = await finished(jobId);
+    expect(job.failedReason).toBeUndefined();
+    expect(job.data.handedBack).toBeUndefined();
+    expect(new Set(await redis.lrange(RAN, 0, -1))).toEqual(new Set([`${A} replace`]));
+  });
+
+  it('a forged heartbeat is no live peer: A runs the replace of A itself, handing nothing back', async () => {
+    await beat(A);
+    // B's worker is gone; what a Redis writer puts under its key (the unsigned shape) is no heartbeat.
+    const at = Date.now();
+    const forged = { host: B, instanceId: `i-${B}`, version: 't', revision: 'r', startedAt: at, activeJobs: 0, at };
+    await redis.set(keys.heartbeat(B), JSON.stringify(forged), 'EX', 600);
+    worker(A);
+    const job = await finished(await ask('replace', A));
     expect(job.failedReason).toBeUndefined();
     expect(job.data.handedBack).toBeUndefined();
     expect(new Set(await redis.lrange(RAN, 0, -1))).toEqual(new Set([`${A} replace`]));
