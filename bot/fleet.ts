@@ -9,7 +9,14 @@ import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { existingQueueNames, JobAdmin } from '../jobs/engine/admin.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import {
+  connectionFrom,
+  eventTrust,
+  publicKeys,
+  registryReader,
+  signerFrom,
+  workersPublicKey,
+} from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { parsePublicKey } from '../jobs/signing.js';
 import { fleetStatus } from '../jobs/status.js';
@@ -43,6 +50,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'redisPasswordFile',
     'jobSigningKeyFile',
     'jobKeyId',
+    'jobPublicKeys',
     'fleetRegistryPath',
     'fleetRegistryBackend',
     'awsRegion',
@@ -55,15 +63,21 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   const registry = registryReader(config, { log });
   const types = new JobTypes(jobTypes({ redis, registry, instanceTypes: config.instanceTypes }));
   const signer = signerFrom(config);
+  // Heartbeats, the workers' events and their questions' pending records verify against it.
+  const workersKey = workersPublicKey(config.jobPublicKeys);
   const enqueuer = new Enqueuer(connection, redis, types, signer);
-  const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types);
+  // Retries verify the original's signature (agents' keys from the registry); a cancel's event is signed.
+  const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
+    publicKey: publicKeys(config.jobPublicKeys, registry),
+    signer,
+  });
   const queue = new Queue(FLEET_QUEUE, { connection });
   const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
   const tokens = new TokenStore(redis);
   // The gateway's key also signs a human's answer to an agent's request.
-  deps.jobs = botJobs(enqueuer, { redis, signer });
-  deps.jobAdmin = botJobAdmin(enqueuer, admin);
-  deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue] });
+  deps.jobs = botJobs(enqueuer, { redis, signer, workersKey });
+  deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
+  deps.status = () => fleetStatus({ registry, cloud, redis, workersKey, queues: [queue] });
   let relay: { stop(): Promise<void> } | undefined;
   let requests: RequestSocket | undefined;
   return {
@@ -72,6 +86,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     startRelay(rest) {
       relay = startRelay({
         redis: createRedis(connection),
+        trust: eventTrust(config.jobPublicKeys, signer),
+        workersKey,
         rest,
         tokens,
         messages: new JobMessages(redis),

@@ -219,12 +219,7 @@ async function handleJob(message: JobMessage, conn: Connection, options: Request
   const data = type.schema.safeParse(signed.data);
   if (!data.success) throw new UsageError(`${type.name}: invalid ${issueLine(data.error)}`);
   // Fast refusals; the worker decides again (and counts the rate).
-  checkPolicy(
-    { policy: {}, redis: options.redis, agentRequestsPerHour: options.agentRequestsPerHour },
-    type,
-    data.data,
-    principal,
-  );
+  checkPolicy({ policy: {} }, type, data.data, principal);
   const used = Number(await options.redis.get(keys.agentRate(host, Math.floor(Date.now() / 3_600_000))));
   if (used >= options.agentRequestsPerHour) {
     throw new RefusedError(

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom, workersPublicKey } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus, formatMember, formatStatus } from '../jobs/status.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -32,7 +32,10 @@ export function command(): Command {
         'fleetRegistryBackend',
         'awsRegion',
         'deployerRoleArn',
+        'jobPublicKeys',
       ]);
+      // Before connecting: a heartbeat is believed only if it verifies with the workers' key.
+      const workersKey = workersPublicKey(config.jobPublicKeys);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
       const queue = new Queue(FLEET_QUEUE, { connection });
@@ -41,6 +44,7 @@ export function command(): Command {
           registry: registryReader(config),
           cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
           redis,
+          workersKey,
           queues: [queue],
         });
         if (opts.json) {

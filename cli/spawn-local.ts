@@ -182,7 +182,7 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
       try {
         await fn();
       } catch (err) {
-        deps.log.warn({ err: errorLine(err) }, 'local engine: clean-up step failed');
+        deps.log.warn({ err }, 'local engine: clean-up step failed');
       }
     }
   }

@@ -12,14 +12,14 @@ import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { hostFacts, INSTANCE_ID_UNAVAILABLE } from '../jobs/engine/host-facts.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
-import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
+import { fleetSchedules, upsertSchedules } from '../jobs/engine/schedulers.js';
 import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { startWorker } from '../jobs/engine/worker.js';
 import { githubJobDeps, hostSchedules, tokenAtStart } from '../jobs/github/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import { loadConfig } from '../lib/config.js';
-import { ConfigError, errorLine } from '../lib/errors.js';
+import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
@@ -48,6 +48,7 @@ export function command(): Command {
         'jobMaxStalledCount',
         'jobConcurrency',
         'heartbeatTtlSeconds',
+        'healthSweepSeconds',
         'opsChannelId',
         'agentRequestsPerHour',
         'agentConfirmSeconds',
@@ -97,6 +98,8 @@ export function command(): Command {
         }),
       );
       const signer = signerFrom(config);
+      // The same definitions on every host: the leader upserts them, every worker admits their runs by them.
+      const schedules = fleetSchedules({ healthSweepMs: config.healthSweepSeconds * 1000 });
       const deps = {
         connection,
         redis,
@@ -108,6 +111,7 @@ export function command(): Command {
         host: { name: config.hostName, peers: async () => Object.keys(await registry()) },
         // The workers' key (CLAWDINATOR_JOB_KEY_ID=schedule) also signs each save of step results.
         stepSigner: signer,
+        schedules,
       };
       const settings = {
         concurrency: config.jobConcurrency,
@@ -123,6 +127,7 @@ export function command(): Command {
       ];
       const heartbeat = startHeartbeat({
         redis,
+        signer,
         host: config.hostName,
         instanceId: opts.instanceId ?? INSTANCE_ID_UNAVAILABLE,
         version,
@@ -138,14 +143,14 @@ export function command(): Command {
         }),
         ttlSeconds: config.heartbeatTtlSeconds,
         activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
-        onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),
+        onError: (err) => log.warn({ err }, 'heartbeat failed'),
       });
       const fleetQueue = new Queue(FLEET_QUEUE, { connection });
       const ownQueue = new Queue(hostQueue(config.hostName), { connection });
       const workerId = `${config.hostName}-${hostname()}-${process.pid}`;
       const schedule = async () => {
         try {
-          const r = await upsertSchedules({ queue: fleetQueue, redis, signer, types, defs: FLEET_SCHEDULES, workerId });
+          const r = await upsertSchedules({ queue: fleetQueue, redis, signer, types, defs: schedules, workerId });
           if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
           // This host's own schedules (its agent's token refresh), upserted by its worker alone.
           const own = await upsertSchedules({
@@ -164,7 +169,7 @@ export function command(): Command {
             );
           }
         } catch (err) {
-          log.warn({ err: errorLine(err) }, 'schedules not upserted');
+          log.warn({ err }, 'schedules not upserted');
         }
       };
       await schedule();

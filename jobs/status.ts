@@ -4,6 +4,7 @@
 // one Redis round trip) — plus queue counts and the next scheduled runs.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
+import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
@@ -65,6 +66,8 @@ export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
   cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
   redis: Redis;
+  /** The workers' public key: a heartbeat that does not verify with it reads as absent. */
+  workersKey: KeyObject;
   queues: Queue[];
   now?: () => number;
 }
@@ -89,7 +92,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const names = Object.keys(registry).sort();
   const [instances, heartbeats] = await Promise.all([
     deps.cloud.listFleetInstances(),
-    readHeartbeats(deps.redis, names),
+    readHeartbeats(deps.redis, names, deps.workersKey),
   ]);
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances) {

@@ -181,6 +181,11 @@ export const settings = {
     z.coerce.number().int().min(2).max(3600).default(90),
     'seconds from 2 to 3600',
   ),
+  healthSweepSeconds: setting(
+    'CLAWDINATOR_HEALTH_SWEEP_SECONDS',
+    z.coerce.number().int().min(2).max(3600).default(60),
+    'seconds from 2 to 3600 (the same on every host)',
+  ),
   opsChannelId: setting(
     'CLAWDINATOR_OPS_CHANNEL_ID',
     snowflake.optional(),

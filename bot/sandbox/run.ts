@@ -38,18 +38,18 @@ import { FLEET_QUEUE, hostQueue, keys as redisKeys } from '../../jobs/engine/key
 import { consumeEvents, GATEWAY_GROUP, type JobEvent } from '../../jobs/engine/notify.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
-import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
+import { eventTrust, publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { createGitHubInstallation } from '../../jobs/github/app.js';
 import { syncOrg } from '../../jobs/github/org-sync.js';
 import { SimGitHub } from '../../jobs/github/sim.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
+import { publicHalf } from '../../jobs/signing.js';
 import { fleetStatus } from '../../jobs/status.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { Actor } from '../../lib/actor.js';
-import { errorLine } from '../../lib/errors.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
 import { initMemory } from '../../memory/init.js';
@@ -59,7 +59,8 @@ import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
 import { botJobAdmin, botJobs, redisClaim } from '../engine.js';
 import { renderEvent } from '../progress.js';
-import type { BotDeps, Reply } from '../types.js';
+import { questionButtons } from '../relay.js';
+import type { BotDeps, Button, Reply } from '../types.js';
 import { type SandboxRedis, startSandboxRedis } from './redis.js';
 import { type JobEnd, JobTracker } from './tracker.js';
 import {
@@ -156,7 +157,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       try {
         await fn();
       } catch (err) {
-        log.warn({ err: errorLine(err) }, 'sandbox: clean-up step failed');
+        log.warn({ err }, 'sandbox: clean-up step failed');
       }
     }
     cleanups.length = 0;
@@ -252,6 +253,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
+    const workersKey = publicHalf(schedule.key);
     const workerDeps = {
       connection,
       redis,
@@ -286,22 +288,24 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const onOnline = (host: SimHost) => {
       if (hosts.has(host.name)) return;
       const worker = startWorker(hostQueue(host.name), workerDeps, settings);
+      // Signed with the workers' key, as a real host's worker signs its own.
       const heartbeat = startHeartbeat({
         redis,
+        signer: schedule,
         host: host.name,
         instanceId: host.instanceId,
         version,
         revision: 'sandbox',
         ttlSeconds: HEARTBEAT_TTL_SECONDS,
         activeJobs: () => worker.active + (host.name === FIRST_HOST ? fleetWorker.active : 0),
-        onError: (err) => log.warn({ host: host.name, err: errorLine(err) }, 'heartbeat failed'),
+        onError: (err) => log.warn({ host: host.name, err }, 'heartbeat failed'),
       });
       hosts.set(host.name, { heartbeat, worker });
       log.info({ host: host.name, instanceId: host.instanceId }, 'sandbox: host online');
     };
     const offOnline = cloud.onHostOnline(onOnline);
     const offOffline = cloud.onHostOffline((host) => {
-      void stopHost(host.name).catch((err) => log.warn({ err: errorLine(err) }, 'sandbox: host stop failed'));
+      void stopHost(host.name).catch((err) => log.warn({ err }, 'sandbox: host stop failed'));
     });
     cleanups.push(async () => {
       offOnline();
@@ -324,7 +328,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         });
         if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
       } catch (err) {
-        log.warn({ err: errorLine(err) }, 'schedules not upserted');
+        log.warn({ err }, 'schedules not upserted');
       }
     };
     await upsert();
@@ -346,11 +350,19 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       attachmentOrigins: [],
       now: () => new Date(),
       // The gateway's key also signs answers to an agent's question (shown with /press ids).
-      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway })),
+      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway, workersKey })),
       jobAdmin: tracker.wrapAdmin(
-        botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
+        botJobAdmin(
+          enqueuer,
+          new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
+            publicKey: workerDeps.publicKey,
+            signer: gateway,
+          }),
+          sandboxPolicy,
+        ),
       ),
-      status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      status: () =>
+        fleetStatus({ registry, cloud, redis, workersKey, queues: [fleetQueue], now: () => cloud.clock.now() }),
     };
     const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
     const session = new ConsoleSession(dispatcher, actor, options.print);
@@ -358,17 +370,27 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     await redis.xgroup('CREATE', redisKeys.events, GATEWAY_GROUP, '$', 'MKSTREAM').catch((err: Error) => {
       if (!err.message.includes('BUSYGROUP')) throw err;
     });
+    // As the gateway's relay: only events that verify, buttons only from a signed pending record.
     const relay = consumeEvents(
       createRedis(connection),
-      { consumer: `sandbox-${process.pid}`, blockMs: 1000 },
-      async (event) => {
+      {
+        consumer: `sandbox-${process.pid}`,
+        blockMs: 1000,
+        trust: eventTrust({ gateway: keys.gateway.publicKeyPem, schedule: keys.schedule.publicKeyPem }),
+      },
+      async ({ event }) => {
         if (shown(event)) {
-          options.print(renderForConsole(event));
-          session.shown((event.buttons ?? []).map((b) => b.id));
+          const buttons =
+            event.kind === 'confirm'
+              ? await questionButtons(redis, workersKey, event.jobId, event.reply?.channelId, Date.now())
+              : [];
+          options.print(renderForConsole(event, buttons));
+          session.shown(buttons.map((b) => b.id));
         }
         tracker.event(event);
       },
-      (err) => log.warn({ err: errorLine(err) }, 'relay: event not rendered'),
+      (err) => log.warn({ err }, 'relay: event not rendered'),
+      (streamId, reason) => log.warn({ streamId, reason }, 'relay: event dropped: it does not verify'),
     );
     cleanups.push(() => relay.stop());
 
@@ -431,8 +453,8 @@ function shown(event: JobEvent): boolean {
   return event.kind === 'alert' || event.kind === 'confirm' || event.reply !== undefined;
 }
 
-function renderForConsole(event: JobEvent): string {
-  const reply: Reply = renderEvent(event, Date.now());
+function renderForConsole(event: JobEvent, buttons: Button[]): string {
+  const reply: Reply = renderEvent(event, Date.now(), buttons);
   const lines: string[] = [];
   if (reply.content) lines.push(reply.content);
   for (const b of reply.buttons ?? []) lines.push(`[button ${b.label}] press with: /press ${b.id}`);

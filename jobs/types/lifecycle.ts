@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
 import { AuditTrail } from '../audit.js';
-import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
+import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP, writePending } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { JobContext } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
@@ -170,7 +170,22 @@ export async function humanConfirmation(
     const button = (decision: 'confirm' | 'cancel') =>
       approvalButtonId({ action, decision, jobId: ctx.jobId, expiresAt });
     const verb = action === 'retire' ? 'Retire' : 'Replace';
-    await publish(settings.redis, {
+    // The buttons live in the signed pending record; the event only says there is a question.
+    await writePending(settings.redis, ctx.signer, {
+      jobId: ctx.jobId,
+      requestId: ctx.requestId,
+      action,
+      name,
+      askedBy: host,
+      permission: action,
+      channelId,
+      expiresAt,
+      buttons: [
+        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
+        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
+      ],
+    });
+    await publish(settings.redis, ctx.signer, {
       kind: 'confirm',
       jobId: ctx.jobId,
       type: action,
@@ -178,10 +193,6 @@ export async function humanConfirmation(
       text:
         `${host} asks to ${action} **${name}**${request.detail ?? ''}. ` +
         `Any human allowed /${action} can answer, until <t:${expiresAt}:t>.`,
-      buttons: [
-        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
-        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
-      ],
     });
     return { expiresAt };
   });

@@ -31,6 +31,7 @@ import { INSTANCE_ADDRESS } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
@@ -72,6 +73,7 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
     agentAllowed: true,
     instanceOf: (d) => d.name,
     avoidOwnHost: true,
+    destructive: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -137,7 +139,8 @@ class Replace extends LifecycleJob<ReplaceData> {
       await this.waitFor(
         'heartbeat',
         async () => {
-          const heartbeat = (await readHeartbeats(this.deps.redis, [name])).get(name);
+          const heartbeats = await readHeartbeats(this.deps.redis, [name], publicHalf(this.ctx.signer.key));
+          const heartbeat = heartbeats.get(name);
           return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
         },
         this.waits.heartbeatTimeoutMs,

@@ -40,8 +40,9 @@ import type { Deployer } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { keys } from '../engine/keys.js';
 import type { RegistryStore } from '../registry/types.js';
-import { generateSigningKeyPair } from '../signing.js';
+import { generateSigningKeyPair, publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
@@ -138,8 +139,6 @@ export function agentKeySecret(name: string): string {
   return `${hostSecretsPrefix(name)}agent-key`;
 }
 
-/** Spawns started in the last hour, by job id (a sorted set scored by start time). */
-const SPAWN_RATE_KEY = 'clawdinator:spawn-rate';
 // Atomic, so two spawns cannot both take the last slot; a job already counted passes again.
 const CHARGE_SPAWN = `redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - ${HOUR})
 if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
@@ -239,7 +238,7 @@ class Spawn extends LifecycleJob<SpawnData> {
         await this.waitFor(
           'heartbeat',
           async () => {
-            const beat = (await readHeartbeats(this.redis, [name])).get(name);
+            const beat = (await readHeartbeats(this.redis, [name], publicHalf(this.ctx.signer.key))).get(name);
             return beat?.instanceId === instanceId ? { at: beat.at } : undefined;
           },
           this.waits.heartbeatTimeoutMs,
@@ -293,7 +292,7 @@ class Spawn extends LifecycleJob<SpawnData> {
     const charged = await this.redis.eval(
       CHARGE_SPAWN,
       1,
-      SPAWN_RATE_KEY,
+      keys.spawnRate,
       Date.now(),
       fleet.spawnsPerHour,
       this.ctx.jobId,
@@ -443,7 +442,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       }
       await fleet.cloud.deleteSecret(this.keySecret);
       await fleet.cloud.deletePrefix(fleet.bucket, `bootstrap/${name}/`);
-      await this.redis.zrem(SPAWN_RATE_KEY, this.ctx.jobId);
+      await this.redis.zrem(keys.spawnRate, this.ctx.jobId);
       return 'undone: no registry entry, host key or bundle left';
     } catch (undoErr) {
       return `undo failed: ${errorLine(undoErr)}`;

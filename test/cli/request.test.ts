@@ -18,7 +18,7 @@ import { ConfigError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { CLI, runCli, tempDir } from '../support/cli.js';
 import { DiscordStandIn } from '../support/discord-standin.js';
-import { keyPair } from '../support/jobs.js';
+import { keyPair, testWorkersKey } from '../support/jobs.js';
 import { type Lifecycle, lifecycleSuite } from '../support/lifecycle.js';
 
 const suite = lifecycleSuite({ tokens: ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'] });
@@ -395,6 +395,10 @@ describe('clawdinator request over the gateway’s socket', () => {
         CLAWDINATOR_REDIS_URL: suite.server.url,
         CLAWDINATOR_JOB_SIGNING_KEY_FILE: write('gateway.pem', gatewayKey),
         CLAWDINATOR_JOB_KEY_ID: 'gateway',
+        // A gateway joined to Redis verifies events and heartbeats with the workers' key.
+        CLAWDINATOR_JOB_PUBLIC_KEYS: JSON.stringify({
+          schedule: testWorkersKey.export({ type: 'spki', format: 'pem' }).toString(),
+        }),
         CLAWDINATOR_FLEET_REGISTRY: suite.sim.registry.path,
         CLAWDINATOR_MEMORY_DIR: join(suite.sim.dir, 'memory'),
         CLAWDINATOR_HOST_NAME: 'clawdinator-1',

@@ -37,6 +37,8 @@ beforeAll(async () => {
     CLAWDINATOR_FLEET_REGISTRY: join(dir, 'fleet.json'),
     CLAWDINATOR_LOG_LEVEL: 'warn',
     CLAWDINATOR_HEARTBEAT_TTL: '30',
+    // Runs fall in the middle of their slots: a short period, so the first comes soon.
+    CLAWDINATOR_HEALTH_SWEEP_SECONDS: '2',
   };
 });
 afterAll(async () => {
@@ -69,7 +71,7 @@ describe('clawdinator worker', () => {
       await until(
         async () => (await redis.exists(keys.heartbeat('clawdinator-1'), keys.heartbeat('clawdinator-2'))) === 2,
       );
-      const hb = JSON.parse((await redis.get(keys.heartbeat('clawdinator-2'))) as string);
+      const hb = JSON.parse((await redis.get(keys.heartbeat('clawdinator-2'))) as string).heartbeat;
       expect(hb).toMatchObject({
         host: 'clawdinator-2',
         instanceId: 'i-clawdinator-2',

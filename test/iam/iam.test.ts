@@ -11,10 +11,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditTrail } from '../../jobs/audit.js';
 import { bootstrap } from '../../jobs/bootstrap/install.js';
 import type { AuthRequest, SimCallRecord } from '../../jobs/cloud/sim.js';
+import { publicHalf } from '../../jobs/signing.js';
 import { fleetStatus } from '../../jobs/status.js';
 import { createLogger } from '../../lib/log.js';
 import { tempDir } from '../support/cli.js';
 import { SIM_BUCKET, simMember } from '../support/fleet.js';
+import { testStepSigner } from '../support/jobs.js';
 import { lifecycleSuite } from '../support/lifecycle.js';
 import { evaluate, type PrincipalPolicies, synthesizedPolicies, type Verdict } from './policies.js';
 import { terraformCalls } from './terraform-calls.js';
@@ -117,6 +119,7 @@ describe('IAM against the calls', () => {
       cloud: suite.sim.cloud,
       redis: suite.redis,
       queues: [],
+      workersKey: publicHalf(testStepSigner.key),
     });
     const records = suite.sim.cloud.records();
     expect(new Set(records.map((r) => r.principal))).toEqual(new Set(['deployer']));

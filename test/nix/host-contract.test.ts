@@ -203,6 +203,7 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
     cleanups.push(() => peerWorker.close());
     const peerBeat = startHeartbeat({
       redis: client,
+      signer: { keyId: 'schedule', key: createPrivateKey(workers.privateKeyPem) },
       host: PEER,
       instanceId: (await sim.listFleetInstances())[0]?.instanceId as string,
       version: 't',
@@ -319,7 +320,8 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
     }, 180_000);
     expect(result.instanceId).toBe(host.instanceId);
     expect(result.summary).toMatch(new RegExp(`^${NEW} online: ${host.instanceId}`));
-    const beat = JSON.parse((await client.get(keys.heartbeat(NEW))) as string);
+    // The record the worker signed (heartbeat.ts): what every reader verifies.
+    const beat = JSON.parse((await client.get(keys.heartbeat(NEW))) as string).heartbeat;
     expect(beat).toMatchObject({
       host: NEW,
       instanceId: host.instanceId,

@@ -110,6 +110,30 @@ describe('retire', () => {
     expect(await instanceOf('clawdinator-3')).toBeDefined();
   });
 
+  it('a forged heartbeat is no healthy host: the last one is not retired', async () => {
+    const { spawn, retire } = start();
+    await spawn('clawdinator-3');
+    // clawdinator-1's worker stopped; a Redis writer says it is alive (the unsigned shape, and
+    // its own last signed heartbeat with the expiry pushed out).
+    const signed = JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) as string);
+    for (const forged of [
+      JSON.stringify(signed.heartbeat),
+      JSON.stringify({
+        ...signed,
+        expiresAt: Date.now() + 3_600_000,
+        heartbeat: { ...signed.heartbeat, at: Date.now() },
+      }),
+    ]) {
+      await redis.set(keys.heartbeat('clawdinator-1'), forged, 'EX', 600);
+      const last = await retire('clawdinator-3');
+      expect(last.failedReason).toBe(
+        'refused: retiring clawdinator-3 would leave the fleet without a healthy host running a worker: spawn another first',
+      );
+    }
+    expect(cloud.calls.byOperation.TerminateInstances).toBeUndefined();
+    expect(await names()).toEqual(['clawdinator-1', 'clawdinator-3']);
+  });
+
   it('two retires of different members at once: one is refused, so a healthy host stays', async () => {
     const { spawn, retire } = start();
     await cloud.putSecret('clawdinator/discord-token/clawdinator-4', 'token-4', { clientToken: 'test-token-4' });
