@@ -1,5 +1,6 @@
 // How a job event looks in Discord: a compact progress view (a bar, the current step, the
 // elapsed time), then the result. Events are data from workers; this is the only renderer.
+import { REBUILD_STAGES, rebuildStageOf } from '../jobs/ami/stages.js';
 import type { JobEvent } from '../jobs/engine/notify.js';
 import type { Reply } from './types.js';
 
@@ -24,7 +25,9 @@ export function renderEvent(event: JobEvent, now: number): Reply {
   const since = event.startedAt ? ` · ${elapsed(now - event.startedAt)}` : '';
   switch (event.kind) {
     case 'progress':
-      return { content: [`⏳ ${job}`, bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n') };
+      return {
+        content: [`⏳ ${job}`, stages(event), bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n'),
+      };
     case 'result':
       return { content: `${event.ok ? '✅' : '❌'} ${job} ${event.text}${since}`.trim() };
     case 'alert':
@@ -32,4 +35,16 @@ export function renderEvent(event: JobEvent, now: number): Reply {
     case 'confirm':
       return { content: `❓ ${event.text}`, buttons: event.buttons };
   }
+}
+
+/**
+ * A job with stages (a rebuild: resolve → build → upload → import → register → rollout) shows
+ * them all, those done ticked and the current one highlighted; '' for other jobs.
+ */
+export function stages(event: Pick<JobEvent, 'type' | 'step'>): string {
+  if (event.type !== 'rebuild-ami') return '';
+  const current = rebuildStageOf(event.step);
+  if (current === undefined) return '';
+  const at = REBUILD_STAGES.indexOf(current);
+  return REBUILD_STAGES.map((stage, i) => (i < at ? `✓ ${stage}` : i === at ? `**▶ ${stage}**` : stage)).join(' · ');
 }

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
+import { amiSchedules } from '../jobs/ami/deps.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
@@ -19,6 +20,7 @@ import { createLogger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
+import { amiDeps } from './ami-deps.js';
 import { fleetDeps } from './fleet-deps.js';
 
 const SCHEDULE_CHECK_MS = 60_000;
@@ -71,6 +73,16 @@ export function command(): Command {
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
+      const signer = signerFrom(config);
+      // This host builds images for the fleet's rebuilds, and asks a peer to build for its own.
+      const ami = await amiDeps({
+        cloud: fleet?.cloud,
+        hostName: config.hostName,
+        hostJobs: { connection, signer },
+        log,
+      });
+      if (ami === undefined)
+        log.warn('CLAWDINATOR_PROJECT_REPO or CLAWDINATOR_BOOTSTRAP_BUCKET unset: image jobs will fail');
       const types = new JobTypes(
         jobTypes({
           redis,
@@ -79,9 +91,9 @@ export function command(): Command {
           agentConfirmSeconds: config.agentConfirmSeconds,
           memory,
           fleet,
+          ami,
         }),
       );
-      const signer = signerFrom(config);
       const deps = {
         connection,
         redis,
@@ -117,10 +129,12 @@ export function command(): Command {
         onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),
       });
       const fleetQueue = new Queue(FLEET_QUEUE, { connection });
+      // The weekly image prune, and the image rebuild when a cron is set.
+      const schedules = [...FLEET_SCHEDULES, ...amiSchedules(loadConfig(['amiPruneCron', 'amiRebuildCron']))];
       const workerId = `${config.hostName}-${hostname()}-${process.pid}`;
       const schedule = async () => {
         try {
-          const r = await upsertSchedules({ queue: fleetQueue, redis, signer, types, defs: FLEET_SCHEDULES, workerId });
+          const r = await upsertSchedules({ queue: fleetQueue, redis, signer, types, defs: schedules, workerId });
           if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
         } catch (err) {
           log.warn({ err: errorLine(err) }, 'schedules not upserted');

@@ -26,6 +26,8 @@ export interface MemberStatus {
   privateIp: string | null;
   ssm: PingStatus | null;
   heartbeat: { at: string; version: string; revision: string; activeJobs: number; startedAt: string } | null;
+  /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
+  olderImage: boolean;
 }
 
 export interface QueueCounts {
@@ -38,6 +40,8 @@ export interface QueueCounts {
 
 export interface FleetStatus {
   generatedAt: string;
+  /** The newest available image of ours, what the fleet converges on; null when there is none. */
+  newestAmi: string | null;
   members: MemberStatus[];
   /** Instances tagged as fleet members that the registry does not list. */
   strays: { instanceId: string; name: string | null; state: string }[];
@@ -50,7 +54,7 @@ export const BOOT_GRACE_MS = 10 * 60 * 1000;
 
 export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
-  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
+  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus' | 'findLatestAmi'>;
   redis: Redis;
   queues: Queue[];
   now?: () => number;
@@ -74,10 +78,13 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const now = deps.now?.() ?? Date.now();
   const registry = await deps.registry();
   const names = Object.keys(registry).sort();
-  const [instances, heartbeats] = await Promise.all([
+  // The newest image is one DescribeImages call, whatever the fleet's size.
+  const [instances, heartbeats, newest] = await Promise.all([
     deps.cloud.listFleetInstances(),
     readHeartbeats(deps.redis, names),
+    deps.cloud.findLatestAmi(),
   ]);
+  const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances) {
     if (i.name === null) continue;
@@ -117,6 +124,11 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             startedAt: new Date(hb.startedAt).toISOString(),
           }
         : null,
+      olderImage:
+        newestAmi !== null &&
+        instance !== undefined &&
+        instance.state !== 'terminated' &&
+        instance.imageId !== newestAmi,
     };
   });
   const strays = instances
@@ -124,6 +136,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
     .map((i) => ({ instanceId: i.instanceId, name: i.name, state: i.state }));
   return {
     generatedAt: new Date(now).toISOString(),
+    newestAmi,
     members,
     strays,
     queues,
@@ -153,6 +166,7 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -171,7 +185,7 @@ export function formatMember(status: FleetStatus, name: string): string | null {
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
     `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`,
-    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})`,
+    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})${m.olderImage ? ` ⚠️ older than the newest image ${status.newestAmi}` : ''}`,
     `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
     `SSM: ${m.ssm ?? '—'}`,
     m.heartbeat

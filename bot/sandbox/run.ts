@@ -24,6 +24,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { loadInfraSettings } from '../../infra/settings.js';
+import { StandInImageBuilder } from '../../jobs/ami/builder.js';
+import type { AmiDeps } from '../../jobs/ami/deps.js';
 import { type Clock, realClock, scaledClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud, type SimHost } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
@@ -35,6 +37,7 @@ import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
 import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { staticResolver } from '../../jobs/github/revision.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { fleetStatus } from '../../jobs/status.js';
@@ -62,8 +65,11 @@ import {
   FIRST_HOST,
   memberActor,
   operatorActor,
+  SANDBOX_BRANCH,
   SANDBOX_BUCKET,
   SANDBOX_OPS_CHANNEL,
+  SANDBOX_REFS,
+  SANDBOX_REPO,
   sandboxPolicy,
   writeSigningKeys,
 } from './world.js';
@@ -207,10 +213,26 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       // Waits re-delay the job; poll the sim often enough to follow it at its pace.
       waits: { pollMs: options.fast ? 200 : 1000 },
     };
-    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, fleet };
+    const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
+    // The image pipeline on the simulated cloud: revs resolve among the sandbox's refs, and the
+    // "build" is a clearly labelled stand-in writing a small file (no Nix here). This process's
+    // fleet worker is clawdinator-1's in the story: another member builds, and it goes last.
+    const ami: AmiDeps = {
+      cloud,
+      bucket: SANDBOX_BUCKET,
+      resolver: staticResolver({ repo: SANDBOX_REPO, branch: SANDBOX_BRANCH, refs: SANDBOX_REFS }),
+      builder: new StandInImageBuilder(join(dir, 'images'), cloud.faults),
+      builtBy: FIRST_HOST,
+      hostName: FIRST_HOST,
+      hostJobs: { connection, signer: schedule },
+      keep: 5,
+      bootMode: 'legacy-bios',
+      architecture: 'x86_64',
+      waits: options.fast ? { pollMs: 200, importPollMs: 200 } : { pollMs: 1000, importPollMs: 1000 },
+    };
+    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, fleet, ami };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
-    const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
     const workerDeps = {
       connection,
       redis,

@@ -121,6 +121,8 @@ export class SimEc2 {
     private readonly failImportWith: string | null,
     seed: { amis?: SimAmiSeed[]; fleet?: SimInstanceSeed[] },
   ) {
+    // Beside `import` (the API calls fail), a task AWS accepts and then fails, as a bad image does.
+    core.faults.define('import-task', 'the next VM import task fails halfway (deleted, with AWS’s status message)');
     const now = core.clock.now();
     const amis = seed.amis ?? [];
     amis.forEach((ami, index) => {
@@ -346,9 +348,12 @@ export class SimEc2 {
       if (task.clientToken === input.clientToken) return { importTaskId: task.importTaskId };
     }
     // AWS accepts the task and fails it once VM Import finds no object to read.
-    const failWith = this.s3.has(input.bucket, input.key)
-      ? this.failImportWith
-      : `ClientError: Unable to access the S3 object s3://${input.bucket}/${input.key}`;
+    const failTask = this.core.faults.take('import-task');
+    const failWith = !this.s3.has(input.bucket, input.key)
+      ? `ClientError: Unable to access the S3 object s3://${input.bucket}/${input.key}`
+      : failTask !== undefined
+        ? (failTask.message ?? 'ClientError: Disk validation failed [Unsupported specified file format]')
+        : this.failImportWith;
     const importTaskId = this.core.newId('import-snap-');
     this.imports.set(importTaskId, {
       importTaskId,

@@ -6,16 +6,22 @@ import type { ApprovalExpectation, ApprovalRead } from './approval.js';
 import type { Principal, ReplyTarget } from './envelope.js';
 import type { Steps } from './steps.js';
 
+/** What a processor uses of its steps; a job that runs another's steps inline scopes them (scoped-steps.ts). */
+export type StepRunner = Pick<Steps, 'run' | 'waitFor' | 'done' | 'results' | 'checkCancelled'>;
+
 export interface JobContext<D> {
   jobId: string;
   data: D;
   principal: Principal;
   requestId: string;
   reply?: ReplyTarget;
-  steps: Steps;
+  steps: StepRunner;
   log: Logger;
-  /** Progress as data (step, percent, message); the gateways render it. */
-  progress(message: string, percent?: number): Promise<void>;
+  /**
+   * Progress as data (message, percent, and the stage it belongs to, which the gateways may
+   * draw, e.g. a rebuild's stage list); the gateways render it.
+   */
+  progress(message: string, percent?: number, step?: string): Promise<void>;
   /**
    * A human's signed answer to this job's confirmation request, verified with the gateway's
    * public key and the policy (see approval.ts). Given by the worker.

@@ -2,8 +2,12 @@
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AmiDeps } from '../ami/deps.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import { amiBuildJob } from './ami-build.js';
+import { amiPruneJob } from './ami-prune.js';
 import { healthSweep } from './health-sweep.js';
+import { rebuildAmiJob } from './rebuild-ami.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
 import { type FleetDeps, spawnJob } from './spawn.js';
@@ -21,6 +25,8 @@ export interface JobTypeDeps {
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
+  /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
+  ami?: AmiDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -45,5 +51,15 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
+    rebuildAmiJob({
+      redis: deps.redis,
+      registry: deps.registry,
+      ami: deps.ami,
+      fleet: deps.fleet,
+      memory: deps.memory,
+      opsChannelId: deps.opsChannelId,
+    }),
+    amiBuildJob({ ami: deps.ami }),
+    amiPruneJob({ redis: deps.redis, registry: deps.registry, ami: deps.ami, opsChannelId: deps.opsChannelId }),
   ];
 }

@@ -25,7 +25,7 @@ export interface LifecycleOptions {
   /** Wraps the simulated deployer, to change what a plan or an apply does. */
   deployer?: (sim: Deployer) => Deployer;
   /** More for the job types: the ops channel, how long an agent's request waits for a human. */
-  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds'>;
+  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'ami'>;
   /** Who may do what (default: nobody is allowed anything by policy). */
   policy?: AuthorizationPolicy;
   agentRequestsPerHour?: number;
