@@ -8,8 +8,9 @@ import { describe, expect, it } from 'vitest';
 import type { ImageBuilder } from '../../../jobs/ami/builder.js';
 import { OBJECT_TAG, REVISION_TAG } from '../../../jobs/ami/image.js';
 import type { Deployer } from '../../../jobs/deploy/types.js';
-import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
+import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
 import { Enqueuer } from '../../../jobs/engine/queues.js';
+import { FLEET_ROLLOUT_LOCK } from '../../../jobs/engine/rollout.js';
 import { fleetStatus } from '../../../jobs/status.js';
 import { shaLockKey } from '../../../jobs/types/rebuild-ami.js';
 import { UsageError } from '../../../lib/errors.js';
@@ -114,6 +115,36 @@ describe('rebuild-ami', () => {
       ['clawdinator-3', true],
     ]);
     expect(await suite.redis.get('clawdinator:fleet-rollout-lock')).toBeNull();
+  });
+
+  it('a rollout waits (re-delayed) while a deploy holds the fleet, then goes on', async () => {
+    const { h } = setUp();
+    await h.queue.add('deploy', {}, { jobId: 'deploy-7', delay: 600_000 });
+    await suite.redis.set(FLEET_ROLLOUT_LOCK, 'deploy-7');
+    const { jobId } = await h.enqueuer('operator').enqueue({
+      type: 'rebuild-ami',
+      data: { rollout: 'canary' },
+      principal: { kind: 'cli', operator: 'ops' },
+      requestId: 'waits-for-the-fleet',
+    });
+    let waiting = false;
+    for (let i = 0; i < 400 && !waiting; i++) {
+      const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+      waiting = events.some(
+        (e) =>
+          e.jobId === jobId &&
+          e.text === 'rollout: waiting for deploy-7 (a deploy or rollout) to finish with the fleet',
+      );
+      if (!waiting) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(waiting).toBe(true);
+    expect(suite.sim.cloud.calls.byOperation.RunInstances).toBeUndefined();
+    expect(['delayed', 'active']).toContain(await h.queue.getJobState(jobId));
+    await h.queue.remove('deploy-7');
+    const job = await h.finished(jobId);
+    expect(job.failedReason).toBeUndefined();
+    expect(suite.sim.cloud.calls.byOperation.RunInstances).toBe(1);
+    expect(await suite.redis.get(FLEET_ROLLOUT_LOCK)).toBeNull();
   });
 
   it('all: one at a time, and stops at the first failure with the rest untouched', async () => {
