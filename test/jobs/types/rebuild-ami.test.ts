@@ -188,6 +188,19 @@ describe('rebuild-ami', () => {
     expect(await suite.redis.get(shaLockKey(MAIN_SHA))).toBeNull();
   });
 
+  it('AWS failing a look at the task (throttled, 5xx) is looked at again later, not a failure', async () => {
+    const { h } = setUp();
+    suite.sim.cloud.faults.arm('DescribeImportSnapshotTasks', { times: 2, code: 'RequestLimitExceeded' });
+    const job = await rebuild(h, {});
+    expect(job.failedReason).toBeUndefined();
+    expect(job.attemptsMade).toBe(1);
+    expect(suite.sim.cloud.calls.byOperation.DescribeImportSnapshotTasks).toBe(3);
+    const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    expect(
+      events.filter((e) => e.jobId === job.id && /RequestLimitExceeded from AWS, looking again later$/.test(e.text)),
+    ).toHaveLength(2);
+  });
+
   it('a refused ImportSnapshot (the vmimport role unusable) fails at once, naming the stage', async () => {
     const { h } = setUp();
     suite.sim.cloud.faults.arm('import', {
