@@ -79,7 +79,8 @@ describe('clawdinator worker', () => {
       // The health sweep runs right away and tracks both hosts.
       await until(async () => (await redis.exists(keys.health('clawdinator-1'), keys.health('clawdinator-2'))) === 2);
       const schedulers = await queue.getJobSchedulers();
-      expect(schedulers.map((s) => s.key)).toEqual(['clawdinator-health-sweep']);
+      // The health sweep, and the weekly image prune (the image rebuild's cron is off by default).
+      expect(schedulers.map((s) => s.key).sort()).toEqual(['clawdinator-ami-prune', 'clawdinator-health-sweep']);
       expect(await queue.getFailedCount()).toBe(0);
     } finally {
       a.child.kill('SIGTERM');
