@@ -50,10 +50,13 @@
         };
     in
     {
-      packages = forAllSystems (pkgs: rec {
+      packages = lib.recursiveUpdate (forAllSystems (pkgs: rec {
         clawdinator = clawdinatorFor pkgs;
         default = clawdinator;
-      });
+      })) {
+        # The raw disk image AMIs are imported from (nix/image.nix: image.repart, no VM or KVM).
+        x86_64-linux.image = self.nixosConfigurations.clawdinator-image.config.system.build.clawdinatorImage;
+      };
 
       overlays.default = final: _prev: { clawdinator = clawdinatorFor final; };
 
@@ -65,7 +68,7 @@
         // {
           # The image every AMI is built from: no name yet. At boot it runs only the bootstrap,
           # which reads instance.env and switches to nixosConfigurations.<host>.
-          clawdinator-image = mkHost null;
+          clawdinator-image = (mkHost null).extendModules { modules = [ ./nix/image.nix ]; };
         };
     };
 }

@@ -146,7 +146,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
 }
 
 /** Queues a lifecycle job as this operator and waits for it to end, printing its progress. */
-async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
+export async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
   const seconds = Number(timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
     throw new UsageError('--timeout: whole seconds from 1 to 86400');

@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
+import { amiSchedules } from '../jobs/ami/deps.js';
 import { auditTrailFromConfig } from '../jobs/audit.js';
 import { Imds, imdsEndpoint } from '../jobs/bootstrap/identity.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
@@ -24,6 +25,7 @@ import { createLogger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
+import { amiDeps } from './ami-deps.js';
 import { fleetDeps } from './fleet-deps.js';
 
 const SCHEDULE_CHECK_MS = 60_000;
@@ -84,6 +86,16 @@ export function command(): Command {
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
+      const signer = signerFrom(config);
+      // This host builds images for the fleet's rebuilds, and asks a peer to build for its own.
+      const ami = await amiDeps({
+        cloud: fleet?.cloud,
+        hostName: config.hostName,
+        hostJobs: { connection, signer },
+        log,
+      });
+      if (ami === undefined)
+        log.warn('CLAWDINATOR_PROJECT_REPO or CLAWDINATOR_BOOTSTRAP_BUCKET unset: image jobs will fail');
       const types = new JobTypes(
         jobTypes({
           redis,
@@ -95,11 +107,15 @@ export function command(): Command {
           fleet,
           instanceTypes: config.instanceTypes,
           github,
+          ami,
         }),
       );
-      const signer = signerFrom(config);
-      // The same definitions on every host: the leader upserts them, every worker admits their runs by them.
-      const schedules = fleetSchedules({ healthSweepMs: config.healthSweepSeconds * 1000 });
+      // The same definitions on every host: the leader upserts them, every worker admits their
+      // runs by them. With the weekly image prune, and the image rebuild when a cron is set.
+      const schedules = [
+        ...fleetSchedules({ healthSweepMs: config.healthSweepSeconds * 1000 }),
+        ...amiSchedules(loadConfig(['amiPruneCron', 'amiRebuildCron'])),
+      ];
       const deps = {
         connection,
         redis,

@@ -40,6 +40,8 @@ export interface MemberStatus {
     /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
     locked: boolean | null;
   } | null;
+  /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
+  olderImage: boolean;
 }
 
 export interface QueueCounts {
@@ -52,6 +54,8 @@ export interface QueueCounts {
 
 export interface FleetStatus {
   generatedAt: string;
+  /** The newest available image of ours, what the fleet converges on; null when there is none. */
+  newestAmi: string | null;
   members: MemberStatus[];
   /** Instances tagged as fleet members that the registry does not list. */
   strays: { instanceId: string; name: string | null; state: string }[];
@@ -64,7 +68,7 @@ export const BOOT_GRACE_MS = 10 * 60 * 1000;
 
 export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
-  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
+  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus' | 'findLatestAmi'>;
   redis: Redis;
   /** The workers' public key: a heartbeat that does not verify with it reads as absent. */
   workersKey: KeyObject;
@@ -90,10 +94,13 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const now = deps.now?.() ?? Date.now();
   const registry = await deps.registry();
   const names = Object.keys(registry).sort();
-  const [instances, heartbeats] = await Promise.all([
+  // The newest image is one DescribeImages call, whatever the fleet's size.
+  const [instances, heartbeats, newest] = await Promise.all([
     deps.cloud.listFleetInstances(),
     readHeartbeats(deps.redis, names, deps.workersKey),
+    deps.cloud.findLatestAmi(),
   ]);
+  const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances) {
     if (i.name === null) continue;
@@ -137,6 +144,11 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             locked: hb.locked ?? null,
           }
         : null,
+      olderImage:
+        newestAmi !== null &&
+        instance !== undefined &&
+        instance.state !== 'terminated' &&
+        instance.imageId !== newestAmi,
     };
   });
   const strays = instances
@@ -144,6 +156,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
     .map((i) => ({ instanceId: i.instanceId, name: i.name, state: i.state }));
   return {
     generatedAt: new Date(now).toISOString(),
+    newestAmi,
     members,
     strays,
     queues,
@@ -185,6 +198,7 @@ export function formatStatus(status: FleetStatus): string {
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
       ...hostWarnings(m).map((w) => `⚠️ ${w}`),
+      ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -203,7 +217,7 @@ export function formatMember(status: FleetStatus, name: string): string | null {
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
     `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`,
-    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})`,
+    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})${m.olderImage ? ` ⚠️ older than the newest image ${status.newestAmi}` : ''}`,
     `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
     `SSM: ${m.ssm ?? '—'}`,
     m.heartbeat

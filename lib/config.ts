@@ -77,6 +77,8 @@ const redisUrl = z
   .refine((u) => /^rediss?:$/.test(new URL(u).protocol), 'redis:// or rediss://')
   .refine((u) => new URL(u).password === '', 'no password in the URL');
 
+// Five cron fields (minute hour day month weekday), read in UTC by BullMQ's job schedulers.
+const cronPattern = z.string().regex(/^[0-9*/,-]+( [0-9*/,A-Za-z-]+){4}$/);
 // Who may use which command: deny by default. Keys are "*", a command ("memory") or a
 // command and subcommand ("memory write"); the most specific key present decides. A rule
 // allows the listed users, or members holding a listed role, in the listed guilds (and
@@ -500,6 +502,63 @@ export const settings = {
     'an absolute file path (the seeds the bootstrap staged)',
   ),
   reposDir: setting('CLAWDINATOR_REPOS_DIR', absolutePath.optional(), 'an absolute directory path (default ~/repos)'),
+  // The project's own repository and branch: what `rev` is resolved in (default: the branch's
+  // head) and what the image (and later the fast lane, /deploy) is built from.
+  projectRepo: setting(
+    'CLAWDINATOR_PROJECT_REPO',
+    z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/),
+    'the project’s GitHub repository, owner/name',
+  ),
+  projectBranch: setting(
+    'CLAWDINATOR_PROJECT_BRANCH',
+    z
+      .string()
+      .regex(/^(?!\/|-)(?!.*(\.\.|\/\/|@\{|\.lock$|\/$))[A-Za-z0-9._/-]{1,200}$/)
+      .default('main'),
+    'a branch name like main',
+  ),
+  // The images (the slow lane): how many of ours prune keeps, when it runs, and an optional
+  // scheduled rebuild (off unless a cron is given; it never rolls out by itself).
+  amiKeep: setting(
+    'CLAWDINATOR_AMI_KEEP',
+    z.coerce.number().int().min(1).max(100).default(5),
+    'a whole number from 1 to 100',
+  ),
+  amiPruneCron: setting(
+    'CLAWDINATOR_AMI_PRUNE_CRON',
+    cronPattern.default('0 5 * * 0'),
+    'a cron pattern (UTC) like 0 5 * * 0',
+  ),
+  amiRebuildCron: setting(
+    'CLAWDINATOR_AMI_REBUILD_CRON',
+    cronPattern.optional(),
+    'a cron pattern (UTC) like 0 4 * * 1',
+  ),
+  amiBootMode: setting(
+    'CLAWDINATOR_AMI_BOOT_MODE',
+    z.enum(['legacy-bios', 'uefi']).default('legacy-bios'),
+    'legacy-bios or uefi',
+  ),
+  amiArchitecture: setting(
+    'CLAWDINATOR_AMI_ARCHITECTURE',
+    z.enum(['x86_64', 'arm64']).default('x86_64'),
+    'x86_64 or arm64',
+  ),
+  // What the builder builds, `{sha}` replaced by the resolved commit; default
+  // github:<CLAWDINATOR_PROJECT_REPO>/{sha}#image (the flake's packages.x86_64-linux.image).
+  amiFlake: setting(
+    'CLAWDINATOR_AMI_FLAKE',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9+.:/?&=_~%-]*\{sha\}[A-Za-z0-9+.:/?&=_~%-]*#[A-Za-z0-9._-]+$/)
+      .optional(),
+    'a flake reference with {sha} and an output, like git+ssh://git@github.com/o/r?rev={sha}#image',
+  ),
+  amiImportPollSeconds: setting(
+    'CLAWDINATOR_AMI_IMPORT_POLL_SECONDS',
+    z.coerce.number().int().min(1).max(600).default(30),
+    'seconds from 1 to 600',
+  ),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
 export type Settings = typeof settings;

@@ -359,7 +359,7 @@ export class JobAdmin {
       type: type.name,
       data: data.data,
       target: type.instanceOf?.(data.data) ?? null,
-      destructive: type.destructive === true,
+      destructive: typeof type.destructive === 'function' ? type.destructive(data.data) : type.destructive === true,
       requestedBy: oneLine(describePrincipal(signed.principal), 160),
       requestedAt: signed.issuedAt,
     };

@@ -7,21 +7,27 @@ import type { Principal, ReplyTarget } from './envelope.js';
 import type { Signer } from './queues.js';
 import type { Steps } from './steps.js';
 
+/** What a processor uses of its steps; a job that runs another's steps inline scopes them (scoped-steps.ts). */
+export type StepRunner = Pick<Steps, 'run' | 'waitFor' | 'done' | 'results' | 'checkCancelled'>;
+
 export interface JobContext<D> {
   jobId: string;
   data: D;
   principal: Principal;
   requestId: string;
   reply?: ReplyTarget;
-  steps: Steps;
+  steps: StepRunner;
   /**
    * The workers' key (key id `schedule`): signs what this job publishes (events, a pending
    * confirmation); its public half verifies heartbeats (heartbeat.ts).
    */
   signer: Signer;
   log: Logger;
-  /** Progress as data (step, percent, message); the gateways render it. */
-  progress(message: string, percent?: number): Promise<void>;
+  /**
+   * Progress as data (message, percent, and the stage it belongs to, which the gateways may
+   * draw, e.g. a rebuild's stage list); the gateways render it.
+   */
+  progress(message: string, percent?: number, step?: string): Promise<void>;
   /**
    * A human's signed answer to this job's confirmation request, verified with the gateway's
    * public key and the policy (see approval.ts). Given by the worker.
@@ -52,9 +58,10 @@ export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
   attempts?: number;
   /**
    * Destroys or replaces something that cannot be taken back (retire, replace; a fleet
-   * rollout): a retry of it goes through the same confirmation as a new request.
+   * rollout): a retry of it goes through the same confirmation as a new request. A function
+   * when only some requests of the type are (a rebuild that rolls out).
    */
-  destructive?: boolean;
+  destructive?: boolean | ((data: z.output<S>) => boolean);
   run(ctx: JobContext<z.output<S>>): Promise<unknown>;
 }
 

@@ -233,8 +233,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       const reply = envelope.signed.reply;
       // Elapsed time counts from the request, not from this pickup (re-delayed jobs are picked up again).
       const started = job.timestamp;
-      const progress = async (message: string, percent?: number) => {
-        await job.updateProgress({ message, percent });
+      const progress = async (message: string, percent?: number, step?: string) => {
+        await job.updateProgress({ message, percent, step });
         await notify({
           kind: 'progress',
           jobId: job.id,
@@ -242,10 +242,13 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
           reply,
           text: message,
           percent,
+          step,
           startedAt: started,
         });
       };
-      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) => progress(name));
+      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) =>
+        progress(name, undefined, name),
+      );
       const result = await type.run({
         jobId: job.id as string,
         data,

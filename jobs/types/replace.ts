@@ -48,7 +48,7 @@ const dataSchema = z
       .optional(),
   })
   .strict();
-type ReplaceData = z.output<typeof dataSchema>;
+export type ReplaceData = z.output<typeof dataSchema>;
 
 const _MINUTE = 60_000;
 
@@ -88,7 +88,8 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
   };
 }
 
-class Replace extends LifecycleJob<ReplaceData> {
+/** One replace; a rollout (rebuild-ami) runs it inline for each member, its steps scoped. */
+export class Replace extends LifecycleJob<ReplaceData> {
   private readonly waits: SpawnWaits;
 
   constructor(

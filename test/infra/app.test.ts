@@ -1,6 +1,7 @@
 // The CDKTF stacks, synthesized with cdktf's Testing and read back as the Terraform JSON
 // terraform would get (no provider is downloaded: toBeValidTerraform is not used).
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: Terraform interpolations, not JavaScript templates
+
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TerraformStack, Testing } from 'cdktf';
@@ -9,6 +10,7 @@ import { createStacks, synthesize } from '../../infra/app.js';
 import { stateKey } from '../../infra/names.js';
 import { type FleetRegistry, RegistryError } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
+import { imageTags } from '../../jobs/ami/image.js';
 import { NAME_RULE } from '../../lib/config.js';
 import { tempDir } from '../support/cli.js';
 
@@ -267,6 +269,35 @@ describe('stacks', () => {
       'arn:${data.aws_partition.partition.partition}:s3:::${var.state_bucket}/clawdinator/clawdinator-*.tfstate*',
     );
     expect(base.resource.aws_iam_role.vmimport.name).toBe('vmimport');
+  });
+
+  it('lets the deployer tag an imported snapshot as ours only with our tag keys, so prune can delete it', () => {
+    const policy = JSON.parse(base.resource.aws_iam_role_policy.deployer_policy.policy);
+    const tag = policy.Statement.find((s: Json) => s.Sid === 'TagImportedSnapshots');
+    expect(tag).toMatchObject({
+      Effect: 'Allow',
+      Action: 'ec2:CreateTags',
+      Resource: expect.stringMatching(/:ec2:.*::snapshot\/\*$/),
+      Condition: {
+        StringEquals: { 'aws:RequestTag/clawdinator': 'true' },
+        'ForAllValues:StringEquals': {
+          'aws:TagKeys': [
+            'Name',
+            'clawdinator',
+            'clawdinator:revision',
+            'clawdinator:built-by',
+            'clawdinator:image-object',
+          ],
+        },
+      },
+    });
+    // Exactly the keys the rebuild sets on the snapshot (jobs/ami/image.ts).
+    const keys = Object.keys(imageTags({ name: 'n', sha: 's', builtBy: 'b', key: 'k' }));
+    expect(tag.Condition['ForAllValues:StringEquals']['aws:TagKeys']).toEqual(keys);
+    // What prune does to images and snapshots that carry the tag.
+    const images = policy.Statement.find((s: Json) => s.Sid === 'FleetImages');
+    expect(images.Action).toEqual(expect.arrayContaining(['ec2:DeregisterImage', 'ec2:DeleteSnapshot']));
+    expect(images.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/clawdinator': 'true' } });
   });
 
   it('exports what the jobs need', () => {

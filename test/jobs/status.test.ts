@@ -123,7 +123,46 @@ describe('fleetStatus', () => {
     sim.close();
   });
 
-  it('500 hosts: EC2 1 call, SSM ⌈500/50⌉ calls, heartbeats in one Redis round trip', async () => {
+  it('flags members whose instance runs an image older than the newest of ours', async () => {
+    const sim = createSimCloud({
+      clock: new ManualClock({ auto: true }),
+      timings: instantSimTimings,
+      // Seeded images are hours apart, the last one the newest.
+      amis: [
+        { name: 'clawdinator-nixos-old', imageId: 'ami-0000000000000001a' },
+        { name: 'clawdinator-nixos-new', imageId: 'ami-0000000000000002b' },
+      ],
+      fleet: [
+        { name: 'clawdinator-1', imageId: 'ami-0000000000000001a' },
+        { name: 'clawdinator-2', imageId: 'ami-0000000000000002b' },
+      ],
+    });
+    const status = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1', 'clawdinator-2', 'clawdinator-3']),
+      cloud: sim,
+      redis,
+      queues: [],
+      workersKey: testWorkersKey,
+    });
+    expect(status.newestAmi).toBe('ami-0000000000000002b');
+    // clawdinator-3 has no instance: nothing runs, nothing is older.
+    expect(status.members.map((m) => [m.name, m.olderImage])).toEqual([
+      ['clawdinator-1', true],
+      ['clawdinator-2', false],
+      ['clawdinator-3', false],
+    ]);
+    const table = formatStatus(status).split('\n');
+    expect(table[0]).toMatch(/^🔴|^🟡|^🟢|^🟠/);
+    expect(table[0]).toContain('ami-0000000000000001a');
+    expect(table[0]).toMatch(/⚠️ older image$/);
+    expect(table[1]).not.toContain('older image');
+    expect(formatMember(status, 'clawdinator-1')).toContain(
+      'AMI: ami-0000000000000001a (registry: ami-0123456789abcdef0) ⚠️ older than the newest image ami-0000000000000002b',
+    );
+    sim.close();
+  });
+
+  it('500 hosts: EC2 1 listing call (+ 1 for the newest image), SSM ⌈500/50⌉ calls, heartbeats in one Redis round trip', async () => {
     const names = Array.from({ length: 500 }, (_, i) => `clawdinator-${i + 1}`);
     const sim = createSimCloud({
       clock: new ManualClock({ auto: true }),
@@ -151,7 +190,10 @@ describe('fleetStatus', () => {
       queues: [],
     });
     expect(status.members.filter((m) => m.state === 'online')).toHaveLength(500);
-    expect(sim.calls.ec2).toBe(1);
+    // One DescribeInstances page for 500, and one DescribeImages for the newest image, whatever N.
+    expect(sim.calls.byOperation.DescribeInstances).toBe(1);
+    expect(sim.calls.byOperation.DescribeImages).toBe(1);
+    expect(sim.calls.ec2).toBe(2);
     expect(sim.calls.ssm).toBe(10);
     expect(roundTrips).toBe(1);
     sim.close();

@@ -71,6 +71,7 @@ describe('/status shows what a host says is wrong with it', () => {
     launchTime: null,
     privateIp: null,
     ssm: 'Online',
+    olderImage: false,
     heartbeat: {
       at: '2026-01-01T00:00:00.000Z',
       version: '0.1.0',
@@ -86,6 +87,7 @@ describe('/status shows what a host says is wrong with it', () => {
   });
   const status = (m: MemberStatus): FleetStatus => ({
     generatedAt: '2026-01-01T00:00:00.000Z',
+    newestAmi: null,
     members: [m],
     strays: [],
     queues: [],
