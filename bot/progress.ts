@@ -1,7 +1,10 @@
 // How a job event looks in Discord: a compact progress view (a bar, the current step, the
 // elapsed time), then the result. Events are data from workers; this is the only renderer.
+// A confirmation's buttons never come from the event: the caller passes those of the job's
+// signed pending record (approval.ts: readPending), or none.
+import { REBUILD_STAGES, rebuildStageOf } from '../jobs/ami/stages.js';
 import type { JobEvent } from '../jobs/engine/notify.js';
-import type { Reply } from './types.js';
+import type { Button, Reply } from './types.js';
 
 const BAR = 12;
 
@@ -19,17 +22,31 @@ export function bar(percent: number | undefined): string {
   return `${'▰'.repeat(filled)}${'▱'.repeat(BAR - filled)} ${Math.round(percent)}%`;
 }
 
-export function renderEvent(event: JobEvent, now: number): Reply {
+export function renderEvent(event: JobEvent, now: number, buttons: Button[] = []): Reply {
   const job = event.jobId ? `\`${event.jobId}\`` : '';
   const since = event.startedAt ? ` · ${elapsed(now - event.startedAt)}` : '';
   switch (event.kind) {
     case 'progress':
-      return { content: [`⏳ ${job}`, bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n') };
+      return {
+        content: [`⏳ ${job}`, stages(event), bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n'),
+      };
     case 'result':
       return { content: `${event.ok ? '✅' : '❌'} ${job} ${event.text}${since}`.trim() };
     case 'alert':
       return { content: `🚨 ${event.text}` };
     case 'confirm':
-      return { content: `❓ ${event.text}`, buttons: event.buttons };
+      return buttons.length > 0 ? { content: `❓ ${event.text}`, buttons } : { content: `❓ ${event.text}` };
   }
+}
+
+/**
+ * A job with stages (a rebuild: resolve → build → upload → import → register → rollout) shows
+ * them all, those done ticked and the current one highlighted; '' for other jobs.
+ */
+export function stages(event: Pick<JobEvent, 'type' | 'step'>): string {
+  if (event.type !== 'rebuild-ami') return '';
+  const current = rebuildStageOf(event.step);
+  if (current === undefined) return '';
+  const at = REBUILD_STAGES.indexOf(current);
+  return REBUILD_STAGES.map((stage, i) => (i < at ? `✓ ${stage}` : i === at ? `**▶ ${stage}**` : stage)).join(' · ');
 }

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom, workersPublicKey } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus, formatMember, formatStatus } from '../jobs/status.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -32,7 +32,10 @@ export function command(): Command {
         'fleetRegistryBackend',
         'awsRegion',
         'deployerRoleArn',
+        'jobPublicKeys',
       ]);
+      // Before connecting: a heartbeat is believed only if it verifies with the workers' key.
+      const workersKey = workersPublicKey(config.jobPublicKeys);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
       const queue = new Queue(FLEET_QUEUE, { connection });
@@ -41,6 +44,7 @@ export function command(): Command {
           registry: registryReader(config),
           cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
           redis,
+          workersKey,
           queues: [queue],
         });
         if (opts.json) {
@@ -142,7 +146,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
 }
 
 /** Queues a lifecycle job as this operator and waits for it to end, printing its progress. */
-async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
+export async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
   const seconds = Number(timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
     throw new UsageError('--timeout: whole seconds from 1 to 86400');
@@ -153,6 +157,7 @@ async function runAsOperator(type: string, data: Record<string, unknown>, timeou
     'jobKeyId',
     'fleetRegistryPath',
     'fleetRegistryBackend',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -161,7 +166,12 @@ async function runAsOperator(type: string, data: Record<string, unknown>, timeou
   const redis = createRedis(connection);
   // Only enqueues: the registry is read by the worker that runs the job.
   const registry = registryReader(config, { lazyKey: true });
-  const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
+  const enqueuer = new Enqueuer(
+    connection,
+    redis,
+    new JobTypes(jobTypes({ redis, registry, instanceTypes: config.instanceTypes })),
+    signerFrom(config),
+  );
   try {
     const { jobId, queue: name } = await enqueuer.enqueue({
       type,

@@ -16,8 +16,10 @@ import { Instance } from '@cdktf/provider-aws/lib/instance/index.js';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider/index.js';
 import { TerraformOutput, TerraformStack, TerraformVariable } from 'cdktf';
 import type { Construct } from 'constructs';
+import { isInstanceName, NAME_RULE } from '../lib/config.js';
 import {
   APP_TAG,
+  AUDIT_PREFIX,
   BASE_OUTPUTS,
   FLEET_SECRETS_PREFIX,
   hostSecretsPrefix,
@@ -27,7 +29,7 @@ import {
   type MEMBER_ADDRESSES,
 } from './names.js';
 import { policyDocument, serviceTrust } from './policy.js';
-import type { RegistryEntry } from './registry.js';
+import { type RegistryEntry, RegistryError } from './registry.js';
 import type { InfraSettings } from './settings.js';
 import { baseState, useStateBackend } from './state.js';
 
@@ -45,6 +47,9 @@ export class InstanceStack extends TerraformStack {
     settings: InfraSettings,
     imports: MemberImports = {},
   ) {
+    // The name becomes the IAM role and profile names and part of the session name (IAM's
+    // limits) and the host's name: checked here too, whatever registry the stack came from.
+    if (!isInstanceName(name)) throw new RegistryError(`no stack "${name}": not a fleet name (${NAME_RULE})`);
     super(scope, name);
     const jobId = new TerraformVariable(this, JOB_ID_VARIABLE, {
       type: 'string',
@@ -80,18 +85,14 @@ export class InstanceStack extends TerraformStack {
       name: 'own-bootstrap-and-secrets',
       policy: policyDocument([
         {
-          Sid: 'ListOwnBootstrap',
-          Effect: 'Allow',
-          Action: 's3:ListBucket',
-          Resource: bucketArn,
-          Condition: { StringLike: { 's3:prefix': [`${entry.bootstrapPrefix}/*`] } },
-        },
-        {
           Sid: 'ReadOwnBootstrap',
           Effect: 'Allow',
           Action: 's3:GetObject',
           Resource: `${bucketArn}/${entry.bootstrapPrefix}/*`,
         },
+        // The audit trail, one new object per event; the bucket's versioning keeps anything
+        // overwritten. Nothing else in the bucket is writable by a host.
+        { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: `${bucketArn}/${AUDIT_PREFIX}*` },
         {
           Sid: 'ReadOwnSecrets',
           Effect: 'Allow',

@@ -4,6 +4,7 @@
 // one Redis round trip) — plus queue counts and the next scheduled runs.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
+import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
@@ -25,7 +26,22 @@ export interface MemberStatus {
   launchTime: string | null;
   privateIp: string | null;
   ssm: PingStatus | null;
-  heartbeat: { at: string; version: string; revision: string; activeJobs: number; startedAt: string } | null;
+  heartbeat: {
+    at: string;
+    version: string;
+    revision: string;
+    activeJobs: number;
+    startedAt: string;
+    /** What the worker learned itself: its instance id, or why it could not. */
+    instanceId: string;
+    instanceIdError: string | null;
+    /** Whether /memory is the shared file system; null: the worker does not say. */
+    memoryShared: boolean | null;
+    /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
+    locked: boolean | null;
+  } | null;
+  /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
+  olderImage: boolean;
 }
 
 export interface QueueCounts {
@@ -38,6 +54,8 @@ export interface QueueCounts {
 
 export interface FleetStatus {
   generatedAt: string;
+  /** The newest available image of ours, what the fleet converges on; null when there is none. */
+  newestAmi: string | null;
   members: MemberStatus[];
   /** Instances tagged as fleet members that the registry does not list. */
   strays: { instanceId: string; name: string | null; state: string }[];
@@ -50,8 +68,10 @@ export const BOOT_GRACE_MS = 10 * 60 * 1000;
 
 export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
-  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
+  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus' | 'findLatestAmi'>;
   redis: Redis;
+  /** The workers' public key: a heartbeat that does not verify with it reads as absent. */
+  workersKey: KeyObject;
   queues: Queue[];
   now?: () => number;
 }
@@ -74,10 +94,13 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const now = deps.now?.() ?? Date.now();
   const registry = await deps.registry();
   const names = Object.keys(registry).sort();
-  const [instances, heartbeats] = await Promise.all([
+  // The newest image is one DescribeImages call, whatever the fleet's size.
+  const [instances, heartbeats, newest] = await Promise.all([
     deps.cloud.listFleetInstances(),
-    readHeartbeats(deps.redis, names),
+    readHeartbeats(deps.redis, names, deps.workersKey),
+    deps.cloud.findLatestAmi(),
   ]);
+  const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances) {
     if (i.name === null) continue;
@@ -115,8 +138,17 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             revision: hb.revision,
             activeJobs: hb.activeJobs,
             startedAt: new Date(hb.startedAt).toISOString(),
+            instanceId: hb.instanceId,
+            instanceIdError: hb.instanceIdError ?? null,
+            memoryShared: hb.memoryShared ?? null,
+            locked: hb.locked ?? null,
           }
         : null,
+      olderImage:
+        newestAmi !== null &&
+        instance !== undefined &&
+        instance.state !== 'terminated' &&
+        instance.imageId !== newestAmi,
     };
   });
   const strays = instances
@@ -124,6 +156,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
     .map((i) => ({ instanceId: i.instanceId, name: i.name, state: i.state }));
   return {
     generatedAt: new Date(now).toISOString(),
+    newestAmi,
     members,
     strays,
     queues,
@@ -144,6 +177,17 @@ async function queueCounts(queue: Queue): Promise<QueueCounts> {
 
 const ICON: Record<MemberState, string> = { online: '🟢', booting: '🟡', silent: '🟠', stopped: '⚪', missing: '🔴' };
 
+/** What a host's own heartbeat says is wrong with it: each a short warning. */
+export function hostWarnings(m: MemberStatus): string[] {
+  const hb = m.heartbeat;
+  if (hb === null) return [];
+  const out: string[] = [];
+  if (hb.memoryShared === false) out.push('/memory is not the shared file system');
+  if (hb.instanceIdError !== null) out.push(`instance id unavailable (${hb.instanceIdError})`);
+  if (hb.locked === false) out.push('built without flake.lock');
+  return out;
+}
+
 /** The one-glance table for Discord and the terminal. */
 export function formatStatus(status: FleetStatus): string {
   const rows = status.members.map((m) =>
@@ -153,6 +197,8 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      ...hostWarnings(m).map((w) => `⚠️ ${w}`),
+      ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -171,11 +217,12 @@ export function formatMember(status: FleetStatus, name: string): string | null {
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
     `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`,
-    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})`,
+    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})${m.olderImage ? ` ⚠️ older than the newest image ${status.newestAmi}` : ''}`,
     `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
     `SSM: ${m.ssm ?? '—'}`,
     m.heartbeat
       ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
       : 'worker: no heartbeat',
+    ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

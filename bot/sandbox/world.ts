@@ -8,6 +8,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { type FleetRegistry, parseRegistry, type RegistryEntry } from '../../infra/registry.js';
 import type { SimAmiSeed, SimInstanceSeed } from '../../jobs/cloud/sim.js';
+import { generateOrg, type SimOrg } from '../../jobs/github/sim.js';
 import { generateSigningKeyPair } from '../../jobs/signing.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
@@ -28,7 +29,18 @@ export const SANDBOX_AMI = 'ami-0c1a3d5a4d0b0e001';
 export const SANDBOX_AMI_NAME = 'clawdinator-nixos-sandbox';
 /** The base stack's bucket in the sandbox: images and bootstrap bundles. */
 export const SANDBOX_BUCKET = 'clawdinator-sandbox';
+/** The GitHub organization the sandbox's simulated GitHub holds and syncs into the memory. */
+export const SANDBOX_ORG = 'openclaw';
 export const DEFAULT_INSTANCE_TYPE = 't3.large';
+/** The project's repository as the sandbox pretends it: /rebuild-ami resolves revs among these refs. */
+export const SANDBOX_REPO = 'sandbox/clawdinators';
+export const SANDBOX_BRANCH = 'main';
+export const SANDBOX_REFS = {
+  main: '5a4dbeef0c1a3d5a4d0b0e0015a4dbeef0c1a3d5',
+  v1: '0ddba11c1a3d5a4d0b0e0010ddba11c1a3d5a4d0',
+  // The commit the sandbox's starting image (SANDBOX_AMI) was built from.
+  v0: '00c1a3d5a4d0b0e00100c1a3d5a4d0b0e0010000',
+} as const;
 
 export function tokenSecretName(name: string): string {
   return `clawdinator/discord-token/${name}`;
@@ -149,7 +161,7 @@ export function cloudSeed(registry: FleetRegistry): CloudSeed {
     .filter((id) => id !== SANDBOX_AMI)
     .map((imageId) => ({ name: `clawdinator-nixos-${imageId.slice(4, 12)}`, imageId }));
   // The sandbox image last: seeded images are hours old, the last one the newest.
-  amis.push({ name: SANDBOX_AMI_NAME, imageId: SANDBOX_AMI, tags: { 'clawdinator-revision': 'sandbox' } });
+  amis.push({ name: SANDBOX_AMI_NAME, imageId: SANDBOX_AMI, tags: { 'clawdinator:revision': SANDBOX_REFS.v0 } });
   const fleet = Object.entries(registry).map(([name, entry]) => ({
     name,
     instanceType: entry.instanceType,
@@ -194,4 +206,9 @@ async function createExclusive(path: string, content: string, mode: number): Pro
     await handle.close();
   }
   return true;
+}
+
+/** The sandbox's simulated org: a dozen repositories, a few open pull requests and issues, one archived. */
+export function sandboxOrg(): SimOrg {
+  return generateOrg({ login: SANDBOX_ORG, repos: 12, pullRequests: 6, issues: 9, archived: 1 });
 }

@@ -37,7 +37,7 @@ import type { AnyJobType, EndKind, FinalReport, JobEnd } from './job-type.js';
 import { type OpenJob, parseOpenJob } from './journal.js';
 import { keys } from './keys.js';
 import { eventArgs } from './notify.js';
-import type { JobTypes } from './queues.js';
+import type { JobTypes, Signer } from './queues.js';
 import { verifyStepState } from './steps.js';
 
 /** How long a finalizer holds the marker without renewing it; a crashed one's lapses after this. */
@@ -68,8 +68,9 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 // The end's bookkeeping in one step, by the holder of the marker only (ARGV[1]; '' for a
 // success, which takes a free marker): the marker set "done", the journal entry and the
 // finalization's progress deleted, the member's lock released if this job holds it, the
-// request spent, the cancel flag deleted and the result event added — all or nothing, so a
-// crash never sends the result twice or leaves it unsent.
+// request spent, the cancel flag deleted and the result event added (signed by the caller
+// with the workers' key: Lua cannot sign) — all or nothing, so a crash never sends the
+// result twice or leaves it unsent.
 // KEYS: marker, journal, progress, lock, nonce, cancel, events.
 // ARGV: owner, job id, has lock, has nonce, done TTL, spent-nonce TTL, then XADD's arguments (or none).
 const FINISH = `local m = redis.call('GET', KEYS[1])
@@ -115,6 +116,8 @@ export interface FinalizerDeps {
   publicKey(keyId: string): Promise<KeyObject | null>;
   /** The workers' public key: saved steps must verify with it before an undo uses them. */
   stepKey: KeyObject;
+  /** The workers' key: signs the result event (notify.ts), which the gateways verify. */
+  signer: Signer;
   log: Logger;
   /** Who this finalizer is, in the marker (host, pid). */
   owner: string;
@@ -427,10 +430,12 @@ export class Finalizer {
         : undefined);
     // A scheduler's template is signed for every run: its nonce is not this run's to spend.
     const nonce = signed !== undefined && signed.jobId !== '*' ? signed.nonce : undefined;
+    // Signed here, before the script: Lua cannot sign, and an event the script does not add
+    // (the marker was lost) is simply never sent.
     const xadd =
       event === undefined
         ? []
-        : eventArgs({
+        : eventArgs(this.deps.signer, {
             kind: 'result',
             jobId,
             type: event.type,

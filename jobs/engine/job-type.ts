@@ -4,7 +4,11 @@ import type { z } from 'zod';
 import type { Logger } from '../../lib/log.js';
 import type { ApprovalExpectation, ApprovalRead } from './approval.js';
 import type { Principal, ReplyTarget } from './envelope.js';
+import type { Signer } from './queues.js';
 import type { Steps } from './steps.js';
+
+/** What a processor uses of its steps; a job that runs another's steps inline scopes them (scoped-steps.ts). */
+export type StepRunner = Pick<Steps, 'run' | 'waitFor' | 'done' | 'results' | 'checkCancelled'>;
 
 export interface JobContext<D> {
   jobId: string;
@@ -12,10 +16,18 @@ export interface JobContext<D> {
   principal: Principal;
   requestId: string;
   reply?: ReplyTarget;
-  steps: Steps;
+  steps: StepRunner;
+  /**
+   * The workers' key (key id `schedule`): signs what this job publishes (events, a pending
+   * confirmation); its public half verifies heartbeats (heartbeat.ts).
+   */
+  signer: Signer;
   log: Logger;
-  /** Progress as data (step, percent, message); the gateways render it. */
-  progress(message: string, percent?: number): Promise<void>;
+  /**
+   * Progress as data (message, percent, and the stage it belongs to, which the gateways may
+   * draw, e.g. a rebuild's stage list); the gateways render it.
+   */
+  progress(message: string, percent?: number, step?: string): Promise<void>;
   /**
    * A line of command output (terraform, SSM) for the job's log in Redis, where `jobs show`
    * reads it: redacted and bounded (job-log.ts). Never a plan's values. Given by the worker.
@@ -51,6 +63,12 @@ export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
    */
   avoidOwnHost?: boolean;
   attempts?: number;
+  /**
+   * Destroys or replaces something that cannot be taken back (retire, replace; a fleet
+   * rollout): a retry of it goes through the same confirmation as a new request. A function
+   * when only some requests of the type are (a rebuild that rolls out).
+   */
+  destructive?: boolean | ((data: z.output<S>) => boolean);
   /**
    * The job's steps in order, for this request (an agent's retire has its confirmation steps
    * first): the finalizer names the step a job ended at, the first of these not saved.

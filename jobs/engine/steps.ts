@@ -92,6 +92,9 @@ export class Steps {
     await this.checkCancelled();
     const startKey = `${name}:waiting-since`;
     const since = typeof this.saved[startKey] === 'number' ? (this.saved[startKey] as number) : Date.now();
+    // Said before the look, so what the look itself reports (an import's percent) is the
+    // progress that stays on screen while the job waits.
+    await this.onStep(name);
     const value = await check();
     if (value !== undefined) {
       await this.save(name, value);
@@ -99,7 +102,6 @@ export class Steps {
     }
     if (Date.now() - since > options.timeoutMs) throw new UnrecoverableError(options.timeoutMessage);
     if (this.saved[startKey] === undefined) await this.save(startKey, since);
-    await this.onStep(name);
     await this.job.moveToDelayed(Date.now() + options.pollMs, this.token);
     throw new DelayedError();
   }

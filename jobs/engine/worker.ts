@@ -3,14 +3,14 @@
 // signed one, replays refused by nonce, expired requests refused, the data parsed with the
 // type's schema, and the policy checked again — all before the processor's first side
 // effect. Rejections are UnrecoverableErrors (no retry); other errors retry with backoff.
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { redactText } from '../../lib/redact.js';
-import { verifyPayload } from '../signing.js';
+import { publicHalf, verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
 import { endKindOf, Finalizer, watchEnds } from './finalize.js';
@@ -18,9 +18,10 @@ import { readHeartbeats } from './heartbeat.js';
 import { appendJobLog, JobLog } from './job-log.js';
 import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
-import { type JobEvent, publish } from './notify.js';
+import { type EventInput, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
 import type { JobTypes, Signer } from './queues.js';
+import { FLEET_SCHEDULES, type ScheduleDef, scheduleSlot } from './schedulers.js';
 import { Steps, verifyStepState } from './steps.js';
 
 /** How often a job of an unknown type or version is left for another worker before failing. */
@@ -66,21 +67,16 @@ export interface WorkerDeps {
    * schedules and every save of a job's step results, which any worker verifies on resume.
    */
   stepSigner: Signer;
+  /**
+   * The schedules whose runs this worker admits, one per slot (default: FLEET_SCHEDULES). A
+   * run's period comes from here, never from its job data.
+   */
+  schedules?: ScheduleDef[];
+  /** The worker's clock for schedule slots (tests fix it). */
+  now?: () => number;
 }
 
 export class Rejected extends UnrecoverableError {}
-
-const publicKeys = new WeakMap<KeyObject, KeyObject>();
-
-/** The public half of the workers' key, derived once. */
-function workersKey(signer: Signer): KeyObject {
-  let key = publicKeys.get(signer.key);
-  if (key === undefined) {
-    key = createPublicKey(signer.key);
-    publicKeys.set(signer.key, key);
-  }
-  return key;
-}
 
 function reject(message: string): never {
   throw new Rejected(`rejected: ${message}`);
@@ -114,13 +110,20 @@ export async function admit(
   if (!scheduled && signed.jobId !== job.id) reject('bad signature');
   if (job.name !== signed.type) reject('bad signature');
   // A resumed job acts on what its saved steps say: only a worker may have written them.
-  if (!verifyStepState(job, envelope, workersKey(deps.stepSigner))) reject('saved step state does not verify');
+  if (!verifyStepState(job, envelope, publicHalf(deps.stepSigner.key))) reject('saved step state does not verify');
 
   const type = deps.types.get(signed.type);
   if (type === undefined || type.version !== signed.schema) return { defer: true };
   const data = type.schema.safeParse(signed.data);
-  if (!data.success) reject(`invalid data for ${type.name}`);
+  if (!data.success) {
+    // The first issue's field and rule (never its value): the requester learns what to fix.
+    const issue = data.error.issues[0];
+    reject(`invalid data for ${type.name}: ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
+  }
   checkPolicy(deps.policy, type, data.data, signed.principal);
+
+  if (scheduled && signed.principal.kind === 'schedule')
+    await admitSlot(job, signed.principal.scheduler, type.name, deps);
 
   // First acceptance: the nonce is recorded against this job id. A resumed or retried job
   // finds its own id there; a replay (the same signed request under another id, or again
@@ -141,12 +144,27 @@ export async function admit(
   return { envelope, type, data: data.data };
 }
 
+/**
+ * A scheduled run at most once per slot: the first run of a slot records its job id (SET NX);
+ * the same run picked up again (a stall) finds its own id, any other run of that slot — the
+ * template added again by a Redis writer — is refused.
+ */
+async function admitSlot(job: Job, scheduler: string, typeName: string, deps: WorkerDeps): Promise<void> {
+  const def = (deps.schedules ?? FLEET_SCHEDULES).find((d) => d.id === scheduler);
+  if (def === undefined || def.type !== typeName) reject(`${scheduler} is not a schedule of this worker`);
+  const { slot, ttlSeconds } = scheduleSlot(def, (deps.now ?? Date.now)());
+  const key = keys.scheduleSlot(scheduler, slot);
+  const first = (await deps.redis.set(key, job.id as string, 'EX', ttlSeconds, 'NX')) === 'OK';
+  if (!first && (await deps.redis.get(key)) !== job.id)
+    reject(`replayed schedule run: ${scheduler} already ran in this slot`);
+}
+
 export function startWorker(queueName: string, deps: WorkerDeps, settings: WorkerSettings) {
   const { redis, log } = deps;
   let active = 0;
 
-  async function notify(event: Omit<JobEvent, 'at'>): Promise<void> {
-    await publish(redis, event).catch((err) => log.error({ err: errorLine(err) }, 'notification failed'));
+  async function notify(event: EventInput): Promise<void> {
+    await publish(redis, deps.stepSigner, event).catch((err) => log.error({ err }, 'notification failed'));
   }
 
   // One end for every job (finalize.ts): the processor's own ends, BullMQ's failed and
@@ -156,7 +174,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     redis,
     types: deps.types,
     publicKey: deps.publicKey,
-    stepKey: workersKey(deps.stepSigner),
+    stepKey: publicHalf(deps.stepSigner.key),
+    signer: deps.stepSigner,
     log,
     owner: `${deps.host?.name ?? hostname()}:${process.pid}`,
     leaseMs: settings.finalizeLeaseMs,
@@ -164,7 +183,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
   });
   const pending = new Set<Promise<unknown>>();
   const track = (what: string, work: Promise<unknown>) => {
-    const p = work.catch((err) => log.warn({ err: errorLine(err), what }, 'finalization failed: left to the sweep'));
+    const p = work.catch((err) => log.warn({ err, what }, 'finalization failed: left to the sweep'));
     pending.add(p);
     void p.finally(() => pending.delete(p));
   };
@@ -184,7 +203,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       return false;
     }
     const peers = (await own.peers()).filter((host) => host !== own.name);
-    const alive = [...(await readHeartbeats(redis, peers)).values()].some((h) => h !== null);
+    const heartbeats = await readHeartbeats(redis, peers, publicHalf(deps.stepSigner.key));
+    const alive = [...heartbeats.values()].some((h) => h !== null);
     if (!alive) return false;
     await job.updateData({ ...job.data, handedBack: handedBack + 1 });
     await job.moveToDelayed(Date.now() + settings.deferMs, token);
@@ -210,8 +230,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       const reply = envelope.signed.reply;
       // Elapsed time counts from the request, not from this pickup (re-delayed jobs are picked up again).
       const started = job.timestamp;
-      const progress = async (message: string, percent?: number) => {
-        await job.updateProgress({ message, percent });
+      const progress = async (message: string, percent?: number, step?: string) => {
+        await job.updateProgress({ message, percent, step });
         await notify({
           kind: 'progress',
           jobId: job.id,
@@ -219,13 +239,16 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
           reply,
           text: message,
           percent,
+          step,
           startedAt: started,
         });
       };
-      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) => progress(name));
+      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) =>
+        progress(name, undefined, name),
+      );
       jobLog = new JobLog(
         (line) => appendJobLog(worker as Worker, job.id as string, line),
-        (err) => log.warn({ job: job.id, err: errorLine(err) }, 'job log line not written'),
+        (err) => log.warn({ job: job.id, err }, 'job log line not written'),
       );
       const output = jobLog;
       const result = await type.run({
@@ -235,6 +258,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         requestId: envelope.signed.requestId,
         reply,
         steps,
+        signer: deps.stepSigner,
         log: log.child({ job: job.id, type: type.name }),
         progress,
         output: (line) => output.line(line),
@@ -287,13 +311,13 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     maxStalledCount: settings.maxStalledCount,
   });
   worker = running;
-  running.on('error', (err) => log.error({ err: errorLine(err) }, 'worker error'));
+  running.on('error', (err) => log.error({ err }, 'worker error'));
   // A job that stalled too often (its workers kept dying) fails outside the processor; a
   // failure the processor finalized already finds the marker taken.
   running.on('failed', (job) => track('failed', finalizer.onFailed(job)));
   // The queue's state, read through this process's client (no connection of its own).
   const queue = new Queue(queueName, { connection: redis });
-  queue.on('error', (err) => log.warn({ err: errorLine(err) }, 'queue error'));
+  queue.on('error', (err) => log.warn({ err }, 'queue error'));
   const events = watchEnds(queueName, deps.connection, finalizer, queue, log);
   const sweepMs = settings.finalizeSweepMs ?? DEFAULT_FINALIZE_SWEEP_MS;
   const sweep = setInterval(() => track('sweep', finalizer.sweep(queue)), sweepMs);

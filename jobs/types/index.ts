@@ -2,8 +2,16 @@
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AmiDeps } from '../ami/deps.js';
+import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import type { GitHubJobDeps } from '../github/setup.js';
+import { amiBuildJob } from './ami-build.js';
+import { amiPruneJob } from './ami-prune.js';
+import { githubSyncJob } from './github-sync.js';
+import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
+import { rebuildAmiJob } from './rebuild-ami.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
 import { type FleetDeps, spawnJob } from './spawn.js';
@@ -16,11 +24,22 @@ export interface JobTypeDeps {
   agentConfirmSeconds?: number;
   /** The shared memory: ops.md and the audit. Lifecycle jobs need it. */
   memory?: MemoryStore;
+  /** The worker's audit trail (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   /**
    * What lifecycle jobs act on. Processes that only enqueue or inspect jobs (the gateway,
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
+  /**
+   * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
+   * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
+   */
+  instanceTypes?: readonly string[];
+  /** The org sync and this host's agent token; absent without a GitHub App. */
+  github?: GitHubJobDeps;
+  /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
+  ami?: AmiDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -30,10 +49,17 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    spawnJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      audit: deps.audit,
+      fleet: deps.fleet,
+      instanceTypes: deps.instanceTypes,
+    }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
@@ -41,9 +67,23 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     replaceJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
+    githubSyncJob({ github: deps.github }),
+    githubTokenJob({ github: deps.github }),
+    rebuildAmiJob({
+      redis: deps.redis,
+      registry: deps.registry,
+      ami: deps.ami,
+      fleet: deps.fleet,
+      memory: deps.memory,
+      audit: deps.audit,
+      opsChannelId: deps.opsChannelId,
+    }),
+    amiBuildJob({ ami: deps.ami }),
+    amiPruneJob({ redis: deps.redis, registry: deps.registry, ami: deps.ami, opsChannelId: deps.opsChannelId }),
   ];
 }

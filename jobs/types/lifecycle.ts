@@ -5,7 +5,8 @@ import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
-import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
+import { AuditTrail } from '../audit.js';
+import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP, writePending } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { FinalReport, JobContext, JobEnd } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
@@ -50,10 +51,15 @@ export interface LifecycleRun {
   name: string;
 }
 
-/** One audit line for a lifecycle job, in audit/<day>.md. */
-export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
-  const line = `- ${at.toISOString()} job=${run.jobId} ${describePrincipal(run.principal)} ${run.action} name:${run.name} → ${outcome}`;
-  await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+/** One audit event for a lifecycle job (jobs/audit.ts: journal, S3, the copy in audit/<day>.md). */
+export async function auditLifecycle(audit: AuditTrail, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
+  const by = describePrincipal(run.principal);
+  const line = `- ${at.toISOString()} job=${run.jobId} ${by} ${run.action} name:${run.name} → ${outcome}`;
+  await audit.record({
+    at,
+    line,
+    fields: { kind: 'job', job: run.jobId, action: run.action, name: run.name, by, outcome },
+  });
 }
 
 /**
@@ -61,7 +67,13 @@ export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at:
  * requested by …"), and its audit line. An append is not idempotent: a retried step looks
  * for its own line (tagged with the job id) first.
  */
-export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, what: string, outcome: string) {
+export async function recordLifecycle(
+  memory: MemoryStore,
+  audit: AuditTrail,
+  run: LifecycleRun,
+  what: string,
+  outcome: string,
+) {
   const at = new Date();
   const tag = `(job ${run.jobId})`;
   const ops = await memory.read('ops.md').catch((err) => {
@@ -72,7 +84,7 @@ export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, wh
     const who = describePrincipal(run.principal);
     await memory.append('ops.md', `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`);
   }
-  await auditLifecycle(memory, run, at, outcome);
+  await auditLifecycle(audit, run, at, outcome);
   return null;
 }
 
@@ -128,7 +140,7 @@ const QUIET_STEPS = new Set([ASKED_STEP, WAIT_STEP, 'confirmed', 'checks']);
  */
 export function lifecycleFinalize<D extends { name: string }>(
   action: LifecycleAction,
-  memory: MemoryStore | undefined,
+  deps: { memory?: MemoryStore; audit?: AuditTrail },
   undo: (end: JobEnd<D>) => Promise<LifecycleUndo>,
 ): (end: JobEnd<D>) => Promise<FinalReport> {
   return async (end) => {
@@ -145,9 +157,11 @@ export function lifecycleFinalize<D extends { name: string }>(
       const said = /[.!?]$/.test(cause) ? cause : `${cause}.`;
       message = `${action} ${name} ${verb} at ${end.step}: ${said} ${result.left}; ${result.next}.`;
     }
-    if (memory !== undefined) {
+    // The worker's trail; a process without one (tests) has the journal and the memory copy.
+    const trail = deps.audit ?? (deps.memory && new AuditTrail({ log: end.log, memory: deps.memory }));
+    if (trail !== undefined) {
       const outcome = end.how === 'cancelled' ? 'cancelled' : end.how === 'removed' ? 'removed' : 'failed';
-      await end.once('audit', () => auditLifecycle(memory, run, new Date(), `${outcome}: ${message}`));
+      await end.once('audit', () => auditLifecycle(trail, run, new Date(), `${outcome}: ${message}`));
     }
     return { message, undone: result.undone };
   };
@@ -214,7 +228,22 @@ export async function humanConfirmation(
     const button = (decision: 'confirm' | 'cancel') =>
       approvalButtonId({ action, decision, jobId: ctx.jobId, expiresAt });
     const verb = action === 'retire' ? 'Retire' : 'Replace';
-    await publish(settings.redis, {
+    // The buttons live in the signed pending record; the event only says there is a question.
+    await writePending(settings.redis, ctx.signer, {
+      jobId: ctx.jobId,
+      requestId: ctx.requestId,
+      action,
+      name,
+      askedBy: host,
+      permission: action,
+      channelId,
+      expiresAt,
+      buttons: [
+        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
+        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
+      ],
+    });
+    await publish(settings.redis, ctx.signer, {
       kind: 'confirm',
       jobId: ctx.jobId,
       type: action,
@@ -222,10 +251,6 @@ export async function humanConfirmation(
       text:
         `${host} asks to ${action} **${name}**${request.detail ?? ''}. ` +
         `Any human allowed /${action} can answer, until <t:${expiresAt}:t>.`,
-      buttons: [
-        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
-        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
-      ],
     });
     return { expiresAt };
   });
@@ -264,6 +289,7 @@ export abstract class LifecycleJob<D extends { name: string }> {
   protected readonly runCtx: RunContext;
   /** The step running now: a failure names it. */
   protected current = 'checks';
+  private readonly trail: AuditTrail;
 
   constructor(
     protected readonly ctx: JobContext<D>,
@@ -271,8 +297,11 @@ export abstract class LifecycleJob<D extends { name: string }> {
     protected readonly memory: MemoryStore,
     /** Between two looks at what a wait waits for. */
     protected readonly pollMs: number,
+    /** The worker's audit trail; without one (tests), the journal and the memory copy only. */
+    audit?: AuditTrail,
   ) {
     this.name = ctx.data.name;
+    this.trail = audit ?? new AuditTrail({ log: ctx.log, memory });
     // Terraform's lines go to the job's log in Redis (`jobs show`) and the worker's log (the
     // runner never passes plan values).
     this.runCtx = {
@@ -304,11 +333,11 @@ export abstract class LifecycleJob<D extends { name: string }> {
   }
 
   protected audit(outcome: string): Promise<void> {
-    return auditLifecycle(this.memory, this.lifecycle, new Date(), outcome);
+    return auditLifecycle(this.trail, this.lifecycle, new Date(), outcome);
   }
 
   protected record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.lifecycle, what, outcome);
+    return recordLifecycle(this.memory, this.trail, this.lifecycle, what, outcome);
   }
 
   protected failed(err: unknown): Error {

@@ -25,12 +25,14 @@ import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
 import { INSTANCE_ADDRESS } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobEnd, JobType } from '../engine/job-type.js';
+import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import {
@@ -55,7 +57,7 @@ const dataSchema = z
       .optional(),
   })
   .strict();
-type ReplaceData = z.output<typeof dataSchema>;
+export type ReplaceData = z.output<typeof dataSchema>;
 
 const _MINUTE = 60_000;
 
@@ -66,6 +68,8 @@ export interface ReplaceDeps {
   /** How long that question stays open. */
   agentConfirmSeconds?: number;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
 }
 
@@ -78,9 +82,10 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
     agentAllowed: true,
     instanceOf: (d) => d.name,
     avoidOwnHost: true,
+    destructive: true,
     attempts: 3,
     steps: (data, principal) => lifecycleSteps(principal, replaceSteps(data.ami !== undefined)),
-    finalize: lifecycleFinalize('replace', deps.memory, async (end) => undoReplace(end)),
+    finalize: lifecycleFinalize('replace', deps, async (end) => undoReplace(end)),
     async run(ctx) {
       const { fleet, memory } = deps;
       // The gateway and `clawdinator jobs` register every type for its schema only.
@@ -114,7 +119,8 @@ export function undoReplace(end: JobEnd<ReplaceData>): LifecycleUndo {
   };
 }
 
-class Replace extends LifecycleJob<ReplaceData> {
+/** One replace; a rollout (rebuild-ami) runs it inline for each member, its steps scoped. */
+export class Replace extends LifecycleJob<ReplaceData> {
   private readonly waits: SpawnWaits;
 
   constructor(
@@ -123,7 +129,7 @@ class Replace extends LifecycleJob<ReplaceData> {
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, deps.audit);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
   }
 
@@ -165,7 +171,8 @@ class Replace extends LifecycleJob<ReplaceData> {
       await this.waitFor(
         'heartbeat',
         async () => {
-          const heartbeat = (await readHeartbeats(this.deps.redis, [name])).get(name);
+          const heartbeats = await readHeartbeats(this.deps.redis, [name], publicHalf(this.ctx.signer.key));
+          const heartbeat = heartbeats.get(name);
           return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
         },
         this.waits.heartbeatTimeoutMs,

@@ -1,7 +1,9 @@
 // `npm run bench`: one table for the whole project. Each row is a small function in the
 // file of its area; run a subset with `npm run bench -- <name> …`.
+import { rebuildOverhead } from './ami.js';
 import { cloudFleetStatus } from './cloud.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
+import { githubSync300 } from './github.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
@@ -18,11 +20,13 @@ const benches: Record<string, Bench> = {
   'cloud-fleet-status': cloudFleetStatus,
   'status-500': fleetStatus500,
   'spawn-overhead': spawnOverhead,
+  'rebuild-overhead': rebuildOverhead,
   'jobs-start-latency': jobStartLatency,
   'jobs-throughput': jobThroughput,
   'worker-idle-rss': workerIdleRss,
   'infra-synth': synthBudget,
   'infra-synth-reference': synthReference,
+  'github-sync': githubSync300,
 };
 
 const wanted = process.argv.slice(2);

@@ -1,14 +1,17 @@
 // The CDKTF stacks, synthesized with cdktf's Testing and read back as the Terraform JSON
 // terraform would get (no provider is downloaded: toBeValidTerraform is not used).
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: Terraform interpolations, not JavaScript templates
+
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TerraformStack, Testing } from 'cdktf';
 import { describe, expect, it } from 'vitest';
 import { createStacks, synthesize } from '../../infra/app.js';
 import { stateKey } from '../../infra/names.js';
-import type { FleetRegistry } from '../../infra/registry.js';
+import { type FleetRegistry, RegistryError } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
+import { imageTags } from '../../jobs/ami/image.js';
+import { NAME_RULE } from '../../lib/config.js';
 import { tempDir } from '../support/cli.js';
 
 const settings: InfraSettings = {
@@ -73,6 +76,14 @@ const secretArn = (name: string) => `arn:aws:secretsmanager:eu-central-1:1234567
 
 describe('stacks', () => {
   const { base, instances, withoutAmi } = stacks();
+
+  it('refuses a stack whose name is not a fleet name, whatever registry it came from', () => {
+    for (const bad of ['clawdinator-3-', `clawdinator-${'a'.repeat(29)}`]) {
+      expect(() => createStacks(Testing.app(), { [bad]: entry(3) }, settings)).toThrow(
+        new RegistryError(`no stack "${bad}": not a fleet name (${NAME_RULE})`),
+      );
+    }
+  });
 
   it('makes one stack per registry entry with an AMI, each with its own state key and lock file', () => {
     expect(Object.keys(instances)).toEqual(['clawdinator-1', 'clawdinator-2']);
@@ -219,6 +230,26 @@ describe('stacks', () => {
     expect(JSON.stringify(base.output)).not.toContain('secret_string');
   });
 
+  it('lets a host write the audit trail (audit/*) and nothing else in S3, under the boundary too', () => {
+    const writes = (policy: string) =>
+      (JSON.parse(policy).Statement as Json[]).filter((s) =>
+        [s.Action].flat().some((a: string) => a === 's3:*' || /^s3:(Put|Delete|Copy|Restore)/.test(a)),
+      );
+    const own = instances['clawdinator-1'].resource.aws_iam_role_policy.own.policy as string;
+    expect(writes(own)).toEqual([
+      {
+        Sid: 'WriteAudit',
+        Effect: 'Allow',
+        Action: 's3:PutObject',
+        Resource: '${data.terraform_remote_state.base.outputs.bucket_arn}/audit/*',
+      },
+    ]);
+    const boundary = base.resource.aws_iam_policy.instance_boundary.policy as string;
+    expect(writes(boundary)).toEqual([
+      { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: '${aws_s3_bucket.bucket.arn}/audit/*' },
+    ]);
+  });
+
   it('lets only instance roles assume the deployer, which creates roles only under the boundary', () => {
     const deployer = base.resource.aws_iam_role.deployer;
     const trust = JSON.parse(deployer.assume_role_policy);
@@ -238,6 +269,35 @@ describe('stacks', () => {
       'arn:${data.aws_partition.partition.partition}:s3:::${var.state_bucket}/clawdinator/clawdinator-*.tfstate*',
     );
     expect(base.resource.aws_iam_role.vmimport.name).toBe('vmimport');
+  });
+
+  it('lets the deployer tag an imported snapshot as ours only with our tag keys, so prune can delete it', () => {
+    const policy = JSON.parse(base.resource.aws_iam_role_policy.deployer_policy.policy);
+    const tag = policy.Statement.find((s: Json) => s.Sid === 'TagImportedSnapshots');
+    expect(tag).toMatchObject({
+      Effect: 'Allow',
+      Action: 'ec2:CreateTags',
+      Resource: expect.stringMatching(/:ec2:.*::snapshot\/\*$/),
+      Condition: {
+        StringEquals: { 'aws:RequestTag/clawdinator': 'true' },
+        'ForAllValues:StringEquals': {
+          'aws:TagKeys': [
+            'Name',
+            'clawdinator',
+            'clawdinator:revision',
+            'clawdinator:built-by',
+            'clawdinator:image-object',
+          ],
+        },
+      },
+    });
+    // Exactly the keys the rebuild sets on the snapshot (jobs/ami/image.ts).
+    const keys = Object.keys(imageTags({ name: 'n', sha: 's', builtBy: 'b', key: 'k' }));
+    expect(tag.Condition['ForAllValues:StringEquals']['aws:TagKeys']).toEqual(keys);
+    // What prune does to images and snapshots that carry the tag.
+    const images = policy.Statement.find((s: Json) => s.Sid === 'FleetImages');
+    expect(images.Action).toEqual(expect.arrayContaining(['ec2:DeregisterImage', 'ec2:DeleteSnapshot']));
+    expect(images.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/clawdinator': 'true' } });
   });
 
   it('exports what the jobs need', () => {
