@@ -33,6 +33,13 @@ const cidr = z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9a-fA-F:]+\/\
 const keyId = z.string().regex(/^(gateway|schedule|operator:[a-z0-9_.-]{1,32}|agent:clawdinator-[a-z0-9-]{1,28})$/);
 // The password never rides in the URL: it comes from CLAWDINATOR_REDIS_PASSWORD_FILE.
 const absolutePath = z.string().regex(/^\/.+/);
+const owner = z
+  .string()
+  .regex(/^\d{1,10}:\d{1,10}$/)
+  .transform((v) => {
+    const [uid, gid] = v.split(':').map(Number) as [number, number];
+    return { uid, gid };
+  });
 const redisUrl = z
   .string()
   .url()
@@ -228,10 +235,36 @@ export const settings = {
     absolutePath.default('/var/lib/clawd/repo-seeds'),
     'an absolute directory path',
   ),
-  imdsUrl: setting(
-    'CLAWDINATOR_IMDS_URL',
-    z.string().url().default('http://169.254.169.254'),
-    'an http URL of the instance metadata service',
+  // Unset: the SDK's AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254 (imdsEndpoint()).
+  // Who the bootstrap (root) gives the files to: uid:gid, numbers (nix/units.json ids); unset:
+  // files stay as created (a bootstrap run by hand, tests that are not root).
+  opsOwner: setting('CLAWDINATOR_OPS_OWNER', owner.optional(), 'uid:gid, numbers'),
+  agentOwner: setting('CLAWDINATOR_AGENT_OWNER', owner.optional(), 'uid:gid, numbers'),
+  // Where the bootstrap writes the EFS tunnel's config (unset: none written) and the CA bundle
+  // stunnel checks the EFS certificate with.
+  efsTunnelConfig: setting('CLAWDINATOR_EFS_TUNNEL_CONFIG', absolutePath.optional(), 'an absolute file path'),
+  efsCaFile: setting(
+    'CLAWDINATOR_EFS_CA_FILE',
+    absolutePath.default('/etc/ssl/certs/ca-certificates.crt'),
+    'an absolute file path',
+  ),
+  // The flake a new host's first boot switches to: this project's repository (github:owner/repo),
+  // pinned by spawn to the revision the spawning worker runs (its build info) when that is a commit.
+  hostFlake: setting(
+    'CLAWDINATOR_HOST_FLAKE',
+    z
+      .string()
+      .regex(/^github:[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}(\/[A-Za-z0-9_.-]{1,100})?$/)
+      .optional(),
+    'a flake reference github:<owner>/<repo>[/<rev>]',
+  ),
+  imdsUrl: setting('CLAWDINATOR_IMDS_URL', z.string().url().optional(), 'an http URL of the instance metadata service'),
+  // What the worker's heartbeat reports about the host's build (nix/module.nix writes it:
+  // {revision, locked, version}), re-read at every beat so a switch shows without a restart.
+  buildInfoFile: setting(
+    'CLAWDINATOR_BUILD_INFO_FILE',
+    absolutePath.default('/etc/clawdinator/build-info.json'),
+    'an absolute file path',
   ),
   // argv handed the new configuration's switch after a (re)initialization; "{host}" is replaced; [] skips it.
   bootstrapSwitch: setting(
@@ -246,6 +279,12 @@ export const settings = {
     'CLAWDINATOR_TERRAFORM_BIN',
     z.string().min(1).default('terraform'),
     'terraform or tofu, or a path',
+  ),
+  // TF_CLI_CONFIG_FILE for every terraform run (on hosts: the module's, bundled providers only).
+  terraformConfigFile: setting(
+    'CLAWDINATOR_TERRAFORM_CONFIG',
+    absolutePath.optional(),
+    'an absolute path of a terraform CLI configuration file',
   ),
   stateBucket: setting('CLAWDINATOR_STATE_BUCKET', z.string().regex(s3Bucket), 'the S3 bucket of the Terraform state'),
   stateRegion: setting('CLAWDINATOR_STATE_REGION', awsRegion.optional(), 'an AWS region like eu-central-1'),

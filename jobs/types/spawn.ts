@@ -95,6 +95,8 @@ export interface FleetDeps {
   /** Written into the bundle: the base stack's EFS id and the fleet's Redis (no password). */
   efsId?: string | null;
   redisUrl?: string | null;
+  /** Written into the bundle: the flake the new host's first boot switches to (github:owner/repo/rev). */
+  flake?: string | null;
   fleetMaxSize: number;
   spawnsPerHour: number;
   defaultInstanceType: string;
@@ -152,6 +154,9 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
     permission: 'spawn',
     agentAllowed: true,
     instanceOf: (d) => d.name,
+    // The new host's own worker comes up while the job waits for its heartbeat: it leaves the
+    // job to a peer (whose settings made the host) rather than finishing its own spawn.
+    avoidOwnHost: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -349,7 +354,7 @@ class Spawn extends LifecycleJob<SpawnData> {
   }
 
   private async uploadBundle(entry: RegistryEntry): Promise<{ prefix: string; uploaded: number; unchanged: number }> {
-    const { cloud, bucket, region, efsId, redisUrl } = this.fleet;
+    const { cloud, bucket, region, efsId, redisUrl, flake } = this.fleet;
     // Only what changed goes up again, so a retried step is cheap and changes nothing.
     const result = await uploadBundle(cloud, {
       name: this.name,
@@ -359,6 +364,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       region,
       efsId: efsId ?? null,
       redisUrl: redisUrl ?? null,
+      flake: flake ?? null,
       secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
     });
     return { prefix: result.prefix, uploaded: result.uploaded.length, unchanged: result.unchanged.length };
