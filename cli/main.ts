@@ -26,6 +26,10 @@ const groups: Record<string, CommandGroup> = {
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
   sandbox: { summary: 'the whole control plane here, on a simulated cloud', load: () => import('./sandbox.js') },
   bootstrap: { summary: 'install this host’s bootstrap bundle (run at boot)', load: () => import('./bootstrap.js') },
+  'agent-config': {
+    summary: 'print a member’s merged agent runtime configuration as JSON',
+    load: () => import('./agent-config.js'),
+  },
 };
 
 function usage(): string {
