@@ -40,6 +40,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'awsRegion',
     'deployerRoleArn',
     'opsChannelId',
+    'modelPrices',
   ]);
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
@@ -54,7 +55,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   // The gateway's key also signs a human's answer to an agent's request.
   deps.jobs = botJobs(enqueuer, { redis, signer });
   deps.jobAdmin = botJobAdmin(enqueuer, admin);
-  deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue] });
+  deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue], prices: config.modelPrices });
   let relay: { stop(): Promise<void> } | undefined;
   return {
     claim: redisClaim(redis),

@@ -32,6 +32,7 @@ export function command(): Command {
         'fleetRegistryBackend',
         'awsRegion',
         'deployerRoleArn',
+        'modelPrices',
       ]);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
@@ -42,6 +43,7 @@ export function command(): Command {
           cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
           redis,
           queues: [queue],
+          prices: config.modelPrices,
         });
         if (opts.json) {
           process.stdout.write(

@@ -30,6 +30,11 @@ const groups: Record<string, CommandGroup> = {
     summary: 'print a member’s merged agent runtime configuration as JSON',
     load: () => import('./agent-config.js'),
   },
+  'model-proxy': {
+    summary: 'serve the agent’s model requests with the keys it never holds, metering usage',
+    load: () => import('./model-proxy.js'),
+  },
+  version: { summary: 'what this host runs: project, agent runtime, nixpkgs', load: () => import('./version.js') },
 };
 
 function usage(): string {

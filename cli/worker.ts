@@ -7,6 +7,7 @@ import { Queue } from 'bullmq';
 import { Command } from 'commander';
 import { auditTrailFromConfig } from '../jobs/audit.js';
 import { Imds, imdsEndpoint } from '../jobs/bootstrap/identity.js';
+import { publishBuildInfo, readBuildInfoFile } from '../jobs/build-info.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { hostFacts, INSTANCE_ID_UNAVAILABLE } from '../jobs/engine/host-facts.js';
 import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
@@ -16,6 +17,7 @@ import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/
 import { startWorker } from '../jobs/engine/worker.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
+import { readUsage, utcDay } from '../jobs/usage.js';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError, errorLine } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
@@ -114,21 +116,40 @@ export function command(): Command {
         startWorker(FLEET_QUEUE, deps, settings),
         startWorker(hostQueue(config.hostName), deps, settings),
       ];
+      const facts = hostFacts({
+        instanceId: opts.instanceId,
+        revision: opts.revision,
+        imds: new Imds(imdsEndpoint(config.imdsUrl)),
+        buildInfoFile: config.buildInfoFile,
+        memoryDir: config.memoryDir,
+        onUnavailable: (reason) =>
+          log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
+      });
+      // What this host was built from, for /status name: on any gateway (re-read each beat: a
+      // switch changes it without restarting the worker).
+      const shareBuildInfo = async () => {
+        try {
+          const info = await readBuildInfoFile(config.buildInfoFile);
+          if (info !== null) await publishBuildInfo(redis, config.hostName, info, config.heartbeatTtlSeconds * 3);
+        } catch (err) {
+          log.warn({ err: errorLine(err) }, 'build info not shared');
+        }
+      };
       const heartbeat = startHeartbeat({
         redis,
         host: config.hostName,
         instanceId: opts.instanceId ?? INSTANCE_ID_UNAVAILABLE,
         version,
         revision: opts.revision ?? 'unknown',
-        facts: hostFacts({
-          instanceId: opts.instanceId,
-          revision: opts.revision,
-          imds: new Imds(imdsEndpoint(config.imdsUrl)),
-          buildInfoFile: config.buildInfoFile,
-          memoryDir: config.memoryDir,
-          onUnavailable: (reason) =>
-            log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
-        }),
+        facts: async () => {
+          const [found, usage] = await Promise.all([
+            facts(),
+            // Today's model usage as this host's model proxy counted it; a failed read leaves it out.
+            readUsage(redis, config.hostName, utcDay(Date.now())).catch(() => undefined),
+            shareBuildInfo(),
+          ]);
+          return usage === undefined ? found : { ...found, usage };
+        },
         ttlSeconds: config.heartbeatTtlSeconds,
         activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
         onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),

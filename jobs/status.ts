@@ -1,14 +1,18 @@
 // The fleet at a glance: for each registry member, what EC2 says (state, instance, AMI,
 // launch time), what SSM says (ping), and its worker's heartbeat — gathered in as few calls
 // as the services allow (EC2: one paginated listing, ⌈N/1000⌉ calls; SSM: ⌈N/50⌉; heartbeats:
-// one Redis round trip) — plus queue counts and the next scheduled runs.
+// one Redis round trip, the members' build info in another beside it) — plus queue counts and
+// the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
+// is priced here with the settings' prices.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
+import { type BuildInfo, formatBuildInfo, readBuildInfos } from './build-info.js';
 import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
 import { readHeartbeats } from './engine/heartbeat.js';
+import { formatUsage, type ModelPrices, type UsageTotals, usageTotals } from './usage.js';
 
 export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing';
 
@@ -39,6 +43,10 @@ export interface MemberStatus {
     /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
     locked: boolean | null;
   } | null;
+  /** Today's model usage (UTC day) from the heartbeat, priced with the settings; null: not reported. */
+  usage?: (UsageTotals & { day: string }) | null;
+  /** What the host was built from (its worker's copy of /etc/clawdinator/build-info.json). */
+  build?: BuildInfo | null;
 }
 
 export interface QueueCounts {
@@ -67,6 +75,8 @@ export interface StatusDeps {
   redis: Redis;
   queues: Queue[];
   now?: () => number;
+  /** USD per million tokens (CLAWDINATOR_MODEL_PRICES); without: usage shows no cost. */
+  prices?: ModelPrices;
 }
 
 function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
@@ -87,9 +97,10 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const now = deps.now?.() ?? Date.now();
   const registry = await deps.registry();
   const names = Object.keys(registry).sort();
-  const [instances, heartbeats] = await Promise.all([
+  const [instances, heartbeats, builds] = await Promise.all([
     deps.cloud.listFleetInstances(),
     readHeartbeats(deps.redis, names),
+    readBuildInfos(deps.redis, names),
   ]);
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances) {
@@ -134,6 +145,8 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             locked: hb.locked ?? null,
           }
         : null,
+      usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
+      build: builds.get(name) ?? null,
     };
   });
   const strays = instances
@@ -181,6 +194,7 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      ...(m.usage ? [`models today: ${formatUsage(m.usage)}`] : []),
       ...hostWarnings(m).map((w) => `⚠️ ${w}`),
     ].join('  '),
   );
@@ -196,6 +210,7 @@ export function formatStatus(status: FleetStatus): string {
 
 export function formatMember(status: FleetStatus, name: string): string | null {
   const m = status.members.find((x) => x.name === name);
+  const now = Date.parse(status.generatedAt);
   if (m === undefined) return null;
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
@@ -206,6 +221,8 @@ export function formatMember(status: FleetStatus, name: string): string | null {
     m.heartbeat
       ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
       : 'worker: no heartbeat',
+    m.usage ? `models today (${m.usage.day} UTC): ${formatUsage(m.usage)}` : 'models today: not reported',
+    ...(m.build ? formatBuildInfo(m.build, now) : ['build: not reported']),
     ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

@@ -1,0 +1,86 @@
+// `clawdinator model-proxy`: the agent runtime's way to the model providers (jobs/proxy/),
+// run by the control plane's user on every host. It adds the keys only that user reads,
+// counts each response's tokens for this member in Redis, and posts one alert in the ops
+// channel the first time a day's estimated cost crosses CLAWDINATOR_MODEL_DAILY_BUDGET_USD.
+import { existsSync } from 'node:fs';
+import { Command } from 'commander';
+import { publish } from '../jobs/engine/notify.js';
+import { PROVIDER_SPECS, type ProxyRoute, startModelProxy } from '../jobs/proxy/server.js';
+import { createRedis, redisOptions } from '../jobs/redis.js';
+import { crossedBudget, recordUsage, type UsageRecord } from '../jobs/usage.js';
+import type { ProxyProvider } from '../lib/agent-config.js';
+import { loadConfig, readSecretFile } from '../lib/config.js';
+import { errorLine } from '../lib/errors.js';
+import { createLogger } from '../lib/log.js';
+import { stopRequested } from '../lib/signals.js';
+
+export function command(): Command {
+  return new Command('model-proxy')
+    .description('serve the agent runtime’s model requests on a loopback port, adding the keys and metering usage')
+    .action(async () => {
+      const stop = stopRequested();
+      const config = loadConfig([
+        'hostName',
+        'redisUrl',
+        'redisPasswordFile',
+        'modelProxyPort',
+        'anthropicApiKeyFile',
+        'openaiApiKeyFile',
+        'modelUpstreams',
+        'modelPrices',
+        'modelDailyBudgetUsd',
+        'opsChannelId',
+        'logLevel',
+      ]);
+      const log = createLogger(config.logLevel).child({ host: config.hostName, unit: 'model-proxy' });
+      const keyFiles: Record<ProxyProvider, [string | undefined, string]> = {
+        anthropic: [config.anthropicApiKeyFile, 'CLAWDINATOR_ANTHROPIC_API_KEY_FILE'],
+        openai: [config.openaiApiKeyFile, 'CLAWDINATOR_OPENAI_API_KEY_FILE'],
+      };
+      const routes: Partial<Record<ProxyProvider, ProxyRoute>> = {};
+      for (const [provider, [file, setting]] of Object.entries(keyFiles) as [
+        ProxyProvider,
+        [string | undefined, string],
+      ][]) {
+        // An optional secret the bootstrap found no value for leaves no file: that provider is
+        // answered 503 until it has one (and this unit restarts).
+        if (file === undefined || !existsSync(file)) {
+          log.warn({ provider }, 'no key: requests for this provider are refused');
+          continue;
+        }
+        const origin = new URL(config.modelUpstreams[provider] ?? PROVIDER_SPECS[provider].defaultOrigin);
+        routes[provider] = { origin, key: readSecretFile(file, setting) };
+      }
+
+      const redis = createRedis(redisOptions(config));
+      const member = config.hostName;
+      const budget = config.modelDailyBudgetUsd;
+      const record = async (usage: UsageRecord) => {
+        const day = await recordUsage(redis, member, usage, Date.now());
+        if (budget === undefined) return;
+        const crossed = await crossedBudget(redis, member, day, config.modelPrices, budget);
+        if (crossed === null) return;
+        const text = `${member} spent an estimated $${(crossed.costUsd ?? 0).toFixed(2)} on models today (${day.day} UTC), over the daily budget of $${budget.toFixed(2)}`;
+        log.warn({ costUsd: crossed.costUsd, budgetUsd: budget }, 'daily model budget crossed');
+        await publish(redis, {
+          kind: 'alert',
+          type: 'model-usage',
+          text,
+          reply: config.opsChannelId === undefined ? undefined : { channelId: config.opsChannelId },
+        });
+      };
+      const proxy = await startModelProxy({
+        port: config.modelProxyPort,
+        routes,
+        onUsage: (usage) => {
+          record(usage).catch((err) => log.warn({ err: errorLine(err) }, 'usage not recorded'));
+        },
+        onRefused: (line) => log.info({ refused: line }, 'request refused'),
+      });
+      log.info({ port: proxy.port, providers: Object.keys(routes) }, 'model proxy ready');
+      await stop;
+      await proxy.close();
+      redis.disconnect();
+      log.info('model proxy stopped');
+    });
+}
