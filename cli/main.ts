@@ -34,6 +34,10 @@ const groups: Record<string, CommandGroup> = {
     summary: 'serve the agent’s model requests with the keys it never holds, metering usage',
     load: () => import('./model-proxy.js'),
   },
+  'seed-workspace': {
+    summary: 'refresh the agent’s workspace from the templates, keeping its own edits',
+    load: () => import('./seed-workspace.js'),
+  },
   version: { summary: 'what this host runs: project, agent runtime, nixpkgs', load: () => import('./version.js') },
 };
 
