@@ -31,6 +31,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     'efsId',
     'hostFlake',
     'buildInfoFile',
+    'agentDirectKeys',
   ]);
   const [
     { createAwsCloud },
@@ -71,6 +72,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     fleetMaxSize: config.fleetMaxSize,
     spawnsPerHour: config.spawnsPerHour,
     defaultInstanceType: config.defaultInstanceType,
+    agentKeys: config.agentDirectKeys,
   };
 }
 

@@ -114,6 +114,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
     'awsRegion',
     'deployerRoleArn',
     'efsId',
+    'agentDirectKeys',
   ]);
   const entry = (await registryReader(config)())[name];
   if (entry === undefined) throw new UsageError(`${name} is not in the fleet registry`);
@@ -133,6 +134,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
       efsId: config.efsId ?? null,
       redisUrl: fleetRedisUrl(),
       secrets: { discordToken: entry.discordTokenSecret, agentKey: agentKeySecret(name) },
+      agentKeys: config.agentDirectKeys,
     },
   );
   const where = `s3://${config.bootstrapBucket}/${result.prefix}/`;

@@ -152,6 +152,27 @@ describe('clawdinator agent-config', () => {
     expect(r.stderr).toMatch(/^clawdinator: config: CLAWDINATOR_AGENT_CONFIG is invalid: .*must stay "interrupt"/);
   });
 
+  it('a provider the runtime cannot reach through the proxy reads its key from a file only the agent reads', async () => {
+    const r = await runCli(['agent-config', 'clawdinator-1'], {
+      env: { ...env, CLAWDINATOR_AGENT_DIRECT_KEYS: JSON.stringify({ brave: 'clawdinator/fleet/brave-api-key' }) },
+    });
+    expect(r.code).toBe(0);
+    const config = JSON.parse(r.stdout);
+    expect(config.models.providers.brave).toEqual({
+      apiKey: { source: 'file', provider: 'clawdinator_key_brave', id: 'value' },
+    });
+    expect(config.secrets.providers.clawdinator_key_brave.path).toBe('/run/clawdinator/model-key-brave');
+    // A provider the proxy serves keeps its key with the proxy.
+    const refused = await runCli(['agent-config', 'clawdinator-1'], {
+      env: {
+        ...env,
+        CLAWDINATOR_AGENT_DIRECT_KEYS: JSON.stringify({ anthropic: 'clawdinator/fleet/anthropic-api-key' }),
+      },
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/CLAWDINATOR_AGENT_DIRECT_KEYS is invalid: .*keeps its key with the proxy/);
+  });
+
   it('an unknown member is one line; the sandbox’s registry is read with --sandbox', async () => {
     const missing = await runCli(['agent-config', 'clawdinator-9'], { env });
     expect(missing).toMatchObject({ code: 2, stdout: '' });
