@@ -7,12 +7,15 @@ import { Command } from 'commander';
 import { publish } from '../jobs/engine/notify.js';
 import { PROVIDER_SPECS, type ProxyRoute, startModelProxy } from '../jobs/proxy/server.js';
 import { createRedis, redisOptions } from '../jobs/redis.js';
-import { crossedBudget, recordUsage, type UsageRecord } from '../jobs/usage.js';
+import { crossedBudget, UsageBatcher } from '../jobs/usage.js';
 import type { ProxyProvider } from '../lib/agent-config.js';
 import { loadConfig, readSecretFile } from '../lib/config.js';
 import { errorLine } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
+
+/** How long usage waits in the proxy before it is written (one Redis round trip per interval). */
+const USAGE_FLUSH_MS = 250;
 
 export function command(): Command {
   return new Command('model-proxy')
@@ -55,31 +58,35 @@ export function command(): Command {
       const redis = createRedis(redisOptions(config));
       const member = config.hostName;
       const budget = config.modelDailyBudgetUsd;
-      const record = async (usage: UsageRecord) => {
-        const day = await recordUsage(redis, member, usage, Date.now());
-        if (budget === undefined) return;
-        const crossed = await crossedBudget(redis, member, day, config.modelPrices, budget);
-        if (crossed === null) return;
-        const text = `${member} spent an estimated $${(crossed.costUsd ?? 0).toFixed(2)} on models today (${day.day} UTC), over the daily budget of $${budget.toFixed(2)}`;
-        log.warn({ costUsd: crossed.costUsd, budgetUsd: budget }, 'daily model budget crossed');
-        await publish(redis, {
-          kind: 'alert',
-          type: 'model-usage',
-          text,
-          reply: config.opsChannelId === undefined ? undefined : { channelId: config.opsChannelId },
-        });
-      };
+      const usage = new UsageBatcher({
+        redis,
+        member,
+        flushMs: USAGE_FLUSH_MS,
+        onWritten: async (day) => {
+          if (budget === undefined) return;
+          const crossed = await crossedBudget(redis, member, day, config.modelPrices, budget);
+          if (crossed === null) return;
+          const text = `${member} spent an estimated $${(crossed.costUsd ?? 0).toFixed(2)} on models today (${day.day} UTC), over the daily budget of $${budget.toFixed(2)}`;
+          log.warn({ costUsd: crossed.costUsd, budgetUsd: budget }, 'daily model budget crossed');
+          await publish(redis, {
+            kind: 'alert',
+            type: 'model-usage',
+            text,
+            reply: config.opsChannelId === undefined ? undefined : { channelId: config.opsChannelId },
+          });
+        },
+        onError: (err) => log.warn({ err: errorLine(err) }, 'usage not recorded'),
+      });
       const proxy = await startModelProxy({
         port: config.modelProxyPort,
         routes,
-        onUsage: (usage) => {
-          record(usage).catch((err) => log.warn({ err: errorLine(err) }, 'usage not recorded'));
-        },
+        onUsage: (u) => usage.add(u),
         onRefused: (line) => log.info({ refused: line }, 'request refused'),
       });
       log.info({ port: proxy.port, providers: Object.keys(routes) }, 'model proxy ready');
       await stop;
       await proxy.close();
+      await usage.flush();
       redis.disconnect();
       log.info('model proxy stopped');
     });

@@ -78,16 +78,27 @@ export function parseUsageHash(day: string, hash: Record<string, string>): DayUs
   return { day, models };
 }
 
-/** Adds one response's usage and returns the day's totals, in one round trip. */
-export async function recordUsage(redis: Redis, member: string, usage: UsageRecord, now: number): Promise<DayUsage> {
-  const day = utcDay(now);
+/** Adds responses' usage to a day and returns the day's totals, in one round trip. */
+export async function recordUsage(
+  redis: Redis,
+  member: string,
+  records: UsageRecord[],
+  day: string,
+): Promise<DayUsage> {
   const key = usageKeys.day(day, member);
-  const model = modelName(usage.model);
+  const sums = new Map<string, ModelUsage>();
+  for (const usage of records) {
+    const model = modelName(usage.model);
+    const sum = sums.get(model) ?? emptyUsage();
+    sum.requests += 1;
+    for (const metric of ['input', 'output', 'cacheRead', 'cacheWrite'] as const) {
+      sum[metric] += Math.max(0, Math.floor(usage[metric]));
+    }
+    sums.set(model, sum);
+  }
   const tx = redis.multi();
-  tx.hincrby(key, `${model}|requests`, 1);
-  for (const metric of ['input', 'output', 'cacheRead', 'cacheWrite'] as const) {
-    const n = Math.max(0, Math.floor(usage[metric]));
-    if (n > 0) tx.hincrby(key, `${model}|${metric}`, n);
+  for (const [model, sum] of sums) {
+    for (const metric of METRICS) if (sum[metric] > 0) tx.hincrby(key, `${model}|${metric}`, sum[metric]);
   }
   tx.expire(key, KEEP_SECONDS);
   tx.hgetall(key);
@@ -95,6 +106,58 @@ export async function recordUsage(redis: Redis, member: string, usage: UsageReco
   const last = results.at(-1);
   if (last === undefined || last[0]) throw last?.[0] ?? new Error('usage: no reply from Redis');
   return parseUsageHash(day, last[1] as Record<string, string>);
+}
+
+/**
+ * Collects the responses' usage and writes it in one round trip per interval, off the
+ * requests' path: the proxy adds no Redis round trip to any request, and a busy agent costs
+ * one write per interval, not one per response. A stop flushes what is pending.
+ */
+export class UsageBatcher {
+  private pending = new Map<string, UsageRecord[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly options: {
+      redis: Redis;
+      member: string;
+      flushMs: number;
+      /** The day's totals after each write (the budget check). */
+      onWritten: (usage: DayUsage) => Promise<void>;
+      onError: (err: unknown) => void;
+      now?: () => number;
+    },
+  ) {}
+
+  add(usage: UsageRecord): void {
+    const day = utcDay(this.options.now?.() ?? Date.now());
+    const list = this.pending.get(day) ?? [];
+    list.push(usage);
+    this.pending.set(day, list);
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => void this.flush(), this.options.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is pending (after any write already under way). */
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batches = this.pending;
+    this.pending = new Map();
+    this.flushing = this.flushing.then(async () => {
+      for (const [day, records] of batches) {
+        try {
+          await this.options.onWritten(await recordUsage(this.options.redis, this.options.member, records, day));
+        } catch (err) {
+          this.options.onError(err);
+        }
+      }
+    });
+    return this.flushing;
+  }
 }
 
 export async function readUsage(redis: Redis, member: string, day: string): Promise<DayUsage> {

@@ -5,6 +5,7 @@ import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
+import { modelProxyOverhead } from './model-proxy.js';
 import { spawnOverhead } from './spawn.js';
 import { fleetStatus500 } from './status.js';
 import { type Bench, type Row, render } from './table.js';
@@ -23,6 +24,7 @@ const benches: Record<string, Bench> = {
   'worker-idle-rss': workerIdleRss,
   'infra-synth': synthBudget,
   'infra-synth-reference': synthReference,
+  'model-proxy': modelProxyOverhead,
 };
 
 const wanted = process.argv.slice(2);

@@ -196,6 +196,12 @@ describe('clawdinator model-proxy', () => {
   });
 
   it('streams pass through unchanged; JSON and SSE token counts are summed per member and day', async () => {
+    // The first test's two responses are written in the proxy's next batch: once they are in,
+    // start this count from zero.
+    await until(async () => {
+      const u = await readUsage(redis, MEMBER, utcDay(Date.now()));
+      return u.models['claude-opus-4-6']?.requests === 1 && u.models['gpt-5.2-codex']?.requests === 1;
+    });
     await redis.del(`clawdinator:usage:${utcDay(Date.now())}:${MEMBER}`);
     const claude = { model: 'claude-opus-4-6', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] };
     const gpt = { model: 'gpt-5.2-codex', messages: [{ role: 'user', content: 'hi' }] };
@@ -335,8 +341,8 @@ describe('clawdinator model-proxy', () => {
     const next = await recordUsage(
       redis,
       MEMBER,
-      { model: 'claude-opus-4-6', input: 10_000, output: 0, cacheRead: 0, cacheWrite: 0 },
-      tomorrow,
+      [{ model: 'claude-opus-4-6', input: 10_000, output: 0, cacheRead: 0, cacheWrite: 0 }],
+      utcDay(tomorrow),
     );
     expect(await crossedBudget(redis, MEMBER, next, PRICES, 0.025)).not.toBeNull();
     expect(await crossedBudget(redis, MEMBER, next, PRICES, 0.025)).toBeNull();
