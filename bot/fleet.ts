@@ -55,7 +55,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   // The gateway's key also signs a human's answer to an agent's request.
   deps.jobs = botJobs(enqueuer, { redis, signer });
   deps.jobAdmin = botJobAdmin(enqueuer, admin);
-  deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue], prices: config.modelPrices });
+  deps.status = (detail) =>
+    fleetStatus({ registry, cloud, redis, queues: [queue], prices: config.modelPrices, detail });
   let relay: { stop(): Promise<void> } | undefined;
   return {
     claim: redisClaim(redis),

@@ -44,6 +44,7 @@ export function command(): Command {
           redis,
           queues: [queue],
           prices: config.modelPrices,
+          detail: name,
         });
         if (opts.json) {
           process.stdout.write(

@@ -1,8 +1,8 @@
 // The fleet at a glance: for each registry member, what EC2 says (state, instance, AMI,
 // launch time), what SSM says (ping), and its worker's heartbeat — gathered in as few calls
 // as the services allow (EC2: one paginated listing, ⌈N/1000⌉ calls; SSM: ⌈N/50⌉; heartbeats:
-// one Redis round trip, the members' build info in another beside it) — plus queue counts and
-// the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
+// one Redis round trip; for a member shown in detail, its build info in another beside it) —
+// plus queue counts and the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
 // is priced here with the settings' prices.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
@@ -77,6 +77,8 @@ export interface StatusDeps {
   now?: () => number;
   /** USD per million tokens (CLAWDINATOR_MODEL_PRICES); without: usage shows no cost. */
   prices?: ModelPrices;
+  /** The member shown in detail: its build info is read too (one more Redis command, beside the heartbeats). */
+  detail?: string;
 }
 
 function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
@@ -100,7 +102,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const [instances, heartbeats, builds] = await Promise.all([
     deps.cloud.listFleetInstances(),
     readHeartbeats(deps.redis, names),
-    readBuildInfos(deps.redis, names),
+    readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
   ]);
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances) {
@@ -146,7 +148,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
           }
         : null,
       usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
-      build: builds.get(name) ?? null,
+      ...(builds.has(name) ? { build: builds.get(name) ?? null } : {}),
     };
   });
   const strays = instances

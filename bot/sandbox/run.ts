@@ -312,7 +312,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       jobAdmin: tracker.wrapAdmin(
         botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
       ),
-      status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      status: (detail) =>
+        fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now(), detail }),
     };
     const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
     const session = new ConsoleSession(dispatcher, actor, options.print);

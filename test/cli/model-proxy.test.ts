@@ -302,6 +302,7 @@ describe('clawdinator model-proxy', () => {
       redis,
       queues: [],
       prices: PRICES,
+      detail: MEMBER,
     });
     // By hand: 2 × (1000 × 5 + 200 × 25 + 300 × 0.5 + 50 × 6.25) + 4 × (1000 × 1.25 + 200 × 10 + 300 × 1.25), per million.
     const cost = (2 * (5000 + 5000 + 150 + 312.5) + 4 * (1250 + 2000 + 375)) / 1e6;
