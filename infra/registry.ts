@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { agentOverrideSchema } from '../lib/agent-config.js';
-import { instanceName, isInstanceName, NAME_RULE } from '../lib/config.js';
+import { isInstanceName, NAME_RULE } from '../lib/config.js';
 import { UsageError } from '../lib/errors.js';
 import { FLEET_SECRETS_PREFIX } from './names.js';
 

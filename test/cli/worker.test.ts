@@ -122,7 +122,8 @@ describe('clawdinator worker', () => {
     });
     child.stderr?.on('data', (d: Buffer) => stderr.push(d));
     const exited = new Promise((r) => child.on('exit', r));
-    const beat = async () => JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) ?? 'null')?.heartbeat ?? null;
+    const beat = async () =>
+      JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) ?? 'null')?.heartbeat ?? null;
     try {
       await until(async () => (await beat()) !== null);
       expect(await beat()).toMatchObject({
