@@ -57,6 +57,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'deployerRoleArn',
     'opsChannelId',
     'instanceTypes',
+    'modelPrices',
   ]);
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
@@ -76,7 +77,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   // The gateway's key also signs a human's answer to an agent's request.
   deps.jobs = botJobs(enqueuer, { redis, signer, workersKey });
   deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
-  deps.status = () => fleetStatus({ registry, cloud, redis, workersKey, queues: [queue] });
+  deps.status = (detail) =>
+    fleetStatus({ registry, cloud, redis, workersKey, queues: [queue], prices: config.modelPrices, detail });
   let relay: { stop(): Promise<void> } | undefined;
   let requests: RequestSocket | undefined;
   return {

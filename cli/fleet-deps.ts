@@ -33,6 +33,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     'efsId',
     'hostFlake',
     'buildInfoFile',
+    'agentDirectKeys',
   ]);
   if (!config.instanceTypes.includes(config.defaultInstanceType)) {
     throw new ConfigError(
@@ -81,6 +82,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     fleetMaxSize: config.fleetMaxSize,
     spawnsPerHour: config.spawnsPerHour,
     defaultInstanceType: config.defaultInstanceType,
+    agentKeys: config.agentDirectKeys,
   };
 }
 

@@ -33,6 +33,7 @@ export function command(): Command {
         'awsRegion',
         'deployerRoleArn',
         'jobPublicKeys',
+        'modelPrices',
       ]);
       // Before connecting: a heartbeat is believed only if it verifies with the workers' key.
       const workersKey = workersPublicKey(config.jobPublicKeys);
@@ -46,6 +47,8 @@ export function command(): Command {
           redis,
           workersKey,
           queues: [queue],
+          prices: config.modelPrices,
+          detail: name,
         });
         if (opts.json) {
           process.stdout.write(
@@ -116,6 +119,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
     'awsRegion',
     'deployerRoleArn',
     'efsId',
+    'agentDirectKeys',
   ]);
   const entry = (await registryReader(config)())[name];
   if (entry === undefined) throw new UsageError(`${name} is not in the fleet registry`);
@@ -135,6 +139,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
       efsId: config.efsId ?? null,
       redisUrl: fleetRedisUrl(),
       secrets: { discordToken: entry.discordTokenSecret, agentKey: agentKeySecret(name) },
+      agentKeys: config.agentDirectKeys,
     },
   );
   const where = `s3://${config.bootstrapBucket}/${result.prefix}/`;

@@ -9,9 +9,11 @@ import { Command } from 'commander';
 import { amiSchedules } from '../jobs/ami/deps.js';
 import { auditTrailFromConfig } from '../jobs/audit.js';
 import { Imds, imdsEndpoint } from '../jobs/bootstrap/identity.js';
+import { publishBuildInfo, readBuildInfoFile } from '../jobs/build-info.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { hostFacts, INSTANCE_ID_UNAVAILABLE } from '../jobs/engine/host-facts.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../jobs/engine/keys.js';
+import { publish } from '../jobs/engine/notify.js';
 import { JobTypes } from '../jobs/engine/queues.js';
 import { fleetSchedules, upsertSchedules } from '../jobs/engine/schedulers.js';
 import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
@@ -19,6 +21,7 @@ import { startWorker } from '../jobs/engine/worker.js';
 import { githubJobDeps, hostSchedules, tokenAtStart } from '../jobs/github/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
+import { crossedBudget, type DayUsage, readUsage, utcDay } from '../jobs/usage.js';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
@@ -52,6 +55,8 @@ export function command(): Command {
         'heartbeatTtlSeconds',
         'healthSweepSeconds',
         'opsChannelId',
+        'modelPrices',
+        'modelDailyBudgetUsd',
         'agentRequestsPerHour',
         'agentConfirmSeconds',
         'authorization',
@@ -141,6 +146,44 @@ export function command(): Command {
         startWorker(FLEET_QUEUE, deps, settings),
         startWorker(hostQueue(config.hostName), deps, settings),
       ];
+      const facts = hostFacts({
+        instanceId: opts.instanceId,
+        revision: opts.revision,
+        imds: new Imds(imdsEndpoint(config.imdsUrl)),
+        buildInfoFile: config.buildInfoFile,
+        memoryDir: config.memoryDir,
+        onUnavailable: (reason) =>
+          log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
+      });
+      // What this host was built from, for /status name: on any gateway (re-read each beat: a
+      // switch changes it without restarting the worker).
+      const shareBuildInfo = async () => {
+        try {
+          const info = await readBuildInfoFile(config.buildInfoFile);
+          if (info !== null) await publishBuildInfo(redis, config.hostName, info, config.heartbeatTtlSeconds * 3);
+        } catch (err) {
+          log.warn({ err }, 'build info not shared');
+        }
+      };
+      // The daily model budget: the worker, not the model proxy, posts the alert — the proxy
+      // faces the agent and holds no signing key; the worker signs it with the workers' key.
+      const budgetAlert = async (usage: DayUsage) => {
+        const budget = config.modelDailyBudgetUsd;
+        if (budget === undefined) return;
+        try {
+          const crossed = await crossedBudget(redis, config.hostName, usage, config.modelPrices, budget);
+          if (crossed === null) return;
+          log.warn({ costUsd: crossed.costUsd, budgetUsd: budget }, 'daily model budget crossed');
+          await publish(redis, signer, {
+            kind: 'alert',
+            type: 'model-usage',
+            text: `${config.hostName} spent an estimated $${(crossed.costUsd ?? 0).toFixed(2)} on models today (${usage.day} UTC), over the daily budget of $${budget.toFixed(2)}`,
+            reply: config.opsChannelId === undefined ? undefined : { channelId: config.opsChannelId },
+          });
+        } catch (err) {
+          log.warn({ err }, 'budget alert not posted');
+        }
+      };
       const heartbeat = startHeartbeat({
         redis,
         signer,
@@ -148,15 +191,17 @@ export function command(): Command {
         instanceId: opts.instanceId ?? INSTANCE_ID_UNAVAILABLE,
         version,
         revision: opts.revision ?? 'unknown',
-        facts: hostFacts({
-          instanceId: opts.instanceId,
-          revision: opts.revision,
-          imds: new Imds(imdsEndpoint(config.imdsUrl)),
-          buildInfoFile: config.buildInfoFile,
-          memoryDir: config.memoryDir,
-          onUnavailable: (reason) =>
-            log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
-        }),
+        facts: async () => {
+          const [found, usage] = await Promise.all([
+            facts(),
+            // Today's model usage as this host's model proxy counted it; a failed read leaves it out.
+            readUsage(redis, config.hostName, utcDay(Date.now())).catch(() => undefined),
+            shareBuildInfo(),
+          ]);
+          if (usage === undefined) return found;
+          await budgetAlert(usage);
+          return { ...found, usage };
+        },
         ttlSeconds: config.heartbeatTtlSeconds,
         activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
         onError: (err) => log.warn({ err }, 'heartbeat failed'),

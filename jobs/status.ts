@@ -1,15 +1,19 @@
 // The fleet at a glance: for each registry member, what EC2 says (state, instance, AMI,
 // launch time), what SSM says (ping), and its worker's heartbeat — gathered in as few calls
 // as the services allow (EC2: one paginated listing, ⌈N/1000⌉ calls; SSM: ⌈N/50⌉; heartbeats:
-// one Redis round trip) — plus queue counts and the next scheduled runs.
+// one Redis round trip; for a member shown in detail, its build info in another beside it) —
+// plus queue counts and the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
+// is priced here with the settings' prices.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
 import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
+import { type BuildInfo, formatBuildInfo, readBuildInfos } from './build-info.js';
 import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
 import { readHeartbeats } from './engine/heartbeat.js';
+import { formatUsage, type ModelPrices, type UsageTotals, usageTotals } from './usage.js';
 
 export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing';
 
@@ -42,6 +46,10 @@ export interface MemberStatus {
   } | null;
   /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
   olderImage: boolean;
+  /** Today's model usage (UTC day) from the heartbeat, priced with the settings; null: not reported. */
+  usage?: (UsageTotals & { day: string }) | null;
+  /** What the host was built from (its worker's copy of /etc/clawdinator/build-info.json). */
+  build?: BuildInfo | null;
 }
 
 export interface QueueCounts {
@@ -74,6 +82,10 @@ export interface StatusDeps {
   workersKey: KeyObject;
   queues: Queue[];
   now?: () => number;
+  /** USD per million tokens (CLAWDINATOR_MODEL_PRICES); without: usage shows no cost. */
+  prices?: ModelPrices;
+  /** The member shown in detail: its build info is read too (one more Redis command, beside the heartbeats). */
+  detail?: string;
 }
 
 function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
@@ -95,10 +107,11 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const registry = await deps.registry();
   const names = Object.keys(registry).sort();
   // The newest image is one DescribeImages call, whatever the fleet's size.
-  const [instances, heartbeats, newest] = await Promise.all([
+  const [instances, heartbeats, newest, builds] = await Promise.all([
     deps.cloud.listFleetInstances(),
     readHeartbeats(deps.redis, names, deps.workersKey),
     deps.cloud.findLatestAmi(),
+    readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
   ]);
   const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
@@ -149,6 +162,8 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
         instance !== undefined &&
         instance.state !== 'terminated' &&
         instance.imageId !== newestAmi,
+      usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
+      ...(builds.has(name) ? { build: builds.get(name) ?? null } : {}),
     };
   });
   const strays = instances
@@ -197,6 +212,7 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      ...(m.usage ? [`models today: ${formatUsage(m.usage)}`] : []),
       ...hostWarnings(m).map((w) => `⚠️ ${w}`),
       ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
@@ -213,6 +229,7 @@ export function formatStatus(status: FleetStatus): string {
 
 export function formatMember(status: FleetStatus, name: string): string | null {
   const m = status.members.find((x) => x.name === name);
+  const now = Date.parse(status.generatedAt);
   if (m === undefined) return null;
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
@@ -223,6 +240,8 @@ export function formatMember(status: FleetStatus, name: string): string | null {
     m.heartbeat
       ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
       : 'worker: no heartbeat',
+    m.usage ? `models today (${m.usage.day} UTC): ${formatUsage(m.usage)}` : 'models today: not reported',
+    ...(m.build ? formatBuildInfo(m.build, now) : ['build: not reported']),
     ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

@@ -290,6 +290,9 @@ let
   ];
 in
 {
+  # The agent runtime, its model proxy's firewall rule, toolchain and host basics.
+  imports = [ ./agent.nix ];
+
   options.services.clawdinator = {
     enable = mkEnableOption "a CLAWDINATOR host (agent user, shared memory, ops bot gateway and job worker)";
 

@@ -383,8 +383,16 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           sandboxPolicy,
         ),
       ),
-      status: () =>
-        fleetStatus({ registry, cloud, redis, workersKey, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      status: (detail) =>
+        fleetStatus({
+          registry,
+          cloud,
+          redis,
+          workersKey,
+          queues: [fleetQueue],
+          now: () => cloud.clock.now(),
+          detail,
+        }),
     };
     const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
     const session = new ConsoleSession(dispatcher, actor, options.print);

@@ -120,6 +120,8 @@ export interface FleetDeps {
   redisUrl?: string | null;
   /** Written into the bundle: the flake the new host's first boot switches to (github:owner/repo/rev). */
   flake?: string | null;
+  /** Written into the bundle: model keys the agent holds itself (provider → secret name). */
+  agentKeys?: Record<string, string>;
   fleetMaxSize: number;
   spawnsPerHour: number;
   defaultInstanceType: string;
@@ -483,7 +485,7 @@ class Spawn extends LifecycleJob<SpawnData> {
   }
 
   private async uploadBundle(entry: RegistryEntry): Promise<{ prefix: string; uploaded: number; unchanged: number }> {
-    const { cloud, bucket, region, efsId, redisUrl, flake } = this.fleet;
+    const { cloud, bucket, region, efsId, redisUrl, flake, agentKeys } = this.fleet;
     // Only what changed goes up again, so a retried step is cheap and changes nothing.
     const result = await uploadBundle(cloud, {
       name: this.name,
@@ -495,6 +497,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       redisUrl: redisUrl ?? null,
       flake: flake ?? null,
       secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
+      agentKeys,
     });
     return { prefix: result.prefix, uploaded: result.uploaded.length, unchanged: result.unchanged.length };
   }

@@ -7,6 +7,7 @@ import { githubSync300 } from './github.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
+import { modelProxyOverhead } from './model-proxy.js';
 import { spawnOverhead } from './spawn.js';
 import { fleetStatus500 } from './status.js';
 import { type Bench, type Row, render } from './table.js';
@@ -27,6 +28,7 @@ const benches: Record<string, Bench> = {
   'infra-synth': synthBudget,
   'infra-synth-reference': synthReference,
   'github-sync': githubSync300,
+  'model-proxy': modelProxyOverhead,
 };
 
 const wanted = process.argv.slice(2);
