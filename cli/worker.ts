@@ -132,7 +132,8 @@ export function command(): Command {
         host: { name: config.hostName, peers: async () => Object.keys(await registry()) },
         // The workers' key (CLAWDINATOR_JOB_KEY_ID=schedule) also signs each save of step results.
         stepSigner: signer,
-        schedules,
+        // Runs admitted: the fleet's schedules and this host's own (its agent's token refresh).
+        schedules: [...schedules, ...hostSchedules(github)],
       };
       const settings = {
         concurrency: config.jobConcurrency,

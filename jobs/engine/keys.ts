@@ -18,8 +18,13 @@ export const keys = {
   eventSeen: (eventId: string) => `clawdinator:event-seen:${eventId}`,
   /** A job's signed confirmation question: the only source of the buttons rendered for it. */
   pending: (jobId: string) => `clawdinator:pending:${jobId}`,
-  /** The run a scheduler's slot admitted: a second run in the same slot is a replay. */
-  scheduleSlot: (scheduler: string, slot: string) => `clawdinator:schedule-slot:${scheduler}:${slot}`,
+  /**
+   * The run a scheduler's slot admitted: a second run in the same slot is a replay. Per queue:
+   * every host's own queue has a scheduler of the same id (its agent's token refresh), all
+   * running in the same slots.
+   */
+  scheduleSlot: (queue: string, scheduler: string, slot: string) =>
+    `clawdinator:schedule-slot:${queue}:${scheduler}:${slot}`,
   interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,
   claim: (interactionId: string) => `clawdinator:claim:${interactionId}`,
   /** A human's signed answer to an agent's retire or replace, for that job. */

@@ -153,7 +153,7 @@ async function admitSlot(job: Job, scheduler: string, typeName: string, deps: Wo
   const def = (deps.schedules ?? FLEET_SCHEDULES).find((d) => d.id === scheduler);
   if (def === undefined || def.type !== typeName) reject(`${scheduler} is not a schedule of this worker`);
   const { slot, ttlSeconds } = scheduleSlot(def, (deps.now ?? Date.now)());
-  const key = keys.scheduleSlot(scheduler, slot);
+  const key = keys.scheduleSlot(job.queueName, scheduler, slot);
   const first = (await deps.redis.set(key, job.id as string, 'EX', ttlSeconds, 'NX')) === 'OK';
   if (!first && (await deps.redis.get(key)) !== job.id)
     reject(`replayed schedule run: ${scheduler} already ran in this slot`);
