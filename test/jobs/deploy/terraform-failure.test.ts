@@ -91,7 +91,7 @@ describe.skipIf(!HAS_TERRAFORM)('a spawn whose real terraform apply fails', () =
     );
 
     const [result] = (await redis.xrange(keys.events, '-', '+'))
-      .map(([, f]) => JSON.parse(f[1] as string))
+      .map(([, f]) => JSON.parse(f[1] as string).event)
       .filter((e) => e.kind === 'result' && e.jobId === jobId);
     expect(result?.text).toBe(
       `spawn ${NAME} failed at apply: terraform plan failed for ${NAME}: ${cause}. Undone: destroyed 0 to add, 0 to change, 1 to destroy: terraform_data.host (delete). Nothing was left behind; run \`clawdinator fleet spawn ${NAME}\` again.`,

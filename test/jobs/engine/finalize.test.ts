@@ -187,7 +187,7 @@ async function expectUndoneOnce(w: World, jobId: string): Promise<void> {
   expect(await redis.exists(keys.finalizing(jobId))).toBe(0);
   const message = `spawn clawdinator-3 failed at bundle: its workers stopped responding (job stalled more than allowable limit). Nothing was left behind; run \`clawdinator fleet spawn clawdinator-3\` again.`;
   const results = (await redis.xrange(keys.events, '-', '+'))
-    .map(([, f]) => JSON.parse(f[1] as string))
+    .map(([, f]) => JSON.parse(f[1] as string).event)
     .filter((e) => e.kind === 'result' && e.jobId === jobId);
   expect(results).toEqual([expect.objectContaining({ ok: false, text: message })]);
   const audit = (await sim.memory.read(`audit/${new Date().toISOString().slice(0, 10)}.md`)).content.toString();

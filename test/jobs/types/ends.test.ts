@@ -36,7 +36,7 @@ const auditLines = async (jobId: string) =>
     .filter((l) => l.includes(`job=${jobId} `));
 const results = async (jobId: string) =>
   (await redis.xrange(keys.events, '-', '+'))
-    .map(([, f]) => JSON.parse(f[1] as string))
+    .map(([, f]) => JSON.parse(f[1] as string).event)
     .filter((e) => e.kind === 'result' && e.jobId === jobId);
 
 async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
