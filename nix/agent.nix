@@ -46,7 +46,12 @@ let
     }
     {
       name = "clawdinator";
-      description = "request spawn|replace|retire <peer> (the fleet, through your host's ops gateway), version, memory list, agent-config <you>.";
+      description = "request spawn|replace|retire <peer> (the fleet, through your host's ops gateway), request gh-refresh, version, memory list, agent-config <you>.";
+      package = null;
+    }
+    {
+      name = "clawdinator-gh-refresh";
+      description = "A new GitHub token for gh and git now (mid-batch, before a long push); the control plane refreshes it every 45 minutes anyway. At most one new token a minute.";
       package = null;
     }
     {

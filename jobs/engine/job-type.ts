@@ -51,8 +51,11 @@ export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
   permission: string;
   /** Created by the workers' own schedulers (the only types a schedule principal may run). */
   scheduled?: boolean;
-  /** Agents may ask for this type, for peers only. */
-  agentAllowed?: boolean;
+  /**
+   * Agents may ask for this type: `true` for peers only (a fleet action, never about itself);
+   * 'own-host' for its own host only (a host-local request: its GitHub token's early refresh).
+   */
+  agentAllowed?: boolean | 'own-host';
   /** The fleet member this job operates on: one operation per member at a time. */
   instanceOf?(data: z.output<S>): string | undefined;
   /** Runs on that host's own queue instead of the fleet queue. */
