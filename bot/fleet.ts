@@ -67,10 +67,9 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   // Heartbeats, the workers' events and their questions' pending records verify against it.
   const workersKey = workersPublicKey(config.jobPublicKeys);
   const enqueuer = new Enqueuer(connection, redis, types, signer);
-  // Retries verify the original's signature (agents' keys from the registry); a cancel's event is signed.
+  // Retries verify the original's signature (agents' keys from the registry).
   const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
     publicKey: publicKeys(config.jobPublicKeys, registry),
-    signer,
   });
   const queue = new Queue(FLEET_QUEUE, { connection });
   const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });

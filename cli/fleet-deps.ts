@@ -56,9 +56,12 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     import('../infra/names.js'),
   ]);
   const registryStore = await registryStoreFrom(config, { log });
+  const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
   return {
-    cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
+    cloud,
     deployer: new TerraformDeployer({
+      // What an apply looks up before it creates anything (fencing against a second create).
+      cloud,
       runner: new Terraform({
         bin: config.terraformBin,
         cliConfigFile: config.terraformConfigFile,

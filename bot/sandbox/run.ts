@@ -379,7 +379,6 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           enqueuer,
           new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
             publicKey: workerDeps.publicKey,
-            signer: gateway,
           }),
           sandboxPolicy,
         ),

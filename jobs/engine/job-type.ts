@@ -29,6 +29,13 @@ export interface JobContext<D> {
    */
   progress(message: string, percent?: number, step?: string): Promise<void>;
   /**
+   * A line of command output (terraform, SSM) for the job's log in Redis, where `jobs show`
+   * reads it: redacted and bounded (job-log.ts). Never a plan's values. Given by the worker.
+   */
+  output?(line: string): void;
+  /** A secret value this job knows (a key it made): never shown in its log or messages. */
+  secret?(value: string): void;
+  /**
    * A human's signed answer to this job's confirmation request, verified with the gateway's
    * public key and the policy (see approval.ts). Given by the worker.
    */
@@ -65,7 +72,49 @@ export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
    * when only some requests of the type are (a rebuild that rolls out).
    */
   destructive?: boolean | ((data: z.output<S>) => boolean);
+  /**
+   * The job's steps in order, for this request (an agent's retire has its confirmation steps
+   * first): the finalizer names the step a job ended at, the first of these not saved.
+   */
+  steps?(data: z.output<S>, principal: Principal): readonly string[];
+  /**
+   * The job's end when it did not succeed, whatever ended it: run once by the finalizer
+   * (finalize.ts) from the request and its saved steps alone — no processor state, since a
+   * stall or a removal ends a job without any processor running. Undoes what the saved steps
+   * say was made, writes the audit line, and returns the final message. A crash part-way runs
+   * it again: each part is either idempotent or wrapped in `end.once`.
+   */
+  finalize?(end: JobEnd<z.output<S>>): Promise<FinalReport>;
   run(ctx: JobContext<z.output<S>>): Promise<unknown>;
+}
+
+/** What ended a job that did not succeed. */
+export type EndKind = 'refused' | 'failed' | 'cancelled' | 'removed' | 'stalled';
+
+export interface JobEnd<D> {
+  jobId: string;
+  data: D;
+  principal: Principal;
+  requestId: string;
+  /** The results of the steps the job saved (verified with the workers' key; empty if not). */
+  steps: Record<string, unknown>;
+  /** The step it ended at: the first of the type's steps not saved ('checks' by default). */
+  step: string;
+  how: EndKind;
+  /** The first line that says why (a refusal, terraform's error, "cancelled by …"). */
+  cause: string;
+  log: Logger;
+  /** A line for the job's log (what an undo's terraform said), redacted as the job's own. */
+  output(line: string): void;
+  /** Runs `fn` once per job across resumed finalizations: its result is kept in Redis. */
+  once<T>(name: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export interface FinalReport {
+  /** For the requester: the step, the cause, what was undone or is left, the next command. */
+  message: string;
+  /** Added to the job's failedReason when the processor ended it ("undone: …"). */
+  undone?: string;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: a registry holds job types of every data shape

@@ -35,4 +35,17 @@ export const keys = {
   spawnRate: 'clawdinator:spawn-rate',
   /** A member a retire job is taking away: no other retire counts it as a healthy host. */
   retiring: (name: string) => `clawdinator:retiring:${name}`,
+  /**
+   * A job's end, taken with SET NX by whoever finalizes it: "running:<owner>" with a lease
+   * while it runs (a crashed finalizer's lapses, and the sweep takes it again), then "done".
+   */
+  finalized: (jobId: string) => `clawdinator:finalized:${jobId}`,
+  /** What a finalization already did (undo, audit) and how often it failed, for a resumed one. */
+  finalizing: (jobId: string) => `clawdinator:finalizing:${jobId}`,
+  /**
+   * Jobs not finalized yet, job id → {queue, at, data}: written at enqueue, kept current at each
+   * step save, deleted at the end. A removed job's data is gone from BullMQ; its finalizer
+   * reads it here, and the sweep finds jobs that ended without being finalized.
+   */
+  openJobs: 'clawdinator:open-jobs',
 } as const;

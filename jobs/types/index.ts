@@ -80,6 +80,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       ami: deps.ami,
       fleet: deps.fleet,
       memory: deps.memory,
+      audit: deps.audit,
       opsChannelId: deps.opsChannelId,
     }),
     amiBuildJob({ ami: deps.ami }),

@@ -111,7 +111,7 @@ describe('stacks', () => {
     });
     expect(host.ami).toBe('ami-0123456789abcdef0');
     expect(host.instance_type).toBe('t3.large');
-    expect(host.tags).toEqual({ app: 'clawdinator', Name: 'clawdinator-1' });
+    expect(host.tags).toEqual({ app: 'clawdinator', Name: 'clawdinator-1', 'clawdinator:job': '${var.job_id}' });
     expect(host.iam_instance_profile).toBe('${aws_iam_instance_profile.profile.name}');
     expect(host.vpc_security_group_ids).toEqual([
       '${data.terraform_remote_state.base.outputs.instance_security_group_id}',
@@ -352,6 +352,34 @@ describe('stacks', () => {
     });
     expect(made.base.provider.aws[0].assume_role).toBeUndefined();
     expect(made.base.terraform.backend.s3.assume_role).toBeUndefined();
+  });
+});
+
+describe('fencing against a second create', () => {
+  it('tags the instance with the launching job, a tag later plans ignore, and synthesizes the same without a job', () => {
+    const json = stacks().instances['clawdinator-1'];
+    expect(json.variable.job_id).toMatchObject({ type: 'string', default: '' });
+    expect(json.resource.aws_instance.host.lifecycle).toEqual({ ignore_changes: ['tags["clawdinator:job"]'] });
+    // No import block unless the deployer found something the state lacks: CI's synth is stable.
+    expect(json.import).toBeUndefined();
+    expect(stacks().instances['clawdinator-1']).toEqual(json);
+  });
+
+  it('imports what an earlier, killed apply made, at the addresses the state lacks', () => {
+    const outdir = join(tempDir(), 'out');
+    const imports = {
+      'clawdinator-2': { 'aws_instance.host': 'i-0abc', 'aws_iam_role.role': 'clawdinator-2' },
+    };
+    const result = synthesize({ outdir, registry, settings, stacks: ['clawdinator-2'], imports });
+    const json = JSON.parse(readFileSync(join(result.dirs['clawdinator-2'] as string, 'cdk.tf.json'), 'utf8'));
+    expect(json.import).toEqual([
+      { to: 'aws_instance.host', id: 'i-0abc' },
+      { to: 'aws_iam_role.role', id: 'clawdinator-2' },
+    ]);
+    // The addresses are the resources' own.
+    expect(json.resource.aws_instance.host).toBeDefined();
+    expect(json.resource.aws_iam_role.role.name).toBe('clawdinator-2');
+    expect(json.resource.aws_iam_instance_profile.profile.name).toBe('clawdinator-2');
   });
 });
 
