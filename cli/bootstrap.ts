@@ -4,7 +4,7 @@
 // Exit 0 when installed or already installed; 1 with one line when anything failed, with
 // nothing installed.
 import { Command } from 'commander';
-import { Imds, resolveIdentity } from '../jobs/bootstrap/identity.js';
+import { Imds, imdsEndpoint, resolveIdentity } from '../jobs/bootstrap/identity.js';
 import { bootstrap } from '../jobs/bootstrap/install.js';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { loadConfig } from '../lib/config.js';
@@ -23,9 +23,13 @@ export function command(): Command {
         'imdsUrl',
         'bootstrapSwitch',
         'awsRegion',
+        'opsOwner',
+        'agentOwner',
+        'efsTunnelConfig',
+        'efsCaFile',
       ]);
       const say = (line: string) => process.stdout.write(`${line}\n`);
-      const imds = new Imds(config.imdsUrl);
+      const imds = new Imds(imdsEndpoint(config.imdsUrl), { label: 'bootstrap' });
       const { identity, source } = await resolveIdentity(config.instanceEnvFile, imds);
       if (source === 'imds')
         say(`${config.instanceEnvFile} was missing: read the user data from IMDS and wrote it back`);
@@ -41,6 +45,11 @@ export function command(): Command {
           opsSecrets: config.opsSecretsDir,
           agentSecrets: config.agentSecretsDir,
         },
+        owners: { ops: config.opsOwner ?? null, agent: config.agentOwner ?? null },
+        efsTunnel:
+          config.efsTunnelConfig === undefined
+            ? undefined
+            : { configFile: config.efsTunnelConfig, caFile: config.efsCaFile, region },
         switchCommand: config.bootstrapSwitch,
         log: say,
       });

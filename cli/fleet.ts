@@ -153,6 +153,7 @@ export async function runAsOperator(type: string, data: Record<string, unknown>,
     'jobKeyId',
     'fleetRegistryPath',
     'fleetRegistryBackend',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -161,7 +162,12 @@ export async function runAsOperator(type: string, data: Record<string, unknown>,
   const redis = createRedis(connection);
   // Only enqueues: the registry is read by the worker that runs the job.
   const registry = registryReader(config, { lazyKey: true });
-  const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
+  const enqueuer = new Enqueuer(
+    connection,
+    redis,
+    new JobTypes(jobTypes({ redis, registry, instanceTypes: config.instanceTypes })),
+    signerFrom(config),
+  );
   try {
     const { jobId, queue: name } = await enqueuer.enqueue({
       type,

@@ -50,7 +50,7 @@ interface Session {
 
 /** Connects, runs `fn`, and closes every connection so the process can exit. */
 async function withAdmin<T>(fn: (s: Session) => Promise<T>): Promise<T> {
-  const config = loadConfig(['redisUrl', 'redisPasswordFile']);
+  const config = loadConfig(['redisUrl', 'redisPasswordFile', 'instanceTypes']);
   // A command fails fast when Redis is unreachable, instead of retrying for ever as the
   // long-lived processes do.
   const connection: RedisOptions = {
@@ -80,6 +80,7 @@ async function withAdmin<T>(fn: (s: Session) => Promise<T>): Promise<T> {
       registry: async () => {
         throw new OperationError('the jobs command does not run jobs');
       },
+      instanceTypes: config.instanceTypes,
     }),
   );
   const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types);

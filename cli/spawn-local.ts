@@ -21,6 +21,7 @@ import { Redis } from 'ioredis';
 import { startSandboxRedis } from '../bot/sandbox/redis.js';
 import type { FleetRegistry } from '../infra/registry.js';
 import type { AmiDeps } from '../jobs/ami/deps.js';
+import { type AuditTrail, auditTrailFromConfig } from '../jobs/audit.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../jobs/engine/queues.js';
 import { fileRegistry, signerFrom } from '../jobs/engine/setup.js';
@@ -28,7 +29,7 @@ import { startWorker, type WorkerSettings } from '../jobs/engine/worker.js';
 import { redisOptions } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import type { FleetDeps } from '../jobs/types/spawn.js';
-import { instanceName, loadConfig } from '../lib/config.js';
+import { instanceName, loadConfig, NAME_RULE } from '../lib/config.js';
 import { ConfigError, errorLine, OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
@@ -47,7 +48,11 @@ export interface LocalRunDeps {
   ami?: AmiDeps;
   /** ops.md and the audit; a rebuild without it records nothing. */
   memory?: MemoryStore;
+  /** Where the outcome is audited; default: the journal and the memory copy. */
+  audit?: AuditTrail;
   registry: () => Promise<FleetRegistry>;
+  /** CLAWDINATOR_INSTANCE_TYPES (default: the built-in list). */
+  instanceTypes?: readonly string[];
   log: Logger;
   /** Progress and outcome lines, as they happen. */
   print: (line: string) => void;
@@ -96,7 +101,17 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     cleanups.push(() => redis.disconnect());
     // The new host never reaches this Redis: its heartbeat cannot be awaited here.
     const fleet: FleetDeps | undefined = deps.fleet && { ...deps.fleet, awaitHeartbeat: false };
-    const types = new JobTypes(jobTypes({ redis, registry: deps.registry, memory: deps.memory, fleet, ami: deps.ami }));
+    const types = new JobTypes(
+      jobTypes({
+        redis,
+        registry: deps.registry,
+        memory: deps.memory,
+        audit: deps.audit,
+        fleet,
+        ami: deps.ami,
+        instanceTypes: deps.instanceTypes,
+      }),
+    );
     const operatorKey = createPublicKey(signer.key);
     const worker = startWorker(
       FLEET_QUEUE,
@@ -188,7 +203,7 @@ export async function spawnLocal(
   opts: { instanceType?: string; ami?: string; timeout: string },
 ): Promise<void> {
   if (!instanceName.safeParse(name).success) {
-    throw new UsageError(`${name} is not a fleet member's name: expected clawdinator-<a-z0-9->, at most 40 characters`);
+    throw new UsageError(`${name} is not a fleet member's name: expected ${NAME_RULE}`);
   }
   const seconds = Number(opts.timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
@@ -204,6 +219,7 @@ export async function spawnLocal(
     'memoryMaxBytes',
     'memoryLockWaitSeconds',
     'logLevel',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -219,18 +235,22 @@ export async function spawnLocal(
   const fleet = await fleetDeps();
   if (fleet === undefined)
     throw new ConfigError('config: CLAWDINATOR_BOOTSTRAP_BUCKET and CLAWDINATOR_STATE_BUCKET are needed');
+  const log = createLogger(config.logLevel);
+  const memory = new MemoryStore({
+    root: config.memoryDir,
+    maxBytes: config.memoryMaxBytes,
+    waitSeconds: config.memoryLockWaitSeconds,
+  });
   const result = await runLocal({
     type: 'spawn',
     data: { name, instanceType: opts.instanceType, ami: opts.ami },
     signer,
     fleet,
-    memory: new MemoryStore({
-      root: config.memoryDir,
-      maxBytes: config.memoryMaxBytes,
-      waitSeconds: config.memoryLockWaitSeconds,
-    }),
+    memory,
+    audit: auditTrailFromConfig(memory, log),
     registry: fileRegistry(config.fleetRegistryPath),
-    log: createLogger(config.logLevel),
+    instanceTypes: config.instanceTypes,
+    log,
     print: (line) => process.stdout.write(`${line}\n`),
     timeoutMs: seconds * 1000,
     // Listened for before Redis starts: an early Ctrl-C must still stop it (it runs in a

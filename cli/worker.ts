@@ -6,7 +6,10 @@ import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
 import { amiSchedules } from '../jobs/ami/deps.js';
+import { auditTrailFromConfig } from '../jobs/audit.js';
+import { Imds, imdsEndpoint } from '../jobs/bootstrap/identity.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
+import { hostFacts, INSTANCE_ID_UNAVAILABLE } from '../jobs/engine/host-facts.js';
 import { FLEET_QUEUE, hostQueue } from '../jobs/engine/keys.js';
 import { JobTypes } from '../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
@@ -28,9 +31,9 @@ const SCHEDULE_CHECK_MS = 60_000;
 export function command(): Command {
   return new Command('worker')
     .description('run the fleet’s jobs, schedules and this host’s heartbeat until SIGTERM')
-    .option('--instance-id <id>', 'this host’s EC2 instance id, for the heartbeat', 'unknown')
-    .option('--revision <rev>', 'the deployed revision, for the heartbeat', 'unknown')
-    .action(async (opts: { instanceId: string; revision: string }) => {
+    .option('--instance-id <id>', 'this host’s EC2 instance id, for the heartbeat (default: from IMDSv2)')
+    .option('--revision <rev>', 'the deployed revision, for the heartbeat (default: the host’s build info)')
+    .action(async (opts: { instanceId?: string; revision?: string }) => {
       const stop = stopRequested();
       const config = loadConfig([
         'redisUrl',
@@ -55,6 +58,9 @@ export function command(): Command {
         'memoryDir',
         'memoryMaxBytes',
         'memoryLockWaitSeconds',
+        'imdsUrl',
+        'buildInfoFile',
+        'instanceTypes',
       ]);
       if (config.jobKeyId !== 'schedule') {
         throw new ConfigError(
@@ -70,6 +76,8 @@ export function command(): Command {
         maxBytes: config.memoryMaxBytes,
         waitSeconds: config.memoryLockWaitSeconds,
       });
+      // Lifecycle outcomes: the journal, s3://<bootstrap bucket>/audit/…, the memory copy.
+      const audit = auditTrailFromConfig(memory, log);
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
@@ -90,8 +98,10 @@ export function command(): Command {
           opsChannelId: config.opsChannelId,
           agentConfirmSeconds: config.agentConfirmSeconds,
           memory,
+          audit,
           fleet,
           ami,
+          instanceTypes: config.instanceTypes,
         }),
       );
       const deps = {
@@ -121,9 +131,18 @@ export function command(): Command {
       const heartbeat = startHeartbeat({
         redis,
         host: config.hostName,
-        instanceId: opts.instanceId,
+        instanceId: opts.instanceId ?? INSTANCE_ID_UNAVAILABLE,
         version,
-        revision: opts.revision,
+        revision: opts.revision ?? 'unknown',
+        facts: hostFacts({
+          instanceId: opts.instanceId,
+          revision: opts.revision,
+          imds: new Imds(imdsEndpoint(config.imdsUrl)),
+          buildInfoFile: config.buildInfoFile,
+          memoryDir: config.memoryDir,
+          onUnavailable: (reason) =>
+            log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
+        }),
         ttlSeconds: config.heartbeatTtlSeconds,
         activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
         onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),

@@ -25,7 +25,20 @@ export interface MemberStatus {
   launchTime: string | null;
   privateIp: string | null;
   ssm: PingStatus | null;
-  heartbeat: { at: string; version: string; revision: string; activeJobs: number; startedAt: string } | null;
+  heartbeat: {
+    at: string;
+    version: string;
+    revision: string;
+    activeJobs: number;
+    startedAt: string;
+    /** What the worker learned itself: its instance id, or why it could not. */
+    instanceId: string;
+    instanceIdError: string | null;
+    /** Whether /memory is the shared file system; null: the worker does not say. */
+    memoryShared: boolean | null;
+    /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
+    locked: boolean | null;
+  } | null;
   /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
   olderImage: boolean;
 }
@@ -122,6 +135,10 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             revision: hb.revision,
             activeJobs: hb.activeJobs,
             startedAt: new Date(hb.startedAt).toISOString(),
+            instanceId: hb.instanceId,
+            instanceIdError: hb.instanceIdError ?? null,
+            memoryShared: hb.memoryShared ?? null,
+            locked: hb.locked ?? null,
           }
         : null,
       olderImage:
@@ -157,6 +174,17 @@ async function queueCounts(queue: Queue): Promise<QueueCounts> {
 
 const ICON: Record<MemberState, string> = { online: '🟢', booting: '🟡', silent: '🟠', stopped: '⚪', missing: '🔴' };
 
+/** What a host's own heartbeat says is wrong with it: each a short warning. */
+export function hostWarnings(m: MemberStatus): string[] {
+  const hb = m.heartbeat;
+  if (hb === null) return [];
+  const out: string[] = [];
+  if (hb.memoryShared === false) out.push('/memory is not the shared file system');
+  if (hb.instanceIdError !== null) out.push(`instance id unavailable (${hb.instanceIdError})`);
+  if (hb.locked === false) out.push('built without flake.lock');
+  return out;
+}
+
 /** The one-glance table for Discord and the terminal. */
 export function formatStatus(status: FleetStatus): string {
   const rows = status.members.map((m) =>
@@ -167,6 +195,7 @@ export function formatStatus(status: FleetStatus): string {
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
       ...(m.olderImage ? ['⚠️ older image'] : []),
+      ...hostWarnings(m).map((w) => `⚠️ ${w}`),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -191,5 +220,6 @@ export function formatMember(status: FleetStatus, name: string): string | null {
     m.heartbeat
       ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
       : 'worker: no heartbeat',
+    ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

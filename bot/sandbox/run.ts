@@ -26,6 +26,7 @@ import { Queue } from 'bullmq';
 import { loadInfraSettings } from '../../infra/settings.js';
 import { StandInImageBuilder } from '../../jobs/ami/builder.js';
 import type { AmiDeps } from '../../jobs/ami/deps.js';
+import { AuditTrail } from '../../jobs/audit.js';
 import { type Clock, realClock, scaledClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud, type SimHost } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
@@ -49,7 +50,6 @@ import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
 import { initMemory } from '../../memory/init.js';
 import { MemoryStore } from '../../memory/store.js';
-import { AuditLog } from '../audit-log.js';
 import { commands } from '../commands/index.js';
 import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
@@ -230,7 +230,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       architecture: 'x86_64',
       waits: options.fast ? { pollMs: 200, importPollMs: 200 } : { pollMs: 1000, importPollMs: 1000 },
     };
-    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, fleet, ami };
+    // The audit as on a host: the journal (sandbox.log), one object per event in the
+    // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
+    const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
+    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, audit, fleet, ami };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const workerDeps = {
@@ -321,7 +324,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     const deps: BotDeps = {
       memory,
-      audit: new AuditLog(memory, log),
+      audit,
       policy: sandboxPolicy,
       log,
       attachmentOrigins: [],

@@ -24,6 +24,14 @@ export const heartbeatSchema = z.object({
   startedAt: z.number().int().positive(),
   activeJobs: z.number().int().min(0),
   at: z.number().int().positive(),
+  // What the host learned about itself (jobs/engine/host-facts.ts); optional: older workers
+  // and the sandbox do not say.
+  /** Why instanceId is `unavailable` (IMDS did not answer). */
+  instanceIdError: z.string().max(300).optional(),
+  /** Whether the memory dir is the shared file system (EFS), not a local directory. */
+  memoryShared: z.boolean().optional(),
+  /** Whether the host's build came from a flake with a committed flake.lock; null: unknown. */
+  locked: z.boolean().nullable().optional(),
 });
 export type Heartbeat = z.output<typeof heartbeatSchema>;
 
@@ -35,6 +43,8 @@ export interface HeartbeatOptions {
   revision: string;
   ttlSeconds: number;
   activeJobs: () => number;
+  /** Asked at every beat; what it gives replaces instanceId and revision (host-facts.ts). */
+  facts?: () => Promise<Partial<Omit<Heartbeat, 'host' | 'version' | 'startedAt' | 'activeJobs' | 'at'>>>;
   /** A failed write; the next one is tried on schedule. */
   onError: (err: unknown) => void;
 }
@@ -56,6 +66,7 @@ export function startHeartbeat(opts: HeartbeatOptions): { stop(): Promise<void> 
       instanceId: opts.instanceId,
       version: opts.version,
       revision: opts.revision,
+      ...(await opts.facts?.()),
       startedAt,
       activeJobs: opts.activeJobs(),
       at: Date.now(),

@@ -110,7 +110,11 @@ export async function admit(
   const type = deps.types.get(signed.type);
   if (type === undefined || type.version !== signed.schema) return { defer: true };
   const data = type.schema.safeParse(signed.data);
-  if (!data.success) reject(`invalid data for ${type.name}`);
+  if (!data.success) {
+    // The first issue's field and rule (never its value): the requester learns what to fix.
+    const issue = data.error.issues[0];
+    reject(`invalid data for ${type.name}: ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
+  }
   checkPolicy(deps.policy, type, data.data, signed.principal);
 
   // First acceptance: the nonce is recorded against this job id. A resumed or retried job

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AmiDeps } from '../ami/deps.js';
+import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
 import { amiBuildJob } from './ami-build.js';
 import { amiPruneJob } from './ami-prune.js';
@@ -20,6 +21,8 @@ export interface JobTypeDeps {
   agentConfirmSeconds?: number;
   /** The shared memory: ops.md and the audit. Lifecycle jobs need it. */
   memory?: MemoryStore;
+  /** The worker's audit trail (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   /**
    * What lifecycle jobs act on. Processes that only enqueue or inspect jobs (the gateway,
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
@@ -27,6 +30,11 @@ export interface JobTypeDeps {
   fleet?: FleetDeps;
   /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
   ami?: AmiDeps;
+  /**
+   * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
+   * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
+   */
+  instanceTypes?: readonly string[];
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -36,10 +44,17 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    spawnJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      audit: deps.audit,
+      fleet: deps.fleet,
+      instanceTypes: deps.instanceTypes,
+    }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
@@ -47,6 +62,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     replaceJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,

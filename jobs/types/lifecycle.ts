@@ -4,8 +4,8 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
-import type { Logger } from '../../lib/log.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { AuditTrail } from '../audit.js';
 import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { JobContext } from '../engine/job-type.js';
@@ -51,10 +51,15 @@ export interface LifecycleRun {
   name: string;
 }
 
-/** One audit line for a lifecycle job, in audit/<day>.md. */
-export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
-  const line = `- ${at.toISOString()} job=${run.jobId} ${describePrincipal(run.principal)} ${run.action} name:${run.name} → ${outcome}`;
-  await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+/** One audit event for a lifecycle job (jobs/audit.ts: journal, S3, the copy in audit/<day>.md). */
+export async function auditLifecycle(audit: AuditTrail, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
+  const by = describePrincipal(run.principal);
+  const line = `- ${at.toISOString()} job=${run.jobId} ${by} ${run.action} name:${run.name} → ${outcome}`;
+  await audit.record({
+    at,
+    line,
+    fields: { kind: 'job', job: run.jobId, action: run.action, name: run.name, by, outcome },
+  });
 }
 
 /**
@@ -62,7 +67,13 @@ export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at:
  * requested by …"), and its audit line. An append is not idempotent: a retried step looks
  * for its own line (tagged with the job id) first.
  */
-export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, what: string, outcome: string) {
+export async function recordLifecycle(
+  memory: MemoryStore,
+  audit: AuditTrail,
+  run: LifecycleRun,
+  what: string,
+  outcome: string,
+) {
   const at = new Date();
   const tag = `(job ${run.jobId})`;
   const ops = await memory.read('ops.md').catch((err) => {
@@ -73,7 +84,7 @@ export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, wh
     const who = describePrincipal(run.principal);
     await memory.append('ops.md', `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`);
   }
-  await auditLifecycle(memory, run, at, outcome);
+  await auditLifecycle(audit, run, at, outcome);
   return null;
 }
 
@@ -83,9 +94,8 @@ export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, wh
  * if any, is added to the message: what was undone), are audited, and end the job.
  */
 export async function lifecycleFailure(
-  memory: MemoryStore,
+  audit: AuditTrail,
   run: LifecycleRun,
-  log: Logger,
   step: string,
   err: unknown,
   onFinal: () => Promise<string | undefined> = async () => undefined,
@@ -95,9 +105,7 @@ export async function lifecycleFailure(
   if (!final) return new OperationError(message, { cause: err });
   const done = await onFinal();
   if (done !== undefined) message += `; ${done}`;
-  await auditLifecycle(memory, run, new Date(), `failed: ${message}`).catch((auditErr) =>
-    log.error({ err: errorLine(auditErr) }, 'audit write failed'),
-  );
+  await auditLifecycle(audit, run, new Date(), `failed: ${message}`);
   return new UnrecoverableError(message);
 }
 
@@ -212,6 +220,7 @@ export abstract class LifecycleJob<D extends { name: string }> {
   protected readonly runCtx: RunContext;
   /** The step running now: a failure names it. */
   protected current = 'checks';
+  private readonly trail: AuditTrail;
 
   constructor(
     protected readonly ctx: JobContext<D>,
@@ -219,8 +228,11 @@ export abstract class LifecycleJob<D extends { name: string }> {
     protected readonly memory: MemoryStore,
     /** Between two looks at what a wait waits for. */
     protected readonly pollMs: number,
+    /** The worker's audit trail; without one (tests), the journal and the memory copy only. */
+    audit?: AuditTrail,
   ) {
     this.name = ctx.data.name;
+    this.trail = audit ?? new AuditTrail({ log: ctx.log, memory });
     // Terraform's lines go to the job log (the runner never passes plan values).
     this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
   }
@@ -246,15 +258,15 @@ export abstract class LifecycleJob<D extends { name: string }> {
   }
 
   protected audit(outcome: string): Promise<void> {
-    return auditLifecycle(this.memory, this.lifecycle, new Date(), outcome);
+    return auditLifecycle(this.trail, this.lifecycle, new Date(), outcome);
   }
 
   protected record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.lifecycle, what, outcome);
+    return recordLifecycle(this.memory, this.trail, this.lifecycle, what, outcome);
   }
 
   protected failed(err: unknown, onFinal?: () => Promise<string | undefined>): Promise<Error> {
-    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, onFinal);
+    return lifecycleFailure(this.trail, this.lifecycle, this.current, err, onFinal);
   }
 
   /** An agent's request: a human in the ops channel answers first (see humanConfirmation). */

@@ -24,6 +24,7 @@ import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
 import { INSTANCE_ADDRESS } from '../deploy/types.js';
@@ -57,6 +58,8 @@ export interface ReplaceDeps {
   /** How long that question stays open. */
   agentConfirmSeconds?: number;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
 }
 
@@ -93,7 +96,7 @@ export class Replace extends LifecycleJob<ReplaceData> {
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, deps.audit);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
   }
 

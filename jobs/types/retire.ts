@@ -25,6 +25,7 @@ import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { errorLine, RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
@@ -68,6 +69,8 @@ export interface RetireDeps {
   /** How long that question stays open. */
   agentConfirmSeconds?: number;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
 }
 
@@ -99,7 +102,7 @@ class Retire extends LifecycleJob<RetireData> {
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    super(ctx, 'retire', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'retire', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, deps.audit);
   }
 
   async run(): Promise<{ summary: string; instanceId: string | null }> {

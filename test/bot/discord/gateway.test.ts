@@ -8,6 +8,7 @@ import { commands } from '../../../bot/commands/index.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../../bot/discord/gateway.js';
 import { createDispatcher } from '../../../bot/dispatch.js';
 import { createRest, registerCommands } from '../../../bot/register.js';
+import { DEFAULT_INSTANCE_TYPES } from '../../../lib/config.js';
 import { createLogger } from '../../../lib/log.js';
 import {
   ALICE,
@@ -19,6 +20,7 @@ import {
   OTHER_CHANNEL,
   READER_ROLE,
 } from '../../support/bot.js';
+import { runCli, tempDir } from '../../support/cli.js';
 import { DiscordStandIn, type RestCall } from '../../support/discord-standin.js';
 import { holdFlock } from '../../support/flock.js';
 
@@ -316,5 +318,28 @@ describe('register-commands', () => {
     expect(standIn.guildCommands(GUILD).map((c) => c.name)).toContain('foreign');
     expect(standIn.calls.some((c) => c.method === 'DELETE')).toBe(false);
     expect(standIn.unknownRoutes).toEqual([]);
+  });
+
+  it('offers /spawn the instance types the spawn job allows (CLAWDINATOR_INSTANCE_TYPES)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'token'), TOKEN);
+    const env = {
+      CLAWDINATOR_DISCORD_TOKEN_FILE: join(dir, 'token'),
+      CLAWDINATOR_DISCORD_API_URL: standIn.apiUrl,
+      CLAWDINATOR_DISCORD_APP_ID: APP,
+      CLAWDINATOR_DISCORD_GUILD_IDS: JSON.stringify([GUILD]),
+    };
+    const choices = () => {
+      const spawn = standIn.guildCommands(GUILD).find((c) => c.name === 'spawn') as unknown as {
+        options: { name: string; choices?: { value: string }[] }[];
+      };
+      return spawn.options.find((o) => o.name === 'instance-type')?.choices?.map((c) => c.value);
+    };
+    expect((await runCli(['register-commands'], { env })).code).toBe(0);
+    expect(choices()).toEqual([...DEFAULT_INSTANCE_TYPES]);
+    const narrow = { ...env, CLAWDINATOR_INSTANCE_TYPES: '["t3.small","t3.large"]' };
+    const again = await runCli(['register-commands'], { env: narrow });
+    expect(again.stdout).toContain('updated: /spawn');
+    expect(choices()).toEqual(['t3.small', 't3.large']);
   });
 });
