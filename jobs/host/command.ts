@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { HOST_DOCUMENT, type HostParameters, hostCommandParameters } from '../../infra/host-document.js';
 import { OperationError, UsageError } from '../../lib/errors.js';
 import type { Cloud, InvocationResult } from '../cloud/types.js';
-import { redactor } from './redact.js';
+import { inertLines, redactor } from './redact.js';
 
 /** How long one command may take on the host (the document's own limit is 600 s). */
 export const HOST_COMMAND_TIMEOUT_SECONDS = 120;
@@ -120,7 +120,7 @@ export function parseDoctor(result: InvocationResult, secrets: string[] = []): D
   const clean = redactor(secrets);
   const checks: DoctorCheck[] = [];
   for (const line of result.stdout.split('\n')) {
-    const m = CHECK_LINE.exec(line.replace(/[\r\u0000-\u0008\u000b-\u001f\u007f]/g, ''));
+    const m = CHECK_LINE.exec(inertLines(line));
     if (m === null) continue;
     checks.push({ state: m[1] as DoctorCheck['state'], name: m[2] as string, evidence: clean(m[3] as string) });
   }

@@ -15,7 +15,7 @@ import { isInstanceName, NAME_RULE } from '../../lib/config.js';
 import { OperationError, UsageError } from '../../lib/errors.js';
 import type { Cloud } from '../cloud/types.js';
 import { type DoctorCheck, describeInvocation, formatDoctor, parseDoctor, runHostAction } from './command.js';
-import { redactor } from './redact.js';
+import { inertLines, redactor } from './redact.js';
 
 export interface HostOpsDeps {
   cloud: Pick<Cloud, 'listFleetInstances' | 'sendCommand' | 'waitForInvocation'>;
@@ -101,6 +101,6 @@ export async function memberLogs(deps: HostOpsDeps, request: LogsRequest): Promi
   );
   if (result.status !== 'Success')
     throw new OperationError(`logs of ${unit} on ${member}: ${describeInvocation(result)}`);
-  const text = redactor()(result.stdout.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '')).trimEnd();
+  const text = redactor()(inertLines(result.stdout)).trimEnd();
   return { member, unit, lines, text };
 }

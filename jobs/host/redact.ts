@@ -70,3 +70,12 @@ export function redactor(values: Iterable<string> = []): (text: string) => strin
     return out;
   };
 }
+
+/**
+ * Control characters out of a line a host sent (tabs and newlines kept): a planted escape
+ * sequence must not reach a terminal or a Discord message as one.
+ */
+export function inertLines(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: those are what it removes
+  return text.replace(/\u001b\[[0-9;?]*[A-Za-z]|[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
+}
