@@ -43,6 +43,8 @@ const entrySchema = z
       .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id like ami-0123456789abcdef0')
       .optional(),
     agentPublicKey: z.string().includes('PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
+    // Deploys and image rollouts change the members flagged so first (registry order otherwise).
+    canary: z.boolean().optional(),
   })
   .strict();
 

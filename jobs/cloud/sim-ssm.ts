@@ -39,6 +39,8 @@ interface SimInvocation {
 
 export class SimSsm {
   commandHandler: SimCommandHandler;
+  /** Every command delivered to a host, in order (tests and the bench read what was asked). */
+  readonly sent: SimCommandRun[] = [];
   private readonly invocations = new Map<string, SimInvocation>();
 
   constructor(
@@ -88,13 +90,15 @@ export class SimSsm {
     });
     const commandId = this.core.newCommandId();
     for (const instance of targets) {
-      const result = await this.commandHandler({
+      const run: SimCommandRun = {
         commandId,
         host: hostOf(instance),
         document: command.document,
         parameters: structuredClone(command.parameters),
         comment: options.comment.slice(0, 100),
-      });
+      };
+      this.sent.push(run);
+      const result = await this.commandHandler(run);
       const doneAt = this.core.clock.now() + (result.durationMs ?? this.core.timings.commandMs);
       this.invocations.set(`${commandId}/${instance.instanceId}`, {
         commandId,

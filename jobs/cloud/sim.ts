@@ -101,6 +101,8 @@ export interface SimCloud extends Cloud {
   /** The revision a host runs and since when (what its worker's heartbeat reports). */
   hostRevision(host: SimHost): { revision: string; switchedAt: number };
   setCommandHandler(handler: SimCommandHandler): void;
+  /** The commands delivered to hosts so far: host name, document, parameters (one value each). */
+  sentCommands(): { host: string; instanceId: string; document: string; parameters: Record<string, string> }[];
   /** Forces (or with null, stops forcing) an instance's SSM ping status: a host gone silent. */
   setPingStatus(instanceId: string, status: PingStatus | null): void;
   /** The next call of `operation` (e.g. `TerminateInstances`) fails with this AWS error code. */
@@ -186,6 +188,15 @@ class Sim implements SimCloud {
 
   setCommandHandler(handler: SimCommandHandler): void {
     this.s.ssm.commandHandler = handler;
+  }
+
+  sentCommands(): { host: string; instanceId: string; document: string; parameters: Record<string, string> }[] {
+    return this.s.ssm.sent.map((run) => ({
+      host: run.host.name,
+      instanceId: run.host.instanceId,
+      document: run.document,
+      parameters: Object.fromEntries(Object.entries(run.parameters).map(([k, v]) => [k, v[0] ?? ''])),
+    }));
   }
 
   setPingStatus(instanceId: string, status: PingStatus | null): void {

@@ -5,8 +5,10 @@ import type { MemoryStore } from '../../memory/store.js';
 import type { AmiDeps } from '../ami/deps.js';
 import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import type { FastLaneDeps } from '../fastlane/deps.js';
 import { amiBuildJob } from './ami-build.js';
 import { amiPruneJob } from './ami-prune.js';
+import { deployJob } from './deploy.js';
 import { healthSweep } from './health-sweep.js';
 import { rebuildAmiJob } from './rebuild-ami.js';
 import { replaceJob } from './replace.js';
@@ -30,6 +32,8 @@ export interface JobTypeDeps {
   fleet?: FleetDeps;
   /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
   ami?: AmiDeps;
+  /** What the fast lane acts on (deploy, the self-update); schema-only without it. */
+  lane?: FastLaneDeps;
   /**
    * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
    * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
@@ -77,5 +81,13 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     }),
     amiBuildJob({ ami: deps.ami }),
     amiPruneJob({ redis: deps.redis, registry: deps.registry, ami: deps.ami, opsChannelId: deps.opsChannelId }),
+    deployJob({
+      redis: deps.redis,
+      registry: deps.registry,
+      lane: deps.lane,
+      memory: deps.memory,
+      audit: deps.audit,
+      opsChannelId: deps.opsChannelId,
+    }),
   ];
 }

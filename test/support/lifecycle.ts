@@ -24,8 +24,8 @@ export interface LifecycleOptions {
   fleet?: Partial<FleetDeps>;
   /** Wraps the simulated deployer, to change what a plan or an apply does. */
   deployer?: (sim: Deployer) => Deployer;
-  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types, the image pipeline. */
-  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes' | 'ami'>;
+  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types, the image and fast lanes. */
+  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes' | 'ami' | 'lane'>;
   /** Who may do what (default: nobody is allowed anything by policy). */
   policy?: AuthorizationPolicy;
   agentRequestsPerHour?: number;
