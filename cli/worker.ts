@@ -15,6 +15,7 @@ import { JobTypes } from '../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../jobs/engine/schedulers.js';
 import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { startWorker } from '../jobs/engine/worker.js';
+import { fastLaneSchedules } from '../jobs/fastlane/deps.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import { loadConfig } from '../lib/config.js';
@@ -24,6 +25,7 @@ import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
 import { amiDeps } from './ami-deps.js';
+import { fastLaneDeps } from './fastlane-deps.js';
 import { fleetDeps } from './fleet-deps.js';
 
 const SCHEDULE_CHECK_MS = 60_000;
@@ -91,6 +93,9 @@ export function command(): Command {
       });
       if (ami === undefined)
         log.warn('CLAWDINATOR_PROJECT_REPO or CLAWDINATOR_BOOTSTRAP_BUCKET unset: image jobs will fail');
+      // This host deploys its peers, and leaves its own switch to a peer's worker.
+      const lane = await fastLaneDeps({ cloud: fleet?.cloud, hostName: config.hostName, log });
+      if (lane === undefined) log.warn('CLAWDINATOR_PROJECT_REPO unset: deploys will fail');
       const types = new JobTypes(
         jobTypes({
           redis,
@@ -101,6 +106,7 @@ export function command(): Command {
           audit,
           fleet,
           ami,
+          lane,
           instanceTypes: config.instanceTypes,
         }),
       );
@@ -148,8 +154,12 @@ export function command(): Command {
         onError: (err) => log.warn({ err: errorLine(err) }, 'heartbeat failed'),
       });
       const fleetQueue = new Queue(FLEET_QUEUE, { connection });
-      // The weekly image prune, and the image rebuild when a cron is set.
-      const schedules = [...FLEET_SCHEDULES, ...amiSchedules(loadConfig(['amiPruneCron', 'amiRebuildCron']))];
+      // The weekly image prune, and the image rebuild and the self-update when their crons are set.
+      const schedules = [
+        ...FLEET_SCHEDULES,
+        ...amiSchedules(loadConfig(['amiPruneCron', 'amiRebuildCron'])),
+        ...fastLaneSchedules(loadConfig(['selfUpdateCron'])),
+      ];
       const workerId = `${config.hostName}-${hostname()}-${process.pid}`;
       const schedule = async () => {
         try {

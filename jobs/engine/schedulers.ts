@@ -33,10 +33,11 @@ export interface ScheduleDef {
 }
 
 /**
- * The fleet queue's schedules. Later work adds its entry here: GitHub sync every 15 min
- * (`clawdinator-github-sync`, every 15 * 60_000). Self-update and the per-host token refresh
- * are host-local: they are upserted into each host's own queue, one upsertSchedules call per
- * host queue with that host's definitions.
+ * The fleet queue's schedules that always run. Those with a cron from the settings join them
+ * in the worker: the image prune and rebuild (jobs/ami/deps.ts), the self-update — a fleet-wide
+ * deploy, so one scheduler for the fleet (jobs/fastlane/deps.ts). Later: GitHub sync every 15
+ * min (`clawdinator-github-sync`); the per-host token refresh is host-local, upserted into each
+ * host's own queue with that host's definitions.
  */
 export const FLEET_SCHEDULES: ScheduleDef[] = [
   { id: 'clawdinator-health-sweep', type: HEALTH_SWEEP, every: 60_000, data: {} },

@@ -59,6 +59,12 @@ export interface GitHubInstallation {
    * handed out; its permissions and expiry are.
    */
   ready(): Promise<{ octokit: InstallationOctokit; permissions: InstallationPermissions; expiresAt: string }>;
+  /**
+   * A token of its own for one repository of the installation with only `permissions` (a
+   * host's flake fetch: `{ contents: 'read' }`), minted each time, never cached or logged.
+   * Refused when GitHub grants more than was asked.
+   */
+  scopedToken(repository: string, permissions: Record<string, 'read'>): Promise<{ token: string; expiresAt: string }>;
 }
 
 /** The App's options from settings; the key is read from its file and checked here. */
@@ -102,6 +108,28 @@ export function createGitHubInstallation(options: GitHubAppOptions): GitHubInsta
   const what = `minting a token for installation ${options.installationId} of GitHub App ${options.appId}`;
   return {
     installationId: options.installationId,
+    async scopedToken(repository, permissions) {
+      const what = `minting a read-only token for ${repository} (installation ${options.installationId})`;
+      let data: { token?: unknown; expires_at?: unknown; permissions?: unknown };
+      try {
+        const res = await app.octokit.request('POST /app/installations/{installation_id}/access_tokens', {
+          installation_id: Number(options.installationId),
+          repositories: [repository],
+          permissions,
+        });
+        data = res.data as typeof data;
+      } catch (err) {
+        throw githubError(err, what, {
+          422: `the installation cannot reach ${repository}: install the App on it (contents: read)`,
+        });
+      }
+      const granted = (data.permissions ?? {}) as Record<string, unknown>;
+      const extra = Object.entries(granted).filter(([k, v]) => permissions[k] !== v && k !== 'metadata');
+      if (typeof data.token !== 'string' || extra.length > 0) {
+        throw new GitHubRefusedError(`GitHub: ${what}: granted more than asked (${extra.map(([k]) => k).join(', ')})`);
+      }
+      return { token: data.token, expiresAt: String(data.expires_at ?? '') };
+    },
     async ready() {
       const kit = await installation();
       try {

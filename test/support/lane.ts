@@ -41,7 +41,8 @@ export async function queueDeploy(
   principal: Principal = OPERATOR,
 ): Promise<{ jobId: string }> {
   requests++;
-  return h.enqueuer(principal.kind === 'agent' ? 'agent' : 'operator').enqueue({
+  const who = principal.kind === 'agent' ? 'agent' : principal.kind === 'schedule' ? 'schedule' : 'operator';
+  return h.enqueuer(who).enqueue({
     type: 'deploy',
     data,
     principal,

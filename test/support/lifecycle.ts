@@ -1,6 +1,7 @@
 // A lifecycle harness over a simulated fleet (test/support/fleet.ts): the real worker running
 // the real job types on the fleet queue, Enqueuers signing as an operator, an agent
 // (clawdinator-1) or the gateway, and a way to run a job until it completed or failed.
+import { createPublicKey } from 'node:crypto';
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
@@ -38,9 +39,9 @@ export interface Lifecycle {
   queue: Queue;
   /** The keys the worker knows: the operator's (operator:ops), clawdinator-1's agent's, the gateway's. */
   keys: Record<'operator' | 'agent' | 'gateway', ReturnType<typeof keyPair>>;
-  signers: Record<'operator' | 'agent' | 'gateway', Signer>;
-  /** An Enqueuer signing as `who` (one each, closed with the harness). */
-  enqueuer(who: 'operator' | 'agent' | 'gateway'): Enqueuer;
+  signers: Record<'operator' | 'agent' | 'gateway' | 'schedule', Signer>;
+  /** An Enqueuer signing as `who` (one each, closed with the harness); `schedule`: the workers' key. */
+  enqueuer(who: 'operator' | 'agent' | 'gateway' | 'schedule'): Enqueuer;
   /** Queues a job as `principal` (an operator by default) and waits until it completed or failed. */
   run(type: string, data: { name: string } & Record<string, unknown>, principal?: Principal): Promise<Job<Envelope>>;
   /** Waits until the job completed or failed. */
@@ -83,8 +84,10 @@ export function lifecycleHarness(
     operator: { keyId: 'operator:ops', key: keys.operator.privateKey },
     agent: { keyId: 'agent:clawdinator-1', key: keys.agent.privateKey },
     gateway: { keyId: 'gateway', key: keys.gateway.privateKey },
+    // The workers' own key signs the schedules' jobs (and each save of step results).
+    schedule: testStepSigner,
   };
-  const known = new Map(Object.entries(signers).map(([who, s]) => [s.keyId, keys[who as keyof typeof keys].publicKey]));
+  const known = new Map(Object.entries(signers).map(([who, s]) => [s.keyId, createPublicKey(s.key)]));
   const worker = startWorker(
     FLEET_QUEUE,
     {
