@@ -87,7 +87,7 @@ export function lifecycleHarness(
     // The workers' own key signs the schedules' jobs (and each save of step results).
     schedule: testStepSigner,
   };
-  const known = new Map(Object.entries(signers).map(([who, s]) => [s.keyId, createPublicKey(s.key)]));
+  const known = new Map(Object.values(signers).map((s) => [s.keyId, createPublicKey(s.key)]));
   const worker = startWorker(
     FLEET_QUEUE,
     {
