@@ -10,6 +10,7 @@ import { existingQueueNames, JobAdmin } from '../jobs/engine/admin.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
 import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import { doctorMember, type HostOpsDeps, memberLogs } from '../jobs/host/ops.js';
 import { createRedis } from '../jobs/redis.js';
 import { parsePublicKey } from '../jobs/signing.js';
 import { fleetStatus } from '../jobs/status.js';
@@ -21,7 +22,12 @@ import type { Claim } from './dispatch.js';
 import { botJobAdmin, botJobs, JobMessages, redisClaim, TokenStore } from './engine.js';
 import { startRelay } from './relay.js';
 import type { RequestSocket } from './request-socket.js';
-import type { BotDeps } from './types.js';
+import type { BotDeps, HostOps } from './types.js';
+
+/** /doctor and /logs over a cloud and the registry (the gateway's, the sandbox's). */
+export function hostOps(deps: HostOpsDeps): HostOps {
+  return { doctor: (name) => doctorMember(deps, name), logs: (request) => memberLogs(deps, request) };
+}
 
 export interface FleetLink {
   claim: Claim;
@@ -64,6 +70,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   deps.jobs = botJobs(enqueuer, { redis, signer });
   deps.jobAdmin = botJobAdmin(enqueuer, admin);
   deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue] });
+  // /doctor and /logs: the member's host over SSM, through the deployer role like /status.
+  deps.host = hostOps({ cloud, registry });
   let relay: { stop(): Promise<void> } | undefined;
   let requests: RequestSocket | undefined;
   return {

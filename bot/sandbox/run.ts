@@ -18,7 +18,7 @@
 // The fleet cap and the spawn rate come from the settings (CLAWDINATOR_FLEET_MAX_SIZE, 5 by
 // default; CLAWDINATOR_SPAWNS_PER_HOUR) and reach the lifecycle jobs through FleetDeps.
 
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -38,13 +38,16 @@ import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
 import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { type FastLaneDeps, fastLaneSchedules } from '../../jobs/fastlane/deps.js';
 import { staticResolver } from '../../jobs/github/revision.js';
+import { doctorMember, memberLogs } from '../../jobs/host/ops.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { fleetStatus } from '../../jobs/status.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { Actor } from '../../lib/actor.js';
+import { loadConfig } from '../../lib/config.js';
 import { errorLine } from '../../lib/errors.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
@@ -70,6 +73,7 @@ import {
   SANDBOX_OPS_CHANNEL,
   SANDBOX_REFS,
   SANDBOX_REPO,
+  sandboxHostSecrets,
   sandboxPolicy,
   writeSigningKeys,
 } from './world.js';
@@ -170,10 +174,18 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     cleanups.push(() => redis.disconnect());
 
     const clock: Clock = options.fast ? realClock : scaledClock(options.speed ?? DEFAULT_SPEED);
+    const planted = sandboxHostSecrets(randomBytes(6).toString('hex'));
     const cloud = createSimCloud({
       clock,
       timings: options.fast ? instantSimTimings : undefined,
       ...cloudSeed(registryAtStart),
+      // Hosts on the image's revision; `broken` never reports after its switch; secrets their
+      // journal leaked, which /logs shows redacted.
+      hosts: {
+        brokenRevisions: [SANDBOX_REFS.broken],
+        hostSecrets: planted.secrets,
+        journal: { 'clawdinator-worker': planted.leaks },
+      },
     });
     cleanups.push(() => cloud.close());
     // What the script left in the simulated cloud, for a look after it ended (the cloud
@@ -230,10 +242,30 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       architecture: 'x86_64',
       waits: options.fast ? { pollMs: 200, importPollMs: 200 } : { pollMs: 1000, importPollMs: 1000 },
     };
+    // The fast lane on the simulated hosts: this process's fleet worker is clawdinator-1's, so
+    // its own switch goes last and waits a little for a peer's worker (none runs the fleet
+    // queue here) before it switches itself.
+    const lane: FastLaneDeps = {
+      cloud,
+      resolver: staticResolver({ repo: SANDBOX_REPO, branch: SANDBOX_BRANCH, refs: SANDBOX_REFS }),
+      hostName: FIRST_HOST,
+      waits: options.fast
+        ? { pollMs: 500, verifyTimeoutMs: 3000, handoffMs: 2000 }
+        : { pollMs: 1000, verifyTimeoutMs: 60_000, handoffMs: 10_000 },
+    };
     // The audit as on a host: the journal (sandbox.log), one object per event in the
     // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
     const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
-    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, audit, fleet, ami };
+    const typeDeps: JobTypeDeps = {
+      redis,
+      registry,
+      opsChannelId: SANDBOX_OPS_CHANNEL,
+      memory,
+      audit,
+      fleet,
+      ami,
+      lane,
+    };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const workerDeps = {
@@ -267,22 +299,43 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await closeWorker(runtime.worker, log);
       await runtime.heartbeat.stop();
     };
-    const onOnline = (host: SimHost) => {
-      if (hosts.has(host.name)) return;
-      const worker = startWorker(hostQueue(host.name), workerDeps, settings);
-      const heartbeat = startHeartbeat({
+    // Each host's heartbeat reports the revision it runs and since when (as the worker reads
+    // its build info at every beat); a switch restarts the worker, or leaves it down.
+    const beat = (host: SimHost) =>
+      startHeartbeat({
         redis,
         host: host.name,
         instanceId: host.instanceId,
         version,
-        revision: 'sandbox',
+        revision: 'unknown',
+        facts: async () => {
+          const { revision, switchedAt } = cloud.hostRevision(host);
+          return { revision, switchedAt };
+        },
         ttlSeconds: HEARTBEAT_TTL_SECONDS,
-        activeJobs: () => worker.active + (host.name === FIRST_HOST ? fleetWorker.active : 0),
+        activeJobs: () =>
+          (hosts.get(host.name)?.worker.active ?? 0) + (host.name === FIRST_HOST ? fleetWorker.active : 0),
         onError: (err) => log.warn({ host: host.name, err: errorLine(err) }, 'heartbeat failed'),
       });
-      hosts.set(host.name, { heartbeat, worker });
+    const onOnline = (host: SimHost) => {
+      if (hosts.has(host.name)) return;
+      const worker = startWorker(hostQueue(host.name), workerDeps, settings);
+      hosts.set(host.name, { heartbeat: beat(host), worker });
       log.info({ host: host.name, instanceId: host.instanceId }, 'sandbox: host online');
     };
+    const offSwitched = cloud.onHostSwitched(({ host, workerUp }) => {
+      const runtime = hosts.get(host.name);
+      if (runtime === undefined) return;
+      const old = runtime.heartbeat;
+      runtime.heartbeat = { stop: async () => {} };
+      void old
+        .stop()
+        .then(() => {
+          if (workerUp && hosts.get(host.name) === runtime) runtime.heartbeat = beat(host);
+        })
+        .catch((err) => log.warn({ err: errorLine(err) }, 'sandbox: heartbeat restart failed'));
+    });
+    cleanups.push(() => offSwitched());
     const offOnline = cloud.onHostOnline(onOnline);
     const offOffline = cloud.onHostOffline((host) => {
       void stopHost(host.name).catch((err) => log.warn({ err: errorLine(err) }, 'sandbox: host stop failed'));
@@ -294,6 +347,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
 
     // The schedules, as every worker keeps them (one leader at a time; here there is one).
+    const selfUpdate = loadConfig(['selfUpdateCron']);
     const fleetQueue = new Queue(FLEET_QUEUE, { connection });
     cleanups.push(() => fleetQueue.close());
     const upsert = async () => {
@@ -303,7 +357,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           redis,
           signer: schedule,
           types,
-          defs: FLEET_SCHEDULES,
+          // The self-update too, when CLAWDINATOR_SELF_UPDATE_CRON is set.
+          defs: [...FLEET_SCHEDULES, ...fastLaneSchedules(selfUpdate)],
           workerId: `sandbox-${process.pid}`,
         });
         if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
@@ -335,6 +390,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
       ),
       status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      host: {
+        doctor: (name) => doctorMember({ cloud, registry }, name),
+        logs: (request) => memberLogs({ cloud, registry }, request),
+      },
     };
     const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
     const session = new ConsoleSession(dispatcher, actor, options.print);

@@ -32,6 +32,8 @@ export const heartbeatSchema = z.object({
   memoryShared: z.boolean().optional(),
   /** Whether the host's build came from a flake with a committed flake.lock; null: unknown. */
   locked: z.boolean().nullable().optional(),
+  /** When the host switched to `revision` (ms since the epoch): /run/current-system's change. */
+  switchedAt: z.number().int().positive().optional(),
 });
 export type Heartbeat = z.output<typeof heartbeatSchema>;
 
@@ -110,7 +112,8 @@ export async function readHeartbeats(redis: Redis, hosts: string[]): Promise<Map
   return out;
 }
 
-function parseHeartbeat(raw: string | null, host: string): Heartbeat | null {
+/** One stored heartbeat, null when missing, malformed, or filed under another host's key. */
+export function parseHeartbeat(raw: string | null, host: string): Heartbeat | null {
   if (raw === null) return null;
   let json: unknown;
   try {

@@ -492,14 +492,17 @@ class Deploy {
     const role = index === 0 && plan.members.length > 1 ? 'the canary ' : '';
     const untouched = plan.members.slice(index + 1);
     const before = plan.members.slice(0, index);
-    const lines = [
+    // The first line is what chat shows (one line, whole); the output's tail follows for
+    // `jobs show`, with its last lines also on the first.
+    const last = failure.tail.split('\n').filter((l) => l.trim() !== '').slice(-3).join(' ⏎ ');
+    const first = [
       `deploy of ${short(plan.sha)} (${plan.ref}) stopped at ${role}${m}, step ${failure.step}: ${failure.cause}`,
-      ...(failure.tail ? ['output (last lines):', '```', failure.tail, '```'] : []),
       `rollback: ${rolledBack}`,
       ...(before.length > 0 ? [`already on ${short(plan.sha)}: ${before.join(', ')}`] : []),
       ...(untouched.length > 0 ? [`untouched: ${untouched.join(', ')}`] : []),
-    ];
-    const report = lines.join('\n');
+      ...(last ? [`output: ${last.length > 600 ? `…${last.slice(-600)}` : last}`] : []),
+    ].join('; ');
+    const report = failure.tail ? `${first}\noutput (last lines):\n\`\`\`\n${failure.tail}\n\`\`\`` : first;
     await ctx.steps.run('record', async () => {
       await this.record(
         `${short(plan.sha)} (${plan.ref}) stopped at ${m} (${failure.step}); ${rolledBack}`,

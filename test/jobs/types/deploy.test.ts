@@ -72,6 +72,17 @@ describe('deploy', () => {
       'rollback: clawdinator-1 rolled itself back to ba5eba5; verified: its heartbeat reports it',
     );
     expect(report).toContain('untouched: clawdinator-2, clawdinator-3');
+    // What chat shows is the first line: the member, the step, what was rolled back, the untouched, the output's end.
+    const first = report.split('\n')[0] as string;
+    for (const part of [
+      'stopped at the canary clawdinator-1, step switch',
+      'rollback: clawdinator-1 rolled itself back',
+      'untouched: clawdinator-2, clawdinator-3',
+      'output: ',
+    ]) {
+      expect(first).toContain(part);
+    }
+    expect(first).toContain('health check failed');
     // The planted secret was in the command's output: redacted on the host, and here.
     expect(report).toContain('redis AUTH [redacted] refused');
     expect(report).not.toContain(SECRET);
