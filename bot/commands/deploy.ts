@@ -6,8 +6,8 @@
 // progress and its job.
 import { SlashCommandBuilder } from '@discordjs/builders';
 import { checkRev } from '../../jobs/github/revision.js';
-import { checkMember } from '../../jobs/host/ops.js';
-import { OperationError, UsageError } from '../../lib/errors.js';
+import { checkTarget } from '../../jobs/host/ops.js';
+import { OperationError } from '../../lib/errors.js';
 import type { CommandModule } from '../types.js';
 import { NAME_MAX, REV_MAX } from './options.js';
 
@@ -20,16 +20,6 @@ export const data = new SlashCommandBuilder()
   .addStringOption((o) =>
     o.setName('target').setDescription('all (default, canary first) or one member').setMaxLength(NAME_MAX),
   );
-
-/** The target as given: `all`, or a member's name by the name rule. */
-export function checkTarget(target: unknown): 'all' | string {
-  if (target === undefined || target === 'all') return 'all';
-  try {
-    return checkMember(target);
-  } catch {
-    throw new UsageError('target: all, or one member like clawdinator-2.');
-  }
-}
 
 export const deploy: CommandModule = {
   data,

@@ -31,6 +31,13 @@ export function checkMember(name: unknown): string {
   return name;
 }
 
+/** A deploy's target as given: `all`, or a member's name by the name rule. */
+export function checkTarget(target: unknown): string {
+  if (target === undefined || target === 'all') return 'all';
+  if (!isInstanceName(target)) throw new UsageError('target: all, or one member like clawdinator-2');
+  return target;
+}
+
 export function checkUnit(unit: unknown): LogUnit {
   if (unit === undefined || unit === null || unit === '') return DEFAULT_LOG_UNIT;
   if (typeof unit !== 'string' || !(LOG_UNITS as readonly string[]).includes(unit)) {

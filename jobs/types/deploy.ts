@@ -494,7 +494,11 @@ class Deploy {
     const before = plan.members.slice(0, index);
     // The first line is what chat shows (one line, whole); the output's tail follows for
     // `jobs show`, with its last lines also on the first.
-    const last = failure.tail.split('\n').filter((l) => l.trim() !== '').slice(-3).join(' ⏎ ');
+    const last = failure.tail
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .slice(-3)
+      .join(' ⏎ ');
     const first = [
       `deploy of ${short(plan.sha)} (${plan.ref}) stopped at ${role}${m}, step ${failure.step}: ${failure.cause}`,
       `rollback: ${rolledBack}`,
