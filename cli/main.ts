@@ -20,7 +20,10 @@ const groups: Record<string, CommandGroup> = {
     load: () => import('./register-commands.js'),
   },
   worker: { summary: 'run the fleet’s jobs, schedules and this host’s heartbeat', load: () => import('./worker.js') },
-  fleet: { summary: 'the fleet: status, spawn, retire, replace', load: () => import('./fleet.js') },
+  fleet: {
+    summary: 'the fleet: status, spawn, retire, replace, update, doctor, logs',
+    load: () => import('./fleet.js'),
+  },
   jobs: { summary: 'list, show, retry and cancel the fleet’s jobs', load: () => import('./jobs.js') },
   request: { summary: 'ask for a fleet action on a peer, as this host’s agent', load: () => import('./request.js') },
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
@@ -30,6 +33,7 @@ const groups: Record<string, CommandGroup> = {
   },
   sandbox: { summary: 'the whole control plane here, on a simulated cloud', load: () => import('./sandbox.js') },
   bootstrap: { summary: 'install this host’s bootstrap bundle (run at boot)', load: () => import('./bootstrap.js') },
+  host: { summary: 'what the host script needs on a host: redact, deploy-token', load: () => import('./host.js') },
 };
 
 function usage(): string {

@@ -49,7 +49,9 @@ describe('sandbox (in-process, --fast)', () => {
     const result = await sandbox.runLine('/status', { waitMs: 5000 });
     expect(result).toEqual({ ok: true, jobs: [] });
     expect(printed()).toContain('**Fleet** — 1 online');
-    expect(printed()).toMatch(/🟢 clawdinator-1 {2}online {2}i-[0-9a-f]{17} {2}ami-0c1a3d5a4d0b0e001 {2}rev 00c1a3d5 since \d{4}-\d\d-\d\d \d\d:\d\d/);
+    expect(printed()).toMatch(
+      /🟢 clawdinator-1 {2}online {2}i-[0-9a-f]{17} {2}ami-0c1a3d5a4d0b0e001 {2}rev 00c1a3d5 since \d{4}-\d\d-\d\d \d\d:\d\d/,
+    );
     const status = await sandbox.deps.status?.();
     expect(status?.members[0]).toMatchObject({ name: 'clawdinator-1', state: 'online', ssm: 'Online' });
     expect(status?.schedules.map((s) => s.id)).toEqual(['clawdinator-health-sweep']);
