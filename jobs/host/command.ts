@@ -113,7 +113,7 @@ export interface DoctorCheck {
   evidence: string;
 }
 
-const CHECK_LINE = /^(ok|fail|skip)\t([a-z0-9][a-z0-9 ./_-]{0,60})\t(.{0,300})$/;
+const CHECK_LINE = /^(ok|fail|skip)\t([a-z0-9/][a-z0-9 ./_-]{0,60})\t(.{0,300})$/;
 
 /** doctor's lines: `ok|fail|skip<TAB>check<TAB>evidence`; anything else is not a check. */
 export function parseDoctor(result: InvocationResult, secrets: string[] = []): DoctorCheck[] {

@@ -40,6 +40,8 @@ log_units=(clawdinator-bootstrap clawdinator-efs-tunnel memory.mount clawdinator
 # The units a switch must leave running (each only if it ran before the switch).
 service_units=(clawdinator-gateway clawdinator-worker clawdinator-agent)
 log_lines_max=500
+# The switch's token directory (global: the EXIT trap removes it however the switch ends).
+tokens=""
 
 die() {
   printf 'clawdinator-host: %s\n' "$1" >&2
@@ -119,7 +121,7 @@ switch_status() {
 
 # The detached switch: build, switch, check, roll back on failure, write the result.
 switch_run() {
-  local sha=$1 run=$2 dir out flake host tokens phase ok rolled units
+  local sha=$1 run=$2 dir out flake host phase ok rolled units
   valid_sha "$sha" || die "switch-run: not a full commit sha"
   valid_run "$run" || die "switch-run: not a run id"
   dir=$state_dir/$run
@@ -130,7 +132,7 @@ switch_run() {
   [[ $host =~ ^[a-z0-9][a-z0-9-]{0,62}$ ]] || die "switch-run: no CLAWDINATOR_HOST in $instance_env"
   # The flake's token: a root-only file for this switch, removed however it ends.
   tokens=$(mktemp -d "$root/run/clawdinator-switch.XXXXXX")
-  trap 'rm -rf "$tokens"' EXIT
+  trap 'rm -rf "${tokens:-/nonexistent}"' EXIT
   ok=false
   rolled=false
   phase=token
@@ -246,7 +248,9 @@ doctor() {
   done
   if [ -z "$secrets" ]; then check fail secrets "none present"
   elif [ -n "$bad" ]; then check fail secrets "not 0400:$bad (present:${secrets%,})"
-  else check ok secrets "${secrets# }"
+  else
+    secrets=${secrets# }
+    check ok secrets "${secrets%,}"
   fi
   unit_check gateway clawdinator-gateway
   unit_check worker clawdinator-worker
@@ -256,7 +260,7 @@ doctor() {
   if [ "$(stat -f -c %T "$memory" 2>/dev/null || true)" = nfs ]; then check ok '/memory shared' "/memory is nfs"; else
     check fail '/memory shared' "/memory is $(stat -f -c %T "$memory" 2>/dev/null || echo missing), not the shared file system"
   fi
-  seeds=$(find "$repo_seeds" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+  seeds=$({ find "$repo_seeds" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true; } | wc -l)
   if [ "$seeds" -gt 0 ]; then check ok 'repos seeded' "$seeds repositories in /var/lib/clawd/repo-seeds"; else
     check fail 'repos seeded' "no repository in /var/lib/clawd/repo-seeds"
   fi
