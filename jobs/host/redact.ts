@@ -49,6 +49,13 @@ export function secretPieces(values: Iterable<string>): string[] {
     for (const line of value.split(/\r?\n/)) {
       const t = line.trim();
       if (t.length >= MIN_VALUE && !/^-----(BEGIN|END) /.test(t)) pieces.add(t);
+      // A switch's nix configuration (`access-tokens = github.com=<token> …`): each token by
+      // itself, since nix's output may print one bare.
+      const tokens = /^access-tokens\s*=(.*)$/.exec(t);
+      for (const pair of tokens?.[1]?.trim().split(/\s+/) ?? []) {
+        const token = pair.slice(pair.indexOf('=') + 1);
+        if (token.length >= MIN_VALUE) pieces.add(token);
+      }
     }
   }
   // Longest first: a value that contains another is replaced whole.

@@ -422,7 +422,9 @@ class Deploy {
           throw new MemberFailed({ step: 'switch', cause: `${m} has no record of switch ${run}`, tail: '' });
         }
         if (status.state === 'running') return undefined;
-        return status;
+        // Saved with the step (job data): redacted first, by the token this run minted too
+        // (the host redacts what it holds; the output may still echo what nix was given).
+        return { ...status, tail: outputTail(status.tail, 40, 8000, this.secrets) };
       },
       {
         pollMs: this.waits.pollMs,

@@ -121,7 +121,7 @@ switch_status() {
 
 # The detached switch: build, switch, check, roll back on failure, write the result.
 switch_run() {
-  local sha=$1 run=$2 dir out flake host phase ok rolled units
+  local sha=$1 run=$2 dir out flake host phase ok rolled units tail
   valid_sha "$sha" || die "switch-run: not a full commit sha"
   valid_run "$run" || die "switch-run: not a run id"
   dir=$state_dir/$run
@@ -150,7 +150,6 @@ switch_run() {
       fi
     fi
   fi
-  rm -rf "$tokens"
   unset NIX_USER_CONF_FILES
   if [ "$ok" = false ] && { [ "$phase" = switch ] || [ "$phase" = health ]; }; then
     # The previous generation, from the local profile: no network needed.
@@ -158,10 +157,15 @@ switch_run() {
     if nixos-rebuild switch --rollback >>"$out" 2>&1; then rolled=true; fi
   fi
   units=$(unit_states "$dir")
+  # Redacted by the token too (its directory read as one more secrets dir): nix may print it.
+  # Fail closed: nothing of the output leaves when redaction fails, but the result still does.
+  tail=$(tail -n 40 "$out" | clawdinator host redact --secrets-dir "${secrets_dirs[@]}" "$tokens") ||
+    tail='(the output is withheld: redaction failed on the host)'
+  rm -rf "$tokens"
   jq -cn --arg run "$run" --arg sha "$sha" --arg previous "$(cat "$dir/previous")" \
     --argjson ok "$ok" --arg phase "$phase" --arg revision "$(revision)" --argjson rolledBack "$rolled" \
     --argjson units "$units" --arg at "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    --arg tail "$(tail -n 40 "$out" | redact)" \
+    --arg tail "$tail" \
     '{run: $run, state: "done", sha: $sha, previous: $previous, ok: $ok, phase: $phase, revision: $revision,
       rolledBack: $rolledBack, units: $units, at: $at, tail: $tail}' >"$dir/result.tmp"
   mv "$dir/result.tmp" "$dir/result.json"

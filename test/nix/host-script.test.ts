@@ -17,6 +17,9 @@ const SHA = '5a4dbeef0c1a3d5a4d0b0e0015a4dbeef0c1a3d5';
 const BEFORE = 'ba5eba5eba5eba5eba5eba5eba5eba5eba5eba5e';
 const SECRET = 'planted-redis-password-0b8e1f44';
 const TOKEN = 'ghs_plantedflaketoken000000000000000001';
+// The flake token the deploy stored for the switch: shaped like no known secret, so only its
+// value gives it away.
+const FLAKE_TOKEN = 'FlakeTokenPlanted7c1e9a04b2d6f3e8';
 
 const STANDINS: Record<string, string> = {
   // Units: root/units/<unit> holds its state (default active); a switch may flip the worker.
@@ -39,7 +42,7 @@ conf=\${NIX_USER_CONF_FILES:-}
 echo "conf=\${conf:+set} token=$(cat "$conf" 2>/dev/null | wc -c)" >>"$ROOT/calls/nixos-rebuild"
 rev="$ROOT/run/current-system/configurationRevision"
 case $1 in
-build) echo "building ... redis password is ${SECRET}" ;;
+build) echo "building ... redis password is ${SECRET}"; echo "fetching with ${FLAKE_TOKEN}: 200" ;;
 switch)
   if [ "\${2:-}" = --rollback ]; then cp "$ROOT/previous-generation" "$rev"; echo 'rolled back'; exit 0; fi
   cp "$rev" "$ROOT/previous-generation"
@@ -59,7 +62,7 @@ echo yes`,
   clawdinator: `#!/usr/bin/env bash
 if [ "$1 $2" = 'host deploy-token' ]; then
   [ -f "$ROOT/no-token" ] && { echo 'deploy-token: none stored'; exit 0; }
-  printf 'access-tokens = github.com=%s\\n' "${TOKEN}" >"$4"; chmod 400 "$4"; echo 'deploy-token: written'; exit 0
+  printf 'access-tokens = github.com=%s\\n' "${FLAKE_TOKEN}" >"$4"; chmod 400 "$4"; echo 'deploy-token: written'; exit 0
 fi
 if [ -f "$ROOT/redact-fails" ]; then echo 'cannot read secrets' >&2; exit 1; fi
 exec "${process.execPath}" "${CLI}" "$@"`,
@@ -137,18 +140,22 @@ describe('the host script', () => {
     });
     expect(h.calls('nixos-rebuild')).toEqual([
       `build --flake github:openclaw/clawdinators/${SHA}#clawdinator-2`,
-      `conf=set token=${`access-tokens = github.com=${TOKEN}\n`.length}`,
+      `conf=set token=${`access-tokens = github.com=${FLAKE_TOKEN}\n`.length}`,
       `switch --flake github:openclaw/clawdinators/${SHA}#clawdinator-2`,
-      `conf=set token=${`access-tokens = github.com=${TOKEN}\n`.length}`,
+      `conf=set token=${`access-tokens = github.com=${FLAKE_TOKEN}\n`.length}`,
     ]);
     // The token was in a file for nix alone, gone after; never on a command line or in the result.
-    expect(JSON.stringify(h.calls('systemd-run'))).not.toContain(TOKEN);
-    expect(readFileSync(join(h.root, 'calls/nixos-rebuild'), 'utf8')).not.toContain(TOKEN);
+    expect(JSON.stringify(h.calls('systemd-run'))).not.toContain(FLAKE_TOKEN);
+    expect(readFileSync(join(h.root, 'calls/nixos-rebuild'), 'utf8')).not.toContain(FLAKE_TOKEN);
     expect(spawnSync('sh', ['-c', `ls -d ${h.root}/run/clawdinator-switch.* 2>/dev/null`]).stdout.toString()).toBe('');
     // The build's output leaked a secret: the result's tail has it redacted.
     if (status.state !== 'done') throw new Error('not done');
     expect(status.tail).toContain('redis password is [redacted]');
-    expect(readFileSync(join(h.root, 'var/lib/clawdinator/deploy/d1-up/result.json'), 'utf8')).not.toContain(SECRET);
+    // nix printed the token it was given, bare: redacted by its value, read from the switch's own file.
+    expect(status.tail).toContain('fetching with [redacted]: 200');
+    const result = readFileSync(join(h.root, 'var/lib/clawdinator/deploy/d1-up/result.json'), 'utf8');
+    expect(result).not.toContain(SECRET);
+    expect(result).not.toContain(FLAKE_TOKEN);
 
     // Asked again (a resumed job): the same answer, no second switch; the same sha again: nothing to do.
     expect(lastJson(h.run('switch-start', SHA, 'd1-up', '', ''), switchStartSchema, 'again').state).toBe('done');

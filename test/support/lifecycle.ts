@@ -12,7 +12,7 @@ import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
-import { createLogger } from '../../lib/log.js';
+import { createLogger, type Logger } from '../../lib/log.js';
 import { type SimFleet, type SimFleetOptions, simFleet } from './fleet.js';
 import { keyPair, lifecycleSettings, startWorker, testStepSigner } from './jobs.js';
 import { startRedis, type TestRedis } from './redis.js';
@@ -30,6 +30,8 @@ export interface LifecycleOptions {
   /** Who may do what (default: nobody is allowed anything by policy). */
   policy?: AuthorizationPolicy;
   agentRequestsPerHour?: number;
+  /** The worker's log (default: silent); a test that searches logs for a planted secret gives one. */
+  log?: Logger;
   /** The request id of `run`'s `n`th job on this fleet (default `req-<type>-<name>-<n>`). */
   requestId?: (type: string, name: string, n: number) => string;
 }
@@ -96,7 +98,7 @@ export function lifecycleHarness(
       types,
       publicKey: async (id) => known.get(id) ?? null,
       policy: { policy: options.policy ?? {}, redis, agentRequestsPerHour: options.agentRequestsPerHour ?? 3 },
-      log: createLogger('silent'),
+      log: options.log ?? createLogger('silent'),
       stepSigner: testStepSigner,
     },
     lifecycleSettings,
