@@ -1,6 +1,7 @@
 // `npm run bench`: one table for the whole project. Each row is a small function in the
 // file of its area; run a subset with `npm run bench -- <name> …`.
 import { cloudFleetStatus } from './cloud.js';
+import { deployOverhead } from './deploy.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
@@ -18,6 +19,7 @@ const benches: Record<string, Bench> = {
   'cloud-fleet-status': cloudFleetStatus,
   'status-500': fleetStatus500,
   'spawn-overhead': spawnOverhead,
+  'deploy-overhead': deployOverhead,
   'jobs-start-latency': jobStartLatency,
   'jobs-throughput': jobThroughput,
   'worker-idle-rss': workerIdleRss,
