@@ -9,7 +9,14 @@ import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { existingQueueNames, JobAdmin } from '../jobs/engine/admin.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import {
+  connectionFrom,
+  eventTrust,
+  publicKeys,
+  registryReader,
+  signerFrom,
+  workersPublicKey,
+} from '../jobs/engine/setup.js';
 import { doctorMember, type HostOpsDeps, memberLogs } from '../jobs/host/ops.js';
 import { createRedis } from '../jobs/redis.js';
 import { parsePublicKey } from '../jobs/signing.js';
@@ -49,27 +56,35 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'redisPasswordFile',
     'jobSigningKeyFile',
     'jobKeyId',
+    'jobPublicKeys',
     'fleetRegistryPath',
     'fleetRegistryBackend',
     'awsRegion',
     'deployerRoleArn',
     'opsChannelId',
     'instanceTypes',
+    'modelPrices',
   ]);
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
   const registry = registryReader(config, { log });
   const types = new JobTypes(jobTypes({ redis, registry, instanceTypes: config.instanceTypes }));
   const signer = signerFrom(config);
+  // Heartbeats, the workers' events and their questions' pending records verify against it.
+  const workersKey = workersPublicKey(config.jobPublicKeys);
   const enqueuer = new Enqueuer(connection, redis, types, signer);
-  const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types);
+  // Retries verify the original's signature (agents' keys from the registry).
+  const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
+    publicKey: publicKeys(config.jobPublicKeys, registry),
+  });
   const queue = new Queue(FLEET_QUEUE, { connection });
   const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
   const tokens = new TokenStore(redis);
   // The gateway's key also signs a human's answer to an agent's request.
-  deps.jobs = botJobs(enqueuer, { redis, signer });
-  deps.jobAdmin = botJobAdmin(enqueuer, admin);
-  deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue] });
+  deps.jobs = botJobs(enqueuer, { redis, signer, workersKey });
+  deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
+  deps.status = (detail) =>
+    fleetStatus({ registry, cloud, redis, workersKey, queues: [queue], prices: config.modelPrices, detail });
   // /doctor and /logs: the member's host over SSM, through the deployer role like /status.
   deps.host = hostOps({ cloud, registry });
   let relay: { stop(): Promise<void> } | undefined;
@@ -80,6 +95,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     startRelay(rest) {
       relay = startRelay({
         redis: createRedis(connection),
+        trust: eventTrust(config.jobPublicKeys, signer),
+        workersKey,
         rest,
         tokens,
         messages: new JobMessages(redis),

@@ -1,8 +1,10 @@
 // How a job event looks in Discord: a compact progress view (a bar, the current step, the
 // elapsed time), then the result. Events are data from workers; this is the only renderer.
+// A confirmation's buttons never come from the event: the caller passes those of the job's
+// signed pending record (approval.ts: readPending), or none.
 import { REBUILD_STAGES, rebuildStageOf } from '../jobs/ami/stages.js';
 import type { JobEvent } from '../jobs/engine/notify.js';
-import type { Reply } from './types.js';
+import type { Button, Reply } from './types.js';
 
 const BAR = 12;
 
@@ -20,7 +22,7 @@ export function bar(percent: number | undefined): string {
   return `${'▰'.repeat(filled)}${'▱'.repeat(BAR - filled)} ${Math.round(percent)}%`;
 }
 
-export function renderEvent(event: JobEvent, now: number): Reply {
+export function renderEvent(event: JobEvent, now: number, buttons: Button[] = []): Reply {
   const job = event.jobId ? `\`${event.jobId}\`` : '';
   const since = event.startedAt ? ` · ${elapsed(now - event.startedAt)}` : '';
   switch (event.kind) {
@@ -33,7 +35,7 @@ export function renderEvent(event: JobEvent, now: number): Reply {
     case 'alert':
       return { content: `🚨 ${event.text}` };
     case 'confirm':
-      return { content: `❓ ${event.text}`, buttons: event.buttons };
+      return buttons.length > 0 ? { content: `❓ ${event.text}`, buttons } : { content: `❓ ${event.text}` };
   }
 }
 

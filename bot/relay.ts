@@ -7,18 +7,28 @@
 //
 // An agent's question (a confirm event) is a channel message; the relay remembers it for
 // its job, and once a human answered, the job's progress and result edit that message.
+//
+// Nothing is rendered that does not verify (notify.ts: signed by a worker, the gateway or an
+// operator, not replayed, not stale); a dropped event is logged and never reaches Discord.
+// A question's buttons come from the job's signed pending record (approval.ts), only while it
+// lasts and only in the channel it names; never from the event.
+import type { KeyObject } from 'node:crypto';
 import { type REST, Routes } from 'discord.js';
 import type { Redis } from 'ioredis';
-import { consumeEvents, type JobEvent } from '../jobs/engine/notify.js';
-import { errorLine } from '../lib/errors.js';
+import { readPending } from '../jobs/engine/approval.js';
+import { consumeEvents, type EventTrust, type VerifiedEvent } from '../jobs/engine/notify.js';
 import type { Logger } from '../lib/log.js';
 import type { JobMessages, TokenStore } from './engine.js';
 import { renderEvent } from './progress.js';
-import type { Reply } from './types.js';
+import type { Button, Reply } from './types.js';
 
 export interface RelayOptions {
   /** A dedicated connection: the consumer blocks on it. */
   redis: Redis;
+  /** The control plane's public keys: what an event must verify against. */
+  trust: EventTrust;
+  /** The workers' public key (`schedule`): a question's pending record must verify against it. */
+  workersKey: KeyObject;
   rest: REST;
   tokens: TokenStore;
   /** The messages that asked a job's question; without it, every later event is a new message. */
@@ -48,12 +58,33 @@ function body(reply: Reply) {
   return { content: reply.content ?? '', components, allowed_mentions: { parse: [] } };
 }
 
+/**
+ * The buttons of a question posted to `channelId`: those of the job's signed pending record,
+ * while it has not expired and only in the channel it names; none otherwise.
+ */
+export async function questionButtons(
+  redis: Redis,
+  workersKey: KeyObject,
+  jobId: string | undefined,
+  channelId: string | undefined,
+  now: number,
+): Promise<Button[]> {
+  if (jobId === undefined) return [];
+  const pending = await readPending(redis, jobId, workersKey);
+  if (pending === null || pending.channelId !== channelId || now > pending.expiresAt * 1000) return [];
+  return pending.buttons;
+}
+
 export async function renderToDiscord(
-  event: JobEvent,
+  verified: VerifiedEvent,
   options: RelayOptions,
 ): Promise<'edited' | 'posted' | 'dropped'> {
+  const { event } = verified;
   const now = options.now?.() ?? Date.now();
-  const reply = renderEvent(event, now);
+  const channel = event.reply?.channelId ?? options.opsChannelId;
+  const buttons =
+    event.kind === 'confirm' ? await questionButtons(options.redis, options.workersKey, event.jobId, channel, now) : [];
+  const reply = renderEvent(event, now, buttons);
   const interactionId = event.reply?.interactionId;
   const stored = interactionId ? await options.tokens.get(interactionId) : null;
   if (stored) {
@@ -71,7 +102,6 @@ export async function renderToDiscord(
     return 'edited';
   }
   if (event.kind === 'progress') return 'dropped';
-  const channel = event.reply?.channelId ?? options.opsChannelId;
   if (channel === undefined) return 'dropped';
   const posted = (await options.rest.post(Routes.channelMessages(channel), { body: body(reply) })) as { id?: unknown };
   if (event.kind === 'confirm' && event.jobId && messages && typeof posted?.id === 'string') {
@@ -83,10 +113,11 @@ export async function renderToDiscord(
 export function startRelay(options: RelayOptions): { stop(): Promise<void> } {
   return consumeEvents(
     options.redis,
-    { consumer: options.consumer, blockMs: options.blockMs },
+    { consumer: options.consumer, blockMs: options.blockMs, trust: options.trust },
     async (event) => {
       await renderToDiscord(event, options);
     },
-    (err) => options.log.warn({ err: errorLine(err) }, 'relay: event not rendered'),
+    (err) => options.log.warn({ err }, 'relay: event not rendered'),
+    (streamId, reason) => options.log.warn({ streamId, reason }, 'relay: event dropped: it does not verify'),
   );
 }

@@ -18,12 +18,12 @@ import { ConfigError, OperationError, UsageError } from '../lib/errors.js';
 const ROLLOUTS = ['none', 'canary', 'all'] as const;
 type Rollout = (typeof ROLLOUTS)[number];
 
-function parseRev(value: string): string {
-  try {
-    return checkRev(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
+/**
+ * Checked in the action, not by commander: commander's own message would echo the value raw
+ * (a newline in it would break the one-line error).
+ */
+function rev(value: string | undefined): string | undefined {
+  return value === undefined ? undefined : checkRev(value);
 }
 
 function parseRollout(value: string): Rollout {
@@ -46,19 +46,20 @@ export function command(): Command {
   ami
     .command('rebuild')
     .description('queue the rebuild-ami job (as /rebuild-ami) and follow it; --local: run it here, building with Nix')
-    .option('--rev <rev>', 'sha, short sha, branch or tag (default: the head of CLAWDINATOR_PROJECT_BRANCH)', parseRev)
+    .option('--rev <rev>', 'sha, short sha, branch or tag (default: the head of CLAWDINATOR_PROJECT_BRANCH)')
     .option('--rollout <how>', 'none, canary (the first member) or all, one at a time', parseRollout, 'none')
     .option('--local', 'day 0: run the job in this process on a temporary redis-server and build the image here')
     .option('--yes', 'confirm a rollout: members are replaced')
     .option('--timeout <seconds>', 'how long to wait for the outcome', '14400')
     .action(async (opts: { rev?: string; rollout: Rollout; local?: boolean; yes?: boolean; timeout: string }) => {
+      rev(opts.rev);
       if (opts.local && opts.rollout !== 'none') {
         throw new UsageError('--local builds and registers the image only: a rollout needs the fleet’s workers');
       }
       if (opts.rollout !== 'none' && !opts.yes) {
         throw new UsageError(`--rollout ${opts.rollout} replaces members with the new image: confirm with --yes`);
       }
-      const data = { rev: opts.rev, rollout: opts.rollout, build: opts.local ? 'local' : 'peer' };
+      const data = { rev: rev(opts.rev), rollout: opts.rollout, build: opts.local ? 'local' : 'peer' };
       if (opts.local) return rebuildLocal(data, opts.timeout);
       const { runAsOperator } = await import('./fleet.js');
       await runAsOperator('rebuild-ami', data, opts.timeout);
@@ -66,8 +67,9 @@ export function command(): Command {
   ami
     .command('build')
     .description('build the raw image of a commit here with Nix (the flake’s packages.x86_64-linux.image)')
-    .option('--rev <rev>', 'sha, short sha, branch or tag (default: the head of CLAWDINATOR_PROJECT_BRANCH)', parseRev)
+    .option('--rev <rev>', 'sha, short sha, branch or tag (default: the head of CLAWDINATOR_PROJECT_BRANCH)')
     .action(async (opts: { rev?: string }) => {
+      rev(opts.rev);
       const { revisionResolver, machineName } = await import('./ami-deps.js');
       const { NixImageBuilder, imageFlake } = await import('../jobs/ami/builder.js');
       const config = loadConfig(['projectRepo', 'projectBranch', 'amiFlake']);
@@ -86,8 +88,9 @@ export function command(): Command {
       'upload a raw image to s3://<bucket>/images/clawdinator-nixos-<ts>-<shortsha>.raw (multipart, checksum)',
     )
     .argument('<path>', 'the raw image (ami build prints it)')
-    .requiredOption('--rev <sha>', 'the full commit sha it was built from', parseRev)
+    .requiredOption('--rev <sha>', 'the full commit sha it was built from')
     .action(async (path: string, opts: { rev: string }) => {
+      rev(opts.rev);
       if (!isFullSha(opts.rev)) throw new UsageError('--rev: the full 40-hex commit sha the image was built from');
       const { cloud, config } = await stageCloud();
       const { imageNaming, throttledProgress } = await import('../jobs/ami/image.js');
@@ -104,7 +107,7 @@ export function command(): Command {
     .command('import')
     .description('ImportSnapshot (vmimport role), RegisterImage, tag image and snapshot, wait until available')
     .argument('<object>', 's3://<bucket>/images/clawdinator-nixos-<ts>-<shortsha>.raw (ami upload prints it)')
-    .requiredOption('--rev <sha>', 'the full commit sha it was built from', parseRev)
+    .requiredOption('--rev <sha>', 'the full commit sha it was built from')
     .option('--built-by <name>', 'what built it (the clawdinator:built-by tag; default this machine)')
     .action(async (object: string, opts: { rev: string; builtBy?: string }) => {
       await importStage(object, opts.rev, opts.builtBy);
@@ -156,6 +159,7 @@ async function registry() {
 
 /** `ami import`: the job's import and register stages, waiting here (the job re-delays instead). */
 async function importStage(object: string, sha: string, builtBy: string | undefined): Promise<void> {
+  rev(sha);
   if (!isFullSha(sha)) throw new UsageError('--rev: the full 40-hex commit sha the image was built from');
   const match =
     /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(images\/clawdinator-nixos-(\d{14})-([0-9a-f]{7})\.raw)$/.exec(object);

@@ -6,6 +6,7 @@
 import type { Cloud } from '../jobs/cloud/types.js';
 import type { DeployTokens, FastLaneDeps } from '../jobs/fastlane/deps.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
+import { OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { revisionResolver } from './ami-deps.js';
 
@@ -49,5 +50,17 @@ async function deployTokens(projectRepo: string, log?: Logger): Promise<DeployTo
   const { createGitHubInstallation, githubAppOptions } = await import('../jobs/github/app.js');
   const installation = createGitHubInstallation(githubAppOptions(app, log));
   const repository = projectRepo.slice(projectRepo.indexOf('/') + 1);
-  return { mint: async () => (await installation.scopedToken(repository, { contents: 'read' })).token };
+  return {
+    async mint() {
+      const minted = await installation.mintNarrowed({ repositories: [repository], permissions: { contents: 'read' } });
+      // Handed to root's nix on a host: refused when GitHub granted more than reading this repository.
+      const extra = Object.entries(minted.permissions).filter(
+        ([k, v]) => k !== 'metadata' && !(k === 'contents' && v === 'read'),
+      );
+      if (extra.length > 0 || minted.repositories === 'all' || minted.repositories.length !== 1) {
+        throw new OperationError(`the flake token for ${projectRepo} was granted more than reading it`);
+      }
+      return minted.token;
+    },
+  };
 }

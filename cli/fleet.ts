@@ -12,7 +12,7 @@ import { DEFAULT_LOG_UNIT, LOG_LINES_DEFAULT, LOG_LINES_MAX, LOG_UNITS } from '.
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom, workersPublicKey } from '../jobs/engine/setup.js';
 import { checkRev } from '../jobs/github/revision.js';
 import { checkTarget } from '../jobs/host/ops.js';
 import { createRedis } from '../jobs/redis.js';
@@ -36,7 +36,11 @@ export function command(): Command {
         'fleetRegistryBackend',
         'awsRegion',
         'deployerRoleArn',
+        'jobPublicKeys',
+        'modelPrices',
       ]);
+      // Before connecting: a heartbeat is believed only if it verifies with the workers' key.
+      const workersKey = workersPublicKey(config.jobPublicKeys);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
       const queue = new Queue(FLEET_QUEUE, { connection });
@@ -45,7 +49,10 @@ export function command(): Command {
           registry: registryReader(config),
           cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
           redis,
+          workersKey,
           queues: [queue],
+          prices: config.modelPrices,
+          detail: name,
         });
         if (opts.json) {
           process.stdout.write(
@@ -177,6 +184,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
     'awsRegion',
     'deployerRoleArn',
     'efsId',
+    'agentDirectKeys',
   ]);
   const entry = (await registryReader(config)())[name];
   if (entry === undefined) throw new UsageError(`${name} is not in the fleet registry`);
@@ -196,6 +204,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
       efsId: config.efsId ?? null,
       redisUrl: fleetRedisUrl(),
       secrets: { discordToken: entry.discordTokenSecret, agentKey: agentKeySecret(name) },
+      agentKeys: config.agentDirectKeys,
     },
   );
   const where = `s3://${config.bootstrapBucket}/${result.prefix}/`;

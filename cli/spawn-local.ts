@@ -108,8 +108,8 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
         memory: deps.memory,
         audit: deps.audit,
         fleet,
-        ami: deps.ami,
         instanceTypes: deps.instanceTypes,
+        ami: deps.ami,
       }),
     );
     const operatorKey = createPublicKey(signer.key);
@@ -188,7 +188,7 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
       try {
         await fn();
       } catch (err) {
-        deps.log.warn({ err: errorLine(err) }, 'local engine: clean-up step failed');
+        deps.log.warn({ err }, 'local engine: clean-up step failed');
       }
     }
   }

@@ -1,16 +1,21 @@
 // The fleet at a glance: for each registry member, what EC2 says (state, instance, AMI,
 // launch time), what SSM says (ping), and its worker's heartbeat — gathered in as few calls
 // as the services allow (EC2: one paginated listing, ⌈N/1000⌉ calls; SSM: ⌈N/50⌉; heartbeats:
-// one Redis round trip) — plus queue counts and the next scheduled runs.
+// one Redis round trip; for a member shown in detail, its build info in another beside it) —
+// plus queue counts and the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
+// is priced here with the settings' prices.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
+import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
+import { type BuildInfo, formatBuildInfo, readBuildInfos } from './build-info.js';
 import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
 import { type Heartbeat, parseHeartbeat } from './engine/heartbeat.js';
 import { keys } from './engine/keys.js';
 import { LAST_DEPLOY_KEY, type LastDeploy, parseLastDeploy } from './fastlane/deps.js';
+import { formatUsage, type ModelPrices, type UsageTotals, usageTotals } from './usage.js';
 
 export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing';
 
@@ -47,6 +52,10 @@ export interface MemberStatus {
   olderImage: boolean;
   /** Its heartbeat reports a revision other than the last successful deploy's. */
   notOnLastDeploy: boolean;
+  /** Today's model usage (UTC day) from the heartbeat, priced with the settings; null: not reported. */
+  usage?: (UsageTotals & { day: string }) | null;
+  /** What the host was built from (its worker's copy of /etc/clawdinator/build-info.json). */
+  build?: BuildInfo | null;
 }
 
 export interface QueueCounts {
@@ -77,8 +86,14 @@ export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
   cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus' | 'findLatestAmi'>;
   redis: Redis;
+  /** The workers' public key: a heartbeat that does not verify with it reads as absent. */
+  workersKey: KeyObject;
   queues: Queue[];
   now?: () => number;
+  /** USD per million tokens (CLAWDINATOR_MODEL_PRICES); without: usage shows no cost. */
+  prices?: ModelPrices;
+  /** The member shown in detail: its build info is read too (one more Redis command, beside the heartbeats). */
+  detail?: string;
 }
 
 function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
@@ -100,10 +115,11 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const registry = await deps.registry();
   const names = Object.keys(registry).sort();
   // The newest image is one DescribeImages call, whatever the fleet's size.
-  const [instances, { heartbeats, lastDeploy }, newest] = await Promise.all([
+  const [instances, { heartbeats, lastDeploy }, newest, builds] = await Promise.all([
     deps.cloud.listFleetInstances(),
-    readRedisState(deps.redis, names),
+    readRedisState(deps.redis, names, deps.workersKey, now),
     deps.cloud.findLatestAmi(),
+    readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
   ]);
   const deployed = lastDeploy?.ok ? lastDeploy.sha : null;
   const newestAmi = newest?.imageId ?? null;
@@ -157,6 +173,8 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
         instance !== undefined &&
         instance.state !== 'terminated' &&
         instance.imageId !== newestAmi,
+      usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
+      ...(builds.has(name) ? { build: builds.get(name) ?? null } : {}),
     };
   });
   const strays = instances
@@ -173,13 +191,20 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   };
 }
 
-/** Every member's heartbeat and the last deploy, in one Redis round trip (one MGET). */
+/** Every member's heartbeat (verified) and the last deploy, in one Redis round trip (one MGET). */
 async function readRedisState(
   redis: Redis,
   names: string[],
+  workersKey: KeyObject,
+  now: number,
 ): Promise<{ heartbeats: Map<string, Heartbeat | null>; lastDeploy: LastDeploy | null }> {
   const values = await redis.mget([...names.map((n) => keys.heartbeat(n)), LAST_DEPLOY_KEY]);
-  const heartbeats = new Map(names.map((n, i) => [n, parseHeartbeat(values[i] ?? null, n)]));
+  const heartbeats = new Map(
+    names.map((n, i) => {
+      const raw = values[i] ?? null;
+      return [n, raw === null ? null : parseHeartbeat(raw, n, workersKey, now)];
+    }),
+  );
   return { heartbeats, lastDeploy: parseLastDeploy(values[names.length] ?? null) };
 }
 
@@ -227,9 +252,10 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? revisionText(m.heartbeat) : '—',
-      ...(m.olderImage ? ['⚠️ older image'] : []),
+      ...(m.usage ? [`models today: ${formatUsage(m.usage)}`] : []),
       ...deployWarning(status, m),
       ...hostWarnings(m).map((w) => `⚠️ ${w}`),
+      ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -248,6 +274,7 @@ export function formatStatus(status: FleetStatus): string {
 
 export function formatMember(status: FleetStatus, name: string): string | null {
   const m = status.members.find((x) => x.name === name);
+  const now = Date.parse(status.generatedAt);
   if (m === undefined) return null;
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
@@ -259,6 +286,8 @@ export function formatMember(status: FleetStatus, name: string): string | null {
       ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}${m.heartbeat.switchedAt ? ` (since ${m.heartbeat.switchedAt})` : ''}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
       : 'worker: no heartbeat',
     ...deployWarning(status, m),
+    m.usage ? `models today (${m.usage.day} UTC): ${formatUsage(m.usage)}` : 'models today: not reported',
+    ...(m.build ? formatBuildInfo(m.build, now) : ['build: not reported']),
     ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

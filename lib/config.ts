@@ -8,6 +8,7 @@
 // Adding a setting is one line in `settings` plus its schema.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { agentConfigProblem, modelRef, PROXY_PROVIDERS, rawAgentConfig, thinkingLevel } from './agent-config.js';
 import { ConfigError } from './errors.js';
 
 interface Setting<S extends z.ZodTypeAny> {
@@ -71,6 +72,14 @@ const owner = z
     const [uid, gid] = v.split(':').map(Number) as [number, number];
     return { uid, gid };
   });
+/** An http(s) origin without a path, user or query (where the model proxy forwards). */
+const httpOrigin = z
+  .string()
+  .url()
+  .refine((u) => {
+    const url = new URL(u);
+    return /^https?:$/.test(url.protocol) && url.pathname === '/' && url.search === '' && url.username === '';
+  }, 'an http(s) origin like https://api.anthropic.com');
 const redisUrl = z
   .string()
   .url()
@@ -182,6 +191,11 @@ export const settings = {
     'CLAWDINATOR_HEARTBEAT_TTL',
     z.coerce.number().int().min(2).max(3600).default(90),
     'seconds from 2 to 3600',
+  ),
+  healthSweepSeconds: setting(
+    'CLAWDINATOR_HEALTH_SWEEP_SECONDS',
+    z.coerce.number().int().min(2).max(3600).default(60),
+    'seconds from 2 to 3600 (the same on every host)',
   ),
   opsChannelId: setting(
     'CLAWDINATOR_OPS_CHANNEL_ID',
@@ -438,6 +452,65 @@ export const settings = {
     z.enum(['refuse', 'allow']).default('refuse'),
     'refuse or allow',
   ),
+  // GitHub for the agents (jobs/github/): the org sync, the agents' narrowed tokens, repo seeds.
+  githubOrg: setting(
+    'CLAWDINATOR_GITHUB_ORG',
+    z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/),
+    'the GitHub organization to sync into the memory (its login)',
+  ),
+  githubSyncExclude: setting(
+    'CLAWDINATOR_GITHUB_SYNC_EXCLUDE',
+    z.array(z.string().regex(/^([A-Za-z0-9-]{1,39}\/)?[A-Za-z0-9._-]{1,100}$/)).default([]),
+    'a JSON list of repositories (name or owner/name) the sync leaves out',
+    true,
+  ),
+  githubTokenDir: setting(
+    'CLAWDINATOR_GITHUB_TOKEN_DIR',
+    absolutePath.default('/run/clawdinator-github'),
+    'an absolute directory path (the control plane’s, readable by the agent’s group)',
+  ),
+  githubTokenRefreshMinutes: setting(
+    'CLAWDINATOR_GITHUB_TOKEN_REFRESH_MINUTES',
+    z.coerce.number().int().min(5).max(50).default(45),
+    'minutes from 5 to 50 (a token lives 60)',
+  ),
+  githubAgentRepos: setting(
+    'CLAWDINATOR_GITHUB_AGENT_REPOS',
+    z
+      .array(z.string().regex(/^([A-Za-z0-9-]{1,39}\/)?[A-Za-z0-9._-]{1,100}$/))
+      .max(500)
+      .default([]),
+    'a JSON list of repository names for the agents’ token ([]: every repository of the installation but the registry’s)',
+    true,
+  ),
+  githubAgentPermissions: setting(
+    'CLAWDINATOR_GITHUB_AGENT_PERMISSIONS',
+    z
+      .record(z.string().regex(/^[a-z_]{1,40}$/), z.enum(['read', 'write']))
+      .refine((p) => Object.keys(p).length > 0, 'at least one permission')
+      .default({ metadata: 'read', contents: 'write', pull_requests: 'write', issues: 'write' }),
+    'a JSON map of GitHub App permission to read or write',
+    true,
+  ),
+  agentGroup: setting(
+    'CLAWDINATOR_AGENT_GROUP',
+    z
+      .string()
+      .regex(/^([a-z_][a-z0-9_-]{0,31}|\d{1,10})$/)
+      .default('clawdinator'),
+    'the agent’s group (a name or a gid)',
+  ),
+  githubWebUrl: setting(
+    'CLAWDINATOR_GITHUB_WEB_URL',
+    z.string().url().optional(),
+    'the https URL git clones from (default: from CLAWDINATOR_GITHUB_API_URL, https://github.com)',
+  ),
+  repoSeedsArchive: setting(
+    'CLAWDINATOR_REPO_SEEDS_ARCHIVE',
+    absolutePath.default('/var/lib/clawdinator/repo-seeds.tar.zst'),
+    'an absolute file path (the seeds the bootstrap staged)',
+  ),
+  reposDir: setting('CLAWDINATOR_REPOS_DIR', absolutePath.optional(), 'an absolute directory path (default ~/repos)'),
   // The project's own repository and branch: what `rev` is resolved in (default: the branch's
   // head) and what the image (and later the fast lane, /deploy) is built from.
   projectRepo: setting(
@@ -526,6 +599,137 @@ export const settings = {
     z.coerce.number().int().min(1).max(600).default(30),
     'seconds from 1 to 600',
   ),
+  // The agent runtime (lib/agent-config.ts): what every member's openclaw configuration
+  // starts from; a member's registry entry (`agent`) overrides it.
+  agentGuildId: setting('CLAWDINATOR_AGENT_GUILD_ID', snowflake.optional(), 'the Discord guild the agents answer in'),
+  agentChannelIds: setting(
+    'CLAWDINATOR_AGENT_CHANNEL_IDS',
+    snowflakes.max(50).default([]),
+    'a JSON list of the channel ids the agents answer in (when mentioned)',
+    true,
+  ),
+  agentModel: setting(
+    'CLAWDINATOR_AGENT_MODEL',
+    modelRef.default('openai/gpt-5.2-codex'),
+    'a model like anthropic/claude-opus-4-6 (provider/model)',
+  ),
+  agentFallbackModels: setting(
+    'CLAWDINATOR_AGENT_FALLBACK_MODELS',
+    z.array(modelRef).max(5).default(['anthropic/claude-opus-4-6']),
+    'a JSON list of up to 5 models (provider/model)',
+    true,
+  ),
+  agentThinking: setting(
+    'CLAWDINATOR_AGENT_THINKING',
+    thinkingLevel.default('high'),
+    'one of off, minimal, low, medium, high',
+  ),
+  agentMaxConcurrent: setting(
+    'CLAWDINATOR_AGENT_MAX_CONCURRENT',
+    z.coerce.number().int().min(1).max(16).default(4),
+    'a whole number from 1 to 16',
+  ),
+  // Any other openclaw setting for every member, merged over the defaults; the same rules as a
+  // member's override (the Discord interrupt rule, DMs off, loopback gateway).
+  agentConfig: setting(
+    'CLAWDINATOR_AGENT_CONFIG',
+    rawAgentConfig.default({}).superRefine((c, ctx) => {
+      const problem = agentConfigProblem(c);
+      if (problem !== null) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    }),
+    'a JSON object of openclaw settings (see README: the agent runtime)',
+    true,
+  ),
+  // Providers the runtime cannot reach through the model proxy: provider id → the secret
+  // (under clawdinator/fleet/) whose value the bootstrap gives the agent as a file.
+  agentDirectKeys: setting(
+    'CLAWDINATOR_AGENT_DIRECT_KEYS',
+    z
+      .record(
+        z.string().regex(/^[a-z][a-z0-9-]{0,40}$/),
+        z.string().regex(/^clawdinator\/fleet\/[A-Za-z0-9/_+=.@-]{1,200}$/),
+      )
+      .refine(
+        (m) => Object.keys(m).every((p) => !(p in PROXY_PROVIDERS)),
+        'a provider the proxy serves keeps its key with the proxy',
+      )
+      .default({}),
+    'a JSON map of provider id to a secret name under clawdinator/fleet/',
+    true,
+  ),
+  // The runtime's state (logs, cron store, gateway token), outside the agent's home so that no
+  // root-run part of the system (tmpfiles, systemd's log files) works inside a dir the agent owns.
+  agentStateDir: setting(
+    'CLAWDINATOR_AGENT_STATE_DIR',
+    absolutePath.default('/var/lib/clawdinator-agent'),
+    'an absolute directory path',
+  ),
+  // seed-workspace: the templates (the package's workspace/, /etc/clawdinator/workspace on a
+  // host), the tool list the module renders at build time, and the hashes of what it seeded.
+  workspaceTemplatesDir: setting(
+    'CLAWDINATOR_WORKSPACE_TEMPLATES',
+    absolutePath.default('/etc/clawdinator/workspace'),
+    'an absolute directory path',
+  ),
+  toolsFile: setting(
+    'CLAWDINATOR_TOOLS_FILE',
+    absolutePath.default('/etc/clawdinator/tools.md'),
+    'an absolute file path',
+  ),
+  workspaceManifest: setting(
+    'CLAWDINATOR_WORKSPACE_MANIFEST',
+    absolutePath.default('/var/lib/clawdinator-agent/workspace-seed.json'),
+    'an absolute file path',
+  ),
+  // The model proxy (jobs/proxy/): a loopback port only the agent's uid may connect to
+  // (nix/agent.nix's nftables rule), the keys only the ops user reads.
+  modelProxyPort: setting(
+    'CLAWDINATOR_MODEL_PROXY_PORT',
+    z.coerce.number().int().min(1024).max(65_535).default(18_780),
+    'a TCP port from 1024 to 65535',
+  ),
+  anthropicApiKeyFile: setting(
+    'CLAWDINATOR_ANTHROPIC_API_KEY_FILE',
+    absolutePath.optional(),
+    'the path of the file holding the Anthropic API key',
+  ),
+  openaiApiKeyFile: setting(
+    'CLAWDINATOR_OPENAI_API_KEY_FILE',
+    absolutePath.optional(),
+    'the path of the file holding the OpenAI API key',
+  ),
+  // Where each provider's requests go (tests point them at a loopback stand-in).
+  modelUpstreams: setting(
+    'CLAWDINATOR_MODEL_UPSTREAMS',
+    z.object({ anthropic: httpOrigin.optional(), openai: httpOrigin.optional() }).strict().default({}),
+    'a JSON map of anthropic/openai to an http(s) origin',
+    true,
+  ),
+  // USD per million tokens; a key ending in * matches model ids by prefix (the longest wins).
+  modelPrices: setting(
+    'CLAWDINATOR_MODEL_PRICES',
+    z
+      .record(
+        z.string().regex(/^[A-Za-z0-9._:@/-]{1,100}\*?$/),
+        z
+          .object({
+            input: z.number().min(0),
+            output: z.number().min(0),
+            cacheRead: z.number().min(0).optional(),
+            cacheWrite: z.number().min(0).optional(),
+          })
+          .strict(),
+      )
+      .default({}),
+    'a JSON map of model (or prefix*) to {input, output, cacheRead, cacheWrite} in USD per million tokens',
+    true,
+  ),
+  // Per member per UTC day: crossing it posts one alert in the ops channel that day.
+  modelDailyBudgetUsd: setting(
+    'CLAWDINATOR_MODEL_DAILY_BUDGET_USD',
+    z.coerce.number().positive().max(1_000_000).optional(),
+    'US dollars per member per day, a positive number',
+  ),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
 export type Settings = typeof settings;
@@ -577,7 +781,12 @@ function parseSetting(name: string, def: Setting<z.ZodTypeAny>, envValue: string
     const missing = raw === undefined;
     // For structured settings, say where inside the value it went wrong (never the value).
     const issue = parsed.error.issues[0];
-    const at = issue && issue.path.length > 0 ? ` (at ${issue.path.join('.')}: ${issue.message})` : '';
+    const at =
+      issue && issue.path.length > 0
+        ? ` (at ${issue.path.join('.')}: ${issue.message})`
+        : issue?.code === 'custom'
+          ? ` (${issue.message})`
+          : '';
     throw new ConfigError(`config: ${where} ${missing ? 'is not set' : 'is invalid'}: expected ${def.expected}${at}`);
   }
   return parsed.data;

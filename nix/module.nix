@@ -156,9 +156,32 @@ let
         ExecStartPre = "+${pkgs.coreutils}/bin/install -d -m 2770 -o root -g ${ids.memory.group} ${paths.memory}";
       };
     };
-    clawdinator-gateway = opsExtra;
+    clawdinator-seed-repos = {
+      wantedBy = lib.optional named "multi-user.target";
+      path = [
+        pkgs.git
+        pkgs.gnutar
+        pkgs.zstd
+      ];
+      serviceConfig = {
+        ReadWritePaths = [ paths.agentHome ];
+        # Its own home: ProtectHome would hide it.
+        ProtectHome = false;
+        TimeoutStartSec = "30min";
+      };
+    };
+    # The gateway serves the agent's request socket.
+    clawdinator-gateway = opsExtra // {
+      serviceConfig = opsExtra.serviceConfig // {
+        ReadWritePaths = opsExtra.serviceConfig.ReadWritePaths ++ [ (dirOf paths.requestSocket) ];
+      };
+    };
+    # The worker writes the agent's GitHub token files and runs terraform.
     clawdinator-worker = opsExtra // {
       path = [ pkgs.util-linux tofu ] ++ cfg.extraOpsPackages;
+      serviceConfig = opsExtra.serviceConfig // {
+        ReadWritePaths = opsExtra.serviceConfig.ReadWritePaths ++ [ paths.githubTokens ];
+      };
     };
   };
   opsExtra = {
@@ -263,6 +286,13 @@ let
       ${body}
     '';
   memoryTools = [
+    # The original's name for the agent's early token refresh: a signed request to this host's
+    # ops gateway (the worker mints it; the agent never holds the App key).
+    (pkgs.writeShellScriptBin "clawdinator-gh-refresh" ''
+      set -euo pipefail
+      [ $# -eq 0 ] || { echo "usage: clawdinator-gh-refresh" >&2; exit 2; }
+      exec ${clawdinator} request gh-refresh
+    '')
     (memoryTool "memory-read" ''
       [ $# -eq 1 ] || { echo "usage: memory-read FILE" >&2; exit 2; }
       exec ${clawdinator} memory read -- "$1"
@@ -299,6 +329,9 @@ let
   ];
 in
 {
+  # The agent runtime, its model proxy's firewall rule, toolchain and host basics.
+  imports = [ ./agent.nix ];
+
   options.services.clawdinator = {
     enable = mkEnableOption "a CLAWDINATOR host (agent user, shared memory, ops bot gateway and job worker)";
 
@@ -431,6 +464,15 @@ in
       cfg.package
       pkgs.util-linux
     ] ++ memoryTools ++ hostScripts;
+
+    # The agent's GitHub identity: gh reads the token files the worker keeps fresh (hosts.yml;
+    # no GH_TOKEN in any environment, which gh would prefer and which would go stale), git the
+    # App's bot name and gh as its credential helper.
+    environment.variables.GH_CONFIG_DIR = paths.githubTokens;
+    programs.git = {
+      enable = true;
+      config.include.path = "${paths.githubTokens}/gitconfig";
+    };
 
     # Workspace templates for the agent (seeded into its workspace by the bootstrap).
     environment.etc."clawdinator/workspace".source = "${cfg.package}/lib/clawdinator/workspace";

@@ -13,12 +13,16 @@
 //   <dir>/sandbox.log    the log (JSON lines)
 //   <dir>/cloud.json     written at stop: the simulated cloud's instances and bucket objects
 //
+// GitHub is simulated too (jobs/github/sim.ts, on a loopback port, with an App key made at
+// each start): the org `openclaw` is synced into the memory at start by the real org sync, so
+// `/memory read path:github/prs.md` shows it, and the github-sync schedule keeps it synced.
+//
 // Every start builds a fresh simulated cloud from the registry: each member running and
 // online (with its worker's heartbeat and host queue), the token pool's secrets, the images.
 // The fleet cap and the spawn rate come from the settings (CLAWDINATOR_FLEET_MAX_SIZE, 5 by
 // default; CLAWDINATOR_SPAWNS_PER_HOUR) and reach the lifecycle jobs through FleetDeps.
 
-import { createPrivateKey, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -36,19 +40,22 @@ import { FLEET_QUEUE, hostQueue, keys as redisKeys } from '../../jobs/engine/key
 import { consumeEvents, GATEWAY_GROUP, type JobEvent } from '../../jobs/engine/notify.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
-import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
+import { eventTrust, publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { type FastLaneDeps, fastLaneSchedules } from '../../jobs/fastlane/deps.js';
+import { createGitHubInstallation } from '../../jobs/github/app.js';
+import { syncOrg } from '../../jobs/github/org-sync.js';
 import { staticResolver } from '../../jobs/github/revision.js';
+import { SimGitHub } from '../../jobs/github/sim.js';
 import { doctorMember, memberLogs } from '../../jobs/host/ops.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
+import { publicHalf } from '../../jobs/signing.js';
 import { fleetStatus } from '../../jobs/status.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { Actor } from '../../lib/actor.js';
 import { loadConfig } from '../../lib/config.js';
-import { errorLine } from '../../lib/errors.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
 import { initMemory } from '../../memory/init.js';
@@ -58,7 +65,8 @@ import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
 import { botJobAdmin, botJobs, redisClaim } from '../engine.js';
 import { renderEvent } from '../progress.js';
-import type { BotDeps, Reply } from '../types.js';
+import { questionButtons } from '../relay.js';
+import type { BotDeps, Button, Reply } from '../types.js';
 import { type SandboxRedis, startSandboxRedis } from './redis.js';
 import { type JobEnd, JobTracker } from './tracker.js';
 import {
@@ -71,9 +79,11 @@ import {
   SANDBOX_BRANCH,
   SANDBOX_BUCKET,
   SANDBOX_OPS_CHANNEL,
+  SANDBOX_ORG,
   SANDBOX_REFS,
   SANDBOX_REPO,
   sandboxHostSecrets,
+  sandboxOrg,
   sandboxPolicy,
   writeSigningKeys,
 } from './world.js';
@@ -123,6 +133,8 @@ export interface Sandbox {
   readonly deps: BotDeps;
   readonly session: ConsoleSession;
   readonly registryPath: string;
+  /** The simulated GitHub's URL and the org it holds. */
+  readonly github: { url: string; org: string };
   /** Runs a line through the console session; with `waitMs`, waits for the jobs it started. */
   runLine(line: string, options?: { waitMs?: number }): Promise<LineResult>;
   /** Jobs started since the last runLine/waitForJobs, awaited. */
@@ -155,7 +167,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       try {
         await fn();
       } catch (err) {
-        log.warn({ err: errorLine(err) }, 'sandbox: clean-up step failed');
+        log.warn({ err }, 'sandbox: clean-up step failed');
       }
     }
     cleanups.length = 0;
@@ -225,6 +237,28 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       // Waits re-delay the job; poll the sim often enough to follow it at its pace.
       waits: { pollMs: options.fast ? 200 : 1000 },
     };
+    // The audit as on a host: the journal (sandbox.log), one object per event in the
+    // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
+    const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
+    // The simulated GitHub and the App's installation on it; the org synced once before the
+    // first line runs (the schedule's own first run then finds it unchanged).
+    const appKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const github = await new SimGitHub({
+      appId: '1',
+      installationId: '1',
+      publicKey: appKey.publicKey,
+      org: sandboxOrg(),
+    }).start();
+    cleanups.push(() => github.stop());
+    const installation = createGitHubInstallation({
+      appId: '1',
+      installationId: '1',
+      privateKeyPem: appKey.privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+      apiUrl: github.url,
+      log,
+    });
+    const sync = () => syncOrg({ installation, memory, org: SANDBOX_ORG, log });
+    await sync();
     const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
     // The image pipeline on the simulated cloud: revs resolve among the sandbox's refs, and the
     // "build" is a clearly labelled stand-in writing a small file (no Nix here). This process's
@@ -253,9 +287,6 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         ? { pollMs: 500, verifyTimeoutMs: 3000, handoffMs: 2000 }
         : { pollMs: 1000, verifyTimeoutMs: 60_000, handoffMs: 10_000 },
     };
-    // The audit as on a host: the journal (sandbox.log), one object per event in the
-    // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
-    const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
     const typeDeps: JobTypeDeps = {
       redis,
       registry,
@@ -263,11 +294,16 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       memory,
       audit,
       fleet,
+      github: { sync },
       ami,
       lane,
     };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
+    const workersKey = publicHalf(schedule.key);
+    // The schedules, as every worker keeps them: the self-update too, when
+    // CLAWDINATOR_SELF_UPDATE_CRON is set (the workers admit each one's runs by these).
+    const scheduleDefs = [...FLEET_SCHEDULES, ...fastLaneSchedules(loadConfig(['selfUpdateCron']))];
     const workerDeps = {
       connection,
       redis,
@@ -276,6 +312,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       policy: { policy: sandboxPolicy, redis, agentRequestsPerHour: 3 },
       log,
       stepSigner: schedule,
+      schedules: scheduleDefs,
     };
     const settings: WorkerSettings = {
       concurrency: 4,
@@ -299,11 +336,13 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await closeWorker(runtime.worker, log);
       await runtime.heartbeat.stop();
     };
-    // Each host's heartbeat reports the revision it runs and since when (as the worker reads
-    // its build info at every beat); a switch restarts the worker, or leaves it down.
+    // Each host's heartbeat, signed with the workers' key as a real host's worker signs its
+    // own, reports the revision it runs and since when (as the worker reads its build info at
+    // every beat); a switch restarts the worker, or leaves it down.
     const beat = (host: SimHost) =>
       startHeartbeat({
         redis,
+        signer: schedule,
         host: host.name,
         instanceId: host.instanceId,
         version,
@@ -315,7 +354,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         ttlSeconds: HEARTBEAT_TTL_SECONDS,
         activeJobs: () =>
           (hosts.get(host.name)?.worker.active ?? 0) + (host.name === FIRST_HOST ? fleetWorker.active : 0),
-        onError: (err) => log.warn({ host: host.name, err: errorLine(err) }, 'heartbeat failed'),
+        onError: (err) => log.warn({ host: host.name, err }, 'heartbeat failed'),
       });
     const onOnline = (host: SimHost) => {
       if (hosts.has(host.name)) return;
@@ -333,12 +372,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         .then(() => {
           if (workerUp && hosts.get(host.name) === runtime) runtime.heartbeat = beat(host);
         })
-        .catch((err) => log.warn({ err: errorLine(err) }, 'sandbox: heartbeat restart failed'));
+        .catch((err) => log.warn({ err }, 'sandbox: heartbeat restart failed'));
     });
     cleanups.push(() => offSwitched());
     const offOnline = cloud.onHostOnline(onOnline);
     const offOffline = cloud.onHostOffline((host) => {
-      void stopHost(host.name).catch((err) => log.warn({ err: errorLine(err) }, 'sandbox: host stop failed'));
+      void stopHost(host.name).catch((err) => log.warn({ err }, 'sandbox: host stop failed'));
     });
     cleanups.push(async () => {
       offOnline();
@@ -347,7 +386,6 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
 
     // The schedules, as every worker keeps them (one leader at a time; here there is one).
-    const selfUpdate = loadConfig(['selfUpdateCron']);
     const fleetQueue = new Queue(FLEET_QUEUE, { connection });
     cleanups.push(() => fleetQueue.close());
     const upsert = async () => {
@@ -357,13 +395,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           redis,
           signer: schedule,
           types,
-          // The self-update too, when CLAWDINATOR_SELF_UPDATE_CRON is set.
-          defs: [...FLEET_SCHEDULES, ...fastLaneSchedules(selfUpdate)],
+          defs: scheduleDefs,
           workerId: `sandbox-${process.pid}`,
         });
         if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
       } catch (err) {
-        log.warn({ err: errorLine(err) }, 'schedules not upserted');
+        log.warn({ err }, 'schedules not upserted');
       }
     };
     await upsert();
@@ -385,11 +422,26 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       attachmentOrigins: [],
       now: () => new Date(),
       // The gateway's key also signs answers to an agent's question (shown with /press ids).
-      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway })),
+      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway, workersKey })),
       jobAdmin: tracker.wrapAdmin(
-        botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
+        botJobAdmin(
+          enqueuer,
+          new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
+            publicKey: workerDeps.publicKey,
+          }),
+          sandboxPolicy,
+        ),
       ),
-      status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      status: (detail) =>
+        fleetStatus({
+          registry,
+          cloud,
+          redis,
+          workersKey,
+          queues: [fleetQueue],
+          now: () => cloud.clock.now(),
+          detail,
+        }),
       host: {
         doctor: (name) => doctorMember({ cloud, registry }, name),
         logs: (request) => memberLogs({ cloud, registry }, request),
@@ -401,17 +453,27 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     await redis.xgroup('CREATE', redisKeys.events, GATEWAY_GROUP, '$', 'MKSTREAM').catch((err: Error) => {
       if (!err.message.includes('BUSYGROUP')) throw err;
     });
+    // As the gateway's relay: only events that verify, buttons only from a signed pending record.
     const relay = consumeEvents(
       createRedis(connection),
-      { consumer: `sandbox-${process.pid}`, blockMs: 1000 },
-      async (event) => {
+      {
+        consumer: `sandbox-${process.pid}`,
+        blockMs: 1000,
+        trust: eventTrust({ gateway: keys.gateway.publicKeyPem, schedule: keys.schedule.publicKeyPem }),
+      },
+      async ({ event }) => {
         if (shown(event)) {
-          options.print(renderForConsole(event));
-          session.shown((event.buttons ?? []).map((b) => b.id));
+          const buttons =
+            event.kind === 'confirm'
+              ? await questionButtons(redis, workersKey, event.jobId, event.reply?.channelId, Date.now())
+              : [];
+          options.print(renderForConsole(event, buttons));
+          session.shown(buttons.map((b) => b.id));
         }
         tracker.event(event);
       },
-      (err) => log.warn({ err: errorLine(err) }, 'relay: event not rendered'),
+      (err) => log.warn({ err }, 'relay: event not rendered'),
+      (streamId, reason) => log.warn({ streamId, reason }, 'relay: event dropped: it does not verify'),
     );
     cleanups.push(() => relay.stop());
 
@@ -425,6 +487,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       deps,
       session,
       registryPath,
+      github: { url: github.url, org: SANDBOX_ORG },
       async runLine(line, runOptions = {}) {
         tracker.take();
         const handled = await session.run(line);
@@ -473,8 +536,8 @@ function shown(event: JobEvent): boolean {
   return event.kind === 'alert' || event.kind === 'confirm' || event.reply !== undefined;
 }
 
-function renderForConsole(event: JobEvent): string {
-  const reply: Reply = renderEvent(event, Date.now());
+function renderForConsole(event: JobEvent, buttons: Button[]): string {
+  const reply: Reply = renderEvent(event, Date.now(), buttons);
   const lines: string[] = [];
   if (reply.content) lines.push(reply.content);
   for (const b of reply.buttons ?? []) lines.push(`[button ${b.label}] press with: /press ${b.id}`);

@@ -29,7 +29,7 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { ConfigError, errorLine, OperationError } from '../../lib/errors.js';
 import type { Cloud } from '../cloud/types.js';
@@ -62,6 +62,11 @@ export interface BootstrapDirs {
   /** In the agent's home: written only through safe-copy.ts. */
   workspace: string;
   repoSeeds: string;
+  /**
+   * Where the seeds' archive is left, root's and readable by all, for `clawdinator seed-repos`
+   * (run as the agent, which never has git run inside its repositories by root).
+   */
+  repoSeedsArchive?: string;
   /** Root-owned, group-readable by the user whose secrets they hold. */
   opsSecrets: string;
   agentSecrets: string;
@@ -195,9 +200,11 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
     );
     await installTree(dirname(dirs.repoSeeds), basename(dirs.repoSeeds), seeds, owners.agent);
     log(`repo seeds: extracted into ${dirs.repoSeeds}`);
+    if (dirs.repoSeedsArchive !== undefined) await stageArchive(join(staging, REPO_SEEDS_FILE), dirs.repoSeedsArchive);
   } else {
     await rm(seeds, { recursive: true, force: true });
     await removeTree(dirname(dirs.repoSeeds), basename(dirs.repoSeeds));
+    if (dirs.repoSeedsArchive !== undefined) await rm(dirs.repoSeedsArchive, { force: true });
   }
   const secrets = await installSecrets(options, config, secretValues);
   await writeEfsTunnel(options, config);
@@ -245,7 +252,18 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
 
 /** The dirs a re-initialization empties: absolute, below the top level, apart from each other. */
 function checkDirs(dirs: BootstrapDirs): void {
-  const entries = Object.entries(dirs).map(([k, v]) => [k, normalize(v)] as const);
+  const { repoSeedsArchive, ...folders } = dirs;
+  const entries = Object.entries(folders).map(([k, v]) => [k, normalize(v)] as const);
+  // The archive is a file root leaves for the agent: never inside what the agent owns.
+  if (repoSeedsArchive !== undefined) {
+    const archive = normalize(repoSeedsArchive);
+    const agents = [folders.workspace, folders.repoSeeds, folders.agentSecrets].map((d) => normalize(d));
+    if (!isAbsolute(archive) || agents.some((d) => archive === d || archive.startsWith(`${d}/`))) {
+      throw new ConfigError(
+        `config: the bootstrap's seeds archive ${archive} must be an absolute path outside the agent's dirs`,
+      );
+    }
+  }
   for (const [k, dir] of entries) {
     if (!isAbsolute(dir) || dir.split('/').filter(Boolean).length < 2) {
       throw new ConfigError(`config: the bootstrap's ${k} dir ${dir} must be an absolute path below the top level`);
@@ -383,6 +401,14 @@ async function writeSecretFile(path: string, value: string, owner: Owner | null)
     await handle.close();
   }
   await rename(partial, path);
+}
+
+/** A copy of the checked archive at `target`, root's and 0644: in place by rename, never half there. */
+async function stageArchive(source: string, target: string): Promise<void> {
+  const partial = `${target}.partial-${randomBytes(8).toString('hex')}`;
+  await copyFile(source, partial, constants.COPYFILE_EXCL);
+  await chmod(partial, 0o644);
+  await rename(partial, target);
 }
 
 /** The SPKI PEM of a private key PEM; a key that does not parse stops the bootstrap. */

@@ -16,7 +16,8 @@ import {
   type SignedRequest,
 } from './envelope.js';
 import type { AnyJobType } from './job-type.js';
-import { FLEET_QUEUE, hostQueue } from './keys.js';
+import { openJobEntry } from './journal.js';
+import { FLEET_QUEUE, hostQueue, keys } from './keys.js';
 import { acquireInstanceLock, releaseInstanceLock } from './locks.js';
 
 export interface Signer {
@@ -151,6 +152,9 @@ export class Enqueuer {
     const queue = this.queue(queueName);
     const instance = type.instanceOf?.(data);
     if (instance !== undefined) await acquireInstanceLock(this.redis, queue, instance, jobId);
+    // Journaled before it exists, so a removal before it ever runs is still finalized
+    // (finalize.ts); the same request again keeps the first entry, as BullMQ keeps its job.
+    const journaled = (await this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope))) === 1;
     try {
       await queue.add(type.name, envelope, {
         jobId,
@@ -162,6 +166,7 @@ export class Enqueuer {
       // The same request again adds nothing: BullMQ keeps the job it has under this id.
       return { jobId, queue: queueName };
     } catch (err) {
+      if (journaled) await this.redis.hdel(keys.openJobs, jobId);
       if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
       throw err;
     }

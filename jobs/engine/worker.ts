@@ -3,21 +3,25 @@
 // signed one, replays refused by nonce, expired requests refused, the data parsed with the
 // type's schema, and the policy checked again — all before the processor's first side
 // effect. Rejections are UnrecoverableErrors (no retry); other errors retry with backoff.
-import { createPublicKey, type KeyObject } from 'node:crypto';
-import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { KeyObject } from 'node:crypto';
+import { hostname } from 'node:os';
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import { verifyPayload } from '../signing.js';
+import { redactText } from '../../lib/redact.js';
+import { publicHalf, verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
+import { endKindOf, Finalizer, watchEnds } from './finalize.js';
 import { readHeartbeats } from './heartbeat.js';
+import { appendJobLog, JobLog } from './job-log.js';
 import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
-import { RELEASE_SCRIPT } from './locks.js';
-import { eventArgs, type JobEvent, publish } from './notify.js';
+import { type EventInput, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
 import type { JobTypes, Signer } from './queues.js';
+import { FLEET_SCHEDULES, type ScheduleDef, scheduleSlot } from './schedulers.js';
 import { Steps, verifyStepState } from './steps.js';
 
 /** How often a job of an unknown type or version is left for another worker before failing. */
@@ -37,7 +41,13 @@ export interface WorkerSettings {
   maxAgeSeconds: number;
   /** How long a job of an unknown type or version waits for a worker that knows it, per try. */
   deferMs: number;
+  /** Between two sweeps for jobs that ended without being finalized (finalize.ts); default 60 s. */
+  finalizeSweepMs?: number;
+  /** How long a finalizer's marker lives without renewal (a crashed one's lapses); default 5 min. */
+  finalizeLeaseMs?: number;
 }
+
+const DEFAULT_FINALIZE_SWEEP_MS = 60_000;
 
 export interface WorkerDeps {
   connection: RedisOptions;
@@ -57,21 +67,16 @@ export interface WorkerDeps {
    * schedules and every save of a job's step results, which any worker verifies on resume.
    */
   stepSigner: Signer;
+  /**
+   * The schedules whose runs this worker admits, one per slot (default: FLEET_SCHEDULES). A
+   * run's period comes from here, never from its job data.
+   */
+  schedules?: ScheduleDef[];
+  /** The worker's clock for schedule slots (tests fix it). */
+  now?: () => number;
 }
 
 export class Rejected extends UnrecoverableError {}
-
-const publicKeys = new WeakMap<KeyObject, KeyObject>();
-
-/** The public half of the workers' key, derived once. */
-function workersKey(signer: Signer): KeyObject {
-  let key = publicKeys.get(signer.key);
-  if (key === undefined) {
-    key = createPublicKey(signer.key);
-    publicKeys.set(signer.key, key);
-  }
-  return key;
-}
 
 function reject(message: string): never {
   throw new Rejected(`rejected: ${message}`);
@@ -105,7 +110,7 @@ export async function admit(
   if (!scheduled && signed.jobId !== job.id) reject('bad signature');
   if (job.name !== signed.type) reject('bad signature');
   // A resumed job acts on what its saved steps say: only a worker may have written them.
-  if (!verifyStepState(job, envelope, workersKey(deps.stepSigner))) reject('saved step state does not verify');
+  if (!verifyStepState(job, envelope, publicHalf(deps.stepSigner.key))) reject('saved step state does not verify');
 
   const type = deps.types.get(signed.type);
   if (type === undefined || type.version !== signed.schema) return { defer: true };
@@ -116,6 +121,9 @@ export async function admit(
     reject(`invalid data for ${type.name}: ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
   }
   checkPolicy(deps.policy, type, data.data, signed.principal);
+
+  if (scheduled && signed.principal.kind === 'schedule')
+    await admitSlot(job, signed.principal.scheduler, type.name, deps);
 
   // First acceptance: the nonce is recorded against this job id. A resumed or retried job
   // finds its own id there; a replay (the same signed request under another id, or again
@@ -136,47 +144,49 @@ export async function admit(
   return { envelope, type, data: data.data };
 }
 
+/**
+ * A scheduled run at most once per slot: the first run of a slot records its job id (SET NX);
+ * the same run picked up again (a stall) finds its own id, any other run of that slot — the
+ * template added again by a Redis writer — is refused.
+ */
+async function admitSlot(job: Job, scheduler: string, typeName: string, deps: WorkerDeps): Promise<void> {
+  const def = (deps.schedules ?? FLEET_SCHEDULES).find((d) => d.id === scheduler);
+  if (def === undefined || def.type !== typeName) reject(`${scheduler} is not a schedule of this worker`);
+  const { slot, ttlSeconds } = scheduleSlot(def, (deps.now ?? Date.now)());
+  const key = keys.scheduleSlot(job.queueName, scheduler, slot);
+  const first = (await deps.redis.set(key, job.id as string, 'EX', ttlSeconds, 'NX')) === 'OK';
+  if (!first && (await deps.redis.get(key)) !== job.id)
+    reject(`replayed schedule run: ${scheduler} already ran in this slot`);
+}
+
 export function startWorker(queueName: string, deps: WorkerDeps, settings: WorkerSettings) {
   const { redis, log } = deps;
   let active = 0;
 
-  async function notify(event: Omit<JobEvent, 'at'>): Promise<void> {
-    await publish(redis, event).catch((err) => log.error({ err: errorLine(err) }, 'notification failed'));
+  async function notify(event: EventInput): Promise<void> {
+    await publish(redis, deps.stepSigner, event).catch((err) => log.error({ err }, 'notification failed'));
   }
 
-  async function finish(
-    job: Job,
-    envelope: Envelope | undefined,
-    type: AnyJobType | undefined,
-    ok: boolean,
-    text: string,
-  ) {
-    // One round trip for the bookkeeping of a finished job: it is paid on every job.
-    const batch = redis.pipeline();
-    const instance = type && envelope ? type.instanceOf?.(envelope.signed.data) : undefined;
-    if (instance !== undefined) batch.eval(RELEASE_SCRIPT, 1, keys.instanceLock(instance), job.id as string);
-    // The request is spent: the same signed request added again, even under this id, is a replay.
-    if (envelope && envelope.signed.jobId !== '*')
-      batch.set(keys.nonce(envelope.signed.nonce), `done:${job.id}`, 'KEEPTTL');
-    batch.del(keys.cancel(job.id as string));
-    // A schedule's successful runs are routine; only their failures are worth a message.
-    if (!ok || envelope?.signed.principal.kind !== 'schedule') {
-      batch.xadd(
-        ...eventArgs({
-          kind: 'result',
-          jobId: job.id,
-          type: job.name,
-          reply: envelope?.signed.reply,
-          ok,
-          text,
-          startedAt: job.timestamp,
-        }),
-      );
-    }
-    const results = await batch.exec();
-    const failed = results?.find(([err]) => err !== null);
-    if (failed) log.error({ job: job.id, err: errorLine(failed[0]) }, 'job bookkeeping failed');
-  }
+  // One end for every job (finalize.ts): the processor's own ends, BullMQ's failed and
+  // removed events, and a periodic sweep all go through it; the first to take its marker runs it.
+  let worker: Worker | undefined;
+  const finalizer = new Finalizer({
+    redis,
+    types: deps.types,
+    publicKey: deps.publicKey,
+    stepKey: publicHalf(deps.stepSigner.key),
+    signer: deps.stepSigner,
+    log,
+    owner: `${deps.host?.name ?? hostname()}:${process.pid}`,
+    leaseMs: settings.finalizeLeaseMs,
+    logQueue: () => worker,
+  });
+  const pending = new Set<Promise<unknown>>();
+  const track = (what: string, work: Promise<unknown>) => {
+    const p = work.catch((err) => log.warn({ err, what }, 'finalization failed: left to the sweep'));
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  };
 
   /** Never deploy yourself: true when the job was handed to the peers' workers. */
   async function handBack(job: Job, type: AnyJobType, data: unknown, token: string | undefined): Promise<boolean> {
@@ -193,7 +203,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       return false;
     }
     const peers = (await own.peers()).filter((host) => host !== own.name);
-    const alive = [...(await readHeartbeats(redis, peers)).values()].some((h) => h !== null);
+    const heartbeats = await readHeartbeats(redis, peers, publicHalf(deps.stepSigner.key));
+    const alive = [...heartbeats.values()].some((h) => h !== null);
     if (!alive) return false;
     await job.updateData({ ...job.data, handedBack: handedBack + 1 });
     await job.moveToDelayed(Date.now() + settings.deferMs, token);
@@ -204,6 +215,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
   const processor = async (job: Job, token?: string): Promise<unknown> => {
     active++;
     let admitted: Awaited<ReturnType<typeof admit>> | undefined;
+    let jobLog: JobLog | undefined;
     try {
       admitted = await admit(job, deps, settings);
       if ('defer' in admitted) {
@@ -234,6 +246,11 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) =>
         progress(name, undefined, name),
       );
+      jobLog = new JobLog(
+        (line) => appendJobLog(worker as Worker, job.id as string, line),
+        (err) => log.warn({ job: job.id, err }, 'job log line not written'),
+      );
+      const output = jobLog;
       const result = await type.run({
         jobId: job.id as string,
         data,
@@ -241,8 +258,11 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         requestId: envelope.signed.requestId,
         reply,
         steps,
+        signer: deps.stepSigner,
         log: log.child({ job: job.id, type: type.name }),
         progress,
+        output: (line) => output.line(line),
+        secret: (value) => output.secret(value),
         readApproval: (expected) =>
           readApproval(
             redis,
@@ -250,49 +270,70 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
             { publicKey: deps.publicKey, policy: deps.policy.policy },
           ),
       });
-      await finish(job, envelope, type, true, summaryOf(result));
+      await jobLog.flush();
+      await finalizer.succeeded(job, envelope, type, summaryOf(result));
       return result;
     } catch (err) {
       if (err instanceof DelayedError) throw err;
+      await jobLog?.flush();
+      // What a failure says is kept (failedReason), logged and sent: no secret in it.
+      if (err instanceof Error) err.message = jobLog?.redact(err.message) ?? redactText(err.message);
       // Refusals and bad requests are final: retrying cannot make them right.
       const refused = err instanceof RefusedError || (err instanceof ClawError && err.exitCode === 2);
       const final = refused || err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const text =
         err instanceof ClawError || err instanceof UnrecoverableError ? errorLine(err) : `failed: ${errorLine(err)}`;
       log.warn({ job: job.id, type: job.name, final, err: text }, 'job failed');
-      if (final) {
-        const known = admitted && !('defer' in admitted) ? admitted : undefined;
-        await finish(job, known?.envelope, known?.type, false, text);
-      }
-      if (refused) throw new UnrecoverableError(err.message);
-      throw err;
+      if (!final) throw err;
+      // The same finalization as a stall or a removal gets (finalize.ts), before the job is
+      // marked failed: what it undid goes into the failure's reason.
+      const report = await finalizer.end({
+        jobId: job.id as string,
+        name: job.name,
+        data: job.data,
+        how: refused ? 'refused' : err instanceof UnrecoverableError ? endKindOf(text) : 'failed',
+        cause: text,
+        repeatJobKey: job.repeatJobKey,
+        startedAt: job.timestamp,
+      });
+      const reason = report?.undone === undefined ? text : `${text}; ${report.undone}`;
+      throw new UnrecoverableError(reason);
     } finally {
       active--;
     }
   };
 
-  const worker = new Worker(queueName, processor, {
+  const running = new Worker(queueName, processor, {
     connection: deps.connection,
     concurrency: settings.concurrency,
     lockDuration: settings.lockDurationMs,
     stalledInterval: settings.stalledIntervalMs,
     maxStalledCount: settings.maxStalledCount,
   });
-  worker.on('error', (err) => log.error({ err: errorLine(err) }, 'worker error'));
-  // A job that stalled too often (its workers kept dying) fails outside the processor.
-  worker.on('failed', (job, err) => {
-    if (job === undefined || !/stalled/.test(err.message)) return;
-    const envelope = envelopeSchema.safeParse(job.data);
-    const type = envelope.success ? deps.types.get(envelope.data.signed.type) : undefined;
-    void finish(job, envelope.success ? envelope.data : undefined, type, false, `failed: ${errorLine(err)}`);
-  });
+  worker = running;
+  running.on('error', (err) => log.error({ err }, 'worker error'));
+  // A job that stalled too often (its workers kept dying) fails outside the processor; a
+  // failure the processor finalized already finds the marker taken.
+  running.on('failed', (job) => track('failed', finalizer.onFailed(job)));
+  // The queue's state, read through this process's client (no connection of its own).
+  const queue = new Queue(queueName, { connection: redis });
+  queue.on('error', (err) => log.warn({ err }, 'queue error'));
+  const events = watchEnds(queueName, deps.connection, finalizer, queue, log);
+  const sweepMs = settings.finalizeSweepMs ?? DEFAULT_FINALIZE_SWEEP_MS;
+  const sweep = setInterval(() => track('sweep', finalizer.sweep(queue)), sweepMs);
+  sweep.unref();
   return {
-    worker,
+    worker: running,
+    finalizer,
     get active() {
       return active;
     },
     async close() {
-      await worker.close();
+      clearInterval(sweep);
+      await running.close();
+      await Promise.all([...pending]);
+      await events.close();
+      await queue.close();
     },
   };
 }

@@ -7,6 +7,11 @@
 //   build    the raw image: path, size, sha256 saved
 //   upload   s3://<bucket>/images/clawdinator-nixos-<ts>-<shortsha>.raw, multipart; the
 //            stored object's sha256 must be the build's
+//
+// Its end without success (a failure, or the orchestrator removing it when the builder went
+// silent) is the engine's finalizer's: the member's lock released, the message naming the
+// step. Nothing is undone: an object uploaded in part is the multipart upload's to abort,
+// and the image key is this build's alone.
 import { UnrecoverableError } from 'bullmq';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
@@ -14,6 +19,8 @@ import type { BuiltImage } from '../ami/builder.js';
 import type { AmiDeps } from '../ami/deps.js';
 import { isImageKey, throttledProgress } from '../ami/image.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+
+const BUILD_STEPS = ['build', 'upload'] as const;
 
 export const AMI_BUILD = 'ami-build';
 
@@ -111,6 +118,12 @@ export function amiBuildJob(deps: { ami?: AmiDeps }): JobType<typeof dataSchema>
     hostLocal: true,
     instanceOf: (d) => d.host,
     attempts: 2,
+    steps: () => BUILD_STEPS,
+    async finalize(end) {
+      const what = `ami-build of ${end.data.sha.slice(0, 12)} on ${end.data.host}`;
+      if (end.how === 'failed' || end.how === 'refused') return { message: `${what}: ${end.cause}` };
+      return { message: `${what} ${end.how === 'stalled' ? 'failed' : 'stopped'} at ${end.step}: ${end.cause}` };
+    },
     async run(ctx) {
       const { ami } = deps;
       if (ami === undefined) throw new UnrecoverableError('ami-build: this worker has no image builder configured');

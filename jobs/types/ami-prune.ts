@@ -45,7 +45,7 @@ export function amiPruneJob(deps: AmiPruneDeps): JobType<typeof dataSchema> {
       const summary = `removed ${result.removed.length} image${result.removed.length === 1 ? '' : 's'}, kept ${result.plan.keep.length}`;
       // A schedule's successful runs post nothing by themselves: a prune that removed something says so.
       if (result.removed.length > 0 && ctx.principal.kind === 'schedule' && deps.opsChannelId !== undefined) {
-        await publish(deps.redis, {
+        await publish(deps.redis, ctx.signer, {
           kind: 'result',
           jobId: ctx.jobId,
           type: AMI_PRUNE,

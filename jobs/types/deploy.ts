@@ -24,10 +24,19 @@
 //                        build info at every beat) reports the sha, within a deadline
 //   <m>:done             what the member runs now
 // On a member's failure (<m>:failed saved with the step, the cause and the output's tail) it
-// is rolled back to the revision it ran before and that is verified (<m>:rollback-…), then the
-// job stops: the members after it are untouched. The report names the member, the step, the
-// output's tail (redacted on the host and here) and what was rolled back.
+// is rolled back to the revision it ran before and that is verified (<m>:rollback-…; what
+// was done saved as <m>:rolled-back), then the job stops: the members after it are
+// untouched. The report (saved as `report`) names the member, the step, what was rolled
+// back, and the output's last lines (redacted on the host and here; all of the tail in the
+// job's log, `jobs show`).
 //   record               ops.md, the audit, the last deploy (for /status and the self-update)
+//
+// However the job ends without success (a member's failure, a refusal, its last attempt, a
+// cancel, a stall, a removal), the engine's finalizer runs `finalizeDeploy` from the request
+// and the saved steps alone: the fleet lock and the members' locks this job holds released,
+// the flake tokens it may have left deleted, the last deploy recorded as failed, one line in
+// ops.md and the audit, and the message: which members were switched, which one was rolled
+// back (or may be mid-switch), which are untouched.
 import { createHash } from 'node:crypto';
 import { DelayedError, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -39,7 +48,7 @@ import type { MemoryStore } from '../../memory/store.js';
 import { AuditTrail } from '../audit.js';
 import { CloudError } from '../cloud/errors.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
+import type { FinalReport, JobContext, JobEnd, JobType } from '../engine/job-type.js';
 import { FLEET_QUEUE, keys } from '../engine/keys.js';
 import { publish } from '../engine/notify.js';
 import { FLEET_ROLLOUT_LOCK, fleetOrder, releaseJobLock, takeJobLock } from '../engine/rollout.js';
@@ -63,9 +72,11 @@ import {
   switchStartSchema,
   switchStatusSchema,
 } from '../host/command.js';
+import { publicHalf } from '../signing.js';
 import { auditLifecycle, type LifecycleRun, recordLifecycle } from './lifecycle.js';
 
 export const DEPLOY = 'deploy';
+const DEPLOY_STEPS = ['plan'] as const;
 
 const dataSchema = z
   .object({
@@ -125,6 +136,10 @@ export function deployJob(deps: DeployJobDeps): JobType<typeof dataSchema> {
     attempts: 3,
     // One member: that member's lock, taken when the request is queued.
     instanceOf: (data) => (data.target === 'all' ? undefined : data.target),
+    // The members' steps are named after the plan (`<member>:<step>`): the finalizer finds
+    // where a deploy ended from its saved steps (finalizeDeploy), not from this list.
+    steps: () => DEPLOY_STEPS,
+    finalize: (end) => finalizeDeploy(end, deps),
     async run(ctx) {
       const { lane } = deps;
       if (lane === undefined) throw new UnrecoverableError('deploy: this worker has no fast lane configured');
@@ -166,7 +181,7 @@ class Deploy {
       plan = await this.step('plan', () => this.plan());
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      throw await this.failedBeforeMembers(err);
+      throw this.failedBeforeMembers(err);
     }
     if (plan.skip !== undefined) return { summary: `nothing to do: ${plan.skip}` };
     const deployed: string[] = [];
@@ -230,7 +245,7 @@ class Deploy {
 
   /** Why a self-update has nothing to do now, or undefined. */
   private async selfUpdateSkip(sha: string, ref: string, names: string[]): Promise<string | undefined> {
-    const beats = await readHeartbeats(this.deps.redis, names);
+    const beats = await readHeartbeats(this.deps.redis, names, this.workersKey());
     if (names.every((n) => beats.get(n)?.revision === sha)) return `the fleet runs ${short(sha)} (${ref}) already`;
     const last = parseLastDeploy(await this.deps.redis.get(LAST_DEPLOY_KEY));
     if (last !== null && last.sha === sha && !last.ok) {
@@ -271,8 +286,9 @@ class Deploy {
         failure = await ctx.steps.run(`${m}:failed`, async () => recorded);
       }
     }
-    const rolledBack = await this.rollback(plan, m, failure);
-    throw await this.stop(plan, m, index, failure, rolledBack);
+    const text = await this.rollback(plan, m, failure);
+    const rolledBack = await ctx.steps.run(`${m}:rolled-back`, async () => ({ text }));
+    throw await this.stop(plan, m, index, failure, rolledBack.text);
   }
 
   private async forward(plan: Plan, m: string, index: number): Promise<'deployed' | 'already'> {
@@ -348,7 +364,7 @@ class Deploy {
       async () => {
         if (me !== m) return { by: me ?? null };
         const others = Object.keys(await this.deps.registry()).filter((p) => p !== m);
-        const beats = await readHeartbeats(this.deps.redis, others);
+        const beats = await readHeartbeats(this.deps.redis, others, this.workersKey());
         const alive = others.filter((p) => beats.get(p) !== null && beats.get(p) !== undefined);
         if (alive.length === 0) return { by: me, alone: true };
         const since = ctx.steps.results[`${name}:waiting-since`];
@@ -440,7 +456,7 @@ class Deploy {
     return this.ctx.steps.waitFor(
       name,
       async () => {
-        const beat = (await readHeartbeats(this.deps.redis, [m])).get(m);
+        const beat = (await readHeartbeats(this.deps.redis, [m], this.workersKey())).get(m);
         if (beat?.revision === revision) return { at: new Date(beat.at).toISOString() };
         return undefined;
       },
@@ -488,14 +504,17 @@ class Deploy {
       : `${m} rolled back to ${short(previous)}; verified: its heartbeat reports it`;
   }
 
-  /** The report of a stopped deploy; the locks released, the failure recorded. */
+  /**
+   * The report of a stopped deploy, saved (`report`) for the finalizer, which releases the
+   * locks, records the failure and sends it (finalizeDeploy). The first line is what chat
+   * shows; the output's tail goes to the job's log (`jobs show`), its last lines also on the
+   * first.
+   */
   private async stop(plan: Plan, m: string, index: number, failure: MemberFailure, rolledBack: string): Promise<Error> {
     const { ctx } = this;
     const role = index === 0 && plan.members.length > 1 ? 'the canary ' : '';
     const untouched = plan.members.slice(index + 1);
     const before = plan.members.slice(0, index);
-    // The first line is what chat shows (one line, whole); the output's tail follows for
-    // `jobs show`, with its last lines also on the first.
     const last = failure.tail
       .split('\n')
       .filter((l) => l.trim() !== '')
@@ -508,38 +527,19 @@ class Deploy {
       ...(untouched.length > 0 ? [`untouched: ${untouched.join(', ')}`] : []),
       ...(last ? [`output: ${last.length > 600 ? `…${last.slice(-600)}` : last}`] : []),
     ].join('; ');
-    const report = failure.tail ? `${first}\noutput (last lines):\n\`\`\`\n${failure.tail}\n\`\`\`` : first;
-    await ctx.steps.run('record', async () => {
-      await this.record(
-        `${short(plan.sha)} (${plan.ref}) stopped at ${m} (${failure.step}); ${rolledBack}`,
-        `failed at ${m} ${failure.step}: ${failure.cause}`,
-      ).catch((err) => ctx.log.error({ err: errorLine(err) }, 'deploy record failed'));
-      await writeLastDeploy(this.deps.redis, {
-        sha: plan.sha,
-        ok: false,
-        at: new Date().toISOString(),
-        jobId: ctx.jobId,
-        target: ctx.data.target,
-      });
-      return null;
+    await ctx.steps.run('report', async () => {
+      for (const line of failure.tail.split('\n')) if (line.trim() !== '') ctx.output?.(`${m}: ${line}`);
+      return { message: first };
     });
-    // A token stored for a switch that never got to its own removal step.
-    if (this.lane.tokens !== undefined) await this.lane.cloud.deleteSecret(deployTokenSecret(m)).catch(() => {});
-    await releaseJobLock(this.deps.redis, keys.instanceLock(m), ctx.jobId);
-    await releaseJobLock(this.deps.redis, FLEET_ROLLOUT_LOCK, ctx.jobId);
-    return new UnrecoverableError(report);
+    return new UnrecoverableError(first);
   }
 
-  /** A failure before any member was touched: one line; final ones release the fleet lock. */
-  private async failedBeforeMembers(err: unknown): Promise<Error> {
+  /** A failure before any member was touched: one line (the finalizer releases the lock). */
+  private failedBeforeMembers(err: unknown): Error {
     const final =
       err instanceof UnrecoverableError || err instanceof RefusedError || (err instanceof CloudError && !err.retryable);
     const message = errorLine(err);
     if (!final) return new OperationError(`deploy: ${this.current} failed: ${message}`, { cause: err });
-    await releaseJobLock(this.deps.redis, FLEET_ROLLOUT_LOCK, this.ctx.jobId);
-    if (this.trail !== undefined) {
-      await auditLifecycle(this.trail, this.lifecycle(), new Date(), `refused: ${message}`).catch(() => {});
-    }
     return err instanceof RefusedError ? err : new UnrecoverableError(message);
   }
 
@@ -551,6 +551,8 @@ class Deploy {
     const token = await tokens.mint();
     if (token === null) return;
     this.secrets.push(token);
+    // Never in this job's log or messages, whatever prints it.
+    this.ctx.secret?.(token);
     // Overwritten by each switch: one per member, deleted once its switch ended.
     await cloud.putSecret(deployTokenSecret(m), token, { clientToken: runId(`${this.ctx.jobId}-${m}-${run}`, 'tk') });
   }
@@ -593,6 +595,11 @@ class Deploy {
     return this.ctx.progress(message, undefined, stage);
   }
 
+  /** The workers' public key: heartbeats are signed with the workers' key and read verified. */
+  private workersKey() {
+    return publicHalf(this.ctx.signer.key);
+  }
+
   private queue(): Queue {
     this.fleetQueue ??= new Queue(FLEET_QUEUE, { connection: this.deps.redis });
     return this.fleetQueue;
@@ -611,7 +618,7 @@ class Deploy {
   /** A schedule's successful runs post nothing by themselves (the worker's rule): this one does. */
   private async post(text: string): Promise<void> {
     if (this.deps.opsChannelId === undefined) return;
-    await publish(this.deps.redis, {
+    await publish(this.deps.redis, this.ctx.signer, {
       kind: 'result',
       jobId: this.ctx.jobId,
       type: DEPLOY,
@@ -620,6 +627,136 @@ class Deploy {
       text,
     });
   }
+}
+
+// ── the end of a deploy that did not succeed ──────────────────────────────────────────
+
+/**
+ * The deploy's end when it did not succeed, whatever ended it, from the request and its saved
+ * steps alone (finalize.ts): the fleet lock and the members' locks this job holds released
+ * (each only if it still holds it), a flake token left by a switch that never reached its
+ * removal deleted, the last deploy recorded as failed, one line in ops.md and the audit, and
+ * the message — the processor's own report when it stopped at a member, otherwise where it
+ * ended and what each member is left on.
+ */
+export async function finalizeDeploy(end: JobEnd<DeployData>, deps: DeployJobDeps): Promise<FinalReport> {
+  const { redis, lane } = deps;
+  const saved = end.steps;
+  const plan = saved.plan as Partial<Plan> | undefined;
+  const members = Array.isArray(plan?.members) ? plan.members.filter((m): m is string => typeof m === 'string') : [];
+  const sha = typeof plan?.sha === 'string' && isFullSha(plan.sha) ? plan.sha : null;
+  const ref = typeof plan?.ref === 'string' ? plan.ref.slice(0, 100) : sha === null ? '' : short(sha);
+  await releaseJobLock(redis, FLEET_ROLLOUT_LOCK, end.jobId);
+  for (const m of members) await releaseJobLock(redis, keys.instanceLock(m), end.jobId);
+  if (lane?.tokens !== undefined) {
+    for (const m of members) {
+      const started = Object.hasOwn(saved, `${m}:start`) || Object.hasOwn(saved, `${m}:rollback-start`);
+      const removed =
+        Object.hasOwn(saved, `${m}:token-removed`) &&
+        (!Object.hasOwn(saved, `${m}:rollback-start`) || Object.hasOwn(saved, `${m}:rollback-token-removed`));
+      // A start that died before its save may have stored one too: the member being switched.
+      const current = !Object.hasOwn(saved, `${m}:done`) && !Object.hasOwn(saved, `${m}:failed`);
+      if ((started && !removed) || (current && Object.hasOwn(saved, `${m}:runner`))) {
+        await lane.cloud.deleteSecret(deployTokenSecret(m));
+      }
+    }
+  }
+
+  const run: LifecycleRun = { jobId: end.jobId, principal: end.principal, action: 'deploy', name: end.data.target };
+  const report = saved.report as { message?: unknown } | undefined;
+  let message: string;
+  let what: string;
+  if (sha === null) {
+    // Nothing was planned: nothing was touched (a refusal, GitHub, the lock held by another).
+    message = end.how === 'refused' || end.how === 'failed' ? end.cause : `${end.cause}; nothing was switched`;
+    what = `refused before any member: ${end.cause}`;
+  } else {
+    const states = memberStates(saved, members);
+    const failed = members.find((m) => Object.hasOwn(saved, `${m}:failed`));
+    if (typeof report?.message === 'string') {
+      message = report.message;
+    } else {
+      const verb = end.how === 'cancelled' || end.how === 'removed' ? 'stopped' : 'failed';
+      const at = states.current ?? failed;
+      const where = at === undefined ? 'its end' : at;
+      message = [
+        `deploy of ${short(sha)} (${ref}) ${verb} at ${where}: ${end.cause}`,
+        ...describeStates(states, sha),
+      ].join('; ');
+    }
+    const failure = failed === undefined ? undefined : (saved[`${failed}:failed`] as Partial<MemberFailure>);
+    const rolledBack = failed === undefined ? undefined : (saved[`${failed}:rolled-back`] as { text?: unknown });
+    what =
+      failed !== undefined
+        ? `${short(sha)} (${ref}) stopped at ${failed} (${String(failure?.step ?? 'switch')})${typeof rolledBack?.text === 'string' ? `; ${rolledBack.text}` : ''}`
+        : `${short(sha)} (${ref}) ${end.how === 'cancelled' ? 'cancelled' : 'failed'}${states.current ? ` at ${states.current}` : ''}`;
+    await end.once('last-deploy', () =>
+      writeLastDeploy(redis, {
+        sha,
+        ok: false,
+        at: new Date().toISOString(),
+        jobId: end.jobId,
+        target: end.data.target,
+      }),
+    );
+  }
+  const trail = deps.audit ?? (deps.memory && new AuditTrail({ log: end.log, memory: deps.memory }));
+  if (trail !== undefined) {
+    const outcome = end.how === 'refused' ? 'refused' : end.how === 'cancelled' ? 'cancelled' : 'failed';
+    await end.once('record', async () => {
+      if (deps.memory !== undefined && sha !== null) {
+        // Best-effort: a full or locked ops.md must not keep the fleet locked.
+        await recordLifecycle(deps.memory, trail, run, what, `${outcome}: ${message}`).catch((err) =>
+          end.log.error({ err: errorLine(err) }, 'deploy record failed'),
+        );
+      } else {
+        await auditLifecycle(trail, run, new Date(), `${outcome}: ${message}`).catch((err) =>
+          end.log.error({ err: errorLine(err) }, 'deploy audit failed'),
+        );
+      }
+      return null;
+    });
+  }
+  return { message };
+}
+
+interface MemberStates {
+  switched: string[];
+  already: string[];
+  /** Started and not ended: its switch may have happened or not. */
+  current?: string;
+  /** What the member that failed was left on (the processor's rollback), by member. */
+  rolledBack: Map<string, string>;
+  untouched: string[];
+}
+
+function memberStates(saved: Record<string, unknown>, members: string[]): MemberStates {
+  const out: MemberStates = { switched: [], already: [], rolledBack: new Map(), untouched: [] };
+  for (const m of members) {
+    const done = saved[`${m}:done`] as { already?: unknown } | undefined;
+    const rolled = saved[`${m}:rolled-back`] as { text?: unknown } | undefined;
+    if (done !== undefined) (done.already === true ? out.already : out.switched).push(m);
+    else if (typeof rolled?.text === 'string') out.rolledBack.set(m, rolled.text);
+    else if (Object.hasOwn(saved, `${m}:runner`) || Object.hasOwn(saved, `${m}:failed`)) out.current ??= m;
+    else out.untouched.push(m);
+  }
+  return out;
+}
+
+function describeStates(states: MemberStates, sha: string): string[] {
+  const parts: string[] = [];
+  if (states.switched.length > 0) parts.push(`switched to ${short(sha)}: ${states.switched.join(', ')}`);
+  if (states.already.length > 0) parts.push(`already on it: ${states.already.join(', ')}`);
+  for (const [m, text] of states.rolledBack) parts.push(`rollback of ${m}: ${text}`);
+  if (states.current !== undefined) {
+    const m = states.current;
+    parts.push(
+      `${m} may be mid-switch or switched to ${short(sha)} (not verified, not rolled back): look with /doctor name:${m}`,
+    );
+  }
+  if (states.untouched.length > 0) parts.push(`untouched: ${states.untouched.join(', ')}`);
+  if (parts.length === 0) parts.push('no member was switched');
+  return parts;
 }
 
 /** A switch's id on the host (its result file's name), from the job's id, which may hold `:`. */

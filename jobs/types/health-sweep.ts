@@ -17,6 +17,7 @@ import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobType } from '../engine/job-type.js';
 import { keys } from '../engine/keys.js';
 import { publish } from '../engine/notify.js';
+import { publicHalf } from '../signing.js';
 
 export const HEALTH_SWEEP = 'health-sweep';
 
@@ -79,7 +80,8 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
     async run(ctx): Promise<HealthSweepResult> {
       const hosts = await deps.fleet();
       const at = now();
-      const heartbeats = await readHeartbeats(deps.redis, hosts);
+      // Verified with the workers' key, and unexpired at the sweep's own time.
+      const heartbeats = await readHeartbeats(deps.redis, hosts, publicHalf(ctx.signer.key), at);
       const stored = hosts.length === 0 ? [] : await deps.redis.mget(hosts.map((h) => keys.health(h)));
 
       const counts = { up: 0, missing: 0, silent: 0 };
@@ -104,7 +106,7 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
         if (err) throw err;
         if (c.alert === undefined || landed !== 1) continue;
         ctx.log.info({ host: c.host, state: c.next.state }, c.alert);
-        await publish(deps.redis, {
+        await publish(deps.redis, ctx.signer, {
           kind: 'alert',
           jobId: ctx.jobId,
           type: HEALTH_SWEEP,

@@ -6,9 +6,12 @@ import type { AmiDeps } from '../ami/deps.js';
 import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
 import type { FastLaneDeps } from '../fastlane/deps.js';
+import type { GitHubJobDeps } from '../github/setup.js';
 import { amiBuildJob } from './ami-build.js';
 import { amiPruneJob } from './ami-prune.js';
 import { deployJob } from './deploy.js';
+import { githubSyncJob } from './github-sync.js';
+import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
 import { rebuildAmiJob } from './rebuild-ami.js';
 import { replaceJob } from './replace.js';
@@ -30,15 +33,17 @@ export interface JobTypeDeps {
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
-  /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
-  ami?: AmiDeps;
-  /** What the fast lane acts on (deploy, the self-update); schema-only without it. */
-  lane?: FastLaneDeps;
   /**
    * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
    * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
    */
   instanceTypes?: readonly string[];
+  /** The org sync and this host's agent token; absent without a GitHub App. */
+  github?: GitHubJobDeps;
+  /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
+  ami?: AmiDeps;
+  /** What the fast lane acts on (deploy, the self-update); schema-only without it. */
+  lane?: FastLaneDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -71,12 +76,15 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
+    githubSyncJob({ github: deps.github }),
+    githubTokenJob({ github: deps.github }),
     rebuildAmiJob({
       redis: deps.redis,
       registry: deps.registry,
       ami: deps.ami,
       fleet: deps.fleet,
       memory: deps.memory,
+      audit: deps.audit,
       opsChannelId: deps.opsChannelId,
     }),
     amiBuildJob({ ami: deps.ami }),

@@ -29,7 +29,11 @@
 //                        new image, until online on it; one at a time, stopping at the first
 //                        failure with the rest untouched
 //
-// A final failure releases this job's locks and says the stage, the cause and what to do.
+// However the job ends without success (its last failure, a refusal, a cancel, a stall, a
+// removal), the engine's finalizer runs `finalizeRebuild` from the request and the saved
+// steps alone: the per-sha lock, the fleet rollout lock and the members' locks this job
+// holds are released, one audit line is written, and the message says the stage and the cause.
+
 import { createHash } from 'node:crypto';
 import { DelayedError, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -50,16 +54,18 @@ import {
   startImport,
 } from '../ami/image.js';
 import type { RebuildStage } from '../ami/stages.js';
+import { AuditTrail } from '../audit.js';
 import { CloudError } from '../cloud/errors.js';
-import { describePrincipal } from '../engine/envelope.js';
+import { describePrincipal, type Principal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
+import type { FinalReport, JobContext, JobEnd, JobType } from '../engine/job-type.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../engine/keys.js';
 import { publish } from '../engine/notify.js';
 import { Enqueuer, JobTypes } from '../engine/queues.js';
 import { canaryOrder, FLEET_ROLLOUT_LOCK, fleetOrder, releaseJobLock, takeJobLock } from '../engine/rollout.js';
 import { scopedSteps } from '../engine/scoped-steps.js';
 import { revSchema } from '../github/revision.js';
+import { publicHalf } from '../signing.js';
 import { AMI_BUILD, amiBuildJob, buildStage, type UploadedImage, uploadedSchema, uploadStage } from './ami-build.js';
 import { clock } from './lifecycle.js';
 import { Replace, type ReplaceData } from './replace.js';
@@ -85,6 +91,8 @@ export interface RebuildDeps {
   /** The rollout's replaces act on these. */
   fleet?: FleetDeps;
   memory?: MemoryStore;
+  /** Where outcomes are audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   /** Where a scheduled rebuild posts its result. */
   opsChannelId?: string;
 }
@@ -119,7 +127,11 @@ export function rebuildAmiJob(deps: RebuildDeps): JobType<typeof dataSchema> {
     permission: 'rebuild-ami',
     // The weekly rebuild (CLAWDINATOR_AMI_REBUILD_CRON); it never rolls out (checked below).
     scheduled: true,
+    // A rebuild that rolls out replaces members: retried, it is confirmed as a new one would be.
+    destructive: (data) => data.rollout !== 'none',
     attempts: 3,
+    steps: (data) => rebuildSteps(data),
+    finalize: (end) => finalizeRebuild(end, deps),
     async run(ctx) {
       const { ami } = deps;
       if (ami === undefined) throw new UnrecoverableError('rebuild-ami: this worker has no image pipeline configured');
@@ -138,8 +150,6 @@ class Rebuild {
   private current: RebuildStage = 'resolve';
   private fleetQueue: Queue | undefined;
   private readonly hostQueues = new Map<string, Queue>();
-  /** Locks this run holds (keys), released on a final failure. */
-  private readonly held = new Set<string>();
 
   constructor(
     private readonly ctx: JobContext<RebuildData>,
@@ -153,12 +163,10 @@ class Rebuild {
     const { ctx } = this;
     try {
       const target = await this.step('resolve', 'resolve', () => this.resolve());
-      this.held.add(shaLockKey(target.sha));
       const image = target.reused
         ? { ...target.reused, builtBy: 'an earlier rebuild' }
         : await this.buildAndRegister(target);
       await releaseJobLock(this.deps.redis, shaLockKey(target.sha), ctx.jobId);
-      this.held.delete(shaLockKey(target.sha));
       const made = target.reused
         ? `${image.imageId} (${image.name}) of ${target.shortSha} already existed: reused`
         : `${image.imageId} (${image.name}) from ${target.shortSha} (${target.ref}), built by ${image.builtBy}`;
@@ -175,7 +183,7 @@ class Rebuild {
       return { summary, imageId: image.imageId, sha: target.sha, rolledOut };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      throw await this.failed(err);
+      throw this.failed(err);
     }
   }
 
@@ -348,7 +356,7 @@ class Rebuild {
     for (const host of members) {
       if (await this.hostQueue(host).getJob(childId)) return { host };
     }
-    const beats = await readHeartbeats(deps.redis, members);
+    const beats = await readHeartbeats(deps.redis, members, publicHalf(this.ctx.signer.key));
     const healthy = members
       .filter((m) => beats.get(m) !== null && beats.get(m) !== undefined)
       .sort((a, b) => (beats.get(a)?.activeJobs ?? 0) - (beats.get(b)?.activeJobs ?? 0));
@@ -389,7 +397,7 @@ class Rebuild {
 
   /** True when the health sweep has the builder as silent and it still has no heartbeat. */
   private async silent(host: string): Promise<boolean> {
-    if ((await readHeartbeats(this.deps.redis, [host])).get(host)) return false;
+    if ((await readHeartbeats(this.deps.redis, [host], publicHalf(this.ctx.signer.key))).get(host)) return false;
     const raw = await this.deps.redis.get(keys.health(host));
     try {
       return raw !== null && (JSON.parse(raw) as { state?: unknown }).state === 'silent';
@@ -433,7 +441,6 @@ class Rebuild {
       this.waits.pollMs,
       this.waits.fleetLockTimeoutMs,
     );
-    this.held.add(FLEET_ROLLOUT_LOCK);
     const { members } = await this.step('rollout', 'rollout-plan', async () => {
       const order = fleetOrder(await deps.registry(), this.ami.hostName);
       const chosen = ctx.data.rollout === 'canary' ? order.slice(0, 1) : order;
@@ -458,7 +465,6 @@ class Rebuild {
       if (index === 0) await this.say('rollout', `canary online on ${imageId}: ${name}`);
     }
     await releaseJobLock(deps.redis, FLEET_ROLLOUT_LOCK, ctx.jobId);
-    this.held.delete(FLEET_ROLLOUT_LOCK);
     return members;
   }
 
@@ -470,7 +476,6 @@ class Rebuild {
     const lock = keys.instanceLock(name);
     const holder = await takeJobLock(deps.redis, [this.queue(), this.hostQueue(name)], lock, ctx.jobId);
     if (holder !== null) throw new RefusedError(`${name} is busy with ${holder}`);
-    this.held.add(lock);
     const child: JobContext<ReplaceData> = {
       // Names the member's ops.md line and audit line apart from the other members'.
       jobId: `${ctx.jobId}-${name}`,
@@ -478,6 +483,7 @@ class Rebuild {
       principal: ctx.principal,
       requestId: ctx.requestId,
       reply: ctx.reply,
+      signer: ctx.signer,
       steps: scopedSteps(ctx.steps, scope),
       log: ctx.log.child({ member: name }),
       progress: (message, percent) =>
@@ -485,12 +491,11 @@ class Rebuild {
     };
     await new Replace(
       child,
-      { redis: deps.redis, opsChannelId: deps.opsChannelId, memory, fleet },
+      { redis: deps.redis, opsChannelId: deps.opsChannelId, memory, audit: deps.audit, fleet },
       memory,
       fleet,
     ).run();
     await releaseJobLock(deps.redis, lock, ctx.jobId);
-    this.held.delete(lock);
   }
 
   // ── the run's plumbing ──────────────────────────────────────────────────────────────
@@ -550,17 +555,14 @@ class Rebuild {
   }
 
   private async audit(at: Date, outcome: string): Promise<void> {
-    const { memory } = this.deps;
-    if (memory === undefined) return;
-    const { rev, rollout } = this.ctx.data;
-    const line = `- ${at.toISOString()} job=${this.ctx.jobId} ${describePrincipal(this.ctx.principal)} rebuild-ami rev:${rev ?? 'default'} rollout:${rollout} → ${outcome}`;
-    await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+    const trail = rebuildTrail(this.deps, this.ctx.log);
+    if (trail !== undefined) await auditRebuild(trail, this.ctx, at, outcome);
   }
 
   /** A schedule's successful runs post nothing by themselves (the worker's rule): this one does. */
   private async postScheduled(summary: string): Promise<void> {
     if (this.deps.opsChannelId === undefined) return;
-    await publish(this.deps.redis, {
+    await publish(this.deps.redis, this.ctx.signer, {
       kind: 'result',
       jobId: this.ctx.jobId,
       type: REBUILD_AMI,
@@ -570,21 +572,98 @@ class Rebuild {
     });
   }
 
-  /** What a failure becomes: final ones release this run's locks and are audited. */
-  private async failed(err: unknown): Promise<Error> {
-    // AWS's refusals (a bad parameter, access denied, a deleted import) are not retried either.
+  /**
+   * What a failure says: the stage and the cause. AWS's refusals (a bad parameter, access
+   * denied, a deleted import) are final too; a retried job keeps its locks and resumes at its
+   * last saved step. The end itself (locks, audit) is the finalizer's (finalizeRebuild).
+   */
+  private failed(err: unknown): Error {
     const final =
       err instanceof UnrecoverableError || err instanceof RefusedError || (err instanceof CloudError && !err.retryable);
     const cause = errorLine(err);
     const message = this.current === 'resolve' && final ? cause : `rebuild-ami: ${this.current} failed: ${cause}`;
-    // Retried by BullMQ: the locks stay with this job, which resumes at its last saved step.
     if (!final) return new OperationError(message, { cause: err });
-    for (const key of this.held) await releaseJobLock(this.deps.redis, key, this.ctx.jobId).catch(() => false);
-    await this.audit(new Date(), `failed: ${message}`).catch((auditErr) =>
-      this.ctx.log.error({ err: errorLine(auditErr) }, 'audit write failed'),
-    );
     return err instanceof RefusedError && this.current === 'resolve' ? err : new UnrecoverableError(message);
   }
+}
+
+/** The rebuild's own steps in order (a member's rollout steps are scoped: `rollout-<member>:…`). */
+export function rebuildSteps(data: RebuildData): string[] {
+  const build = data.build === 'local' ? ['build', 'upload'] : ['build', 'build-wait', 'upload-check'];
+  const rollout = data.rollout === 'none' ? [] : ['rollout-lock', 'rollout-plan'];
+  return [
+    'resolve',
+    ...build,
+    'import',
+    'import-wait',
+    'register',
+    'register-available',
+    'register-record',
+    ...rollout,
+  ];
+}
+
+function rebuildTrail(deps: RebuildDeps, log: JobContext<unknown>['log']): AuditTrail | undefined {
+  return deps.audit ?? (deps.memory && new AuditTrail({ log, memory: deps.memory }));
+}
+
+async function auditRebuild(
+  trail: AuditTrail,
+  run: { jobId: string; principal: Principal; data: RebuildData },
+  at: Date,
+  outcome: string,
+): Promise<void> {
+  const { rev, rollout } = run.data;
+  const by = describePrincipal(run.principal);
+  const line = `- ${at.toISOString()} job=${run.jobId} ${by} rebuild-ami rev:${rev ?? 'default'} rollout:${rollout} → ${outcome}`;
+  await trail.record({
+    at,
+    line,
+    fields: { kind: 'job', job: run.jobId, action: REBUILD_AMI, rev: rev ?? 'default', rollout, by, outcome },
+  });
+}
+
+/**
+ * The rebuild's end when it did not succeed, whatever ended it, from the request and its
+ * saved steps alone: the locks it holds released (each only if this job holds it — a lock
+ * another job took over stays theirs), one audit line, the message. The per-sha lock is known
+ * from the saved `resolve`; one taken by a `resolve` that died before its save is taken over
+ * by the next request for that sha, since its holder has ended (rollout.ts).
+ */
+export async function finalizeRebuild(end: JobEnd<RebuildData>, deps: RebuildDeps): Promise<FinalReport> {
+  const { redis } = deps;
+  const saved = end.steps;
+  const target = saved.resolve as { sha?: unknown; reused?: unknown } | undefined;
+  if (typeof target?.sha === 'string') await releaseJobLock(redis, shaLockKey(target.sha), end.jobId);
+  await releaseJobLock(redis, FLEET_ROLLOUT_LOCK, end.jobId);
+  const plan = saved['rollout-plan'] as { members?: unknown } | undefined;
+  const members = Array.isArray(plan?.members) ? plan.members.filter((m): m is string => typeof m === 'string') : [];
+  for (const member of members) await releaseJobLock(redis, keys.instanceLock(member), end.jobId);
+
+  // The processor's own failure names its stage; any other end names the step it ended at:
+  // a member's rollout, or the first of the rebuild's steps not saved (a reused image skips
+  // the build to the register).
+  const at = members.find((m) => !Object.hasOwn(saved, `rollout-${m}:record`));
+  const order = rebuildSteps(end.data).filter(
+    (step) => !(target?.reused && step !== 'resolve' && !step.startsWith('rollout-')),
+  );
+  const where = at !== undefined ? `rollout at ${at}` : (order.find((s) => !Object.hasOwn(saved, s)) ?? end.step);
+  let message: string;
+  if (end.how === 'failed' || end.how === 'refused') message = end.cause;
+  else {
+    const verb = end.how === 'stalled' ? 'failed' : 'stopped';
+    message = `rebuild-ami ${verb} at ${where}: ${end.cause}`;
+  }
+  const registered = saved.register as { imageId?: unknown } | undefined;
+  if (typeof registered?.imageId === 'string' && !message.includes(registered.imageId)) {
+    message += `; ${registered.imageId} is registered and stays`;
+  }
+  const trail = rebuildTrail(deps, end.log);
+  if (trail !== undefined) {
+    const outcome = end.how === 'cancelled' ? 'cancelled' : end.how === 'removed' ? 'removed' : 'failed';
+    await end.once('audit', () => auditRebuild(trail, end, new Date(), `${outcome}: ${message}`));
+  }
+  return { message };
 }
 
 /** The build job's id: derived from this job's (which may hold `:`), so a retry finds it. */

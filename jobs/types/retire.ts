@@ -13,26 +13,37 @@
 //               synthesized from it)
 //   terminated  a wait that re-delays the job instead of holding a worker
 //   registry    the entry removed (absent already: done)
-//   cleanup     the bootstrap prefix and the host's signing key
+//   cleanup     the bootstrap prefix, the host's signing key and its host queue's schedules
 //   record      a line in ops.md and in the audit
 //
-// Nothing is undone on a failure: a destroy cannot be taken back, and every step can be
-// run again by a new retire of the same name until the registry entry is gone.
+// A destroy cannot be taken back, so nothing is undone when a retire does not succeed: the
+// engine's finalizer (whatever ended it) releases its reservation of the member, so a new
+// retire of the same name runs at once and goes on from what is there.
 
-import { DelayedError, UnrecoverableError } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
-import { errorLine, RefusedError } from '../../lib/errors.js';
+import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
-import { readHeartbeats } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
-import { keys } from '../engine/keys.js';
+import { readHeartbeatRecords } from '../engine/heartbeat.js';
+import type { JobContext, JobEnd, JobType } from '../engine/job-type.js';
+import { hostQueue, keys } from '../engine/keys.js';
+import { removeSchedules } from '../engine/schedulers.js';
+import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
+import {
+  commandFor,
+  LifecycleJob,
+  type LifecycleUndo,
+  lifecycleFinalize,
+  lifecycleSteps,
+  refusedIsFinal,
+  via,
+} from './lifecycle.js';
 import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const RETIRE = 'retire';
@@ -47,13 +58,24 @@ const RETIRING_TTL_MS = 2 * 60 * 60_000;
 
 // The healthy-host check and the reservation of this member in one step, so two retires of
 // different members at once cannot each count the other as the host that stays: the first
-// marks its member as retiring, the second no longer counts it. KEYS[1] is this member's
-// mark; KEYS[2..] the marks of the other members whose heartbeat is alive. 1: reserved.
+// marks its member as retiring, the second no longer counts it.
+//
+// A Lua script cannot verify an Ed25519 signature, so the heartbeats are verified in Node
+// first (readHeartbeatRecords) and the script is given the values that verified: a host
+// counts only if its heartbeat is, inside the script, still exactly the value verified. The
+// check and the reservation stay one atomic step over what they decide on; a heartbeat
+// changed in between (rewritten by its worker, which happens every TTL/3) only makes the host
+// not count this time — a refusal to retire, never a retire that leaves no healthy host.
+//
+// KEYS[1] is this member's mark; then, for the n other members whose heartbeat verified,
+// their marks (KEYS[2..n+1]) and their heartbeat keys (KEYS[n+2..2n+1]); ARGV[1] the job id,
+// ARGV[2] the mark's TTL, ARGV[3..n+2] the heartbeat values that verified. 1: reserved.
 const RESERVE_RETIRE = `local mine = redis.call('GET', KEYS[1])
 if mine and mine ~= ARGV[1] then return -1 end
-for i = 2, #KEYS do
-  local other = redis.call('GET', KEYS[i])
-  if not other then
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local other = redis.call('GET', KEYS[1 + i])
+  if not other and redis.call('GET', KEYS[1 + n + i]) == ARGV[2 + i] then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     return 1
   end
@@ -83,7 +105,10 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
     agentAllowed: true,
     instanceOf: (d) => d.name,
     avoidOwnHost: true,
+    destructive: true,
     attempts: 3,
+    steps: (_data, principal) => lifecycleSteps(principal, RETIRE_STEPS),
+    finalize: lifecycleFinalize('retire', deps, (end) => undoRetire(end, deps.redis)),
     async run(ctx) {
       const { fleet, memory } = deps;
       // The gateway and `clawdinator jobs` register every type for its schema only.
@@ -93,6 +118,21 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
       return new Retire(ctx, deps, memory, fleet).run();
     },
   };
+}
+
+const RETIRE_STEPS = ['checks', 'plan', 'apply', 'terminated', 'registry', 'cleanup', 'record'];
+
+/** A retire that did not succeed: its reservation of the member ends, and it says what is left. */
+export async function undoRetire(end: JobEnd<RetireData>, redis: Redis): Promise<LifecycleUndo> {
+  const { name } = end.data;
+  await redis.eval(RELEASE_RETIRE, 1, keys.retiring(name), end.jobId);
+  const has = (step: string) => Object.hasOwn(end.steps, step);
+  const left = !has('plan')
+    ? 'Nothing was changed'
+    : !has('apply')
+      ? `${name}'s stack may be partly destroyed`
+      : `${name}'s host is destroyed; its registry entry, bundle or host key may be left`;
+  return { left, next: `run ${commandFor('retire', name, end.principal)} again: it goes on from what is there` };
 }
 
 class Retire extends LifecycleJob<RetireData> {
@@ -133,7 +173,7 @@ class Retire extends LifecycleJob<RetireData> {
       return { summary, instanceId };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      throw await this.failed(err);
+      throw this.failed(err);
     }
   }
 
@@ -147,16 +187,22 @@ class Retire extends LifecycleJob<RetireData> {
     if (registry[name] === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
     const others = Object.keys(registry).filter((host) => host !== name);
     // A heartbeat exists only while its worker writes it (it expires with its TTL, and a
-    // clean shutdown deletes it): one alive is a host running a worker.
-    const heartbeats = await readHeartbeats(this.deps.redis, others);
-    const alive = others.filter((host) => heartbeats.get(host) != null);
+    // clean shutdown deletes it), signed with the workers' key: one that verifies is a host
+    // running a worker.
+    const heartbeats = await readHeartbeatRecords(this.deps.redis, others, publicHalf(this.ctx.signer.key));
+    const alive = others.flatMap((host) => {
+      const record = heartbeats.get(host);
+      return record ? [{ host, raw: record.raw }] : [];
+    });
     const reserved = await this.deps.redis.eval(
       RESERVE_RETIRE,
-      1 + alive.length,
+      1 + 2 * alive.length,
       keys.retiring(name),
-      ...alive.map((host) => keys.retiring(host)),
+      ...alive.map(({ host }) => keys.retiring(host)),
+      ...alive.map(({ host }) => keys.heartbeat(host)),
       this.ctx.jobId,
       RETIRING_TTL_MS,
+      ...alive.map(({ raw }) => raw),
     );
     if (reserved === -1) throw new RefusedError(`refused: ${name} is already being retired by another job`);
     if (reserved !== 1) {
@@ -173,7 +219,7 @@ class Retire extends LifecycleJob<RetireData> {
     // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
     const owner = lockOwner();
     const summary = await refusedIsFinal(() =>
-      this.fleet.deployer.planInstance(this.name, { destroy: true }, { ...this.runCtx, owner }),
+      this.fleet.deployer.planInstance(this.name, { destroy: true, jobId: this.ctx.jobId }, { ...this.runCtx, owner }),
     );
     // The member's own stack, and only deletes: anything else is not a retire.
     if (summary.resources.some((r) => r.action !== 'delete')) {
@@ -189,7 +235,7 @@ class Retire extends LifecycleJob<RetireData> {
     await refusedIsFinal(() =>
       this.fleet.deployer.applyInstance(
         this.name,
-        { destroy: true, expected: planned.summary },
+        { destroy: true, expected: planned.summary, jobId: this.ctx.jobId },
         { ...this.runCtx, owner: planned.owner },
       ),
     );
@@ -214,23 +260,18 @@ class Retire extends LifecycleJob<RetireData> {
     const { cloud, bucket } = this.fleet;
     const objects = await cloud.deletePrefix(bucket, `bootstrap/${this.name}/`);
     await cloud.deleteSecret(agentKeySecret(this.name));
+    // Its token refresh (and any other schedule of its own queue) goes with it.
+    const queue = new Queue(hostQueue(this.name), { connection: this.deps.redis });
+    try {
+      await removeSchedules(queue);
+    } finally {
+      await queue.close();
+    }
     return { objects };
   }
-
-  // ── failure ─────────────────────────────────────────────────────────────────────────
 
   /** Ends this job's reservation of the member (see RESERVE_RETIRE). */
   private async release(): Promise<void> {
     await this.deps.redis.eval(RELEASE_RETIRE, 1, keys.retiring(this.name), this.ctx.jobId);
-  }
-
-  protected override failed(err: unknown): Promise<Error> {
-    // The member stays (or what is left of it is for an operator): others may count it again.
-    return super.failed(err, async () => {
-      await this.release().catch((releaseErr) =>
-        this.ctx.log.error({ err: errorLine(releaseErr) }, 'retire reservation not released'),
-      );
-      return undefined;
-    });
   }
 }

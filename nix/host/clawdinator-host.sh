@@ -36,9 +36,10 @@ secrets_dirs=("$root/run/clawdinator-ops" "$root/run/clawdinator")
 health_seconds=${CLAWDINATOR_HEALTH_SECONDS:-120}
 # The units the control plane may read the journal of (infra/host-document.ts LOG_UNITS).
 log_units=(clawdinator-bootstrap clawdinator-efs-tunnel memory.mount clawdinator-memory-init
-  clawdinator-gateway clawdinator-worker clawdinator-switch clawdinator-deploy clawdinator-agent)
+  clawdinator-seed-repos clawdinator-gateway clawdinator-worker clawdinator-model-proxy
+  clawdinator-switch clawdinator-deploy clawdinator-agent)
 # The units a switch must leave running (each only if it ran before the switch).
-service_units=(clawdinator-gateway clawdinator-worker clawdinator-agent)
+service_units=(clawdinator-gateway clawdinator-worker clawdinator-model-proxy clawdinator-agent)
 log_lines_max=500
 # The switch's token directory (global: the EXIT trap removes it however the switch ends).
 tokens=""

@@ -8,11 +8,13 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { hostCommandParameters } from '../../infra/host-document.js';
-import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
+import { readHeartbeats } from '../../jobs/engine/heartbeat.js';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
 import { startWorker } from '../../jobs/engine/worker.js';
 import { deployTokenSecret } from '../../jobs/fastlane/deps.js';
 import { staticResolver } from '../../jobs/github/revision.js';
+import { publicHalf } from '../../jobs/signing.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
 import { type SimFleet, simFleet } from '../support/fleet.js';
@@ -25,6 +27,7 @@ const POLL_MS = 10;
 const TOKEN = 'BenchFlakeToken000000000000000001';
 // The branch head the deploy resolves (test/support/lane.ts's refs; that module needs vitest).
 const MAIN_SHA = '5a4dbeef0c1a3d5a4d0b0e0015a4dbeef0c1a3d5';
+const WORKERS_KEY = publicHalf(testStepSigner.key);
 
 interface Run {
   wallMs: number;
@@ -36,6 +39,11 @@ interface Run {
   /** Members whose heartbeat reports the sha at the end. */
   onSha: number;
   failed?: string;
+}
+
+/** The revision a member's heartbeat reports, verified with the workers' key as the job reads it. */
+async function revisionOf(redis: Redis, member: string): Promise<string | undefined> {
+  return (await readHeartbeats(redis, [member], WORKERS_KEY)).get(member)?.revision;
 }
 
 /** Counts the commands Redis receives while `counting()` says so. */
@@ -57,8 +65,7 @@ async function outcome(sim: SimFleet, redis: Redis, wallMs: number, counts: Run[
   }
   let onSha = 0;
   for (const m of MEMBERS) {
-    const raw = await redis.get(keys.heartbeat(m));
-    if (raw !== null && (JSON.parse(raw) as { revision?: string }).revision === MAIN_SHA) onSha++;
+    if ((await revisionOf(redis, m)) === MAIN_SHA) onSha++;
   }
   return { wallMs, ssm: sim.cloud.calls.ssm, redis: { ...counts }, starts, onSha, failed } satisfies Run;
 }
@@ -163,8 +170,7 @@ async function floor(): Promise<Run> {
     while ((await ask(instanceId, { action: 'switch-status', run })).state === 'running') await later();
     await cloud.deleteSecret(deployTokenSecret(m));
     for (;;) {
-      const raw = await redis.get(keys.heartbeat(m));
-      if (raw !== null && (JSON.parse(raw) as { revision?: string }).revision === MAIN_SHA) break;
+      if ((await revisionOf(redis, m)) === MAIN_SHA) break;
       await later();
     }
   }

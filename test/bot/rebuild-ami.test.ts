@@ -21,7 +21,7 @@ beforeEach(async () => {
   h = suite.harness({ policy, types: { ami: simAmiDeps(suite.server, suite.sim) } });
   const hosts = hostWorkers(suite.server, suite.redis, h, ['clawdinator-1', 'clawdinator-3']);
   suite.defer(() => hosts.close());
-  bot = await consoleBot(h, () => now);
+  bot = await consoleBot(h, suite.redis, () => now);
 });
 
 const jobs = () => h.queue.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed']);

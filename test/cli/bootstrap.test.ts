@@ -160,6 +160,7 @@ async function boot(): Promise<CliResult> {
       CLAWDINATOR_BOOTSTRAP_STATE_DIR: host.state,
       CLAWDINATOR_WORKSPACE_DIR: host.workspace,
       CLAWDINATOR_REPO_SEEDS_DIR: host.seeds,
+      CLAWDINATOR_REPO_SEEDS_ARCHIVE: join(host.state, 'repo-seeds.tar.zst'),
       CLAWDINATOR_OPS_SECRETS_DIR: host.ops,
       CLAWDINATOR_AGENT_SECRETS_DIR: host.agent,
       CLAWDINATOR_IMDS_URL: imds.url,
@@ -203,6 +204,10 @@ describe('clawdinator bootstrap', () => {
     );
     expect(existsSync(join(host.workspace, 'skills', 'README.md'))).toBe(true);
     expect(readFileSync(join(host.seeds, 'clawdinators', 'flake.nix'), 'utf8')).toBe('{ }\n');
+    // The archive itself, root's and readable by the agent, for `seed-repos` run as the agent.
+    const archive = join(host.state, 'repo-seeds.tar.zst');
+    expect(statSync(archive).mode & 0o777).toBe(0o644);
+    if (AS_ROOT) expect(statSync(archive).uid).toBe(0);
     const expected: [string, string][] = [
       [join(host.agent, 'discord-token'), `clawdinator/discord-token/${NAME}`],
       [join(host.agent, 'agent-key.pem'), `clawdinator/host/${NAME}/agent-key`],

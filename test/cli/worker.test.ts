@@ -37,6 +37,8 @@ beforeAll(async () => {
     CLAWDINATOR_FLEET_REGISTRY: join(dir, 'fleet.json'),
     CLAWDINATOR_LOG_LEVEL: 'warn',
     CLAWDINATOR_HEARTBEAT_TTL: '30',
+    // Runs fall in the middle of their slots: a short period, so the first comes soon.
+    CLAWDINATOR_HEALTH_SWEEP_SECONDS: '2',
   };
 });
 afterAll(async () => {
@@ -69,7 +71,7 @@ describe('clawdinator worker', () => {
       await until(
         async () => (await redis.exists(keys.heartbeat('clawdinator-1'), keys.heartbeat('clawdinator-2'))) === 2,
       );
-      const hb = JSON.parse((await redis.get(keys.heartbeat('clawdinator-2'))) as string);
+      const hb = JSON.parse((await redis.get(keys.heartbeat('clawdinator-2'))) as string).heartbeat;
       expect(hb).toMatchObject({
         host: 'clawdinator-2',
         instanceId: 'i-clawdinator-2',
@@ -81,7 +83,12 @@ describe('clawdinator worker', () => {
       // The health sweep runs right away and tracks both hosts.
       await until(async () => (await redis.exists(keys.health('clawdinator-1'), keys.health('clawdinator-2'))) === 2);
       const schedulers = await queue.getJobSchedulers();
-      expect(schedulers.map((s) => s.key)).toEqual(['clawdinator-health-sweep']);
+      // The health sweep, the org sync, and the weekly image prune (the image rebuild's cron is off by default).
+      expect(schedulers.map((s) => s.key).sort()).toEqual([
+        'clawdinator-ami-prune',
+        'clawdinator-github-sync',
+        'clawdinator-health-sweep',
+      ]);
       expect(await queue.getFailedCount()).toBe(0);
     } finally {
       a.child.kill('SIGTERM');
@@ -115,7 +122,8 @@ describe('clawdinator worker', () => {
     });
     child.stderr?.on('data', (d: Buffer) => stderr.push(d));
     const exited = new Promise((r) => child.on('exit', r));
-    const beat = async () => JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) ?? 'null');
+    const beat = async () =>
+      JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) ?? 'null')?.heartbeat ?? null;
     try {
       await until(async () => (await beat()) !== null);
       expect(await beat()).toMatchObject({

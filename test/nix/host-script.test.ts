@@ -170,7 +170,12 @@ describe('the host script', () => {
     const status = lastJson(h.run('switch-status', '', 'd3-up', '', ''), switchStatusSchema, 'status');
     expect(status).toMatchObject({ state: 'done', ok: false, phase: 'health', rolledBack: true, revision: BEFORE });
     if (status.state !== 'done') throw new Error('not done');
-    expect(status.units).toEqual({ 'clawdinator-worker': 'failed', 'clawdinator-gateway': 'active' });
+    // The units that ran before the switch (the agent did not here), each as it is now.
+    expect(status.units).toEqual({
+      'clawdinator-worker': 'failed',
+      'clawdinator-gateway': 'active',
+      'clawdinator-model-proxy': 'active',
+    });
     expect(status.tail).toMatch(/health check failed after 1s: clawdinator-worker not back/);
     expect(h.calls('nixos-rebuild').at(-2)).toBe('switch --rollback');
   });

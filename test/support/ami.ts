@@ -13,7 +13,7 @@ import { staticResolver } from '../../jobs/github/revision.js';
 import { createLogger } from '../../lib/log.js';
 import { SIM_BUCKET, type SimFleet } from './fleet.js';
 import { lifecycleSettings, startWorker, testStepSigner } from './jobs.js';
-import { type Lifecycle, OPERATOR } from './lifecycle.js';
+import type { Lifecycle } from './lifecycle.js';
 import type { TestRedis } from './redis.js';
 
 export const REPO = 'openclaw/clawdinators';
@@ -41,12 +41,12 @@ export function simAmiDeps(server: TestRedis, sim: SimFleet, overrides: Partial<
 }
 
 /** Each member's own worker on its host queue, as on the fleet: it runs the builds asked of it. */
-export function hostWorkers(server: TestRedis, redis: Redis, h: Lifecycle, hosts: string[]) {
+export function hostWorkers(server: TestRedis, redis: Redis, h: Pick<Lifecycle, 'types'>, hosts: string[]) {
   return workersOn(server, redis, h, hosts.map(hostQueue));
 }
 
 /** Workers on these queues that admit what the workers' own key signed (build jobs, schedules). */
-export function workersOn(server: TestRedis, redis: Redis, h: Lifecycle, queues: string[]) {
+export function workersOn(server: TestRedis, redis: Redis, h: Pick<Lifecycle, 'types'>, queues: string[]) {
   const workersKey = createPublicKey(testStepSigner.key);
   const workers = queues.map((queue) =>
     startWorker(
@@ -75,9 +75,9 @@ let serial = 0;
 
 /** Queues a rebuild as `principal` (an operator by default) and waits until it completed or failed. */
 export async function rebuild(
-  h: Lifecycle,
+  h: Pick<Lifecycle, 'enqueuer' | 'finished'>,
   data: Record<string, unknown>,
-  principal: Principal = OPERATOR,
+  principal: Principal = { kind: 'cli', operator: 'ops' },
 ): Promise<Job<Envelope>> {
   const { jobId } = await h.enqueuer('operator').enqueue({
     type: 'rebuild-ami',

@@ -4,7 +4,7 @@
 // memory folders the test made. Each apply is counted in Redis (`test:applies`, by pid).
 // With `ami`, the image pipeline too (the sandbox's stand-in build, in this process); with
 // `lane`, the fast lane (deploy), as the worker of `lane.hostName`.
-// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}, ami?, lane?}>'`.
+// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}, ami?, lane?, settings?}>'`.
 import { createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -13,7 +13,7 @@ import type { AmiDeps } from '../../jobs/ami/deps.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
+import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import type { FastLaneDeps } from '../../jobs/fastlane/deps.js';
 import { staticResolver } from '../../jobs/github/revision.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
@@ -34,6 +34,8 @@ const config = JSON.parse(process.argv[2] ?? '{}') as {
   ami?: { repo: string; refs: Record<string, string> };
   /** The fast lane too (deploy): the refs revs resolve among, and this worker's host. */
   lane?: { repo: string; refs: Record<string, string>; hostName?: string };
+  /** Worker settings beside the defaults below (stall limits, the finalizer's lease and sweep). */
+  settings?: Partial<WorkerSettings>;
 };
 const connection = { host: '127.0.0.1', port: config.port, maxRetriesPerRequest: null };
 const redis = new Redis(connection);
@@ -105,7 +107,7 @@ const w = startWorker(
   },
   // The in-process synth blocks the event loop for a while, more so on a loaded machine: a
   // lock short enough to lapse then would let the same job run twice in this very process.
-  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000 },
+  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000, ...config.settings },
 );
 await w.worker.waitUntilReady();
 process.stdout.write('ready\n');

@@ -20,6 +20,7 @@ import { FileRegistryStore } from '../../jobs/registry/file.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import { MemoryStore } from '../../memory/store.js';
 import { tempDir } from './cli.js';
+import { writeHeartbeat } from './jobs.js';
 
 export const SIM_AMI = 'ami-00000000000000a11';
 export const SIM_BUCKET = 'clawdinator-test-bucket';
@@ -83,23 +84,15 @@ export function simFleet(redis: Redis, options: SimFleetOptions = {}): SimFleet 
     hosts: options.hosts,
   });
   // Every host online (the members from the start, each new one once it boots) writes its
-  // heartbeat with its own instance id and the revision it runs, as its worker would: a spawn
-  // or replace waits for it, a retire needs a healthy host left, a deploy checks the revision.
-  // A switch restarts the worker (a new heartbeat with the new revision), or leaves it down.
-  const beat = (host: SimHost) => {
-    const at = Date.now();
-    const { revision } = cloud.hostRevision(host);
-    const value = {
+  // heartbeat with its own instance id and the revision it runs, signed as its worker would: a
+  // spawn or replace waits for it, a retire needs a healthy host left, a deploy checks the
+  // revision. A switch restarts the worker (a new heartbeat with the new revision), or leaves it down.
+  const beat = (host: SimHost) =>
+    writeHeartbeat(redis, {
       host: host.name,
       instanceId: host.instanceId,
-      version: 't',
-      revision,
-      startedAt: at,
-      activeJobs: 0,
-      at,
-    };
-    return redis.set(keys.heartbeat(host.name), JSON.stringify(value), 'EX', 60);
-  };
+      revision: cloud.hostRevision(host).revision,
+    });
   cloud.onHostOnline((host) => void beat(host));
   cloud.onHostSwitched(({ host, workerUp }) => void (workerUp ? beat(host) : redis.del(keys.heartbeat(host.name))));
   const fleet: FleetDeps = {

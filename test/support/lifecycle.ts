@@ -9,6 +9,7 @@ import type { Deployer } from '../../jobs/deploy/types.js';
 import type { Envelope, Principal } from '../../jobs/engine/envelope.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
+import type { WorkerSettings } from '../../jobs/engine/worker.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
@@ -34,6 +35,8 @@ export interface LifecycleOptions {
   log?: Logger;
   /** The request id of `run`'s `n`th job on this fleet (default `req-<type>-<name>-<n>`). */
   requestId?: (type: string, name: string, n: number) => string;
+  /** The worker's settings beside lifecycleSettings (stall limits, the finalizer's sweep). */
+  settings?: Partial<WorkerSettings>;
 }
 
 export interface Lifecycle {
@@ -48,6 +51,8 @@ export interface Lifecycle {
   run(type: string, data: { name: string } & Record<string, unknown>, principal?: Principal): Promise<Job<Envelope>>;
   /** Waits until the job completed or failed. */
   finished(jobId: string): Promise<Job<Envelope>>;
+  /** The worker (its finalizer, to pause it). */
+  worker: ReturnType<typeof startWorker>;
   close(): Promise<void>;
 }
 
@@ -58,6 +63,18 @@ function nextRequest(sim: SimFleet): number {
   const n = (requests.get(sim) ?? 0) + 1;
   requests.set(sim, n);
   return n;
+}
+
+// One set of keys per fleet, as a fleet's workers share their public keys: a job signed
+// through one harness verifies in every worker (and finalizer) on the same fleet.
+const fleetKeySets = new WeakMap<SimFleet, Record<'operator' | 'agent' | 'gateway', ReturnType<typeof keyPair>>>();
+function fleetKeys(sim: SimFleet) {
+  let set = fleetKeySets.get(sim);
+  if (set === undefined) {
+    set = { operator: keyPair(), agent: keyPair(), gateway: keyPair() };
+    fleetKeySets.set(sim, set);
+  }
+  return set;
 }
 
 export function lifecycleHarness(
@@ -81,7 +98,7 @@ export function lifecycleHarness(
     }),
   );
   const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-  const keys = { operator: keyPair(), agent: keyPair(), gateway: keyPair() };
+  const keys = fleetKeys(sim);
   const signers = {
     operator: { keyId: 'operator:ops', key: keys.operator.privateKey },
     agent: { keyId: 'agent:clawdinator-1', key: keys.agent.privateKey },
@@ -101,7 +118,7 @@ export function lifecycleHarness(
       log: options.log ?? createLogger('silent'),
       stepSigner: testStepSigner,
     },
-    lifecycleSettings,
+    { ...lifecycleSettings, ...options.settings },
   );
   const queue = new Queue(FLEET_QUEUE, { connection });
   const enqueuers = new Map<string, Enqueuer>();
@@ -114,7 +131,8 @@ export function lifecycleHarness(
     return e;
   };
   async function finished(jobId: string): Promise<Job<Envelope>> {
-    const deadline = Date.now() + 20_000;
+    // Retried failures wait out BullMQ's backoff (5 s, then 10 s) before their last attempt.
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const state = await queue.getJobState(jobId);
       if (state === 'completed' || state === 'failed') return (await queue.getJob(jobId)) as Job<Envelope>;
@@ -130,6 +148,7 @@ export function lifecycleHarness(
     signers,
     enqueuer,
     finished,
+    worker,
     async run(type, data, principal = OPERATOR) {
       const { jobId } = await enqueuer(principal.kind === 'agent' ? 'agent' : 'operator').enqueue({
         type,

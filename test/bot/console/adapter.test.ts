@@ -126,6 +126,7 @@ describe('console adapter', () => {
   it('answers honestly what it cannot do here: no job engine, no fleet', async () => {
     expect(await session.run('/spawn name:clawdinator-3')).toBe(false);
     expect(printed()).toContain('The job engine is not configured on this gateway.');
+    expect(await session.run('/rebuild-ami')).toBe(false);
     expect(await session.run('/deploy')).toBe(false);
     expect(await session.run('/doctor name:clawdinator-1')).toBe(false);
     expect(printed()).toContain('The fleet is not configured on this gateway.');

@@ -252,6 +252,45 @@ describe('gateway against the loopback Discord', () => {
 });
 
 describe('confirmation buttons', () => {
+  it('a failing Discord call is logged without the interaction token, the bot token or the request body', async () => {
+    const secretPath = 'planted-secret-path-7c1e.md';
+    // Too late for Discord: its callbacks fail with a real DiscordAPIError (404, 10062) whose
+    // URL is /interactions/<id>/<token>/callback; so does the ephemeral error reply after it.
+    const i = standIn.injectCommand({
+      name: 'memory',
+      user: alice,
+      roles: [OPERATOR_ROLE],
+      guildId: GUILD,
+      channelId: OPS_CHANNEL,
+      options: [{ type: 1, name: 'read', options: [{ type: 3, name: 'path', value: secretPath }] }],
+      expired: true,
+    });
+    const failed = await standIn.waitForCall(isCallback(i.id));
+    expect(failed.status).toBe(404);
+    const deadline = Date.now() + 10_000;
+    while (!logged.some((l) => l.includes('error reply failed'))) {
+      if (Date.now() > deadline) throw new Error(`no failure logged:\n${logged.join('')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const lines = logged.filter((l) => l.includes('"err"'));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const line of logged) {
+      expect(line).not.toContain(i.token);
+      expect(line).not.toContain(TOKEN);
+      expect(line).not.toContain('requestBody');
+    }
+    // What it keeps: the error's name, code, status, method and the path with the token replaced.
+    const err = JSON.parse(lines.find((l) => l.includes('handler failed')) as string).err;
+    expect(err).toMatchObject({
+      type: 'DiscordAPIError[10062]',
+      message: 'Unknown interaction',
+      code: 10062,
+      status: 404,
+      method: 'POST',
+      path: `/api/v10/interactions/${i.id}/[token]/callback`,
+    });
+  });
+
   it("/retire asks first; the requester's press replaces the question (callback type 7) and queues the job", async () => {
     const queued: unknown[] = [];
     deps.jobs = {

@@ -54,7 +54,7 @@ describe('sandbox (in-process, --fast)', () => {
     );
     const status = await sandbox.deps.status?.();
     expect(status?.members[0]).toMatchObject({ name: 'clawdinator-1', state: 'online', ssm: 'Online' });
-    expect(status?.schedules.map((s) => s.id)).toEqual(['clawdinator-health-sweep']);
+    expect(status?.schedules.map((s) => s.id).sort()).toEqual(['clawdinator-github-sync', 'clawdinator-health-sweep']);
   });
 
   it('lays out the memory folder and the registry under the directory', () => {

@@ -170,7 +170,7 @@ describe('rebuild-ami on the AWS adapter', () => {
     ]);
 
     // Each wake-up of the wait reported AWS's percent and status message, as the import stage.
-    const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string).event);
     const imports = events.filter(
       (e) => e.jobId === job.id && e.step === 'import' && e.text.startsWith('import: import-snap-0abc '),
     );

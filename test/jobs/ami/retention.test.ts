@@ -144,7 +144,7 @@ describe('prune', () => {
       await new Promise((r) => setTimeout(r, 25));
     }
     expect((await queue.getJob(jobId))?.returnvalue).toMatchObject({ removed: [ids[2]] });
-    const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string).event);
     const posted = events.filter((e) => e.jobId === jobId && e.kind === 'result');
     expect(posted).toHaveLength(1);
     expect(posted[0]).toMatchObject({ ok: true, reply: { channelId: OPS_CHANNEL } });

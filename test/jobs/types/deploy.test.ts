@@ -23,7 +23,8 @@ async function revisions(): Promise<Record<string, string | undefined>> {
   const out: Record<string, string | undefined> = {};
   for (const m of MEMBERS) {
     const raw = await suite.redis.get(keys.heartbeat(m));
-    out[m] = raw === null ? undefined : (JSON.parse(raw) as { revision: string }).revision;
+    // Signed records (heartbeat.ts): the heartbeat as written is under `heartbeat`.
+    out[m] = raw === null ? undefined : (JSON.parse(raw) as { heartbeat: { revision: string } }).heartbeat.revision;
   }
   return out;
 }

@@ -3,6 +3,7 @@
 // registers and tags, and rolls out to the canary or to all, one at a time; the refusals
 // (a hostile or unknown rev, the same sha twice, no builder, a scheduled rollout) change
 // nothing; an import AWS deletes ends the job with AWS's message.
+
 import { Queue, UnrecoverableError } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import type { ImageBuilder } from '../../../jobs/ami/builder.js';
@@ -16,7 +17,7 @@ import { shaLockKey } from '../../../jobs/types/rebuild-ami.js';
 import { UsageError } from '../../../lib/errors.js';
 import { hostWorkers, MAIN_SHA, rebuild, simAmiDeps, workersOn } from '../../support/ami.js';
 import { SIM_AMI, SIM_BUCKET } from '../../support/fleet.js';
-import { testStepSigner } from '../../support/jobs.js';
+import { testStepSigner, testWorkersKey } from '../../support/jobs.js';
 import { lifecycleSuite } from '../../support/lifecycle.js';
 import { HOSTILE_REVS } from '../../support/revs.js';
 
@@ -107,6 +108,7 @@ describe('rebuild-ami', () => {
       cloud: suite.sim.cloud,
       redis: suite.redis,
       queues: [],
+      workersKey: testWorkersKey,
     });
     expect(status.newestAmi).toBe(imageId);
     expect(status.members.map((m) => [m.name, m.olderImage])).toEqual([
@@ -129,7 +131,7 @@ describe('rebuild-ami', () => {
     });
     let waiting = false;
     for (let i = 0; i < 400 && !waiting; i++) {
-      const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+      const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string).event);
       waiting = events.some(
         (e) =>
           e.jobId === jobId &&
@@ -186,6 +188,19 @@ describe('rebuild-ami', () => {
     expect(job.attemptsMade).toBe(1);
     expect(suite.sim.cloud.calls.byOperation.RegisterImage).toBeUndefined();
     expect(await suite.redis.get(shaLockKey(MAIN_SHA))).toBeNull();
+  });
+
+  it('AWS failing a look at the task (throttled, 5xx) is looked at again later, not a failure', async () => {
+    const { h } = setUp();
+    suite.sim.cloud.faults.arm('DescribeImportSnapshotTasks', { times: 2, code: 'RequestLimitExceeded' });
+    const job = await rebuild(h, {});
+    expect(job.failedReason).toBeUndefined();
+    expect(job.attemptsMade).toBe(1);
+    expect(suite.sim.cloud.calls.byOperation.DescribeImportSnapshotTasks).toBe(3);
+    const events = (await suite.redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string).event);
+    expect(
+      events.filter((e) => e.jobId === job.id && /RequestLimitExceeded from AWS, looking again later$/.test(e.text)),
+    ).toHaveLength(2);
   });
 
   it('a refused ImportSnapshot (the vmimport role unusable) fails at once, naming the stage', async () => {

@@ -70,7 +70,7 @@ describe('self-update schedule', () => {
     const job = await runDeploy(h, { target: 'all' }, SCHEDULE);
     expect(job.returnvalue.summary).toBe('deployed 5a4dbee (main) to clawdinator-1, clawdinator-2, clawdinator-3');
     const events = (await suite.redis.xrange(keys.events, '-', '+')).map(
-      ([, fields]) => JSON.parse(fields[1] as string) as JobEvent,
+      ([, fields]) => (JSON.parse(fields[1] as string) as { event: JobEvent }).event,
     );
     const posted = events.filter((e) => e.kind === 'result' && e.jobId === job.id);
     expect(posted).toHaveLength(1);
@@ -113,7 +113,7 @@ describe('self-update on a fleet that runs the head', () => {
     expect(switches(suite.sim)).toEqual([]);
     // A routine no-op posts no result (its progress has no reply target: shown nowhere).
     const events = (await suite.redis.xrange(keys.events, '-', '+')).map(
-      ([, fields]) => JSON.parse(fields[1] as string) as JobEvent,
+      ([, fields]) => (JSON.parse(fields[1] as string) as { event: JobEvent }).event,
     );
     expect(events.filter((e) => e.jobId === job.id && (e.kind === 'result' || e.reply !== undefined))).toEqual([]);
   });
