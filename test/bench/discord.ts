@@ -184,6 +184,8 @@ export async function gatewayIdleRss(): Promise<Row[]> {
   writeFileSync(tokenFile, TOKEN);
   writeFileSync(keyFile, generateSigningKeyPair().privateKeyPem, { mode: 0o600 });
   mkdirSync(`${dir}/memory`);
+  // The workers' public key: a gateway verifies heartbeats, events and confirmations with it.
+  const workers = generateSigningKeyPair();
   // The gateway joined to the fleet: interactions claimed in Redis, the relay, the job engine.
   const env = {
     ...process.env,
@@ -194,6 +196,7 @@ export async function gatewayIdleRss(): Promise<Row[]> {
     CLAWDINATOR_REDIS_URL: redisUrl,
     CLAWDINATOR_JOB_SIGNING_KEY_FILE: keyFile,
     CLAWDINATOR_JOB_KEY_ID: 'gateway',
+    CLAWDINATOR_JOB_PUBLIC_KEYS: JSON.stringify({ schedule: workers.publicKeyPem }),
   };
   const project: number[] = [];
   const floor: number[] = [];
