@@ -51,12 +51,15 @@ export function createS3Service(context: AwsContext, client?: S3Client): S3Servi
   // (the SDK already addresses an IP endpoint by path, not a name). Decided per request from
   // the endpoint the SDK resolved — the option, or AWS_ENDPOINT_URL(_S3) from its own chain,
   // which it reads only when the first request is made.
+  const pathStyle = async () => {
+    const host = await endpointHost(built.config as ResolvedEndpoint);
+    return host !== undefined && pathStyleFor(host);
+  };
   const built: S3Client = new S3Client({
     ...context.clientConfig,
-    forcePathStyle: async () => {
-      const host = await endpointHost(built.config as ResolvedEndpoint);
-      return host !== undefined && pathStyleFor(host);
-    },
+    // The endpoint parameter takes a provider (ClientInputEndpointParameters); S3InputConfig's
+    // narrower `boolean` hides that in the intersected config type.
+    forcePathStyle: pathStyle as unknown as boolean,
   });
   return new S3Service(built);
 }
