@@ -82,6 +82,12 @@ export class MemoryStore {
     const target = resolveMemoryPath(this.root, path);
     const handle = await this.openExisting(target.absolute, target.relative, O_RDONLY);
     try {
+      // A directory opens read-only too: say what it is rather than fail reading it.
+      const kind = await handle.stat();
+      if (!kind.isFile()) {
+        const what = kind.isDirectory() ? ' is a directory' : ' is not a regular file';
+        throw new MemoryError('not-a-file', `not a file: ${target.relative}${what}`);
+      }
       await this.lock(handle, 'shared', target.relative, options);
       const { size } = await handle.stat();
       if (size > this.maxBytes) throw this.tooLarge(target.relative, size);

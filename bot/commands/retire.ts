@@ -10,7 +10,7 @@ import { instanceName } from '../../lib/config.js';
 import { OperationError, RefusedError, UsageError } from '../../lib/errors.js';
 import type { ButtonInvocation, CommandModule, Responder } from '../types.js';
 import { agentQuestion, answerAgent } from './agent-answer.js';
-import { NAME_MAX, NAME_MIN } from './options.js';
+import { DESTRUCTIVE_DEFAULT_PERMISSIONS, NAME_MAX, NAME_MIN } from './options.js';
 
 /** Long enough to read the question, short enough that a forgotten button goes stale. */
 export const CONFIRM_SECONDS = 5 * 60;
@@ -18,6 +18,7 @@ export const CONFIRM_SECONDS = 5 * 60;
 export const data = new SlashCommandBuilder()
   .setName('retire')
   .setDescription('Destroy a CLAWDINATOR (asks for confirmation)')
+  .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
   .addStringOption((o) =>
     o
       .setName('name')

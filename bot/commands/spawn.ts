@@ -3,11 +3,12 @@
 import { SlashCommandBuilder } from '@discordjs/builders';
 import { OperationError } from '../../lib/errors.js';
 import type { CommandModule } from '../types.js';
-import { AMI_MAX, AMI_MIN, INSTANCE_TYPES, NAME_MAX, NAME_MIN } from './options.js';
+import { AMI_MAX, AMI_MIN, DESTRUCTIVE_DEFAULT_PERMISSIONS, INSTANCE_TYPES, NAME_MAX, NAME_MIN } from './options.js';
 
 export const data = new SlashCommandBuilder()
   .setName('spawn')
   .setDescription('Create a new CLAWDINATOR')
+  .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
   .addStringOption((o) =>
     o
       .setName('name')
