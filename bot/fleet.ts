@@ -55,6 +55,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   deps.jobs = botJobs(enqueuer, { redis, signer });
   deps.jobAdmin = botJobAdmin(enqueuer, admin);
   deps.status = () => fleetStatus({ registry, cloud, redis, queues: [queue] });
+  deps.fleetNames = async () => Object.keys(await registry());
   let relay: { stop(): Promise<void> } | undefined;
   return {
     claim: redisClaim(redis),

@@ -131,6 +131,8 @@ export interface BotDeps {
   jobAdmin?: BotJobAdmin;
   /** The fleet's status (registry, EC2, SSM, heartbeats, queues), when the fleet is configured. */
   status?: () => Promise<FleetStatus>;
+  /** The registry's member names alone (autocomplete: never waits for the cloud). */
+  fleetNames?: () => Promise<string[]>;
 }
 
 /** How a command acknowledges before its handler runs. */

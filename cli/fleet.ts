@@ -1,5 +1,6 @@
 // `clawdinator fleet …`: the fleet from a terminal. `fleet status [name] [--json]` prints
-// the same view as /status; `--json` prints FleetStatus (jobs/status.ts), a stable shape.
+// the same view as /status — a source that does not answer is marked, the others shown;
+// `--json` prints FleetStatus (jobs/status.ts), a stable shape with a per-source `sources`.
 // `fleet spawn|retire|replace` queue the same jobs as the slash commands, signed with this
 // operator's key (CLAWDINATOR_JOB_KEY_ID=operator:<name>), and wait for their outcome.
 // `fleet bundle <name>` (re)uploads a member's bootstrap bundle (the original's

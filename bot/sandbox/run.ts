@@ -310,6 +310,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
       ),
       status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      fleetNames: async () => Object.keys(await registry()),
     };
     const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
     const session = new ConsoleSession(dispatcher, actor, options.print);
