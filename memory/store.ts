@@ -159,6 +159,41 @@ export class MemoryStore {
   }
 
   /**
+   * Replaces the content with what `change` makes of it, read and written under one exclusive
+   * lock through the locked descriptor; `change` returning null leaves the file as it is.
+   * Anything but a regular file is refused before a byte is read (opened read-write, a FIFO
+   * does not block the open). `readLimit` lets a caller read a file over the cap in order to
+   * shrink it (the ops log's rotation); what is written stays within the cap.
+   */
+  async update(
+    path: string,
+    change: (current: Buffer) => Promise<Buffer | string | null>,
+    options: LockOptions & { readLimit?: number } = {},
+  ): Promise<WriteResult | null> {
+    const target = resolveMemoryPath(this.root, path);
+    const handle = await this.openForWrite(target.absolute, target.relative);
+    try {
+      if (!(await handle.stat()).isFile()) {
+        throw new MemoryError('not-a-file', `not a file: ${target.relative} is not a regular file`);
+      }
+      await this.lock(handle, 'exclusive', target.relative, options);
+      const { size } = await handle.stat();
+      if (size > (options.readLimit ?? this.maxBytes)) throw this.tooLarge(target.relative, size);
+      const current = await handle.readFile();
+      const next = await change(current);
+      if (next === null) return null;
+      const data = this.checkContent(target.relative, next);
+      if (current.length > 0) await saveBackup(target.absolute, current);
+      await writeAll(handle, data, 0);
+      await handle.truncate(data.length);
+      await handle.datasync();
+      return { path: target.relative, bytes: data.length, sha256: sha256(data) };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
    * Runs `fn` while holding the exclusive lock (the drop-in for the shell `memory-edit`).
    * Creates the file when missing, as flock(1) does for the command it runs.
    */

@@ -30,7 +30,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: async () => Object.keys(await deps.registry()),
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet }),
+    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet, opsChannelId: deps.opsChannelId }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,

@@ -5,7 +5,8 @@ import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import { appendOpsLine } from '../../memory/ops-log.js';
+import type { MemoryStore } from '../../memory/store.js';
 import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { JobContext } from '../engine/job-type.js';
@@ -57,23 +58,52 @@ export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at:
   await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
 }
 
+/** Where a record that could not be written is reported: the ops channel. */
+export interface RecordAlerts {
+  redis: Redis;
+  opsChannelId?: string;
+  log: Logger;
+}
+
 /**
  * The run's line in ops.md, in the original's style ("- <time> spawn <name>: <what> —
  * requested by …"), and its audit line. An append is not idempotent: a retried step looks
  * for its own line (tagged with the job id) first.
+ *
+ * Best-effort: the change is made by now (an instance runs, a host is gone), so a record
+ * that cannot be written (ops.md over the cap, not a file, locked too long) must not fail
+ * the job and send it into retries or clean-up. It becomes an alert in the ops channel.
  */
-export async function recordLifecycle(memory: MemoryStore, run: LifecycleRun, what: string, outcome: string) {
+export async function recordLifecycle(
+  memory: MemoryStore,
+  run: LifecycleRun,
+  what: string,
+  outcome: string,
+  alerts?: RecordAlerts,
+) {
   const at = new Date();
   const tag = `(job ${run.jobId})`;
-  const ops = await memory.read('ops.md').catch((err) => {
-    if (err instanceof MemoryError && err.code === 'not-found') return null;
-    throw err;
-  });
-  if (!ops?.content.toString('utf8').includes(tag)) {
-    const who = describePrincipal(run.principal);
-    await memory.append('ops.md', `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`);
+  const who = describePrincipal(run.principal);
+  const missed: string[] = [];
+  await appendOpsLine(memory, {
+    line: `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`,
+    tag,
+    now: at,
+  }).catch((err) => missed.push(`its line in ops.md was not written: ${errorLine(err)}`));
+  await auditLifecycle(memory, run, at, outcome).catch((err) =>
+    missed.push(`its audit line was not written: ${errorLine(err)}`),
+  );
+  if (missed.length > 0 && alerts !== undefined) {
+    const text = `${run.name}: ${run.action} done, but ${missed.join('; ')}`;
+    alerts.log.warn({ jobId: run.jobId }, text);
+    await publish(alerts.redis, {
+      kind: 'alert',
+      jobId: run.jobId,
+      type: run.action,
+      text,
+      reply: alerts.opsChannelId === undefined ? undefined : { channelId: alerts.opsChannelId },
+    }).catch((err) => alerts.log.error({ err: errorLine(err) }, 'record alert not published'));
   }
-  await auditLifecycle(memory, run, at, outcome);
   return null;
 }
 
@@ -212,6 +242,8 @@ export abstract class LifecycleJob<D extends { name: string }> {
   protected readonly runCtx: RunContext;
   /** The step running now: a failure names it. */
   protected current = 'checks';
+  /** Where a record that could not be written is reported (see reportRecordsTo). */
+  private recordAlerts?: Omit<RecordAlerts, 'log'>;
 
   constructor(
     protected readonly ctx: JobContext<D>,
@@ -249,8 +281,15 @@ export abstract class LifecycleJob<D extends { name: string }> {
     return auditLifecycle(this.memory, this.lifecycle, new Date(), outcome);
   }
 
+  /** A record (ops.md, audit) that cannot be written becomes an alert there. */
+  reportRecordsTo(alerts: Omit<RecordAlerts, 'log'>): this {
+    this.recordAlerts = { redis: alerts.redis, opsChannelId: alerts.opsChannelId };
+    return this;
+  }
+
   protected record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.lifecycle, what, outcome);
+    const alerts = this.recordAlerts && { ...this.recordAlerts, log: this.ctx.log };
+    return recordLifecycle(this.memory, this.lifecycle, what, outcome, alerts);
   }
 
   protected failed(err: unknown, onFinal?: () => Promise<string | undefined>): Promise<Error> {

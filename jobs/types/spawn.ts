@@ -110,6 +110,8 @@ export interface SpawnDeps {
   redis: Redis;
   memory?: MemoryStore;
   fleet?: FleetDeps;
+  /** Where an ops.md line that could not be written is reported. */
+  opsChannelId?: string;
 }
 
 /** The name's own Discord bot token, as the original named them. */
@@ -156,7 +158,7 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('spawn: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Spawn(ctx, deps.redis, memory, fleet).run();
+      return new Spawn(ctx, deps.redis, memory, fleet).reportRecordsTo(deps).run();
     },
   };
 }
