@@ -152,7 +152,8 @@ describe('relay', () => {
       expect(post.body).toMatchObject({ enforce_nonce: true, allowed_mentions: { parse: [] } });
       expect(String((post.body as { nonce: string }).nonce).length).toBeLessThanOrEqual(25);
     }
-    expect((posts[0]?.body as { nonce: string }).nonce).toBe((posts[1]?.body as { nonce: string }).nonce);
+    const nonces = posts.map((p) => (p.body as { nonce: string }).nonce);
+    expect(nonces[0]).toBe(nonces[1]);
     // Through the stream as well: the result of another job, its reply deleted, lands once.
     await publish(redis, { kind: 'result', jobId: 'spawn-6', reply, ok: true, text: 'clawdinator-6 online' });
     await standIn.waitForCall((c) => c.method === 'POST' && content(c).includes('clawdinator-6 online'));
