@@ -47,11 +47,13 @@ export class SimDeployer implements Deployer {
   constructor(private readonly options: SimDeployerOptions) {}
 
   async planInstance(name: string, options: InstancePlanOptions, ctx: RunContext): Promise<PlanSummary> {
+    this.fault('plan', name, ctx);
     const { summary } = await this.plan(name, options, ctx);
     return summary;
   }
 
   async applyInstance(name: string, options: InstanceApplyOptions, ctx: RunContext): Promise<InstanceOutputs> {
+    this.fault('apply', name, ctx);
     const { summary, declared, existing } = await this.plan(name, options, ctx);
     if (!withinSummary(summary, options.expected)) {
       throw new PlanRefusedError(
@@ -75,6 +77,21 @@ export class SimDeployer implements Deployer {
     if (instanceId === undefined) throw new OperationError(`apply of ${name} left no instance`);
     const instance = await cloud.describeInstance(instanceId);
     return { instanceId, privateIp: instance.privateIp };
+  }
+
+  /**
+   * A failure armed for this step in the simulated world (`/sim fail apply`), before anything
+   * changes, said the way terraform says one: `Error: <summary>`.
+   */
+  private fault(step: 'plan' | 'apply', name: string, ctx: RunContext): void {
+    const fault = this.options.cloud.faults.take(step);
+    if (fault === undefined) return;
+    const summary =
+      fault.message ??
+      `${step === 'plan' ? 'planning' : 'applying'} ${name}: ${fault.code ?? 'InternalError'}: simulated ${step} failure (/sim fail ${step})`;
+    const line = summary.startsWith('Error:') ? summary : `Error: ${summary}`;
+    ctx.onLine(line);
+    throw new OperationError(line);
   }
 
   private async plan(
