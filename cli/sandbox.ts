@@ -7,14 +7,7 @@ import { relative } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_SPEED, helpText, type Sandbox, startSandbox } from '../bot/sandbox/run.js';
-import {
-  parseScript,
-  readScript,
-  runScript,
-  type ScriptLine,
-  summaryLine,
-  verdict,
-} from '../bot/sandbox/script.js';
+import { parseScript, readScript, runScript, type ScriptLine, summaryLine, verdict } from '../bot/sandbox/script.js';
 import { SANDBOX_AMI, SANDBOX_OPERATOR_ROLE, TOKEN_POOL } from '../bot/sandbox/world.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
 import { errorLine, OperationError } from '../lib/errors.js';
