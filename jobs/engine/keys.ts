@@ -9,6 +9,8 @@ export const keys = {
   cancel: (jobId: string) => `clawdinator:cancel:${jobId}`,
   heartbeat: (host: string) => `clawdinator:heartbeat:${host}`,
   health: (host: string) => `clawdinator:health:${host}`,
+  /** An instance of ours the registry does not know, as the health sweep first reported it. */
+  healthStray: (instanceId: string) => `clawdinator:health-stray:${instanceId}`,
   schedulerLeader: 'clawdinator:scheduler-leader',
   agentRate: (host: string, hour: number) => `clawdinator:agent-rate:${host}:${hour}`,
   events: 'clawdinator:events',

@@ -7,6 +7,7 @@ import { healthSweep } from './health-sweep.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
 import { type FleetDeps, spawnJob } from './spawn.js';
+import { strayCleanupJob } from './stray-cleanup.js';
 
 export interface JobTypeDeps {
   redis: Redis;
@@ -28,6 +29,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     healthSweep({
       redis: deps.redis,
       fleet: async () => Object.keys(await deps.registry()),
+      cloud: deps.fleet?.cloud,
       opsChannelId: deps.opsChannelId,
     }),
     spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet, opsChannelId: deps.opsChannelId }),
@@ -45,5 +47,6 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
+    strayCleanupJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet, opsChannelId: deps.opsChannelId }),
   ];
 }

@@ -13,7 +13,7 @@ import type { JobContext } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
 import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
 
-export type LifecycleAction = 'spawn' | 'retire' | 'replace';
+export type LifecycleAction = 'spawn' | 'retire' | 'replace' | 'cleanup';
 
 /** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
 export async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
