@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { BASE_OUTPUTS } from '../../infra/names.js';
 import type { InfraSettings } from '../../infra/settings.js';
 import { OperationError } from '../../lib/errors.js';
-import type { SimCloud } from '../cloud/sim.js';
+import { FaultRegistry, type SimCloud } from '../cloud/sim.js';
 import type { FleetInstance } from '../cloud/types.js';
 import type { RegistryStore } from '../registry/types.js';
 import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
@@ -84,7 +84,10 @@ export class SimDeployer implements Deployer {
    * changes, said the way terraform says one: `Error: <summary>`.
    */
   private fault(step: 'plan' | 'apply', name: string, ctx: RunContext): void {
-    const fault = this.options.cloud.faults.take(step);
+    // A cloud served from another process (the kill-and-resume tests' proxy) has no
+    // registry of its own here: nothing is armed.
+    const { faults } = this.options.cloud;
+    const fault = faults instanceof FaultRegistry ? faults.take(step) : undefined;
     if (fault === undefined) return;
     const summary =
       fault.message ??
