@@ -131,9 +131,13 @@ export function parseCommand(
   return { ...base, kind: 'command', command: name, subcommand, options: values };
 }
 
+// Counted per process, not per session: two sessions in one process (a test's alice and bob)
+// running lines in the same millisecond must not make the same interaction id, which the
+// dispatcher's claim would then drop as a duplicate.
+let consoleSeq = 0;
+
 /** A console user's session: runs lines and says whether each did what it should. */
 export class ConsoleSession {
-  private seq = 0;
   private readonly forms = new Map<string, Modal>();
   /** Ids of the buttons shown, oldest first (the last few are enough for `/press <word>`). */
   private readonly buttons: string[] = [];
@@ -156,7 +160,7 @@ export class ConsoleSession {
   async attempt(line: string): Promise<{ ok: boolean; failure?: ConsoleFailure }> {
     const words = tokenize(line.trim());
     if (words.length === 0) return { ok: true };
-    const base = { id: `console-${process.pid}-${Date.now()}-${++this.seq}`, actor: { ...this.actor } };
+    const base = { id: `console-${process.pid}-${Date.now()}-${++consoleSeq}`, actor: { ...this.actor } };
     let inv: Invocation;
     try {
       inv = this.parse(words, base);
