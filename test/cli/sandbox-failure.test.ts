@@ -55,10 +55,12 @@ describe('the failure sandbox script', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('4 lines ok, 0 failed');
-    expect(section(r.stdout, '/sim fail apply times:5')).toContain('💥 armed: the next 5 × `apply` fail');
+    expect(
+      section(r.stdout, '/sim fail apply times:5 message:"Error: creating EC2 Instance: InsufficientInstanceCapacity"'),
+    ).toContain('💥 armed: the next 5 × `apply` fail');
     const failed = section(r.stdout, '/spawn name:clawdinator-3');
     expect(failed).toMatch(
-      /❌ `spawn-[^`]+` clawdinator-3: apply failed: Error: applying clawdinator-3: InternalError: simulated apply failure \(\/sim fail apply\)/,
+      /❌ `spawn-[^`]+` clawdinator-3: apply failed: Error: creating EC2 Instance: InsufficientInstanceCapacity/,
     );
     // Three attempts, each at the apply: two of the five failures are left.
     expect(section(r.stdout, '/sim faults', 1)).toMatch(/💥 2× {2}apply/);
