@@ -18,6 +18,16 @@
       # Every entry becomes nixosConfigurations.<host>, so the bootstrap and deploys run
       # `nixos-rebuild switch --flake <repo>#<host>` with the host from /var/lib/clawdinator/instance.env.
       registryFile = ./infra/fleet.json;
+
+      # Written by the operator once, on a machine with network (README: "Running a real
+      # fleet"): flake.lock pins nixpkgs, so two hosts built from one sha run one system; without
+      # it, each evaluation resolves nixpkgs anew and the hosts report `locked: false`.
+      locked = builtins.pathExists ./flake.lock;
+      # The npm registry the package's dependencies are fetched from (nix/npm-lock.nix).
+      npmRegistryFile = ./nix/npm-registry.url;
+      npmRegistry =
+        if builtins.pathExists npmRegistryFile then builtins.head (builtins.match "[[:space:]]*([^[:space:]]+)[[:space:]]*" (builtins.readFile npmRegistryFile)) else null;
+      clawdinatorFor = pkgs: pkgs.callPackage ./nix/package.nix { src = self; inherit npmRegistry; };
       registry = if builtins.pathExists registryFile then lib.importJSON registryFile else { };
 
       mkHost =
@@ -26,6 +36,13 @@
           system = "x86_64-linux";
           modules = [
             { nixpkgs.overlays = [ self.overlays.default ]; }
+            (
+              { pkgs, ... }:
+              {
+                services.clawdinator.package = lib.mkDefault pkgs.clawdinator;
+                services.clawdinator.locked = locked;
+              }
+            )
             (import ./nix/hosts/clawdinator.nix { inherit instanceName; })
             # The revision a host reports (/run/current-system/configurationRevision) after a deploy.
             { system.configurationRevision = self.rev or self.dirtyRev or "unknown"; }
@@ -34,11 +51,11 @@
     in
     {
       packages = forAllSystems (pkgs: rec {
-        clawdinator = pkgs.callPackage ./nix/package.nix { src = self; };
+        clawdinator = clawdinatorFor pkgs;
         default = clawdinator;
       });
 
-      overlays.default = final: _prev: { clawdinator = final.callPackage ./nix/package.nix { src = self; }; };
+      overlays.default = final: _prev: { clawdinator = clawdinatorFor final; };
 
       nixosModules.clawdinator = ./nix/module.nix;
       nixosModules.default = self.nixosModules.clawdinator;

@@ -1,6 +1,7 @@
-// Every interaction is audited: one line (time, who, where, what, outcome) appended to
-// `audit/YYYY-MM-DD.md` in the shared memory, and to the log. Free text (contents, modal
-// fields, attachments) is elided to its size: the audit says what was done, not what was said.
+// Every interaction is audited: one line (time, who, where, what, outcome) to the audit
+// trail (jobs/audit.ts: the journal, one S3 object when a bucket is configured, and the copy
+// in `audit/YYYY-MM-DD.md` of the shared memory). Free text (contents, modal fields,
+// attachments) is elided to its size: the audit says what was done, not what was said.
 import type { BotDeps, Invocation, OptionValue } from './types.js';
 
 const ELIDED_OPTIONS = new Set(['content', 'text']);
@@ -44,6 +45,9 @@ export function auditLine(inv: Invocation, outcome: string, at: Date): string {
 export async function audit(deps: BotDeps, inv: Invocation, outcome: string): Promise<void> {
   const at = deps.now();
   const line = auditLine(inv, outcome, at);
-  deps.log.info({ audit: true, interaction: inv.id, user: inv.actor.userId, outcome }, line);
-  await deps.audit.write(at.toISOString().slice(0, 10), line);
+  await deps.audit.record({
+    at,
+    line,
+    fields: { kind: 'interaction', interaction: inv.id, user: inv.actor.userId, outcome },
+  });
 }

@@ -1,8 +1,8 @@
 // Builds what the handlers use from the configuration, for the gateway and the sandbox alike.
+import { auditTrailFromConfig } from '../jobs/audit.js';
 import { loadConfig } from '../lib/config.js';
 import type { Logger } from '../lib/log.js';
 import { MemoryStore } from '../memory/store.js';
-import { AuditLog } from './audit-log.js';
 import type { BotDeps } from './types.js';
 
 export const BOT_SETTINGS = ['memoryDir', 'memoryMaxBytes', 'memoryLockWaitSeconds', 'authorization'] as const;
@@ -16,7 +16,7 @@ export function botDepsFromConfig(log: Logger, attachmentOrigins: string[]): Bot
   });
   return {
     memory,
-    audit: new AuditLog(memory, log),
+    audit: auditTrailFromConfig(memory, log),
     policy: config.authorization,
     log,
     attachmentOrigins,

@@ -1,12 +1,14 @@
 // The gateway's side of the job engine: claiming interactions across gateways, keeping
 // interaction tokens (never in job data) for the relay, and enqueueing signed jobs.
+import type { KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { CancelOutcome, JobAdmin, JobDetail, JobFilter, JobSummary } from '../jobs/engine/admin.js';
+import type { CancelOutcome, JobAdmin, JobDetail, JobFilter, JobSummary, RetryPlan } from '../jobs/engine/admin.js';
 import { type ApprovalButton, type DecideOutcome, recordDecision } from '../jobs/engine/approval.js';
 import type { Principal, ReplyTarget } from '../jobs/engine/envelope.js';
 import { FLEET_QUEUE, keys } from '../jobs/engine/keys.js';
 import type { EnqueueResult, Enqueuer, Signer } from '../jobs/engine/queues.js';
 import type { Actor } from '../lib/actor.js';
+import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Claim } from './dispatch.js';
 
 /** An interaction token lives 15 minutes; keep it a little less so an edit never races its expiry. */
@@ -70,11 +72,17 @@ export interface BotJobs {
    * Records a human's answer to an agent's retire or replace waiting in the ops channel,
    * signed with the gateway's key (the worker verifies it). Absent without that key.
    */
-  decide?(press: ApprovalButton & { actor: Actor; at: number }): Promise<DecideOutcome>;
+  decide?(press: ApprovalButton & { actor: Actor; at: number; customId: string }): Promise<DecideOutcome>;
 }
 
-/** `approvals`: what signs and stores an answer to an agent's request (the gateway's own key). */
-export function botJobs(enqueuer: Enqueuer, approvals?: { redis: Redis; signer: Signer }): BotJobs {
+/**
+ * `approvals`: what signs and stores an answer to an agent's request (the gateway's own key),
+ * and the workers' public key, which the job's pending record must verify against.
+ */
+export function botJobs(
+  enqueuer: Enqueuer,
+  approvals?: { redis: Redis; signer: Signer; workersKey: KeyObject },
+): BotJobs {
   const jobs: BotJobs = {
     enqueue: ({ type, data, actor, requestId, reply }) =>
       enqueuer.enqueue({ type, data, principal: discordPrincipal(actor), requestId, reply }),
@@ -85,7 +93,10 @@ export function botJobs(enqueuer: Enqueuer, approvals?: { redis: Redis; signer: 
       if (by.kind !== 'discord') throw new Error('unreachable');
       // Agents' retires and replaces run on the fleet queue.
       const job = await enqueuer.queue(FLEET_QUEUE).getJob(press.jobId);
-      const outcome = await recordDecision(approvals.redis, approvals.signer, job, { ...press, by });
+      const outcome = await recordDecision(approvals.redis, approvals.signer, approvals.workersKey, job, {
+        ...press,
+        by,
+      });
       if (outcome.outcome === 'recorded') await new JobMessages(approvals.redis).answered(press.jobId);
       return outcome;
     };
@@ -140,14 +151,26 @@ export interface BotJobAdmin {
   list(filter: JobFilter): Promise<JobSummary[]>;
   show(id: string): Promise<JobDetail | null>;
   cancel(id: string, actor: Actor): Promise<{ outcome: CancelOutcome; jobId: string }>;
-  retry(id: string, actor: Actor, requestId: string, reply: ReplyTarget): Promise<EnqueueResult>;
+  /** What a retry by `actor` would ask for: the original verified, `actor`'s policy allowing it. */
+  planRetry(id: string, actor: Actor): Promise<RetryPlan>;
+  /** `confirmed`: the actor pressed the confirmation a destructive type needs. */
+  retry(
+    id: string,
+    actor: Actor,
+    requestId: string,
+    reply: ReplyTarget,
+    options?: { confirmed?: boolean },
+  ): Promise<EnqueueResult>;
 }
 
-export function botJobAdmin(enqueuer: Enqueuer, admin: JobAdmin): BotJobAdmin {
+/** `policy`: the gateway's authorization policy, which a retrier's new request is held to. */
+export function botJobAdmin(enqueuer: Enqueuer, admin: JobAdmin, policy: AuthorizationPolicy): BotJobAdmin {
   return {
     list: (filter) => admin.list(filter, 15),
     show: (id) => admin.show(id),
     cancel: (id, actor) => admin.cancel(id, `${actor.userName} (Discord ${actor.userId})`),
-    retry: (id, actor, requestId, reply) => admin.retry(id, enqueuer, discordPrincipal(actor), requestId, reply),
+    planRetry: (id, actor) => admin.planRetry(id, discordPrincipal(actor), { policy }),
+    retry: (id, actor, requestId, reply, options = {}) =>
+      admin.retry(id, enqueuer, discordPrincipal(actor), requestId, reply, { policy, confirmed: options.confirmed }),
   };
 }

@@ -1,7 +1,9 @@
 // How a job event looks in Discord: a compact progress view (a bar, the current step, the
 // elapsed time), then the result. Events are data from workers; this is the only renderer.
+// A confirmation's buttons never come from the event: the caller passes those of the job's
+// signed pending record (approval.ts: readPending), or none.
 import type { JobEvent } from '../jobs/engine/notify.js';
-import type { Reply } from './types.js';
+import type { Button, Reply } from './types.js';
 
 const BAR = 12;
 
@@ -19,7 +21,7 @@ export function bar(percent: number | undefined): string {
   return `${'▰'.repeat(filled)}${'▱'.repeat(BAR - filled)} ${Math.round(percent)}%`;
 }
 
-export function renderEvent(event: JobEvent, now: number): Reply {
+export function renderEvent(event: JobEvent, now: number, buttons: Button[] = []): Reply {
   const job = event.jobId ? `\`${event.jobId}\`` : '';
   const since = event.startedAt ? ` · ${elapsed(now - event.startedAt)}` : '';
   switch (event.kind) {
@@ -30,6 +32,6 @@ export function renderEvent(event: JobEvent, now: number): Reply {
     case 'alert':
       return { content: `🚨 ${event.text}` };
     case 'confirm':
-      return { content: `❓ ${event.text}`, buttons: event.buttons };
+      return buttons.length > 0 ? { content: `❓ ${event.text}`, buttons } : { content: `❓ ${event.text}` };
   }
 }

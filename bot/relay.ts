@@ -8,25 +8,34 @@
 // An agent's question (a confirm event) is a channel message; the relay remembers it for
 // its job, and once a human answered, the job's progress and result edit that message.
 //
+// Nothing is rendered that does not verify (notify.ts: signed by a worker, the gateway or an
+// operator, not replayed, not stale); a dropped event is logged and never reaches Discord.
+// A question's buttons come from the job's signed pending record (approval.ts), only while it
+// lasts and only in the channel it names; never from the event.
+//
 // Results always land: when the message an event would edit is gone (deleted, 404 Unknown
 // Message) or cannot be edited any more (token expired, 401/50027), the event is posted to
 // the channel instead (for an agent's request, the ops channel its question was in). Posts
 // carry a nonce derived from the job and the event with `enforce_nonce`, so the same event
-// rendered twice — by two gateways, or again after one died before acknowledging it — makes
-// one message: Discord returns the first.
-import { createHash } from 'node:crypto';
+// rendered twice — a dead gateway's unacknowledged entry claimed by another, which the replay
+// check lets through as the same entry — makes one message: Discord returns the first.
+import { createHash, type KeyObject } from 'node:crypto';
 import { type REST, Routes } from 'discord.js';
 import type { Redis } from 'ioredis';
-import { consumeEvents, type JobEvent } from '../jobs/engine/notify.js';
-import { errorLine } from '../lib/errors.js';
+import { readPending } from '../jobs/engine/approval.js';
+import { consumeEvents, type EventTrust, type JobEvent, type VerifiedEvent } from '../jobs/engine/notify.js';
 import type { Logger } from '../lib/log.js';
 import type { JobMessages, TokenStore } from './engine.js';
 import { renderEvent } from './progress.js';
-import type { Reply } from './types.js';
+import type { Button, Reply } from './types.js';
 
 export interface RelayOptions {
   /** A dedicated connection: the consumer blocks on it. */
   redis: Redis;
+  /** The control plane's public keys: what an event must verify against. */
+  trust: EventTrust;
+  /** The workers' public key (`schedule`): a question's pending record must verify against it. */
+  workersKey: KeyObject;
   rest: REST;
   tokens: TokenStore;
   /** The messages that asked a job's question; without it, every later event is a new message. */
@@ -58,11 +67,12 @@ function body(reply: Reply) {
 
 /**
  * The nonce of an event's channel post (Discord: at most 25 characters): the same for every
- * gateway that renders it. A job has one result, so a result's nonce is its job's; other
- * events are told apart by their time and text.
+ * gateway that renders it. A job has one result, so a result's nonce is its job's (a result
+ * published again, under a new event id, is still one message); other events are told apart
+ * by their signed event id.
  */
 export function postNonce(event: JobEvent): string {
-  const which = event.kind === 'result' ? '' : `${event.at}\0${event.text}`;
+  const which = event.kind === 'result' ? '' : event.id;
   return createHash('sha256')
     .update(`${event.jobId ?? ''}\0${event.kind}\0${which}`)
     .digest('base64url')
@@ -75,12 +85,33 @@ function editGone(err: unknown): boolean {
   return typeof status === 'number' && status >= 400 && status < 500;
 }
 
+/**
+ * The buttons of a question posted to `channelId`: those of the job's signed pending record,
+ * while it has not expired and only in the channel it names; none otherwise.
+ */
+export async function questionButtons(
+  redis: Redis,
+  workersKey: KeyObject,
+  jobId: string | undefined,
+  channelId: string | undefined,
+  now: number,
+): Promise<Button[]> {
+  if (jobId === undefined) return [];
+  const pending = await readPending(redis, jobId, workersKey);
+  if (pending === null || pending.channelId !== channelId || now > pending.expiresAt * 1000) return [];
+  return pending.buttons;
+}
+
 export async function renderToDiscord(
-  event: JobEvent,
+  verified: VerifiedEvent,
   options: RelayOptions,
 ): Promise<'edited' | 'posted' | 'dropped'> {
+  const { event } = verified;
   const now = options.now?.() ?? Date.now();
-  const reply = renderEvent(event, now);
+  const channel = event.reply?.channelId ?? options.opsChannelId;
+  const buttons =
+    event.kind === 'confirm' ? await questionButtons(options.redis, options.workersKey, event.jobId, channel, now) : [];
+  const reply = renderEvent(event, now, buttons);
   const interactionId = event.reply?.interactionId;
   const stored = interactionId ? await options.tokens.get(interactionId) : null;
   const { messages } = options;
@@ -101,17 +132,19 @@ export async function renderToDiscord(
       return 'edited';
     } catch (err) {
       if (!editGone(err)) throw err;
-      options.log.info({ jobId: event.jobId, err: errorLine(err) }, 'relay: the message is gone; posting instead');
+      // { err } goes through serializeError: a webhook URL's token never reaches the log.
+      options.log.info({ jobId: event.jobId, err }, 'relay: the message is gone; posting instead');
     }
   }
   if (event.kind === 'progress') return 'dropped';
-  const channel = asked?.channelId ?? event.reply?.channelId ?? options.opsChannelId;
-  if (channel === undefined) return 'dropped';
-  const posted = (await options.rest.post(Routes.channelMessages(channel), {
+  // After an answered question, the channel it was asked in (the ops channel).
+  const target = asked?.channelId ?? channel;
+  if (target === undefined) return 'dropped';
+  const posted = (await options.rest.post(Routes.channelMessages(target), {
     body: { ...body(reply), nonce: postNonce(event), enforce_nonce: true },
   })) as { id?: unknown };
   if (event.kind === 'confirm' && event.jobId && messages && typeof posted?.id === 'string') {
-    await messages.save(event.jobId, { channelId: channel, messageId: posted.id });
+    await messages.save(event.jobId, { channelId: target, messageId: posted.id });
   }
   return 'posted';
 }
@@ -119,10 +152,11 @@ export async function renderToDiscord(
 export function startRelay(options: RelayOptions): { stop(): Promise<void> } {
   return consumeEvents(
     options.redis,
-    { consumer: options.consumer, blockMs: options.blockMs },
+    { consumer: options.consumer, blockMs: options.blockMs, trust: options.trust },
     async (event) => {
       await renderToDiscord(event, options);
     },
-    (err) => options.log.warn({ err: errorLine(err) }, 'relay: event not rendered'),
+    (err) => options.log.warn({ err }, 'relay: event not rendered'),
+    (streamId, reason) => options.log.warn({ streamId, reason }, 'relay: event dropped: it does not verify'),
   );
 }

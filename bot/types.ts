@@ -2,13 +2,13 @@
 // adapter (used by `sandbox`) both turn what they receive into an `Invocation` and give the
 // handler a `Responder`, so one handler serves both.
 
+import type { AuditTrail } from '../jobs/audit.js';
 import type { ReplyTarget } from '../jobs/engine/envelope.js';
 import type { FleetStatus } from '../jobs/status.js';
 import type { Actor } from '../lib/actor.js';
 import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Logger } from '../lib/log.js';
 import type { MemoryStore } from '../memory/store.js';
-import type { AuditLog } from './audit-log.js';
 import type { BotJobAdmin, BotJobs } from './engine.js';
 
 export type { Actor };
@@ -122,7 +122,8 @@ export interface Responder {
 /** What handlers may use; passed in, never imported, so tests and the sandbox can supply their own. */
 export interface BotDeps {
   memory: MemoryStore;
-  audit: AuditLog;
+  /** The audit trail (jobs/audit.ts): journal, S3 when configured, the memory copy. */
+  audit: AuditTrail;
   policy: AuthorizationPolicy;
   log: Logger;
   /** Origins attachments may be downloaded from. */
@@ -138,12 +139,19 @@ export interface BotDeps {
   fleetNames?: () => Promise<string[]>;
 }
 
+/** The settings a command's registered definition may depend on. */
+export interface CommandSettings {
+  instanceTypes: readonly string[];
+}
+
 /** How a command acknowledges before its handler runs. */
 export type Ack = 'defer' | 'defer-ephemeral' | 'none';
 
 export interface CommandModule {
   /** The slash command's JSON (from @discordjs/builders). */
   data: { name: string; description: string; toJSON(): unknown };
+  /** The definition `register-commands` uploads, when it depends on settings (e.g. /spawn's instance types). */
+  definitionFor?(settings: CommandSettings): { name: string; toJSON(): unknown };
   /** Permission key of an invocation, e.g. "memory write"; components map to the command they belong to. */
   permission(inv: Invocation): string;
   ack(inv: CommandInvocation | ButtonInvocation | ModalInvocation): Ack;

@@ -4,7 +4,7 @@
 // Exit 0 when installed or already installed; 1 with one line when anything failed, with
 // nothing installed.
 import { Command } from 'commander';
-import { Imds, resolveIdentity } from '../jobs/bootstrap/identity.js';
+import { Imds, imdsEndpoint, resolveIdentity } from '../jobs/bootstrap/identity.js';
 import { bootstrap } from '../jobs/bootstrap/install.js';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { loadConfig } from '../lib/config.js';
@@ -18,14 +18,19 @@ export function command(): Command {
         'bootstrapStateDir',
         'workspaceDir',
         'repoSeedsDir',
+        'repoSeedsArchive',
         'opsSecretsDir',
         'agentSecretsDir',
         'imdsUrl',
         'bootstrapSwitch',
         'awsRegion',
+        'opsOwner',
+        'agentOwner',
+        'efsTunnelConfig',
+        'efsCaFile',
       ]);
       const say = (line: string) => process.stdout.write(`${line}\n`);
-      const imds = new Imds(config.imdsUrl);
+      const imds = new Imds(imdsEndpoint(config.imdsUrl), { label: 'bootstrap' });
       const { identity, source } = await resolveIdentity(config.instanceEnvFile, imds);
       if (source === 'imds')
         say(`${config.instanceEnvFile} was missing: read the user data from IMDS and wrote it back`);
@@ -38,9 +43,15 @@ export function command(): Command {
           state: config.bootstrapStateDir,
           workspace: config.workspaceDir,
           repoSeeds: config.repoSeedsDir,
+          repoSeedsArchive: config.repoSeedsArchive,
           opsSecrets: config.opsSecretsDir,
           agentSecrets: config.agentSecretsDir,
         },
+        owners: { ops: config.opsOwner ?? null, agent: config.agentOwner ?? null },
+        efsTunnel:
+          config.efsTunnelConfig === undefined
+            ? undefined
+            : { configFile: config.efsTunnelConfig, caFile: config.efsCaFile, region },
         switchCommand: config.bootstrapSwitch,
         log: say,
       });

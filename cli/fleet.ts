@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
-import { connectionFrom, registryReader, signerFrom } from '../jobs/engine/setup.js';
+import { connectionFrom, registryReader, signerFrom, workersPublicKey } from '../jobs/engine/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus, formatMember, formatStatus } from '../jobs/status.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -34,7 +34,10 @@ export function command(): Command {
         'fleetRegistryBackend',
         'awsRegion',
         'deployerRoleArn',
+        'jobPublicKeys',
       ]);
+      // Before connecting: a heartbeat is believed only if it verifies with the workers' key.
+      const workersKey = workersPublicKey(config.jobPublicKeys);
       const connection = connectionFrom(config);
       const redis = createRedis(connection);
       const queue = new Queue(FLEET_QUEUE, { connection });
@@ -43,6 +46,7 @@ export function command(): Command {
           registry: registryReader(config),
           cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
           redis,
+          workersKey,
           queues: [queue],
         });
         if (opts.json) {
@@ -168,6 +172,7 @@ async function runAsOperator(type: string, data: Record<string, unknown>, timeou
     'jobKeyId',
     'fleetRegistryPath',
     'fleetRegistryBackend',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -176,7 +181,12 @@ async function runAsOperator(type: string, data: Record<string, unknown>, timeou
   const redis = createRedis(connection);
   // Only enqueues: the registry is read by the worker that runs the job.
   const registry = registryReader(config, { lazyKey: true });
-  const enqueuer = new Enqueuer(connection, redis, new JobTypes(jobTypes({ redis, registry })), signerFrom(config));
+  const enqueuer = new Enqueuer(
+    connection,
+    redis,
+    new JobTypes(jobTypes({ redis, registry, instanceTypes: config.instanceTypes })),
+    signerFrom(config),
+  );
   try {
     const { jobId, queue: name } = await enqueuer.enqueue({
       type,

@@ -1,6 +1,7 @@
 // `clawdinator gateway`: the ops bot's Discord gateway. Runs until SIGTERM/SIGINT, then
 // finishes the replies in flight and disconnects. With CLAWDINATOR_REDIS_URL it joins the
-// fleet (bot/fleet.ts); without, it serves /memory alone.
+// fleet (bot/fleet.ts); without, it serves /memory alone. Joined, and with this host's agent's
+// public key (CLAWDINATOR_AGENT_PUBLIC_KEY_FILE), it also serves the agent's request socket.
 import { Command } from 'commander';
 import { commands } from '../bot/commands/index.js';
 import { botDepsFromConfig } from '../bot/deps.js';
@@ -21,6 +22,8 @@ export function command(): Command {
       const origins = attachmentOriginsFor(config.discordApiUrl);
       const deps = botDepsFromConfig(log, origins);
       const fleet = hasSetting('redisUrl') ? (await import('../bot/fleet.js')).joinFleet(deps, log) : undefined;
+      // This host's agent asks for fleet actions through the gateway (it holds no Redis credential).
+      await fleet?.serveAgentRequests();
       const gateway = await startGateway({
         token,
         apiUrl: config.discordApiUrl,

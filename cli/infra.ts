@@ -43,11 +43,12 @@ async function plan(
   options: StackOptions,
   ctx: RunContext,
 ): Promise<{ plan: Plan; apply: () => Promise<void> }> {
-  const config = loadConfig(['terraformBin', 'stateBucket', 'stateRegion']);
+  const config = loadConfig(['terraformBin', 'terraformConfigFile', 'stateBucket', 'stateRegion']);
   const { dirs } = await synth([stack], options.out);
   const { Terraform } = await import('../jobs/terraform/runner.js');
   const tf = new Terraform({
     bin: config.terraformBin,
+    cliConfigFile: config.terraformConfigFile,
     backendConfig: backendConfig(config.stateBucket, config.stateRegion),
   });
   const made = await tf.plan(
@@ -85,7 +86,9 @@ export function command(): Command {
 
   infra
     .command('init')
-    .description('create the state bucket (versioned, encrypted, private) and the Redis auth token secret if missing')
+    .description(
+      'create what is missing: the state bucket (versioned, encrypted, private), the Redis auth token, the gateway’s and the workers’ signing keys',
+    )
     .action(async () => {
       const config = loadConfig(['stateBucket', 'stateRegion', 'awsRegion']);
       const { createAwsCloud } = await import('../jobs/cloud/aws.js');
@@ -99,6 +102,12 @@ export function command(): Command {
         `${result.bucketCreated ? 'created' : 'kept   '} state bucket ${config.stateBucket} (versioned, encrypted)\n`,
       );
       write(`${result.secretCreated ? 'created' : 'kept   '} secret ${REDIS_AUTH_SECRET}\n`);
+      for (const key of result.signingKeys) {
+        write(`${key.created ? 'created' : 'kept   '} secret ${key.secret} (signs as ${key.keyId})\n`);
+      }
+      // Public keys only: what every worker needs to verify these principals.
+      const publicKeys = Object.fromEntries(result.signingKeys.map((k) => [k.keyId, k.publicKeyPem]));
+      write(`\nCLAWDINATOR_JOB_PUBLIC_KEYS (add your operators' keys):\n${JSON.stringify(publicKeys)}\n`);
     });
 
   infra

@@ -4,8 +4,12 @@
 //   jobs list [--filter recent|running|failed|waiting] [--limit N] [--json]
 //   jobs show <id> [--json]
 //   jobs cancel <id>   a job that never started is removed; a started one stops before its next step
-//   jobs retry <id>    a failed job's request again, as a new request signed by the operator
-//                      running this (CLAWDINATOR_JOB_SIGNING_KEY_FILE, CLAWDINATOR_JOB_KEY_ID=operator:<name>)
+//                      (with an operator key configured, the requester is told, in a signed event)
+//   jobs retry <id> [--yes]
+//                      a failed job's request again, as a new request signed by the operator
+//                      running this (CLAWDINATOR_JOB_SIGNING_KEY_FILE, CLAWDINATOR_JOB_KEY_ID=operator:<name>),
+//                      only if the original's signature verifies (CLAWDINATOR_JOB_PUBLIC_KEYS, agents'
+//                      keys from the registry); a destructive type (retire, replace) needs --yes
 //
 // Exit codes: 0 done; 1 the operation failed (no such job, already finished, not failed,
 // instance busy, Redis unreachable); 2 usage or a setting.
@@ -18,13 +22,15 @@
 //     type and requestedBy are "?" for a job whose data is not a well-formed request;
 //     instance, step, percent and failedReason are null when there is none.
 //   jobs show <id> --json → JobDetail, a JobSummary plus
-//     { "requestId", "result", "cancelRequestedBy", "steps": [{ "name", "bytes" }],
-//       "logs": [the last 20 log lines], "logCount" }
+//     { "requestId", "requestedAt", "signature", "result", "cancelRequestedBy",
+//       "steps": [{ "name", "bytes" }], "logs": [the last 20 log lines], "logCount" }
+//     signature: "verified" | "does not verify" | "not checked" (no CLAWDINATOR_JOB_PUBLIC_KEYS);
 //     (an unknown id exits 1: "no such job: <id>").
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import {
+  type AdminTrust,
   checkJobId,
   existingQueueNames,
   JOB_FILTERS,
@@ -35,10 +41,11 @@ import {
 } from '../jobs/engine/admin.js';
 import type { Principal } from '../jobs/engine/envelope.js';
 import { Enqueuer, JobTypes, type Signer } from '../jobs/engine/queues.js';
+import { publicKeys, registryReader } from '../jobs/engine/setup.js';
 import { createRedis, type Redis, type RedisOptions, redisOptions } from '../jobs/redis.js';
 import { loadPrivateKey } from '../jobs/signing.js';
 import { jobTypes } from '../jobs/types/index.js';
-import { loadConfig } from '../lib/config.js';
+import { hasSetting, loadConfig } from '../lib/config.js';
 import { errorLine, OperationError, UsageError } from '../lib/errors.js';
 
 interface Session {
@@ -48,9 +55,20 @@ interface Session {
   admin: JobAdmin;
 }
 
+/**
+ * The public keys to verify jobs with: the configured ones, and each agent's from the registry
+ * (read only if an agent's job is verified; the App key only then). Absent when none are
+ * configured, unless `required` (a retry never signs what it has not verified).
+ */
+function verifier(required: boolean): AdminTrust['publicKey'] {
+  if (!required && !hasSetting('jobPublicKeys')) return undefined;
+  const config = loadConfig(['jobPublicKeys', 'fleetRegistryPath', 'fleetRegistryBackend']);
+  return publicKeys(config.jobPublicKeys, registryReader(config, { lazyKey: true }));
+}
+
 /** Connects, runs `fn`, and closes every connection so the process can exit. */
-async function withAdmin<T>(fn: (s: Session) => Promise<T>): Promise<T> {
-  const config = loadConfig(['redisUrl', 'redisPasswordFile']);
+async function withAdmin<T>(fn: (s: Session) => Promise<T>, trust: AdminTrust = {}): Promise<T> {
+  const config = loadConfig(['redisUrl', 'redisPasswordFile', 'instanceTypes']);
   // A command fails fast when Redis is unreachable, instead of retrying for ever as the
   // long-lived processes do.
   const connection: RedisOptions = {
@@ -80,9 +98,10 @@ async function withAdmin<T>(fn: (s: Session) => Promise<T>): Promise<T> {
       registry: async () => {
         throw new OperationError('the jobs command does not run jobs');
       },
+      instanceTypes: config.instanceTypes,
     }),
   );
-  const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types);
+  const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types, trust);
   try {
     return await fn({ connection, redis, types, admin });
   } finally {
@@ -191,8 +210,10 @@ function detailText(d: JobDetail): string {
     ['type', d.type],
     ['state', d.state],
     ['asked by', d.requestedBy],
-    ['instance', d.instance ?? '-'],
+    ['target', d.instance ?? '-'],
     ['request', d.requestId ?? '-'],
+    ['asked at', time(d.requestedAt)],
+    ['signature', d.signature],
     ['created', time(d.createdAt)],
     ['started', time(d.startedAt)],
     ['finished', time(d.finishedAt)],
@@ -232,7 +253,7 @@ export function command(): Command {
     .option('--json', 'print the job as JSON (shape: see cli/jobs.ts)')
     .action(async (id: string, opts: { json?: boolean }) => {
       checkJobId(id);
-      const detail = await withAdmin(({ admin }) => admin.show(id));
+      const detail = await withAdmin(({ admin }) => admin.show(id), { publicKey: verifier(false) });
       if (detail === null) throw new OperationError(`no such job: ${id}`);
       write(opts.json ? `${JSON.stringify(detail)}\n` : detailText(detail));
     });
@@ -243,7 +264,9 @@ export function command(): Command {
     .argument('<id>', 'the job id')
     .action(async (id: string) => {
       checkJobId(id);
-      const { outcome } = await withAdmin(({ admin }) => admin.cancel(id, canceller()));
+      // The requester hears of the cancel only in an event signed by this operator.
+      const signer = hasSetting('jobSigningKeyFile') ? operatorSigner().signer : undefined;
+      const { outcome } = await withAdmin(({ admin }) => admin.cancel(id, canceller()), { signer });
       switch (outcome) {
         case 'removed':
           write(`removed ${id} (it had not started)\n`);
@@ -260,20 +283,32 @@ export function command(): Command {
 
   jobs
     .command('retry')
-    .description('ask again for what a failed job asked, as a new request signed by you')
+    .description('ask again for what a failed job asked, as a new request signed by you (its signature must verify)')
     .argument('<id>', 'the failed job’s id')
-    .action(async (id: string) => {
+    .option('--yes', 'confirm a destructive one (retire, replace): it runs again')
+    .action(async (id: string, opts: { yes?: boolean }) => {
       checkJobId(id);
       const { signer, principal } = operatorSigner();
+      const publicKey = verifier(true);
       const requestId = `cli-${Date.now().toString(36)}-${randomBytes(6).toString('base64url')}`;
-      const result = await withAdmin(async ({ connection, redis, types, admin }) => {
-        const enqueuer = new Enqueuer(connection, redis, types, signer);
-        try {
-          return await admin.retry(id, enqueuer, principal, requestId);
-        } finally {
-          await enqueuer.close();
-        }
-      });
+      const result = await withAdmin(
+        async ({ connection, redis, types, admin }) => {
+          const plan = await admin.planRetry(id, principal);
+          if (plan.destructive && !opts.yes) {
+            const target = plan.target === null ? '' : ` of ${plan.target}`;
+            throw new UsageError(
+              `retrying ${id} runs ${plan.type}${target} again, which cannot be undone: confirm with --yes`,
+            );
+          }
+          const enqueuer = new Enqueuer(connection, redis, types, signer);
+          try {
+            return await admin.retry(id, enqueuer, principal, requestId, undefined, { confirmed: opts.yes === true });
+          } finally {
+            await enqueuer.close();
+          }
+        },
+        { publicKey },
+      );
       write(`retried ${id} as ${result.jobId} (queue ${result.queue})\n`);
     });
 

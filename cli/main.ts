@@ -26,6 +26,9 @@ const groups: Record<string, CommandGroup> = {
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
   sandbox: { summary: 'the whole control plane here, on a simulated cloud', load: () => import('./sandbox.js') },
   bootstrap: { summary: 'install this host’s bootstrap bundle (run at boot)', load: () => import('./bootstrap.js') },
+  github: { summary: 'the agents’ GitHub App token; the org sync into the memory', load: () => import('./github.js') },
+  repos: { summary: 'prepare the agents’ repo seeds (clone, pack, upload)', load: () => import('./repos.js') },
+  'seed-repos': { summary: 'update ~/repos from the repo seeds, as the agent', load: () => import('./seed-repos.js') },
 };
 
 function usage(): string {

@@ -9,13 +9,22 @@ export function command(): Command {
   return new Command('register-commands')
     .description('create or update this project’s slash commands in the configured guilds (never deletes others)')
     .action(async () => {
-      const config = loadConfig(['discordTokenFile', 'discordApiUrl', 'discordAppId', 'discordGuildIds']);
+      const config = loadConfig([
+        'discordTokenFile',
+        'discordApiUrl',
+        'discordAppId',
+        'discordGuildIds',
+        'instanceTypes',
+      ]);
       const token = readSecretFile(config.discordTokenFile, 'CLAWDINATOR_DISCORD_TOKEN_FILE');
       const results = await registerCommands({
         rest: createRest(token, config.discordApiUrl),
         appId: config.discordAppId,
         guildIds: config.discordGuildIds,
-        commands: commands.map((c) => ({ name: c.data.name, json: c.data.toJSON() as Record<string, unknown> })),
+        commands: commands.map((c) => {
+          const definition = c.definitionFor?.({ instanceTypes: config.instanceTypes }) ?? c.data;
+          return { name: definition.name, json: definition.toJSON() as Record<string, unknown> };
+        }),
       });
       for (const r of results) {
         const line = (label: string, names: string[]) =>

@@ -121,6 +121,7 @@ function banner(sandbox: Sandbox, opts: SandboxCliOptions, cap: number): string 
     `  cloud    simulated, ${pace}: AMI ${SANDBOX_AMI} available, Discord token secrets clawdinator-1…${TOKEN_POOL}`,
     `  fleet    registry ${where(sandbox.registryPath)}, cap ${cap} members; each member online with its worker`,
     `  memory   ${where(`${sandbox.dir}/memory`)}   log ${where(`${sandbox.dir}/sandbox.log`)}`,
+    `  github   simulated at ${sandbox.github.url}: org ${sandbox.github.org} synced into github/prs.md and github/issues.md`,
     `  you      ${who}`,
   ].join('\n');
 }

@@ -20,6 +20,7 @@ import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startSandboxRedis } from '../bot/sandbox/redis.js';
 import type { FleetRegistry } from '../infra/registry.js';
+import { type AuditTrail, auditTrailFromConfig } from '../jobs/audit.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../jobs/engine/queues.js';
 import { fileRegistry, signerFrom } from '../jobs/engine/setup.js';
@@ -27,7 +28,7 @@ import { startWorker, type WorkerSettings } from '../jobs/engine/worker.js';
 import { redisOptions } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
 import type { FleetDeps } from '../jobs/types/spawn.js';
-import { instanceName, loadConfig } from '../lib/config.js';
+import { instanceName, loadConfig, NAME_RULE } from '../lib/config.js';
 import { ConfigError, errorLine, OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
@@ -42,7 +43,11 @@ export interface LocalRunDeps {
   signer: Signer;
   fleet: FleetDeps;
   memory: MemoryStore;
+  /** Where the outcome is audited; default: the journal and the memory copy. */
+  audit?: AuditTrail;
   registry: () => Promise<FleetRegistry>;
+  /** CLAWDINATOR_INSTANCE_TYPES (default: the built-in list). */
+  instanceTypes?: readonly string[];
   log: Logger;
   /** Progress and outcome lines, as they happen. */
   print: (line: string) => void;
@@ -91,7 +96,16 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     cleanups.push(() => redis.disconnect());
     // The new host never reaches this Redis: its heartbeat cannot be awaited here.
     const fleet: FleetDeps = { ...deps.fleet, awaitHeartbeat: false };
-    const types = new JobTypes(jobTypes({ redis, registry: deps.registry, memory: deps.memory, fleet }));
+    const types = new JobTypes(
+      jobTypes({
+        redis,
+        registry: deps.registry,
+        memory: deps.memory,
+        audit: deps.audit,
+        fleet,
+        instanceTypes: deps.instanceTypes,
+      }),
+    );
     const operatorKey = createPublicKey(signer.key);
     const worker = startWorker(
       FLEET_QUEUE,
@@ -168,7 +182,7 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
       try {
         await fn();
       } catch (err) {
-        deps.log.warn({ err: errorLine(err) }, 'local engine: clean-up step failed');
+        deps.log.warn({ err }, 'local engine: clean-up step failed');
       }
     }
   }
@@ -183,7 +197,7 @@ export async function spawnLocal(
   opts: { instanceType?: string; ami?: string; timeout: string },
 ): Promise<void> {
   if (!instanceName.safeParse(name).success) {
-    throw new UsageError(`${name} is not a fleet member's name: expected clawdinator-<a-z0-9->, at most 40 characters`);
+    throw new UsageError(`${name} is not a fleet member's name: expected ${NAME_RULE}`);
   }
   const seconds = Number(opts.timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
@@ -199,6 +213,7 @@ export async function spawnLocal(
     'memoryMaxBytes',
     'memoryLockWaitSeconds',
     'logLevel',
+    'instanceTypes',
   ]);
   if (!config.jobKeyId.startsWith('operator:')) {
     throw new ConfigError('config: CLAWDINATOR_JOB_KEY_ID must be operator:<name> for fleet changes from the CLI');
@@ -214,18 +229,22 @@ export async function spawnLocal(
   const fleet = await fleetDeps();
   if (fleet === undefined)
     throw new ConfigError('config: CLAWDINATOR_BOOTSTRAP_BUCKET and CLAWDINATOR_STATE_BUCKET are needed');
+  const log = createLogger(config.logLevel);
+  const memory = new MemoryStore({
+    root: config.memoryDir,
+    maxBytes: config.memoryMaxBytes,
+    waitSeconds: config.memoryLockWaitSeconds,
+  });
   const result = await runLocal({
     type: 'spawn',
     data: { name, instanceType: opts.instanceType, ami: opts.ami },
     signer,
     fleet,
-    memory: new MemoryStore({
-      root: config.memoryDir,
-      maxBytes: config.memoryMaxBytes,
-      waitSeconds: config.memoryLockWaitSeconds,
-    }),
+    memory,
+    audit: auditTrailFromConfig(memory, log),
     registry: fileRegistry(config.fleetRegistryPath),
-    log: createLogger(config.logLevel),
+    instanceTypes: config.instanceTypes,
+    log,
     print: (line) => process.stdout.write(`${line}\n`),
     timeoutMs: seconds * 1000,
     // Listened for before Redis starts: an early Ctrl-C must still stop it (it runs in a

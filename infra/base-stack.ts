@@ -34,7 +34,15 @@ import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js';
 import { TerraformIterator, TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
-import { APP_TAG, BASE_OUTPUTS, BASE_STACK, INSTANCE_ROLE_PATH, REDIS_AUTH_SECRET, stateKey } from './names.js';
+import {
+  APP_TAG,
+  AUDIT_PREFIX,
+  BASE_OUTPUTS,
+  BASE_STACK,
+  INSTANCE_ROLE_PATH,
+  REDIS_AUTH_SECRET,
+  stateKey,
+} from './names.js';
 import { policyDocument, SSM_CORE_ACTIONS, serviceTrust } from './policy.js';
 import type { InfraSettings } from './settings.js';
 import { stateBucketVariable, useStateBackend } from './state.js';
@@ -178,6 +186,7 @@ export class BaseStack extends TerraformStack {
         { Sid: 'SsmCore', Effect: 'Allow', Action: SSM_CORE_ACTIONS, Resource: '*' },
         { Sid: 'ListBootstrap', Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn },
         { Sid: 'ReadBootstrap', Effect: 'Allow', Action: 's3:GetObject', Resource: `${bucketArn}/*` },
+        { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: `${bucketArn}/${AUDIT_PREFIX}*` },
         {
           Sid: 'ReadSecrets',
           Effect: 'Allow',

@@ -9,9 +9,17 @@ import { Instance } from '@cdktf/provider-aws/lib/instance/index.js';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider/index.js';
 import { TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
-import { APP_TAG, BASE_OUTPUTS, FLEET_SECRETS_PREFIX, hostSecretsPrefix, INSTANCE_ROLE_PATH } from './names.js';
+import { isInstanceName, NAME_RULE } from '../lib/config.js';
+import {
+  APP_TAG,
+  AUDIT_PREFIX,
+  BASE_OUTPUTS,
+  FLEET_SECRETS_PREFIX,
+  hostSecretsPrefix,
+  INSTANCE_ROLE_PATH,
+} from './names.js';
 import { policyDocument, serviceTrust } from './policy.js';
-import type { RegistryEntry } from './registry.js';
+import { type RegistryEntry, RegistryError } from './registry.js';
 import type { InfraSettings } from './settings.js';
 import { baseState, useStateBackend } from './state.js';
 
@@ -20,6 +28,9 @@ export const INSTANCE_ENV_FILE = '/var/lib/clawdinator/instance.env';
 
 export class InstanceStack extends TerraformStack {
   constructor(scope: Construct, name: string, entry: RegistryEntry & { ami: string }, settings: InfraSettings) {
+    // The name becomes the IAM role and profile names and part of the session name (IAM's
+    // limits) and the host's name: checked here too, whatever registry the stack came from.
+    if (!isInstanceName(name)) throw new RegistryError(`no stack "${name}": not a fleet name (${NAME_RULE})`);
     super(scope, name);
     const assumeRole = settings.deployerRoleArn
       ? [{ roleArn: settings.deployerRoleArn, sessionName: `clawdinator-${name}`.slice(0, 64) }]
@@ -50,18 +61,14 @@ export class InstanceStack extends TerraformStack {
       name: 'own-bootstrap-and-secrets',
       policy: policyDocument([
         {
-          Sid: 'ListOwnBootstrap',
-          Effect: 'Allow',
-          Action: 's3:ListBucket',
-          Resource: bucketArn,
-          Condition: { StringLike: { 's3:prefix': [`${entry.bootstrapPrefix}/*`] } },
-        },
-        {
           Sid: 'ReadOwnBootstrap',
           Effect: 'Allow',
           Action: 's3:GetObject',
           Resource: `${bucketArn}/${entry.bootstrapPrefix}/*`,
         },
+        // The audit trail, one new object per event; the bucket's versioning keeps anything
+        // overwritten. Nothing else in the bucket is writable by a host.
+        { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: `${bucketArn}/${AUDIT_PREFIX}*` },
         {
           Sid: 'ReadOwnSecrets',
           Effect: 'Allow',

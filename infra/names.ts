@@ -23,6 +23,12 @@ export function hostSecretsPrefix(name: string): string {
   return `clawdinator/host/${name}/`;
 }
 
+/**
+ * Where each host's control plane writes the audit trail in the bootstrap bucket, one object
+ * per event (jobs/audit.ts). The one S3 write an instance role is allowed.
+ */
+export const AUDIT_PREFIX = 'audit/';
+
 /** IAM path of the per-instance roles; the deployer may create roles under it only. */
 export const INSTANCE_ROLE_PATH = '/clawdinator/instance/';
 

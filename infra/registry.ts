@@ -8,7 +8,7 @@
 // entry's, would let one host read another's bootstrap bundle or token.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { instanceName } from '../lib/config.js';
+import { isInstanceName, NAME_RULE } from '../lib/config.js';
 import { UsageError } from '../lib/errors.js';
 import { FLEET_SECRETS_PREFIX } from './names.js';
 
@@ -17,7 +17,12 @@ export class RegistryError extends UsageError {}
 
 const entrySchema = z
   .object({
-    host: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a host name (a-z, 0-9, -)'),
+    // nixosConfigurations.<host> and the host's name: a DNS label (no leading, trailing or
+    // doubled "-"), unique across the registry (the flake would silently keep one of two).
+    host: z
+      .string()
+      .max(63, 'must be a host name of at most 63 characters')
+      .regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, 'must be a host name (a-z, 0-9, single "-" between them)'),
     instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type like t3.large'),
     bootstrapPrefix: z
       .string()
@@ -51,8 +56,8 @@ export function parseRegistry(data: unknown, source: string): FleetRegistry {
   }
   const registry: FleetRegistry = {};
   for (const [name, raw] of Object.entries(data)) {
-    if (!instanceName.safeParse(name).success) {
-      throw new RegistryError(`fleet registry ${source}: "${name}" is not a valid name (clawdinator-[a-z0-9-], ≤ 40)`);
+    if (!isInstanceName(name)) {
+      throw new RegistryError(`fleet registry ${source}: "${name}" is not a valid name (${NAME_RULE})`);
     }
     const parsed = entrySchema.safeParse(raw);
     if (!parsed.success) throw new RegistryError(`fleet registry ${source}: ${name}: ${issueText(parsed.error)}`);
@@ -88,11 +93,14 @@ function issueText(error: z.ZodError): string {
   return `${field} ${issue.message}`;
 }
 
-/** Hosts must not share a token or a bootstrap bundle, nor reach into each other's prefix. */
+/** Hosts must not share a host name, a token or a bootstrap bundle, nor reach into each other's prefix. */
 function checkDisjoint(registry: FleetRegistry, source: string): void {
   const entries = Object.entries(registry);
   for (const [i, [a, ea]] of entries.entries()) {
     for (const [b, eb] of entries.slice(i + 1)) {
+      if (ea.host === eb.host) {
+        throw new RegistryError(`fleet registry ${source}: ${a} and ${b} share the host name ${ea.host}`);
+      }
       if (ea.discordTokenSecret === eb.discordTokenSecret) {
         throw new RegistryError(`fleet registry ${source}: ${a} and ${b} share the Discord token secret`);
       }

@@ -61,6 +61,18 @@ export function loadPrivateKey(path: string, settingEnv: string): KeyObject {
   }
 }
 
+const publicHalves = new WeakMap<KeyObject, KeyObject>();
+
+/** The public half of a private key, derived once per key. */
+export function publicHalf(privateKey: KeyObject): KeyObject {
+  let key = publicHalves.get(privateKey);
+  if (key === undefined) {
+    key = createPublicKey(privateKey);
+    publicHalves.set(privateKey, key);
+  }
+  return key;
+}
+
 export function parsePublicKey(pem: string): KeyObject | null {
   try {
     const key = createPublicKey(pem);

@@ -9,6 +9,7 @@
 // others are shown; a member's state is `unknown` where the missing source decides it.
 //
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
+import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
@@ -41,7 +42,20 @@ export interface MemberStatus {
   launchTime: string | null;
   privateIp: string | null;
   ssm: PingStatus | null;
-  heartbeat: { at: string; version: string; revision: string; activeJobs: number; startedAt: string } | null;
+  heartbeat: {
+    at: string;
+    version: string;
+    revision: string;
+    activeJobs: number;
+    startedAt: string;
+    /** What the worker learned itself: its instance id, or why it could not. */
+    instanceId: string;
+    instanceIdError: string | null;
+    /** Whether /memory is the shared file system; null: the worker does not say. */
+    memoryShared: boolean | null;
+    /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
+    locked: boolean | null;
+  } | null;
 }
 
 export interface QueueCounts {
@@ -70,6 +84,8 @@ export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
   cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
   redis: Redis;
+  /** The workers' public key: a heartbeat that does not verify with it reads as absent. */
+  workersKey: KeyObject;
   queues: Queue[];
   now?: () => number;
   /** How long one source may take before it is marked as not answering; default 10 s. */
@@ -138,7 +154,8 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const names = Object.keys(registry ?? {}).sort();
   const [instances, heartbeats] = await Promise.all([
     ask('ec2', () => deps.cloud.listFleetInstances()),
-    ask('heartbeats', () => readHeartbeats(deps.redis, names)),
+    // Verified: a forged or expired heartbeat reads as absent, never as an online member.
+    ask('heartbeats', () => readHeartbeats(deps.redis, names, deps.workersKey)),
   ]);
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances ?? []) {
@@ -188,6 +205,10 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             revision: hb.revision,
             activeJobs: hb.activeJobs,
             startedAt: new Date(hb.startedAt).toISOString(),
+            instanceId: hb.instanceId,
+            instanceIdError: hb.instanceIdError ?? null,
+            memoryShared: hb.memoryShared ?? null,
+            locked: hb.locked ?? null,
           }
         : null,
     };
@@ -244,6 +265,17 @@ export function unavailableSources(status: FleetStatus): string[] {
   );
 }
 
+/** What a host's own heartbeat says is wrong with it: each a short warning. */
+export function hostWarnings(m: MemberStatus): string[] {
+  const hb = m.heartbeat;
+  if (hb === null) return [];
+  const out: string[] = [];
+  if (hb.memoryShared === false) out.push('/memory is not the shared file system');
+  if (hb.instanceIdError !== null) out.push(`instance id unavailable (${hb.instanceIdError})`);
+  if (hb.locked === false) out.push('built without flake.lock');
+  return out;
+}
+
 /** The one-glance table for Discord and the terminal. */
 export function formatStatus(status: FleetStatus): string {
   const missing = unavailableSources(status).map((line) => `⚠️ ${line}`);
@@ -254,6 +286,7 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      ...hostWarnings(m).map((w) => `⚠️ ${w}`),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -283,5 +316,6 @@ export function formatMember(status: FleetStatus, name: string): string | null {
       : heartbeats.ok
         ? 'worker: no heartbeat'
         : `worker: heartbeats unavailable (${heartbeats.error})`,
+    ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

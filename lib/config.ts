@@ -26,13 +26,51 @@ const MiB = 1024 * 1024;
 const positiveInt = (max: number) => z.coerce.number().int().positive().max(max);
 const snowflake = z.string().regex(/^\d{17,20}$/);
 const snowflakes = z.array(snowflake);
-export const instanceName = z.string().regex(/^clawdinator-[a-z0-9-]{1,28}$/);
+// A fleet member's name is also its host name, its IAM role and profile names and part of
+// its STS session name: DNS-label characters with no leading, trailing or doubled "-"
+// (`clawdinator-3-` would pass a character class and fail NixOS evaluation after the
+// instance exists), and at most 40 characters (a role session name "clawdinator-<name>"
+// must stay within IAM's 64).
+export const NAME_MAX = 40;
+export const NAME_RULE = `clawdinator-<a-z0-9>, words joined by single "-", at most ${NAME_MAX} characters`;
+const NAME_PATTERN = /^clawdinator-[a-z0-9]+(-[a-z0-9]+)*$/;
+export const instanceName = z.string().max(NAME_MAX, `at most ${NAME_MAX} characters`).regex(NAME_PATTERN, NAME_RULE);
+export function isInstanceName(value: unknown): value is string {
+  return instanceName.safeParse(value).success;
+}
+// An EC2 instance type's shape; which ones a spawn may use is the `instanceTypes` setting.
+export const instanceTypeShape = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'an EC2 instance type like t3.large');
+/** The original ran t3.large hosts (t3.small for a translation-only one); a few larger for heavier agents. */
+export const DEFAULT_INSTANCE_TYPES = [
+  't3.small',
+  't3.medium',
+  't3.large',
+  't3.xlarge',
+  't3.2xlarge',
+  'm7i.large',
+  'm7i.xlarge',
+  'c7i.xlarge',
+] as const;
 const s3Bucket = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const awsRegion = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/);
 const cidr = z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9a-fA-F:]+\/\d{1,3})$/);
-const keyId = z.string().regex(/^(gateway|schedule|operator:[a-z0-9_.-]{1,32}|agent:clawdinator-[a-z0-9-]{1,28})$/);
+const keyId = z
+  .string()
+  .refine(
+    (id) =>
+      /^(gateway|schedule|operator:[a-z0-9_.-]{1,32})$/.test(id) ||
+      (id.startsWith('agent:') && isInstanceName(id.slice(6))),
+    'gateway, schedule, operator:<name> or agent:<fleet name>',
+  );
 // The password never rides in the URL: it comes from CLAWDINATOR_REDIS_PASSWORD_FILE.
 const absolutePath = z.string().regex(/^\/.+/);
+const owner = z
+  .string()
+  .regex(/^\d{1,10}:\d{1,10}$/)
+  .transform((v) => {
+    const [uid, gid] = v.split(':').map(Number) as [number, number];
+    return { uid, gid };
+  });
 const redisUrl = z
   .string()
   .url()
@@ -100,7 +138,7 @@ export const settings = {
     z.string().min(1).optional(),
     'the path of the file holding the Redis password',
   ),
-  hostName: setting('CLAWDINATOR_HOST_NAME', instanceName, 'this host’s fleet name, clawdinator-<a-z0-9->'),
+  hostName: setting('CLAWDINATOR_HOST_NAME', instanceName, `this host’s fleet name (${NAME_RULE})`),
   jobSigningKeyFile: setting(
     'CLAWDINATOR_JOB_SIGNING_KEY_FILE',
     z.string().min(1),
@@ -143,6 +181,11 @@ export const settings = {
     z.coerce.number().int().min(2).max(3600).default(90),
     'seconds from 2 to 3600',
   ),
+  healthSweepSeconds: setting(
+    'CLAWDINATOR_HEALTH_SWEEP_SECONDS',
+    z.coerce.number().int().min(2).max(3600).default(60),
+    'seconds from 2 to 3600 (the same on every host)',
+  ),
   opsChannelId: setting(
     'CLAWDINATOR_OPS_CHANNEL_ID',
     snowflake.optional(),
@@ -173,11 +216,36 @@ export const settings = {
   ),
   defaultInstanceType: setting(
     'CLAWDINATOR_DEFAULT_INSTANCE_TYPE',
+    instanceTypeShape.default('t3.large'),
+    'an EC2 instance type like t3.large (one of CLAWDINATOR_INSTANCE_TYPES)',
+  ),
+  // Safety rail: the instance types a spawn may ask for, whoever asks (an agent's signed
+  // request included); /spawn offers the same list. The default type must be one of them.
+  instanceTypes: setting(
+    'CLAWDINATOR_INSTANCE_TYPES',
     z
-      .string()
-      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/)
-      .default('t3.large'),
-    'an EC2 instance type like t3.large',
+      .array(instanceTypeShape)
+      .min(1)
+      .max(25)
+      .default([...DEFAULT_INSTANCE_TYPES]),
+    'a JSON list of EC2 instance types (1 to 25), like ["t3.large"]',
+    true,
+  ),
+  // The agent's way to the control plane: the ops gateway of each host serves this unix
+  // socket (bot/request-socket.ts) in a directory only the ops user and the agent's group can
+  // enter; `clawdinator request` (run by the agent) connects to it. The agent holds no Redis
+  // credential.
+  requestSocket: setting(
+    'CLAWDINATOR_REQUEST_SOCKET',
+    absolutePath.default('/run/clawdinator-request/request.sock'),
+    'an absolute path of a unix socket',
+  ),
+  // This host's agent's public key (PEM), written by the bootstrap: the gateway verifies the
+  // agent's requests with it and needs no registry credential. Unset: no request socket.
+  agentPublicKeyFile: setting(
+    'CLAWDINATOR_AGENT_PUBLIC_KEY_FILE',
+    absolutePath.optional(),
+    'an absolute path of this host’s agent’s Ed25519 public key (PEM)',
   ),
   // The base stack's bucket: bootstrap bundles go under bootstrap/<name>/.
   bootstrapBucket: setting(
@@ -228,10 +296,36 @@ export const settings = {
     absolutePath.default('/var/lib/clawd/repo-seeds'),
     'an absolute directory path',
   ),
-  imdsUrl: setting(
-    'CLAWDINATOR_IMDS_URL',
-    z.string().url().default('http://169.254.169.254'),
-    'an http URL of the instance metadata service',
+  // Unset: the SDK's AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254 (imdsEndpoint()).
+  // Who the bootstrap (root) gives the files to: uid:gid, numbers (nix/units.json ids); unset:
+  // files stay as created (a bootstrap run by hand, tests that are not root).
+  opsOwner: setting('CLAWDINATOR_OPS_OWNER', owner.optional(), 'uid:gid, numbers'),
+  agentOwner: setting('CLAWDINATOR_AGENT_OWNER', owner.optional(), 'uid:gid, numbers'),
+  // Where the bootstrap writes the EFS tunnel's config (unset: none written) and the CA bundle
+  // stunnel checks the EFS certificate with.
+  efsTunnelConfig: setting('CLAWDINATOR_EFS_TUNNEL_CONFIG', absolutePath.optional(), 'an absolute file path'),
+  efsCaFile: setting(
+    'CLAWDINATOR_EFS_CA_FILE',
+    absolutePath.default('/etc/ssl/certs/ca-certificates.crt'),
+    'an absolute file path',
+  ),
+  // The flake a new host's first boot switches to: this project's repository (github:owner/repo),
+  // pinned by spawn to the revision the spawning worker runs (its build info) when that is a commit.
+  hostFlake: setting(
+    'CLAWDINATOR_HOST_FLAKE',
+    z
+      .string()
+      .regex(/^github:[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}(\/[A-Za-z0-9_.-]{1,100})?$/)
+      .optional(),
+    'a flake reference github:<owner>/<repo>[/<rev>]',
+  ),
+  imdsUrl: setting('CLAWDINATOR_IMDS_URL', z.string().url().optional(), 'an http URL of the instance metadata service'),
+  // What the worker's heartbeat reports about the host's build (nix/module.nix writes it:
+  // {revision, locked, version}), re-read at every beat so a switch shows without a restart.
+  buildInfoFile: setting(
+    'CLAWDINATOR_BUILD_INFO_FILE',
+    absolutePath.default('/etc/clawdinator/build-info.json'),
+    'an absolute file path',
   ),
   // argv handed the new configuration's switch after a (re)initialization; "{host}" is replaced; [] skips it.
   bootstrapSwitch: setting(
@@ -246,6 +340,12 @@ export const settings = {
     'CLAWDINATOR_TERRAFORM_BIN',
     z.string().min(1).default('terraform'),
     'terraform or tofu, or a path',
+  ),
+  // TF_CLI_CONFIG_FILE for every terraform run (on hosts: the module's, bundled providers only).
+  terraformConfigFile: setting(
+    'CLAWDINATOR_TERRAFORM_CONFIG',
+    absolutePath.optional(),
+    'an absolute path of a terraform CLI configuration file',
   ),
   stateBucket: setting('CLAWDINATOR_STATE_BUCKET', z.string().regex(s3Bucket), 'the S3 bucket of the Terraform state'),
   stateRegion: setting('CLAWDINATOR_STATE_REGION', awsRegion.optional(), 'an AWS region like eu-central-1'),
@@ -341,6 +441,65 @@ export const settings = {
     z.enum(['refuse', 'allow']).default('refuse'),
     'refuse or allow',
   ),
+  // GitHub for the agents (jobs/github/): the org sync, the agents' narrowed tokens, repo seeds.
+  githubOrg: setting(
+    'CLAWDINATOR_GITHUB_ORG',
+    z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/),
+    'the GitHub organization to sync into the memory (its login)',
+  ),
+  githubSyncExclude: setting(
+    'CLAWDINATOR_GITHUB_SYNC_EXCLUDE',
+    z.array(z.string().regex(/^([A-Za-z0-9-]{1,39}\/)?[A-Za-z0-9._-]{1,100}$/)).default([]),
+    'a JSON list of repositories (name or owner/name) the sync leaves out',
+    true,
+  ),
+  githubTokenDir: setting(
+    'CLAWDINATOR_GITHUB_TOKEN_DIR',
+    absolutePath.default('/run/clawdinator-github'),
+    'an absolute directory path (the control plane’s, readable by the agent’s group)',
+  ),
+  githubTokenRefreshMinutes: setting(
+    'CLAWDINATOR_GITHUB_TOKEN_REFRESH_MINUTES',
+    z.coerce.number().int().min(5).max(50).default(45),
+    'minutes from 5 to 50 (a token lives 60)',
+  ),
+  githubAgentRepos: setting(
+    'CLAWDINATOR_GITHUB_AGENT_REPOS',
+    z
+      .array(z.string().regex(/^([A-Za-z0-9-]{1,39}\/)?[A-Za-z0-9._-]{1,100}$/))
+      .max(500)
+      .default([]),
+    'a JSON list of repository names for the agents’ token ([]: every repository of the installation but the registry’s)',
+    true,
+  ),
+  githubAgentPermissions: setting(
+    'CLAWDINATOR_GITHUB_AGENT_PERMISSIONS',
+    z
+      .record(z.string().regex(/^[a-z_]{1,40}$/), z.enum(['read', 'write']))
+      .refine((p) => Object.keys(p).length > 0, 'at least one permission')
+      .default({ metadata: 'read', contents: 'write', pull_requests: 'write', issues: 'write' }),
+    'a JSON map of GitHub App permission to read or write',
+    true,
+  ),
+  agentGroup: setting(
+    'CLAWDINATOR_AGENT_GROUP',
+    z
+      .string()
+      .regex(/^([a-z_][a-z0-9_-]{0,31}|\d{1,10})$/)
+      .default('clawdinator'),
+    'the agent’s group (a name or a gid)',
+  ),
+  githubWebUrl: setting(
+    'CLAWDINATOR_GITHUB_WEB_URL',
+    z.string().url().optional(),
+    'the https URL git clones from (default: from CLAWDINATOR_GITHUB_API_URL, https://github.com)',
+  ),
+  repoSeedsArchive: setting(
+    'CLAWDINATOR_REPO_SEEDS_ARCHIVE',
+    absolutePath.default('/var/lib/clawdinator/repo-seeds.tar.zst'),
+    'an absolute file path (the seeds the bootstrap staged)',
+  ),
+  reposDir: setting('CLAWDINATOR_REPOS_DIR', absolutePath.optional(), 'an absolute directory path (default ~/repos)'),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
 export type Settings = typeof settings;

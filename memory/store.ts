@@ -11,24 +11,25 @@
 // `.<name>.prev` beside the file; if a host dies mid-write, that copy is the last complete
 // version (`memory read dir/.name.prev`, then `memory write`). Appends never touch existing
 // bytes: a crash can at worst leave a partial last line.
+//
+// Hostile input: the agent writes this folder too. Every file is reached by walk.ts, one
+// component at a time from a descriptor of the root, never through a symlink; it must be a
+// regular file with one link, opened non-blocking (a FIFO cannot hang us), and its size is
+// checked against the cap before anything reads it. The backup's temp file is created
+// O_EXCL|O_NOFOLLOW under a random name in the same directory, then renamed over
+// `.<name>.prev` (rename replaces a planted link, never follows it).
 import { isUtf8 } from 'node:buffer';
-import { createHash } from 'node:crypto';
-import { constants, type Dirent } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { ClawError, EXIT_FAILED, EXIT_USAGE, UsageError } from '../lib/errors.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, type Dirent, type Stats } from 'node:fs';
+import { type FileHandle, lstat, open, readdir, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UsageError } from '../lib/errors.js';
+import { MemoryError } from './errors.js';
 import { type LockMode, LockTimeout, lockFd } from './lock.js';
-import { resolveMemoryPath } from './paths.js';
+import { parseMemoryPath } from './paths.js';
+import { at, checkRegular, dirPath, ioError, openDirAt, openFileAt, openRoot, requireProcFd } from './walk.js';
 
-export type MemoryErrorCode = 'not-found' | 'busy' | 'conflict' | 'too-large' | 'not-utf8' | 'not-a-file' | 'io';
-
-export class MemoryError extends ClawError {
-  readonly code: MemoryErrorCode;
-  constructor(code: MemoryErrorCode, message: string, options?: ErrorOptions) {
-    super(message, code === 'not-utf8' || code === 'not-a-file' ? EXIT_USAGE : EXIT_FAILED, options);
-    this.code = code;
-  }
-}
+export { MemoryError, type MemoryErrorCode } from './errors.js';
 
 export interface MemoryStoreOptions {
   root: string;
@@ -59,8 +60,21 @@ export interface LockOptions {
   waitSeconds?: number;
 }
 
-const { O_RDONLY, O_RDWR, O_CREAT, O_NOFOLLOW } = constants;
+const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 const MAX_LIST_ENTRIES = 10_000;
+/** Deeper folders are not listed: no path the store accepts reaches them anyway. */
+const MAX_LIST_DEPTH = 32;
+
+/** How a file is opened: `read` and `update` need it to exist; `create` makes it (and its folders). */
+type OpenMode = 'read' | 'update' | 'create';
+
+/** An open file and the open folder that holds it (for the backup beside it). */
+interface Opened {
+  relative: string;
+  name: string;
+  dir: FileHandle;
+  file: FileHandle;
+}
 
 export function sha256(content: Buffer | string): string {
   return createHash('sha256').update(content).digest('hex');
@@ -72,6 +86,8 @@ export class MemoryStore {
   readonly waitSeconds: number;
 
   constructor(options: MemoryStoreOptions) {
+    // Without /proc/self/fd there is no safe way to open anything here: refuse at once.
+    requireProcFd();
     this.root = options.root;
     this.maxBytes = options.maxBytes;
     this.waitSeconds = options.waitSeconds;
@@ -79,22 +95,13 @@ export class MemoryStore {
 
   /** Content under a shared lock. A missing file is an error and is not created. */
   async read(path: string, options: LockOptions = {}): Promise<ReadResult> {
-    const target = resolveMemoryPath(this.root, path);
-    const handle = await this.openExisting(target.absolute, target.relative, O_RDONLY);
+    const target = await this.open(path, 'read');
     try {
-      // A directory opens read-only too: say what it is rather than fail reading it.
-      const kind = await handle.stat();
-      if (!kind.isFile()) {
-        const what = kind.isDirectory() ? ' is a directory' : ' is not a regular file';
-        throw new MemoryError('not-a-file', `not a file: ${target.relative}${what}`);
-      }
-      await this.lock(handle, 'shared', target.relative, options);
-      const { size } = await handle.stat();
-      if (size > this.maxBytes) throw this.tooLarge(target.relative, size);
-      const content = await handle.readFile();
+      await this.lock(target, 'shared', options);
+      const content = await this.readLocked(target);
       return { path: target.relative, content, sha256: sha256(content) };
     } finally {
-      await handle.close();
+      await close(target);
     }
   }
 
@@ -107,62 +114,57 @@ export class MemoryStore {
     content: Buffer | string,
     options: LockOptions & { ifSha256?: string } = {},
   ): Promise<WriteResult> {
-    const target = resolveMemoryPath(this.root, path);
-    const data = this.checkContent(target.relative, content);
+    const { relative } = parseMemoryPath(this.root, path);
+    const data = this.checkContent(relative, content);
     const expected = options.ifSha256?.toLowerCase();
     if (expected !== undefined && !/^[0-9a-f]{64}$/.test(expected)) {
       throw new UsageError('--if-sha256 needs 64 hexadecimal characters');
     }
     // A conditional write updates what is there; it never creates.
-    const handle =
-      expected === undefined
-        ? await this.openForWrite(target.absolute, target.relative)
-        : await this.openExisting(target.absolute, target.relative, O_RDWR);
+    const target = await this.open(path, expected === undefined ? 'create' : 'update');
     try {
-      await this.lock(handle, 'exclusive', target.relative, options);
-      const current = await handle.readFile();
+      await this.lock(target, 'exclusive', options);
+      const current = await this.readLocked(target);
       if (expected !== undefined && sha256(current) !== expected) {
-        throw new MemoryError(
-          'conflict',
-          `changed since: ${target.relative} was modified after it was read; read it again`,
-        );
+        throw new MemoryError('conflict', `changed since: ${relative} was modified after it was read; read it again`);
       }
-      if (current.length > 0) await saveBackup(target.absolute, current);
-      await writeAll(handle, data, 0);
-      await handle.truncate(data.length);
-      await handle.datasync();
-      return { path: target.relative, bytes: data.length, sha256: sha256(data) };
+      if (current.length > 0) await saveBackup(target, current);
+      await writeAll(target.file, data, 0);
+      await target.file.truncate(data.length);
+      await target.file.datasync();
+      return { path: relative, bytes: data.length, sha256: sha256(data) };
     } finally {
-      await handle.close();
+      await close(target);
     }
   }
 
   /** Appends under an exclusive lock: the text on lines of its own, ending with a newline. */
   async append(path: string, content: Buffer | string, options: LockOptions = {}): Promise<WriteResult> {
-    const target = resolveMemoryPath(this.root, path);
-    let data = this.checkContent(target.relative, content);
+    const { relative } = parseMemoryPath(this.root, path);
+    let data = this.checkContent(relative, content);
     if (data.length > 0 && data[data.length - 1] !== 0x0a) data = Buffer.concat([data, Buffer.from('\n')]);
-    const handle = await this.openForWrite(target.absolute, target.relative);
+    const target = await this.open(path, 'create');
     try {
-      await this.lock(handle, 'exclusive', target.relative, options);
-      const { size } = await handle.stat();
+      await this.lock(target, 'exclusive', options);
+      const { size } = await this.statLocked(target);
       // Appended text starts on a line of its own, even after a file that lacks a final newline.
       const last = Buffer.alloc(1);
-      if (size > 0) await handle.read(last, 0, 1, size - 1);
+      if (size > 0) await target.file.read(last, 0, 1, size - 1);
       const chunk = size > 0 && last[0] !== 0x0a ? Buffer.concat([Buffer.from('\n'), data]) : data;
-      if (size + chunk.length > this.maxBytes) throw this.tooLarge(target.relative, size + chunk.length);
-      await writeAll(handle, chunk, size);
-      return { path: target.relative, bytes: size + chunk.length, sha256: '' };
+      if (size + chunk.length > this.maxBytes) throw this.tooLarge(relative, size + chunk.length, 'would be');
+      await writeAll(target.file, chunk, size);
+      return { path: relative, bytes: size + chunk.length, sha256: '' };
     } finally {
-      await handle.close();
+      await close(target);
     }
   }
 
   /**
    * Replaces the content with what `change` makes of it, read and written under one exclusive
-   * lock through the locked descriptor; `change` returning null leaves the file as it is.
-   * Anything but a regular file is refused before a byte is read (opened read-write, a FIFO
-   * does not block the open). `readLimit` lets a caller read a file over the cap in order to
+   * lock through the locked descriptor, creating the file (and its folders) when missing;
+   * `change` returning null leaves the file as it is. The file is reached and checked as every
+   * open here is (walk.ts: no links followed, a regular file with one link, a FIFO refused
+   * before a byte is read). `readLimit` lets a caller read a file over the cap in order to
    * shrink it (the ops log's rotation); what is written stays within the cap.
    */
   async update(
@@ -170,136 +172,178 @@ export class MemoryStore {
     change: (current: Buffer) => Promise<Buffer | string | null>,
     options: LockOptions & { readLimit?: number } = {},
   ): Promise<WriteResult | null> {
-    const target = resolveMemoryPath(this.root, path);
-    const handle = await this.openForWrite(target.absolute, target.relative);
+    const limit = Math.max(options.readLimit ?? this.maxBytes, this.maxBytes);
+    const target = await this.open(path, 'create', limit);
     try {
-      if (!(await handle.stat()).isFile()) {
-        throw new MemoryError('not-a-file', `not a file: ${target.relative} is not a regular file`);
-      }
-      await this.lock(handle, 'exclusive', target.relative, options);
-      const { size } = await handle.stat();
-      if (size > (options.readLimit ?? this.maxBytes)) throw this.tooLarge(target.relative, size);
-      const current = await handle.readFile();
+      await this.lock(target, 'exclusive', options);
+      const current = await this.readLocked(target, limit);
       const next = await change(current);
       if (next === null) return null;
       const data = this.checkContent(target.relative, next);
-      if (current.length > 0) await saveBackup(target.absolute, current);
-      await writeAll(handle, data, 0);
-      await handle.truncate(data.length);
-      await handle.datasync();
+      if (current.length > 0) await saveBackup(target, current);
+      await writeAll(target.file, data, 0);
+      await target.file.truncate(data.length);
+      await target.file.datasync();
       return { path: target.relative, bytes: data.length, sha256: sha256(data) };
     } finally {
-      await handle.close();
+      await close(target);
     }
   }
 
   /**
    * Runs `fn` while holding the exclusive lock (the drop-in for the shell `memory-edit`).
-   * Creates the file when missing, as flock(1) does for the command it runs.
+   * Creates the file when missing, as flock(1) does for the command it runs. `fn` gets the
+   * file's path under the root as configured: the command it runs opens that path itself.
    */
   async withExclusiveLock<T>(
     path: string,
     fn: (absolute: string) => Promise<T>,
     options: LockOptions = {},
   ): Promise<T> {
-    const target = resolveMemoryPath(this.root, path);
-    const handle = await this.openForWrite(target.absolute, target.relative);
+    const target = await this.open(path, 'create');
     try {
-      await this.lock(handle, 'exclusive', target.relative, options);
-      return await fn(target.absolute);
+      await this.lock(target, 'exclusive', options);
+      await this.statLocked(target);
+      return await fn(join(this.root, target.relative));
     } finally {
-      await handle.close();
+      await close(target);
     }
   }
 
   /** Files below `dir` (default: the whole store), without hidden files, sorted by path. */
   async list(dir = ''): Promise<ListEntry[]> {
-    const start = resolveMemoryPath(this.root, dir === '' ? '.' : dir, { allowRoot: true });
+    const start = parseMemoryPath(this.root, dir === '' ? '.' : dir, { allowRoot: true });
     const out: ListEntry[] = [];
-    const walk = async (abs: string, rel: string): Promise<void> => {
+    const walk = async (handle: FileHandle, rel: string, depth: number): Promise<void> => {
       let entries: Dirent[];
       try {
-        entries = await readdir(abs, { withFileTypes: true });
+        entries = await readdir(dirPath(handle), { withFileTypes: true });
       } catch (err) {
-        throw ioError(rel || '.', err);
+        throw ioError(rel, err);
       }
       entries.sort((a, b) => a.name.localeCompare(b.name));
       for (const entry of entries) {
         if (entry.name.startsWith('.') || out.length >= MAX_LIST_ENTRIES) continue;
         const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
-        const childAbs = join(abs, entry.name);
-        // Symlinks are not followed: listing stays inside the folder by construction.
-        if (entry.isDirectory()) await walk(childAbs, childRel);
-        else if (entry.isFile()) {
-          const st = await lstat(childAbs);
-          out.push({ path: childRel, size: st.size, mtime: st.mtime.toISOString() });
+        // Symlinks are neither listed nor followed; what changes meanwhile is skipped.
+        if (entry.isDirectory() && depth < MAX_LIST_DEPTH) {
+          const child = await openDirAt(handle, entry.name, childRel, { create: false }).catch(() => null);
+          if (child === null) continue;
+          try {
+            await walk(child, childRel, depth + 1);
+          } finally {
+            await child.close();
+          }
+        } else if (entry.isFile()) {
+          const st = await lstat(at(handle, entry.name)).catch(() => null);
+          if (st?.isFile()) out.push({ path: childRel, size: st.size, mtime: st.mtime.toISOString() });
         }
       }
     };
-    const st = await lstat(start.absolute).catch((err) => {
-      throw (err as NodeJS.ErrnoException).code === 'ENOENT'
-        ? new MemoryError('not-found', `no such directory: ${start.relative || '.'}`)
-        : ioError(start.relative, err);
-    });
-    if (!st.isDirectory()) throw new MemoryError('not-a-file', `not a directory: ${start.relative}`);
-    await walk(start.absolute, start.relative);
+    let handle = await openRoot(this.root);
+    try {
+      for (const [i, segment] of start.segments.entries()) {
+        const shown = start.segments.slice(0, i + 1).join('/');
+        const next = await openDirAt(handle, segment, shown, { create: false });
+        if (next === null) throw new MemoryError('not-found', `no such directory: ${start.relative}`);
+        await handle.close();
+        handle = next;
+      }
+      await walk(handle, start.relative, 0);
+    } finally {
+      await handle.close();
+    }
     return out;
+  }
+
+  /**
+   * Walks to the file from a descriptor of the root (walk.ts), creating missing folders for
+   * `create`. The file is a regular file with one link and within `limit` (the cap unless a
+   * caller reads more to shrink it), or an error.
+   */
+  private async open(path: string, mode: OpenMode, limit = this.maxBytes): Promise<Opened> {
+    const { relative, segments } = parseMemoryPath(this.root, path);
+    const name = segments[segments.length - 1] as string;
+    let dir = await openRoot(this.root);
+    try {
+      for (const [i, segment] of segments.slice(0, -1).entries()) {
+        const shown = segments.slice(0, i + 1).join('/');
+        const next = await openDirAt(dir, segment, shown, { create: mode === 'create' });
+        if (next === null) throw new MemoryError('not-found', `no such file: ${relative}`);
+        await dir.close();
+        dir = next;
+      }
+      const flags = mode === 'read' ? O_RDONLY : mode === 'update' ? O_RDWR : O_RDWR | O_CREAT;
+      const opened = await openFileAt(dir, name, relative, flags);
+      if (opened === null) throw new MemoryError('not-found', `no such file: ${relative}`);
+      // Refused before any lock is taken or any byte read.
+      if (opened.stats.size > limit) {
+        await opened.handle.close();
+        throw this.tooLarge(relative, opened.stats.size, 'is');
+      }
+      return { relative, name, dir, file: opened.handle };
+    } catch (err) {
+      await dir.close();
+      throw err;
+    }
+  }
+
+  /** fstat(2) under the lock: what the agent changed while we waited is checked again. */
+  private async statLocked(target: Opened, limit = this.maxBytes): Promise<Stats> {
+    const st = await target.file.stat().catch((err) => {
+      throw ioError(target.relative, err);
+    });
+    checkRegular(st, target.relative);
+    if (st.size > limit) throw this.tooLarge(target.relative, st.size, 'is');
+    return st;
+  }
+
+  /** The whole content through the locked descriptor, never more than `limit` (the cap). */
+  private async readLocked(target: Opened, limit = this.maxBytes): Promise<Buffer> {
+    const { size } = await this.statLocked(target, limit);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    // One read for a file that stays as fstat saw it; more if it grew since (no locker of ours).
+    let buf = Buffer.allocUnsafe(size + 1);
+    for (;;) {
+      const { bytesRead } = await target.file.read(buf, 0, buf.length, total);
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > limit) throw this.tooLarge(target.relative, total, 'is over');
+      buf = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1 - total));
+    }
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
   }
 
   private checkContent(relative: string, content: Buffer | string): Buffer {
     const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-    if (data.length > this.maxBytes) throw this.tooLarge(relative, data.length);
+    if (data.length > this.maxBytes) throw this.tooLarge(relative, data.length, 'would be');
     if (!isUtf8(data)) throw new MemoryError('not-utf8', `refused: content for ${relative} is not valid UTF-8`);
     return data;
   }
 
-  private tooLarge(relative: string, size: number): MemoryError {
-    return new MemoryError('too-large', `too large: ${relative} would be ${size} bytes (cap ${this.maxBytes})`);
+  private tooLarge(relative: string, size: number, verb: 'is' | 'is over' | 'would be'): MemoryError {
+    return new MemoryError('too-large', `too large: ${relative} ${verb} ${size} bytes (cap ${this.maxBytes})`);
   }
 
-  private async lock(handle: FileHandle, mode: LockMode, relative: string, options: LockOptions): Promise<void> {
+  private async lock(target: Opened, mode: LockMode, options: LockOptions): Promise<void> {
     const wait = options.waitSeconds ?? this.waitSeconds;
     try {
-      await lockFd(handle.fd, mode, wait * 1000);
+      await lockFd(target.file.fd, mode, wait * 1000);
     } catch (err) {
       if (err instanceof LockTimeout) {
-        throw new MemoryError('busy', `lock timeout: ${relative} stayed locked for ${wait} s`);
+        throw new MemoryError('busy', `lock timeout: ${target.relative} stayed locked for ${wait} s`);
       }
-      throw ioError(relative, err);
-    }
-  }
-
-  private async openExisting(absolute: string, relative: string, flags: number): Promise<FileHandle> {
-    try {
-      return await open(absolute, flags | O_NOFOLLOW);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new MemoryError('not-found', `no such file: ${relative}`);
-      throw openError(relative, err);
-    }
-  }
-
-  private async openForWrite(absolute: string, relative: string): Promise<FileHandle> {
-    try {
-      await mkdir(dirname(absolute), { recursive: true });
-      return await open(absolute, O_RDWR | O_CREAT | O_NOFOLLOW, 0o664);
-    } catch (err) {
-      throw openError(relative, err);
+      throw ioError(target.relative, err);
     }
   }
 }
 
-function openError(relative: string, err: unknown): ClawError {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EISDIR') return new MemoryError('not-a-file', `not a file: ${relative} is a directory`);
-  if (code === 'ELOOP') return new UsageError('path refused: the file is a symlink');
-  if (code === 'ENOTDIR' || code === 'EEXIST') return new MemoryError('not-a-file', `not a file: ${relative}`);
-  return ioError(relative, err);
-}
-
-function ioError(relative: string, err: unknown): MemoryError {
-  const code = (err as NodeJS.ErrnoException).code ?? 'error';
-  return new MemoryError('io', `I/O error on ${relative || '.'}: ${code}`, { cause: err });
+async function close(target: Opened): Promise<void> {
+  // The file first: its lock goes with its last descriptor.
+  await target.file.close();
+  await target.dir.close();
 }
 
 async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
@@ -310,19 +354,28 @@ async function writeAll(handle: FileHandle, data: Buffer, position: number): Pro
   }
 }
 
-/** `.<name>.prev` beside the file, fsynced, replaced atomically (nobody locks it). */
-async function saveBackup(absolute: string, content: Buffer): Promise<void> {
-  const backup = join(dirname(absolute), `.${basename(absolute)}.prev`);
-  const temp = `${backup}.${process.pid}.tmp`;
-  const handle = await open(temp, 'w', 0o664);
+/**
+ * `.<name>.prev` beside the file, fsynced, replaced atomically (nobody locks it). The temp
+ * file is new (O_EXCL), never a link (O_NOFOLLOW), named unpredictably, in the same folder
+ * through its descriptor; rename(2) replaces whatever holds the backup's name, link or not.
+ */
+async function saveBackup(target: Opened, content: Buffer): Promise<void> {
+  const temp = `.${target.name}.prev.${randomBytes(12).toString('hex')}.tmp`;
+  const tempPath = at(target.dir, temp);
+  let handle: FileHandle;
+  try {
+    handle = await open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o664);
+  } catch (err) {
+    throw ioError(`${target.relative} (its backup)`, err);
+  }
   try {
     await writeAll(handle, content, 0);
     await handle.datasync();
-  } catch (err) {
     await handle.close();
-    await unlink(temp).catch(() => {});
-    throw err;
+    await rename(tempPath, at(target.dir, `.${target.name}.prev`));
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await unlink(tempPath).catch(() => {});
+    throw ioError(`${target.relative} (its backup)`, err);
   }
-  await handle.close();
-  await rename(temp, backup);
 }

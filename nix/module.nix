@@ -3,15 +3,21 @@
 #   clawdinator-ops  the control plane (ops bot gateway, job worker). Owns the fleet's secrets
 #                    under /run/clawdinator-ops (dir 0700, files 0400) and is, with root, the
 #                    only user that can reach the instance metadata service (and so the
-#                    instance role's credentials).
+#                    instance role's credentials). Each of its units sees only the secret
+#                    files it uses: the others are hidden from it (InaccessiblePaths).
 #   clawdinator      the AI coding agent. Runs code from the internet; reads and writes /memory
 #                    through the memory-read/-write/-edit tools; asks for fleet actions with
 #                    `clawdinator request spawn|replace|retire <peer>`. Cannot read the ops secrets,
 #                    the ops state dir, or IMDS.
 #
+# The units themselves (commands, users, environments, secrets, order) are not written here:
+# they come from ./units.json, which the host contract test (test/nix/host-contract.test.ts)
+# runs as written. This file adds only what Nix knows: store paths, the operator's settings,
+# hardening, users, the mount and the firewall rule.
+#
 # Boot: user data writes /var/lib/clawdinator/instance.env and starts clawdinator-bootstrap
-# (also started at boot), which installs this host's bootstrap bundle, fetches its secrets and
-# hands the switch to its configuration to a unit of its own.
+# (also started at boot), which installs this host's bootstrap bundle, fetches its secrets,
+# writes the EFS tunnel's config and hands the switch to its configuration to a unit of its own.
 {
   config,
   lib,
@@ -27,48 +33,76 @@ let
     types
     ;
 
-  instanceEnv = "/var/lib/clawdinator/instance.env";
-  opsSecrets = "/run/clawdinator-ops";
-  agentSecrets = "/run/clawdinator";
-  agentHome = "/var/lib/clawd";
-  opsState = "/var/lib/clawdinator-ops";
-  memoryDir = "/memory";
+  contract = builtins.fromJSON (builtins.readFile ./units.json);
+  inherit (contract) ids paths;
+  userOf = u: if u == "root" then "root" else ids.${u}.user;
+  groupOf = g: if g == "root" then "root" else ids.${g}.group;
   clawdinator = lib.getExe cfg.package;
+
+  # OpenTofu with the AWS provider built by nixpkgs: nothing is downloaded at deploy time. The
+  # stacks are synthesized by @cdktf/provider-aws 21, which wants the `~> 6.0` provider: the
+  # assertion below holds nixpkgs' provider to that. (A registry lock file would not match
+  # providers built from source: the pin is this expression and the flake's lock.)
+  # (nixpkgs names providers owner_repo since late 2025; nixos-25.05 still calls it `aws`.)
+  awsProviderOf = p: p.hashicorp_aws or p.aws;
+  awsProvider = awsProviderOf pkgs.opentofu.plugins;
+  tofu = pkgs.opentofu.withPlugins (p: [ (awsProviderOf p) ]);
+  # The worker's runner gives terraform this as TF_CLI_CONFIG_FILE (and a HOME of its own, so no
+  # user's .terraformrc counts): providers only from the bundled tree, never from a registry
+  # (no `direct` block), no checkpoint calls.
+  terraformRc = pkgs.writeText "clawdinator-terraform.rc" ''
+    disable_checkpoint = true
+    provider_installation {
+      filesystem_mirror {
+        path    = "${tofu}/libexec/terraform-providers"
+        include = ["registry.opentofu.org/*/*", "registry.terraform.io/*/*"]
+      }
+    }
+  '';
+
+  # What the units' moduleEnvironment names stand for.
+  moduleEnv = lib.filterAttrs (_: v: v != null) {
+    CLAWDINATOR_HOST_NAME = cfg.instanceName;
+    CLAWDINATOR_REDIS_URL = cfg.redisUrl;
+    CLAWDINATOR_TERRAFORM_BIN = lib.getExe' tofu "tofu";
+    CLAWDINATOR_TERRAFORM_CONFIG = "${terraformRc}";
+    CLAWDINATOR_EFS_CA_FILE = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
+    # After a (re)initialization only: the bootstrap replaces {flake} (the bundle's pinned
+    # revision of this project, or its root-owned repo seeds) and {host}. [] when switch = false.
+    # A unit of its own (systemd-run --no-block), never inline: switch-to-configuration would
+    # wait for the gateway and worker, and they for the bootstrap.
+    CLAWDINATOR_BOOTSTRAP_SWITCH = builtins.toJSON (
+      lib.optionals cfg.switch [
+        "systemd-run"
+        "--no-block"
+        "--collect"
+        "--unit=clawdinator-switch"
+        # The unit's PATH (nix, git for the flake), not systemd's bare default.
+        "--setenv=PATH"
+        "nixos-rebuild"
+        "switch"
+        "--flake"
+        "{flake}#{host}"
+      ]
+    );
+  };
 
   # Settings: env names to values; lists and attrsets go as JSON (lib/config.ts parses them).
   toEnv = v: if builtins.isString v then v else builtins.toJSON v;
   settingsEnv = lib.mapAttrs (_: toEnv) cfg.settings;
 
-  # What both control-plane services see. Secrets are files, never values (*_FILE).
-  opsEnv =
-    settingsEnv
-    // {
-      CLAWDINATOR_MEMORY_DIR = memoryDir;
-      CLAWDINATOR_REDIS_URL = cfg.redisUrl;
-      CLAWDINATOR_REDIS_PASSWORD_FILE = "${opsSecrets}/redis-password";
-      CLAWDINATOR_JOB_SIGNING_KEY_FILE = "${opsSecrets}/job-signing-key.pem";
-      CLAWDINATOR_DISCORD_TOKEN_FILE = "${opsSecrets}/discord-token";
-      CLAWDINATOR_GITHUB_APP_KEY_FILE = "${opsSecrets}/github-app.pem";
-      HOME = opsState;
-    }
-    // lib.optionalAttrs (cfg.instanceName != null) { CLAWDINATOR_HOST_NAME = cfg.instanceName; };
+  programs = {
+    clawdinator = clawdinator;
+    stunnel = lib.getExe' pkgs.stunnel "stunnel";
+  };
 
   hardening = {
-    User = "clawdinator-ops";
-    Group = "clawdinator-ops";
-    SupplementaryGroups = [ "clawdinator-memory" ];
     UMask = "0007";
     NoNewPrivileges = true;
     ProtectSystem = "strict";
     ProtectHome = true;
     PrivateTmp = true;
     PrivateDevices = true;
-    ReadWritePaths = [
-      memoryDir
-      opsState
-    ];
-    StateDirectory = "clawdinator-ops";
-    StateDirectoryMode = "0700";
     ProtectKernelTunables = true;
     ProtectKernelModules = true;
     ProtectKernelLogs = true;
@@ -88,26 +122,126 @@ let
     SystemCallArchitectures = "native";
   };
 
-  opsService = description: subcommand: {
-    inherit description;
-    wantedBy = lib.optional (cfg.instanceName != null) "multi-user.target";
-    after = [
-      "network-online.target"
-      "clawdinator-bootstrap.service"
-      "clawdinator-memory-init.service"
-    ];
-    wants = [ "network-online.target" ];
-    unitConfig.RequiresMountsFor = memoryDir;
-    # Starts once the bootstrap has put the secrets in place.
-    unitConfig.ConditionPathExists = "${opsSecrets}/redis-password";
-    environment = opsEnv;
-    path = [ pkgs.util-linux ] ++ cfg.extraOpsPackages;
-    serviceConfig = hardening // {
-      ExecStart = "${clawdinator} ${subcommand}";
-      Restart = "always";
-      RestartSec = 5;
+  # Only named hosts run the fleet's units; the image every AMI is built from runs the bootstrap.
+  named = cfg.instanceName != null;
+
+  # What Nix adds to each unit of the contract.
+  extra = {
+    clawdinator-bootstrap = {
+      wantedBy = [ "multi-user.target" ];
+      path = [
+        pkgs.util-linux
+        pkgs.nix
+        pkgs.nixos-rebuild
+        pkgs.git
+        pkgs.gnutar
+        pkgs.zstd
+        config.systemd.package
+      ];
+      serviceConfig.TimeoutStartSec = "30min";
+    };
+    clawdinator-efs-tunnel = {
+      wantedBy = lib.optional named "multi-user.target";
+      serviceConfig = {
+        DynamicUser = true;
+        Restart = "always";
+        RestartSec = 5;
+      } // removeAttrs hardening [ "UMask" ];
+    };
+    clawdinator-memory-init = {
+      wantedBy = lib.optional named "multi-user.target";
+      serviceConfig = {
+        ReadWritePaths = [ paths.memory ];
+        # The mounted file system's root as the layout needs it (root:memory group, setgid).
+        ExecStartPre = "+${pkgs.coreutils}/bin/install -d -m 2770 -o root -g ${ids.memory.group} ${paths.memory}";
+      };
+    };
+    clawdinator-seed-repos = {
+      wantedBy = lib.optional named "multi-user.target";
+      path = [
+        pkgs.git
+        pkgs.gnutar
+        pkgs.zstd
+      ];
+      serviceConfig = {
+        ReadWritePaths = [ paths.agentHome ];
+        # Its own home: ProtectHome would hide it.
+        ProtectHome = false;
+        TimeoutStartSec = "30min";
+      };
+    };
+    # The gateway serves the agent's request socket.
+    clawdinator-gateway = opsExtra // {
+      serviceConfig = opsExtra.serviceConfig // {
+        ReadWritePaths = opsExtra.serviceConfig.ReadWritePaths ++ [ (dirOf paths.requestSocket) ];
+      };
+    };
+    # The worker writes the agent's GitHub token files and runs terraform.
+    clawdinator-worker = opsExtra // {
+      path = [ pkgs.util-linux tofu ] ++ cfg.extraOpsPackages;
+      serviceConfig = opsExtra.serviceConfig // {
+        ReadWritePaths = opsExtra.serviceConfig.ReadWritePaths ++ [ paths.githubTokens ];
+      };
     };
   };
+  opsExtra = {
+    wantedBy = lib.optional named "multi-user.target";
+    path = [ pkgs.util-linux ] ++ cfg.extraOpsPackages;
+    serviceConfig = {
+      ReadWritePaths = [
+        paths.memory
+        paths.opsState
+      ];
+      StateDirectory = lib.removePrefix "/var/lib/" paths.opsState;
+      StateDirectoryMode = "0700";
+    };
+  };
+
+  mkUnit =
+    name: u:
+    let
+      x = extra.${name} or { };
+      isOps = u.user != "root" && u.user != "dynamic";
+      hidden = lib.filter (f: !(lib.elem f u.secrets)) (lib.attrNames contract.opsSecrets);
+    in
+    {
+      inherit (u) description after wants;
+      wantedBy = x.wantedBy or [ ];
+      path = x.path or [ ];
+      environment =
+        u.environment
+        // lib.optionalAttrs u.settings settingsEnv
+        # CLAWDINATOR_HOST_NAME is absent on the image (no name yet), whose fleet units never start.
+        // lib.filterAttrs (_: v: v != null) (lib.genAttrs u.moduleEnvironment (n: moduleEnv.${n} or null));
+      unitConfig =
+        lib.optionalAttrs (u.wantsMountsFor != [ ]) { WantsMountsFor = u.wantsMountsFor; }
+        // lib.optionalAttrs (u ? conditionPathExists) { ConditionPathExists = u.conditionPathExists; };
+      serviceConfig =
+        {
+          Type = u.type;
+          ExecStart = lib.escapeShellArgs ([ programs.${lib.head u.command} ] ++ lib.tail u.command);
+        }
+        // (
+          if u.type == "oneshot" then
+            { RemainAfterExit = true; }
+          else
+            {
+              Restart = "always";
+              RestartSec = 5;
+            }
+        )
+        // lib.optionalAttrs isOps (
+          hardening
+          // {
+            User = userOf u.user;
+            Group = groupOf u.group;
+            SupplementaryGroups = map groupOf (u.supplementaryGroups or [ ]);
+            # The ops secrets this unit does not use are not there for it.
+            InaccessiblePaths = map (f: "-${paths.opsSecrets}/${f}") hidden;
+          }
+        )
+        // (x.serviceConfig or { });
+    };
 
   # The agents' memory tools, as the original's (same names, same flock(2) locks, exit 1 on a
   # lock timeout). memory-write takes the content from stdin, or from its second argument.
@@ -115,7 +249,7 @@ let
     name: body:
     pkgs.writeShellScriptBin name ''
       set -euo pipefail
-      export CLAWDINATOR_MEMORY_DIR=${memoryDir}
+      export CLAWDINATOR_MEMORY_DIR=${paths.memory}
       umask 0007
       ${body}
     '';
@@ -167,7 +301,7 @@ in
     };
 
     instanceName = mkOption {
-      type = types.nullOr (types.strMatching "clawdinator-[a-z0-9-]{1,28}");
+      type = types.nullOr (types.strMatching "clawdinator-[a-z0-9]+(-[a-z0-9]+)*");
       default = null;
       example = "clawdinator-3";
       description = ''
@@ -186,7 +320,7 @@ in
     redisUrl = mkOption {
       type = types.strMatching "rediss?://[^@[:space:]]*";
       example = "rediss://master.clawdinator.abc123.euc1.cache.amazonaws.com:6379";
-      description = "The fleet's Redis, without a password (that is ${opsSecrets}/redis-password).";
+      description = "The fleet's Redis, without a password (that is ${paths.opsSecrets}/redis-password).";
     };
 
     settings = mkOption {
@@ -203,35 +337,37 @@ in
       example = {
         CLAWDINATOR_DISCORD_APP_ID = "123456789012345678";
         CLAWDINATOR_DISCORD_GUILD_IDS = [ "123456789012345678" ];
-        CLAWDINATOR_JOB_KEY_ID = "gateway";
       };
       description = ''
-        Control-plane settings as environment variables (CLAWDINATOR_*, see lib/config.ts);
-        lists and attrsets are passed as JSON. Never secrets: those are files (*_FILE).
+        Control-plane settings as environment variables (CLAWDINATOR_*, see lib/config.ts) for
+        the gateway and the worker; lists and attrsets are passed as JSON. Never secrets: those
+        are files (*_FILE), and which key each unit signs with is fixed by nix/units.json.
       '';
     };
 
-    bootstrapFlake = mkOption {
-      type = types.nullOr types.str;
-      default = "${agentHome}/repo-seeds/clawdinators";
+    switch = mkOption {
+      type = types.bool;
+      default = true;
       description = ''
-        Flake the bootstrap switches to (`nixos-rebuild switch --flake <this>#<host>`, in a unit
-        of its own) after it installed a bundle; by default this repository from the repo
-        seeds. null: no switch.
+        Whether the bootstrap hands `nixos-rebuild switch --flake <flake>#<host>` to a unit of its
+        own after it installed a bundle. The flake is one root owns: the bundle's pinned revision
+        of this project (config.json's `flake`), else the root-owned copy of the repo seeds.
       '';
     };
 
-    opsUid = mkOption {
-      type = types.int;
-      default = 2790;
-      description = "uid of clawdinator-ops, fixed because the metadata-service rule names it by number.";
+    locked = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether the flake this host was built from has a committed flake.lock (flake.nix sets
+        it). Written to the build info; /status flags a host built without one.
+      '';
     };
 
     extraOpsPackages = mkOption {
       type = types.listOf types.package;
-      default = [ pkgs.opentofu ];
-      defaultText = lib.literalExpression "[ pkgs.opentofu ]";
-      description = "Tools on the worker's PATH (terraform or tofu for the infra jobs).";
+      default = [ ];
+      description = "More tools on the gateway's and worker's PATH.";
     };
   };
 
@@ -242,30 +378,43 @@ in
         message = "services.clawdinator.settings: every name must start with CLAWDINATOR_";
       }
       {
-        assertion = !(lib.any (n: builtins.match ".*(PASSWORD|TOKEN|SECRET|KEY)$" n != null) (lib.attrNames cfg.settings));
-        message = "services.clawdinator.settings: secrets go in files under ${opsSecrets}, not in settings";
+        assertion = !(lib.any (n: builtins.match ".*(PASSWORD|TOKEN|SECRET|KEY|KEY_ID|_FILE)$" n != null) (lib.attrNames cfg.settings));
+        message = "services.clawdinator.settings: secrets go in files under ${paths.opsSecrets}, and each unit's key is fixed by nix/units.json";
+      }
+      {
+        assertion = lib.all (u: lib.all (n: moduleEnv ? ${n} || n == "CLAWDINATOR_HOST_NAME") u.moduleEnvironment) (lib.attrValues contract.units);
+        message = "nix/units.json names a moduleEnvironment this module does not provide";
+      }
+      {
+        assertion = lib.versionAtLeast awsProvider.version "6.0" && lib.versionOlder awsProvider.version "7.0";
+        message = "the bundled AWS provider must be ~> 6.0 (@cdktf/provider-aws 21), not ${awsProvider.version}";
       }
     ];
 
     networking.hostName = mkIf (cfg.hostName != null) cfg.hostName;
 
-    users.groups.clawdinator-ops = { };
-    users.groups.clawdinator = { };
-    users.groups.clawdinator-memory = { };
-    users.users.clawdinator-ops = {
+    # Fixed ids: /memory is a shared NFS file system, which compares numbers, not names, so
+    # they must be the same on every host; the metadata-service rule names the ops uid.
+    users.groups.${ids.ops.group}.gid = ids.ops.gid;
+    users.groups.${ids.agent.group}.gid = ids.agent.gid;
+    users.groups.${ids.memory.group}.gid = ids.memory.gid;
+    users.users.${ids.ops.user} = {
       isSystemUser = true;
-      uid = cfg.opsUid;
-      group = "clawdinator-ops";
-      home = opsState;
+      uid = ids.ops.uid;
+      group = ids.ops.group;
+      extraGroups = [ ids.memory.group ];
+      home = paths.opsState;
       description = "CLAWDINATOR control plane";
     };
     # The agent: not in wheel, not in systemd-journal (the ops services' logs stay out of reach).
-    users.users.clawdinator = {
+    users.users.${ids.agent.user} = {
       isNormalUser = true;
-      group = "clawdinator";
-      extraGroups = [ "clawdinator-memory" ];
-      home = agentHome;
+      uid = ids.agent.uid;
+      group = ids.agent.group;
+      extraGroups = [ ids.memory.group ];
+      home = paths.agentHome;
       createHome = true;
+      homeMode = "700";
       description = "CLAWDINATOR agent";
     };
 
@@ -274,14 +423,25 @@ in
       pkgs.util-linux
     ] ++ memoryTools;
 
+    # The agent's GitHub identity: gh reads the token files the worker keeps fresh (hosts.yml;
+    # no GH_TOKEN in any environment, which gh would prefer and which would go stale), git the
+    # App's bot name and gh as its credential helper.
+    environment.variables.GH_CONFIG_DIR = paths.githubTokens;
+    programs.git = {
+      enable = true;
+      config.include.path = "${paths.githubTokens}/gitconfig";
+    };
+
     # Workspace templates for the agent (seeded into its workspace by the bootstrap).
     environment.etc."clawdinator/workspace".source = "${cfg.package}/lib/clawdinator/workspace";
+    # What the worker's heartbeat reports, re-read at every beat (a switch changes it).
+    environment.etc."clawdinator/build-info.json".text = builtins.toJSON {
+      revision = if config.system.configurationRevision == null then "unknown" else config.system.configurationRevision;
+      inherit (cfg) locked;
+      version = cfg.package.version;
+    };
 
-    systemd.tmpfiles.rules = [
-      "d /var/lib/clawdinator 0755 root root -"
-      "d ${opsSecrets} 0700 clawdinator-ops clawdinator-ops -"
-      "d ${agentSecrets} 0700 clawdinator clawdinator -"
-    ];
+    systemd.tmpfiles.rules = map (d: "d ${d.path} ${d.mode} ${userOf d.user} ${groupOf d.group} -") contract.directories;
 
     # Only root (the bootstrap) and clawdinator-ops reach the metadata service (IPv4 and the
     # Nitro IPv6 endpoint). IMDSv2 with hop limit 1 (infra) keeps containers out as well.
@@ -291,98 +451,23 @@ in
       content = ''
         chain output {
           type filter hook output priority 0; policy accept;
-          ip daddr 169.254.169.254 meta skuid != { 0, ${toString cfg.opsUid} } counter drop
-          ip6 daddr fd00:ec2::254 meta skuid != { 0, ${toString cfg.opsUid} } counter drop
+          ip daddr 169.254.169.254 meta skuid != { 0, ${toString ids.ops.uid} } counter drop
+          ip6 daddr fd00:ec2::254 meta skuid != { 0, ${toString ids.ops.uid} } counter drop
         }
       '';
     };
 
-    # Root: `clawdinator bootstrap` (cli/bootstrap.ts) reads instance.env (or the user data
-    # through IMDSv2 when it is missing, and writes it back), installs this host's bundle from
-    # s3://<bucket>/<prefix>/ once per prefix (a sentinel in /var/lib/clawdinator records it;
-    # a changed prefix re-initializes): workspace templates into /var/lib/clawd/workspace, repo
-    # seeds (tar + zstd) into /var/lib/clawd/repo-seeds, the fleet's secrets into ${opsSecrets}
-    # and the agent's own (its Discord token, its request-signing key) into /run/clawdinator,
-    # each 0400 in a 0700 dir; secrets are refreshed at every start (/run is empty after a
-    # reboot). User data starts it again with --no-block.
-    # The gateway and worker are ordered after it, so the bootstrap hands the switch to a
-    # unit of its own (systemd-run --no-block nixos-rebuild switch …, CLAWDINATOR_BOOTSTRAP_SWITCH),
-    # never runs it inline: switch-to-configuration would wait for them, and they for the bootstrap.
-    systemd.services.clawdinator-bootstrap = {
-      description = "CLAWDINATOR bootstrap (secrets, repo seeds, workspace, host configuration)";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "network-online.target" ];
-      wants = [ "network-online.target" ];
-      environment = {
-        CLAWDINATOR_INSTANCE_ENV = instanceEnv;
-        CLAWDINATOR_OPS_SECRETS_DIR = opsSecrets;
-        CLAWDINATOR_AGENT_SECRETS_DIR = agentSecrets;
-        CLAWDINATOR_BOOTSTRAP_STATE_DIR = "/var/lib/clawdinator";
-        CLAWDINATOR_WORKSPACE_DIR = "${agentHome}/workspace";
-        CLAWDINATOR_REPO_SEEDS_DIR = "${agentHome}/repo-seeds";
-        # After a (re)initialization only; {host} is the bundle's host. [] when no flake is set.
-        CLAWDINATOR_BOOTSTRAP_SWITCH = builtins.toJSON (
-          lib.optionals (cfg.bootstrapFlake != null) [
-            "systemd-run"
-            "--no-block"
-            "--collect"
-            "--unit=clawdinator-switch"
-            # The unit's PATH (nix, git for the flake), not systemd's bare default.
-            "--setenv=PATH"
-            "nixos-rebuild"
-            "switch"
-            "--flake"
-            "${cfg.bootstrapFlake}#{host}"
-          ]
-        );
-      };
-      path = [
-        pkgs.util-linux
-        pkgs.nix
-        pkgs.nixos-rebuild
-        pkgs.git
-        pkgs.gnutar
-        pkgs.zstd
-      ];
-      serviceConfig = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        TimeoutStartSec = "30min";
-        # No EnvironmentFile: the bootstrap reads instance.env itself (and IMDS when it is missing).
-        ExecStart = "${clawdinator} bootstrap";
-        # Whatever wrote the secrets, leave them as the boundary needs them.
-        ExecStartPost = pkgs.writeShellScript "clawdinator-ops-secrets-perms" ''
-          set -eu
-          chown -R clawdinator-ops:clawdinator-ops ${opsSecrets}
-          chmod 0700 ${opsSecrets}
-          find ${opsSecrets} -type f -exec chmod 0400 {} +
-          install -d -m 0700 -o clawdinator -g clawdinator ${agentSecrets}
-          chown -R clawdinator:clawdinator ${agentSecrets}
-          find ${agentSecrets} -type f -exec chmod 0400 {} +
-          for d in ${agentHome}/workspace ${agentHome}/repo-seeds; do
-            if [ -d "$d" ]; then chown -R clawdinator:clawdinator "$d"; fi
-          done
-        '';
-      };
+    # The hive mind: the base stack's EFS over TLS (see units.json memoryMount). A host whose
+    # bundle names no file system has no tunnel config: the mount is skipped and /memory stays
+    # a local directory, which its heartbeat reports (memoryShared: false, shown by /status).
+    boot.supportedFilesystems = [ "nfs" ];
+    systemd.mounts = lib.optional named {
+      inherit (contract.memoryMount) what where type after requires;
+      options = lib.concatStringsSep "," contract.memoryMount.options;
+      wantedBy = [ "remote-fs.target" ];
+      unitConfig.ConditionPathExists = contract.memoryMount.conditionPathExists;
     };
 
-    # The shared memory layout; never overwrites. /memory is group clawdinator-memory, setgid.
-    systemd.services.clawdinator-memory-init = {
-      description = "CLAWDINATOR shared memory layout";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "clawdinator-bootstrap.service" ];
-      unitConfig.RequiresMountsFor = memoryDir;
-      environment.CLAWDINATOR_MEMORY_DIR = memoryDir;
-      serviceConfig = removeAttrs hardening [ "StateDirectory" "StateDirectoryMode" ] // {
-        ReadWritePaths = [ memoryDir ];
-        Type = "oneshot";
-        RemainAfterExit = true;
-        ExecStartPre = "+${pkgs.coreutils}/bin/install -d -m 2770 -o root -g clawdinator-memory ${memoryDir}";
-        ExecStart = "${clawdinator} memory init";
-      };
-    };
-
-    systemd.services.clawdinator-gateway = opsService "CLAWDINATOR ops bot gateway" "gateway";
-    systemd.services.clawdinator-worker = opsService "CLAWDINATOR job worker" "worker";
+    systemd.services = lib.mapAttrs mkUnit contract.units;
   };
 }

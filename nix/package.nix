@@ -2,12 +2,24 @@
 {
   lib,
   buildNpmPackage,
+  importNpmLock,
   nodejs_20,
   python3,
   makeWrapper,
   util-linux,
   src,
+  # The npm registry's base URL ("https://<host>/"), for lock entries without `resolved`: this
+  # project's package-lock.json records none (npm's omit-lockfile-registry-resolved), only
+  # each package's name, version and integrity hash. The flake reads it from
+  # nix/npm-registry.url (README: "Running a real fleet").
+  npmRegistry ? null,
 }:
+let
+  packageLock = import ./npm-lock.nix {
+    lock = lib.importJSON "${src}/package-lock.json";
+    inherit npmRegistry;
+  };
+in
 buildNpmPackage {
   pname = "clawdinator";
   version = (lib.importJSON ../package.json).version;
@@ -27,10 +39,13 @@ buildNpmPackage {
       ]);
   };
 
-  # Placeholder: no network where this was written. Fill it in on a machine with network:
-  # run `nix build .#clawdinator`, copy the "got: sha256-…" hash from the error into here
-  # (and again whenever package-lock.json changes).
-  npmDepsHash = lib.fakeHash;
+  # Every dependency fetched by the integrity hash package-lock.json records (fetchurl with
+  # `hash = integrity`): no separate hash to keep in step with the lock.
+  npmDeps = importNpmLock {
+    package = lib.importJSON "${src}/package.json";
+    inherit packageLock;
+  };
+  npmConfigHook = importNpmLock.npmConfigHook;
 
   # fs-ext is a native addon (node-gyp); the other install scripts are not needed.
   nativeBuildInputs = [

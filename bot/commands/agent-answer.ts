@@ -26,7 +26,8 @@ export async function answerAgent(
   }
   const decide = deps.jobs?.decide;
   if (decide === undefined) throw new OperationError('This gateway cannot sign an answer to an agent’s request.');
-  const result = await decide({ ...press, actor: inv.actor, at: now });
+  // The press counts only if it is one of the job's signed question's buttons (approval.ts).
+  const result = await decide({ ...press, customId: inv.customId, actor: inv.actor, at: now });
   if (result.outcome === 'answered') throw new UsageError(`This request was already answered by ${result.by}.`);
   if (result.outcome === 'gone') throw new UsageError('This request is no longer waiting for an answer.');
   const who = `<@${inv.actor.userId}>`;

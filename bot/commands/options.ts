@@ -1,6 +1,9 @@
 // Option limits shared by the fleet commands, enforced by Discord before anything reaches us
 // (and checked again by the jobs: Discord-side limits are a convenience, not a boundary).
 import { PermissionFlagsBits } from 'discord-api-types/v10';
+import { NAME_MAX } from '../../lib/config.js';
+
+export { NAME_MAX };
 
 /**
  * Default member permissions of the commands that change the fleet: only members with Manage
@@ -9,8 +12,6 @@ import { PermissionFlagsBits } from 'discord-api-types/v10';
  */
 export const DESTRUCTIVE_DEFAULT_PERMISSIONS = PermissionFlagsBits.ManageGuild;
 export const NAME_MIN = 'clawdinator-1'.length;
-export const NAME_MAX = 40;
 export const AMI_MIN = 'ami-12345678'.length;
 export const AMI_MAX = 'ami-0123456789abcdef0'.length;
 export const REV_MAX = 64;
-export const INSTANCE_TYPES = ['t3.medium', 't3.large', 't3.xlarge', 'm7i.large', 'm7i.xlarge', 'c7i.xlarge'];

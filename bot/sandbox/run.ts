@@ -13,18 +13,23 @@
 //   <dir>/sandbox.log    the log (JSON lines)
 //   <dir>/cloud.json     written at stop: the simulated cloud's instances and bucket objects
 //
+// GitHub is simulated too (jobs/github/sim.ts, on a loopback port, with an App key made at
+// each start): the org `openclaw` is synced into the memory at start by the real org sync, so
+// `/memory read path:github/prs.md` shows it, and the github-sync schedule keeps it synced.
+//
 // Every start builds a fresh simulated cloud from the registry: each member running and
 // online (with its worker's heartbeat and host queue), the token pool's secrets, the images.
 // The fleet cap and the spawn rate come from the settings (CLAWDINATOR_FLEET_MAX_SIZE, 5 by
 // default; CLAWDINATOR_SPAWNS_PER_HOUR) and reach the lifecycle jobs through FleetDeps.
 
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { loadInfraSettings } from '../../infra/settings.js';
+import { AuditTrail } from '../../jobs/audit.js';
 import { type Clock, realClock, scaledClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud, type SimHost } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
@@ -34,26 +39,29 @@ import { FLEET_QUEUE, hostQueue, keys as redisKeys } from '../../jobs/engine/key
 import { consumeEvents, GATEWAY_GROUP, type JobEvent } from '../../jobs/engine/notify.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
-import { publicKeys, registryReader } from '../../jobs/engine/setup.js';
+import { eventTrust, publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { createGitHubInstallation } from '../../jobs/github/app.js';
+import { syncOrg } from '../../jobs/github/org-sync.js';
+import { SimGitHub } from '../../jobs/github/sim.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
+import { publicHalf } from '../../jobs/signing.js';
 import { fleetStatus } from '../../jobs/status.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { Actor } from '../../lib/actor.js';
-import { errorLine } from '../../lib/errors.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
 import { initMemory } from '../../memory/init.js';
 import { MemoryStore } from '../../memory/store.js';
-import { AuditLog } from '../audit-log.js';
 import { commands } from '../commands/index.js';
 import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
 import { botJobAdmin, botJobs, redisClaim } from '../engine.js';
 import { renderEvent } from '../progress.js';
-import type { BotDeps, Reply } from '../types.js';
+import { questionButtons } from '../relay.js';
+import type { BotDeps, Button, Reply } from '../types.js';
 import { type SandboxRedis, startSandboxRedis } from './redis.js';
 import { simCommand } from './sim-command.js';
 import { type JobEnd, JobTracker } from './tracker.js';
@@ -67,6 +75,8 @@ import {
   SANDBOX_AMI,
   SANDBOX_BUCKET,
   SANDBOX_OPS_CHANNEL,
+  SANDBOX_ORG,
+  sandboxOrg,
   sandboxPolicy,
   writeSigningKeys,
 } from './world.js';
@@ -124,6 +134,8 @@ export interface Sandbox {
   readonly deps: BotDeps;
   readonly session: ConsoleSession;
   readonly registryPath: string;
+  /** The simulated GitHub's URL and the org it holds. */
+  readonly github: { url: string; org: string };
   /** Runs a line through the console session; with `waitMs`, waits for the jobs it started. */
   runLine(line: string, options?: { waitMs?: number }): Promise<LineResult>;
   /** Jobs started since the last runLine/waitForJobs, awaited. */
@@ -156,7 +168,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       try {
         await fn();
       } catch (err) {
-        log.warn({ err: errorLine(err) }, 'sandbox: clean-up step failed');
+        log.warn({ err }, 'sandbox: clean-up step failed');
       }
     }
     cleanups.length = 0;
@@ -218,10 +230,41 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       // Waits re-delay the job; poll the sim often enough to follow it at its pace.
       waits: { pollMs: options.fast ? 200 : 1000 },
     };
-    const typeDeps: JobTypeDeps = { redis, registry, opsChannelId: SANDBOX_OPS_CHANNEL, memory, fleet };
+    // The audit as on a host: the journal (sandbox.log), one object per event in the
+    // simulated bucket (audit/…, listed in cloud.json at the end), the copy in memory/audit/.
+    const audit = new AuditTrail({ log, memory, bucket: SANDBOX_BUCKET, cloud: async () => cloud, host: 'sandbox' });
+    // The simulated GitHub and the App's installation on it; the org synced once before the
+    // first line runs (the schedule's own first run then finds it unchanged).
+    const appKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const github = await new SimGitHub({
+      appId: '1',
+      installationId: '1',
+      publicKey: appKey.publicKey,
+      org: sandboxOrg(),
+    }).start();
+    cleanups.push(() => github.stop());
+    const installation = createGitHubInstallation({
+      appId: '1',
+      installationId: '1',
+      privateKeyPem: appKey.privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+      apiUrl: github.url,
+      log,
+    });
+    const sync = () => syncOrg({ installation, memory, org: SANDBOX_ORG, log });
+    await sync();
+    const typeDeps: JobTypeDeps = {
+      redis,
+      registry,
+      opsChannelId: SANDBOX_OPS_CHANNEL,
+      memory,
+      audit,
+      fleet,
+      github: { sync },
+    };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
+    const workersKey = publicHalf(schedule.key);
     const workerDeps = {
       connection,
       redis,
@@ -258,22 +301,24 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const onOnline = (host: SimHost) => {
       if (hosts.has(host.name) || orphans.has(host.instanceId)) return;
       const worker = startWorker(hostQueue(host.name), workerDeps, settings);
+      // Signed with the workers' key, as a real host's worker signs its own.
       const heartbeat = startHeartbeat({
         redis: heartbeatWrites(redis, cloud),
+        signer: schedule,
         host: host.name,
         instanceId: host.instanceId,
         version,
         revision: 'sandbox',
         ttlSeconds: HEARTBEAT_TTL_SECONDS,
         activeJobs: () => worker.active + (host.name === FIRST_HOST ? fleetWorker.active : 0),
-        onError: (err) => log.warn({ host: host.name, err: errorLine(err) }, 'heartbeat failed'),
+        onError: (err) => log.warn({ host: host.name, err }, 'heartbeat failed'),
       });
       hosts.set(host.name, { heartbeat, worker });
       log.info({ host: host.name, instanceId: host.instanceId }, 'sandbox: host online');
     };
     const offOnline = cloud.onHostOnline(onOnline);
     const offOffline = cloud.onHostOffline((host) => {
-      void stopHost(host.name).catch((err) => log.warn({ err: errorLine(err) }, 'sandbox: host stop failed'));
+      void stopHost(host.name).catch((err) => log.warn({ err }, 'sandbox: host stop failed'));
     });
     cleanups.push(async () => {
       offOnline();
@@ -296,7 +341,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         });
         if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
       } catch (err) {
-        log.warn({ err: errorLine(err) }, 'schedules not upserted');
+        log.warn({ err }, 'schedules not upserted');
       }
     };
     await upsert();
@@ -312,17 +357,25 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     const deps: BotDeps = {
       memory,
-      audit: new AuditLog(memory, log),
+      audit,
       policy: sandboxPolicy,
       log,
       attachmentOrigins: [],
       now: () => new Date(),
       // The gateway's key also signs answers to an agent's question (shown with /press ids).
-      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway })),
+      jobs: tracker.wrap(botJobs(enqueuer, { redis, signer: gateway, workersKey })),
       jobAdmin: tracker.wrapAdmin(
-        botJobAdmin(enqueuer, new JobAdmin(connection, redis, () => existingQueueNames(redis), types)),
+        botJobAdmin(
+          enqueuer,
+          new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
+            publicKey: workerDeps.publicKey,
+            signer: gateway,
+          }),
+          sandboxPolicy,
+        ),
       ),
-      status: () => fleetStatus({ registry, cloud, redis, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      status: () =>
+        fleetStatus({ registry, cloud, redis, workersKey, queues: [fleetQueue], now: () => cloud.clock.now() }),
       fleetNames: async () => Object.keys(await registry()),
     };
     // The console has one command Discord never sees: /sim, failures and strays on purpose.
@@ -339,17 +392,27 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     await redis.xgroup('CREATE', redisKeys.events, GATEWAY_GROUP, '$', 'MKSTREAM').catch((err: Error) => {
       if (!err.message.includes('BUSYGROUP')) throw err;
     });
+    // As the gateway's relay: only events that verify, buttons only from a signed pending record.
     const relay = consumeEvents(
       createRedis(connection),
-      { consumer: `sandbox-${process.pid}`, blockMs: 1000 },
-      async (event) => {
+      {
+        consumer: `sandbox-${process.pid}`,
+        blockMs: 1000,
+        trust: eventTrust({ gateway: keys.gateway.publicKeyPem, schedule: keys.schedule.publicKeyPem }),
+      },
+      async ({ event }) => {
         if (shown(event)) {
-          options.print(renderForConsole(event));
-          session.shown((event.buttons ?? []).map((b) => b.id));
+          const buttons =
+            event.kind === 'confirm'
+              ? await questionButtons(redis, workersKey, event.jobId, event.reply?.channelId, Date.now())
+              : [];
+          options.print(renderForConsole(event, buttons));
+          session.shown(buttons.map((b) => b.id));
         }
         tracker.event(event);
       },
-      (err) => log.warn({ err: errorLine(err) }, 'relay: event not rendered'),
+      (err) => log.warn({ err }, 'relay: event not rendered'),
+      (streamId, reason) => log.warn({ streamId, reason }, 'relay: event dropped: it does not verify'),
     );
     cleanups.push(() => relay.stop());
 
@@ -363,6 +426,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       deps,
       session,
       registryPath,
+      github: { url: github.url, org: SANDBOX_ORG },
       async runLine(line, runOptions = {}) {
         tracker.take();
         const handled = await session.attempt(line);
@@ -439,8 +503,8 @@ function shown(event: JobEvent): boolean {
   return event.kind === 'alert' || event.kind === 'confirm' || event.reply !== undefined;
 }
 
-function renderForConsole(event: JobEvent): string {
-  const reply: Reply = renderEvent(event, Date.now());
+function renderForConsole(event: JobEvent, buttons: Button[]): string {
+  const reply: Reply = renderEvent(event, Date.now(), buttons);
   const lines: string[] = [];
   if (reply.content) lines.push(reply.content);
   for (const b of reply.buttons ?? []) lines.push(`[button ${b.label}] press with: /press ${b.id}`);

@@ -8,6 +8,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { type FleetRegistry, parseRegistry, type RegistryEntry } from '../../infra/registry.js';
 import type { SimAmiSeed, SimInstanceSeed } from '../../jobs/cloud/sim.js';
+import { generateOrg, type SimOrg } from '../../jobs/github/sim.js';
 import { generateSigningKeyPair } from '../../jobs/signing.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
@@ -28,6 +29,8 @@ export const SANDBOX_AMI = 'ami-0c1a3d5a4d0b0e001';
 export const SANDBOX_AMI_NAME = 'clawdinator-nixos-sandbox';
 /** The base stack's bucket in the sandbox: images and bootstrap bundles. */
 export const SANDBOX_BUCKET = 'clawdinator-sandbox';
+/** The GitHub organization the sandbox's simulated GitHub holds and syncs into the memory. */
+export const SANDBOX_ORG = 'openclaw';
 export const DEFAULT_INSTANCE_TYPE = 't3.large';
 
 export function tokenSecretName(name: string): string {
@@ -194,4 +197,9 @@ async function createExclusive(path: string, content: string, mode: number): Pro
     await handle.close();
   }
   return true;
+}
+
+/** The sandbox's simulated org: a dozen repositories, a few open pull requests and issues, one archived. */
+export function sandboxOrg(): SimOrg {
+  return generateOrg({ login: SANDBOX_ORG, repos: 12, pullRequests: 6, issues: 9, archived: 1 });
 }

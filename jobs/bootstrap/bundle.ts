@@ -16,14 +16,21 @@
 // removed after it, so a host never reads a manifest naming a missing file. A host that reads
 // while a new bundle is going up can see a new file under the old manifest: its checksum check
 // refuses that, and the next run installs the new bundle.
+
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { REDIS_AUTH_SECRET } from '../../infra/names.js';
+import { instanceName } from '../../lib/config.js';
 import { OperationError } from '../../lib/errors.js';
 import { projectPath } from '../../lib/paths.js';
 import type { Cloud } from '../cloud/types.js';
+
+/** The agent's job-signing key, in the agent's secrets dir. */
+export const AGENT_KEY_FILE = 'agent-key.pem';
+/** Its public half, in the ops secrets dir: what the gateway checks the agent's requests with. */
+export const AGENT_PUBLIC_KEY_FILE = 'agent-public-key.pem';
 
 export const BUNDLE_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
@@ -34,13 +41,26 @@ export const REPO_SEEDS_SOURCE_KEY = `repo-seeds/${REPO_SEEDS_FILE}`;
 export const WORKSPACE_DIR = 'workspace';
 
 /**
- * Fleet-wide control-plane secrets a host fetches when they exist (nix/module.nix reads them
- * from the ops secrets dir under these file names). Only the Redis auth token is made by this
- * project (`infra init`); the others are the operator's to create.
+ * Fleet-wide control-plane secrets a host fetches when they exist, into the ops secrets dir
+ * under these file names (nix/units.json `opsSecrets` names the same files, and each unit the
+ * ones it reads). `infra init` makes the Redis auth token and the two signing keys; the ops
+ * bot token and the GitHub App key are the operator's to create.
  */
 export const OPS_BOT_TOKEN_SECRET = 'clawdinator/fleet/ops-bot-token';
+/** The gateway's signing key (key id `gateway`): only the gateway unit reads it. */
 export const GATEWAY_KEY_SECRET = 'clawdinator/fleet/gateway-signing-key';
+/** The workers' signing key (key id `schedule`): only the worker unit reads it. */
+export const WORKERS_KEY_SECRET = 'clawdinator/fleet/workers-signing-key';
 export const GITHUB_APP_KEY_SECRET = 'clawdinator/fleet/github-app-key';
+
+/** Ops secrets: file name in the ops secrets dir → secret name. */
+export const OPS_SECRET_FILES: Record<string, string> = {
+  'redis-password': REDIS_AUTH_SECRET,
+  'discord-token': OPS_BOT_TOKEN_SECRET,
+  'gateway-signing-key.pem': GATEWAY_KEY_SECRET,
+  'workers-signing-key.pem': WORKERS_KEY_SECRET,
+  'github-app.pem': GITHUB_APP_KEY_SECRET,
+};
 
 const secretFile = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/);
 const bundleSecret = z
@@ -61,10 +81,16 @@ const prefixSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$/)
   .refine((p) => !p.endsWith('/') && !p.includes('//') && !p.split('/').includes('..'));
 
+/** A flake root can fetch by itself: github:<owner>/<repo>[/<rev>]. */
+export const flakeRef = z
+  .string()
+  .regex(/^github:[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}(\/[A-Za-z0-9_.-]{1,100})?$/);
+
 export const bundleConfigSchema = z
   .object({
     version: z.literal(BUNDLE_VERSION),
-    instance: z.string().regex(/^clawdinator-[a-z0-9-]{1,28}$/),
+    // The one name rule (lib/config.ts): a 40-character name written at spawn must read back here.
+    instance: instanceName,
     host: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
     region: z.string().nullable(),
     bucket: z.string(),
@@ -72,6 +98,8 @@ export const bundleConfigSchema = z
     efsId: z.string().nullable(),
     redisUrl: z.string().nullable(),
     secrets: z.array(bundleSecret),
+    /** The flake the first boot switches to: this project at a pinned revision (github:owner/repo/rev). */
+    flake: flakeRef.nullable().optional(),
   })
   .strict();
 export type BundleConfig = z.output<typeof bundleConfigSchema>;
@@ -117,6 +145,8 @@ export interface BundleInput {
   efsId: string | null;
   /** The fleet's Redis as hosts reach it, without a password. */
   redisUrl: string | null;
+  /** The flake the host's first boot switches to (null: its repo seeds' copy of this project). */
+  flake?: string | null;
   /** Names only: the host's own Discord token and job-signing key. */
   secrets: { discordToken: string; agentKey: string };
   /** Default: the project's workspace/ templates. */
@@ -144,12 +174,15 @@ export function bundleConfig(input: BundleInput): BundleConfig {
     bootstrapPrefix: input.bootstrapPrefix,
     efsId: input.efsId,
     redisUrl: input.redisUrl,
+    // Only when set: a bootstrap older than the field (an older image) reads the rest as before.
+    ...(input.flake ? { flake: input.flake } : {}),
     secrets: [
       { name: input.secrets.discordToken, file: 'discord-token', owner: 'agent', required: true },
-      { name: input.secrets.agentKey, file: 'agent-key.pem', owner: 'agent', required: true },
+      { name: input.secrets.agentKey, file: AGENT_KEY_FILE, owner: 'agent', required: true },
       { name: REDIS_AUTH_SECRET, file: 'redis-password', owner: 'ops', required: true },
       { name: OPS_BOT_TOKEN_SECRET, file: 'discord-token', owner: 'ops', required: false },
-      { name: GATEWAY_KEY_SECRET, file: 'job-signing-key.pem', owner: 'ops', required: false },
+      { name: GATEWAY_KEY_SECRET, file: 'gateway-signing-key.pem', owner: 'ops', required: false },
+      { name: WORKERS_KEY_SECRET, file: 'workers-signing-key.pem', owner: 'ops', required: false },
       { name: GITHUB_APP_KEY_SECRET, file: 'github-app.pem', owner: 'ops', required: false },
     ],
   };

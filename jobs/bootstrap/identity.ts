@@ -76,14 +76,26 @@ export async function writeInstanceEnv(path: string, id: InstanceIdentity): Prom
 const TOKEN_TTL_SECONDS = 300;
 const ATTEMPTS = 3;
 
-/** A minimal IMDSv2 client: a session token first, every read with it. */
+/** The metadata service's base URL: the setting, else the SDK's standard variable, else EC2's. */
+export function imdsEndpoint(setting: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const sdk = env.AWS_EC2_METADATA_SERVICE_ENDPOINT;
+  return setting ?? (sdk !== undefined && sdk !== '' ? sdk : 'http://169.254.169.254');
+}
+
+/** A minimal IMDSv2 client: a session token first, every read with it. Used by the bootstrap
+ * (root) and the worker (the ops user: the only other user the host's firewall lets through). */
 export class Imds {
   private token: string | undefined;
 
   constructor(
     private readonly baseUrl: string,
-    private readonly options: { timeoutMs?: number; retryDelayMs?: number } = {},
+    private readonly options: { timeoutMs?: number; retryDelayMs?: number; label?: string } = {},
   ) {}
+
+  /** Starts each error line: "bootstrap: " for the bootstrap's. */
+  private get label(): string {
+    return this.options.label === undefined ? '' : `${this.options.label}: `;
+  }
 
   /** The user data script, null when the instance has none. */
   async userData(): Promise<string | null> {
@@ -93,16 +105,25 @@ export class Imds {
   async region(): Promise<string> {
     const region = await this.get('/latest/meta-data/placement/region');
     if (region === null || !/^[a-z]{2}(-[a-z]+)+-\d$/.test(region.trim())) {
-      throw new OperationError(`bootstrap: IMDS ${this.baseUrl} gave no region`);
+      throw new OperationError(`${this.label}IMDS ${this.baseUrl} gave no region`);
     }
     return region.trim();
+  }
+
+  /** This instance's id (i-…). */
+  async instanceId(): Promise<string> {
+    const id = await this.get('/latest/meta-data/instance-id');
+    if (id === null || !/^i-[0-9a-f]{8,17}$/.test(id.trim())) {
+      throw new OperationError(`${this.label}IMDS ${this.baseUrl} gave no instance id`);
+    }
+    return id.trim();
   }
 
   private async get(path: string): Promise<string | null> {
     const token = await this.sessionToken();
     const res = await this.request('GET', path, { 'x-aws-ec2-metadata-token': token });
     if (res.status === 404) return null;
-    if (!res.ok) throw new OperationError(`bootstrap: IMDS GET ${path}: HTTP ${res.status}`);
+    if (!res.ok) throw new OperationError(`${this.label}IMDS GET ${path}: HTTP ${res.status}`);
     return res.text();
   }
 
@@ -111,7 +132,8 @@ export class Imds {
     const res = await this.request('PUT', '/latest/api/token', {
       'x-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_SECONDS),
     });
-    if (!res.ok) throw new OperationError(`bootstrap: IMDS ${this.baseUrl} gave no session token (HTTP ${res.status})`);
+    if (!res.ok)
+      throw new OperationError(`${this.label}IMDS ${this.baseUrl} gave no session token (HTTP ${res.status})`);
     this.token = (await res.text()).trim();
     return this.token;
   }
@@ -134,7 +156,7 @@ export class Imds {
       }
       if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, (this.options.retryDelayMs ?? 1000) * attempt));
     }
-    throw new OperationError(`bootstrap: IMDS ${this.baseUrl} unreachable (${method} ${path}: ${last})`);
+    throw new OperationError(`${this.label}IMDS ${this.baseUrl} unreachable (${method} ${path}: ${last})`);
   }
 }
 

@@ -9,22 +9,33 @@
 //      required secret present. Any failure stops here with nothing installed and the
 //      sentinel as it was.
 //   3. Then the sentinel goes (a crash from here on means "not bootstrapped"), the previous
-//      install is cleaned (workspace, repo seeds, the secret files its config named, the kept
-//      bundle), and the new one is installed: workspace and seeds each built beside their
-//      target and renamed into place, secrets written 0400 by temp + rename, the bundle's
-//      config.json and manifest.json kept in the state dir.
+//      install is cleaned (the secret files its config named, the kept bundle), and the new
+//      one is installed: the repo seeds extracted in the root-owned state dir, the workspace
+//      and the seeds copied into the agent's home (jobs/bootstrap/safe-copy.ts: created for the
+//      agent, no link followed, renamed into place), secrets written 0400 for their owner in
+//      root-owned dirs, the EFS tunnel's config, the bundle's config.json and manifest.json
+//      kept in the state dir.
 //   4. The switch hand-off (a command from settings; nix/module.nix hands `nixos-rebuild
-//      switch` to a unit of its own with `systemd-run --no-block`), then the sentinel, last,
+//      switch` to a unit of its own with `systemd-run --no-block`) to a flake root owns: the
+//      bundle's pinned revision of this project (config.json `flake`), else the root-owned
+//      extraction of the seeds — never a path in the agent's home. Then the sentinel, last,
 //      by temp + rename. A failed hand-off leaves no sentinel, so the next start tries again.
+//
+// Root never works in a directory the agent can write: staging, extraction and the secrets
+// dirs are root's (the secrets dirs root:<user's group> 0750); the agent's home is reached only
+// through safe-copy.ts.
 //
 // Secret values go only into their files: never into a log line, an error or the result.
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
+import { constants, existsSync } from 'node:fs';
+import { chmod, chown, copyFile, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { ConfigError, errorLine, OperationError } from '../../lib/errors.js';
 import type { Cloud } from '../cloud/types.js';
 import {
+  AGENT_KEY_FILE,
+  AGENT_PUBLIC_KEY_FILE,
   type BundleConfig,
   bundleConfigSchema,
   CONFIG_FILE,
@@ -37,23 +48,54 @@ import {
   WORKSPACE_DIR,
 } from './bundle.js';
 import type { InstanceIdentity } from './identity.js';
+import { installTree, type Owner, removeTree } from './safe-copy.js';
 
 export const SENTINEL_FILE = '.bootstrap-ok';
+/** The root-owned extraction of the repo seeds, in the state dir (also the seeds' flake). */
+export const SEEDS_DIR = 'repo-seeds';
+/** The project's checkout among the seeds: the flake the switch uses when the bundle pins none. */
+export const SEEDS_PROJECT = 'clawdinators';
 
 export interface BootstrapDirs {
-  /** The sentinel and the installed bundle's config.json and manifest.json (bundle/). */
+  /** Root's: the sentinel, the installed bundle (bundle/), staging, the seeds' extraction. */
   state: string;
+  /** In the agent's home: written only through safe-copy.ts. */
   workspace: string;
   repoSeeds: string;
+  /**
+   * Where the seeds' archive is left, root's and readable by all, for `clawdinator seed-repos`
+   * (run as the agent, which never has git run inside its repositories by root).
+   */
+  repoSeedsArchive?: string;
+  /** Root-owned, group-readable by the user whose secrets they hold. */
   opsSecrets: string;
   agentSecrets: string;
+}
+
+export interface BootstrapOwners {
+  /** The control plane's user (its secrets); null: left as created (not root, tests). */
+  ops: Owner | null;
+  /** The agent's user (its secrets, workspace and seeds). */
+  agent: Owner | null;
+}
+
+export interface EfsTunnel {
+  /** Where the stunnel config goes (nix/units.json paths.efsTunnelConfig); removed when the bundle names no EFS. */
+  configFile: string;
+  /** The CA bundle stunnel checks the EFS certificate against. */
+  caFile: string;
+  /** The host's region, when config.json does not name one. */
+  region: string;
 }
 
 export interface BootstrapOptions {
   cloud: Cloud;
   identity: InstanceIdentity;
   dirs: BootstrapDirs;
-  /** argv run after a (re)initialization; `{host}` and `{name}` are replaced; [] skips it. */
+  owners?: BootstrapOwners;
+  /** Absent: no tunnel config written (a host without the EFS mount). */
+  efsTunnel?: EfsTunnel;
+  /** argv run after a (re)initialization; `{flake}`, `{host}` and `{name}` are replaced; [] skips it. */
   switchCommand: string[];
   /** One line of progress (no values of secrets ever reach it). */
   log: (line: string) => void;
@@ -86,6 +128,7 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
 
   if (sentinel?.prefix === identity.prefix && installed !== null) {
     const secrets = await installSecrets(options, installed, await fetchSecrets(options.cloud, installed));
+    await writeEfsTunnel(options, installed);
     log(`already bootstrapped from ${identity.prefix} (manifest ${sentinel.manifestSha256.slice(0, 12)})`);
     return {
       action: 'unchanged',
@@ -138,30 +181,33 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
     log(`re-initializing: ${sentinel?.prefix ?? 'an unfinished install'} → ${identity.prefix}`);
   }
   await rm(sentinelPath, { force: true });
-  await rm(dirs.workspace, { recursive: true, force: true });
-  await rm(dirs.repoSeeds, { recursive: true, force: true });
   if (installed !== null) {
     for (const secret of installed.secrets) await rm(secretPath(dirs, secret), { force: true });
   }
   await rm(join(dirs.state, 'bundle'), { recursive: true, force: true });
 
+  const owners = options.owners ?? { ops: null, agent: null };
   const workspaceFiles = manifest.files.filter((f) => f.path.startsWith(`${WORKSPACE_DIR}/`));
-  await replaceDir(dirs.workspace, async (into) => {
-    for (const file of workspaceFiles) {
-      const target = join(into, file.path.slice(WORKSPACE_DIR.length + 1));
-      await mkdir(dirname(target), { recursive: true, mode: 0o755 });
-      await rename(join(staging, file.path), target);
-    }
-  });
+  // The manifest's workspace files are already in staging (root's), under workspace/.
+  await mkdir(join(staging, WORKSPACE_DIR), { recursive: true, mode: 0o755 });
+  await installTree(dirname(dirs.workspace), basename(dirs.workspace), join(staging, WORKSPACE_DIR), owners.agent);
   log(`workspace: ${workspaceFiles.length} files in ${dirs.workspace}`);
+  const seeds = join(dirs.state, SEEDS_DIR);
   if (manifest.files.some((f) => f.path === REPO_SEEDS_FILE)) {
     const run = options.run ?? runCommand;
-    await replaceDir(dirs.repoSeeds, (into) =>
+    await replaceDir(seeds, (into) =>
       run(['tar', '--zstd', '-xf', join(staging, REPO_SEEDS_FILE), '-C', into, '--no-same-owner']),
     );
+    await installTree(dirname(dirs.repoSeeds), basename(dirs.repoSeeds), seeds, owners.agent);
     log(`repo seeds: extracted into ${dirs.repoSeeds}`);
+    if (dirs.repoSeedsArchive !== undefined) await stageArchive(join(staging, REPO_SEEDS_FILE), dirs.repoSeedsArchive);
+  } else {
+    await rm(seeds, { recursive: true, force: true });
+    await removeTree(dirname(dirs.repoSeeds), basename(dirs.repoSeeds));
+    if (dirs.repoSeedsArchive !== undefined) await rm(dirs.repoSeedsArchive, { force: true });
   }
   const secrets = await installSecrets(options, config, secretValues);
+  await writeEfsTunnel(options, config);
   const bundleDir = join(dirs.state, 'bundle');
   await mkdir(bundleDir, { recursive: true, mode: 0o755 });
   await writeFile(join(bundleDir, CONFIG_FILE), configBytes);
@@ -171,8 +217,17 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
   // ── hand-off, then the sentinel ──────────────────────────────────────────────────────
   let switched = false;
   if (options.switchCommand.length > 0) {
+    const flake = switchFlake(config, seeds);
+    if (flake === null && options.switchCommand.some((w) => w.includes('{flake}'))) {
+      throw new OperationError(
+        `bootstrap: no flake to switch to: ${CONFIG_FILE} pins none and the repo seeds hold no ${SEEDS_PROJECT}/flake.nix (no sentinel written)`,
+      );
+    }
     const argv = options.switchCommand.map((w) =>
-      w.replaceAll('{host}', config.host).replaceAll('{name}', config.instance),
+      w
+        .replaceAll('{flake}', flake ?? '')
+        .replaceAll('{host}', config.host)
+        .replaceAll('{name}', config.instance),
     );
     try {
       await (options.run ?? runCommand)(argv);
@@ -197,7 +252,18 @@ export async function bootstrap(options: BootstrapOptions): Promise<BootstrapRes
 
 /** The dirs a re-initialization empties: absolute, below the top level, apart from each other. */
 function checkDirs(dirs: BootstrapDirs): void {
-  const entries = Object.entries(dirs).map(([k, v]) => [k, normalize(v)] as const);
+  const { repoSeedsArchive, ...folders } = dirs;
+  const entries = Object.entries(folders).map(([k, v]) => [k, normalize(v)] as const);
+  // The archive is a file root leaves for the agent: never inside what the agent owns.
+  if (repoSeedsArchive !== undefined) {
+    const archive = normalize(repoSeedsArchive);
+    const agents = [folders.workspace, folders.repoSeeds, folders.agentSecrets].map((d) => normalize(d));
+    if (!isAbsolute(archive) || agents.some((d) => archive === d || archive.startsWith(`${d}/`))) {
+      throw new ConfigError(
+        `config: the bootstrap's seeds archive ${archive} must be an absolute path outside the agent's dirs`,
+      );
+    }
+  }
   for (const [k, dir] of entries) {
     if (!isAbsolute(dir) || dir.split('/').filter(Boolean).length < 2) {
       throw new ConfigError(`config: the bootstrap's ${k} dir ${dir} must be an absolute path below the top level`);
@@ -274,7 +340,7 @@ async function fetchSecrets(cloud: Cloud, config: BundleConfig): Promise<Map<str
   return values;
 }
 
-/** Writes each secret 0400 in its owner's dir (0700), only when its value changed. */
+/** Writes each secret 0400 for its owner in its root-owned dir (0750), only when its value changed. */
 async function installSecrets(
   options: BootstrapOptions,
   config: BundleConfig,
@@ -293,24 +359,119 @@ async function installSecrets(
       out.unchanged.push(secret.name);
       continue;
     }
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await chmod(dirname(path), 0o700);
-    const partial = `${path}.partial`;
-    await rm(partial, { force: true });
-    // Created 0400 and exclusively: the value is never readable by anyone else, even briefly.
-    const handle = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o400);
-    try {
-      await handle.writeFile(value);
-    } finally {
-      await handle.close();
-    }
-    await rename(partial, path);
+    const owner = secret.owner === 'ops' ? options.owners?.ops : options.owners?.agent;
+    await writeSecretFile(path, value, owner ?? null);
     out.written.push(secret.name);
+  }
+  // The ops gateway checks this host's agent's signed requests on the request socket against
+  // the agent's public key: derived here, so the gateway needs neither the private key nor a
+  // registry credential.
+  const agentKey = config.secrets.find((secret) => secret.file === AGENT_KEY_FILE && secret.owner === 'agent');
+  const agentKeyValue = agentKey === undefined ? undefined : values.get(agentKey.name);
+  if (agentKeyValue !== undefined) {
+    const path = join(options.dirs.opsSecrets, AGENT_PUBLIC_KEY_FILE);
+    const publicKey = publicKeyPem(agentKeyValue);
+    if ((await readFile(path, 'utf8').catch(() => null)) !== publicKey) {
+      await writeSecretFile(path, publicKey, options.owners?.ops ?? null);
+    }
   }
   if (out.written.length > 0) options.log(`secrets: ${out.written.length} written (${out.written.join(', ')})`);
   if (out.absent.length > 0)
     options.log(`secrets: ${out.absent.length} not present, skipped (${out.absent.join(', ')})`);
   return out;
+}
+
+/**
+ * Writes one secret file: created 0400, exclusively and without following a link, given to its
+ * owner through the descriptor (the value is never readable by anyone else, even briefly), then
+ * renamed over the old one.
+ */
+async function writeSecretFile(path: string, value: string, owner: Owner | null): Promise<void> {
+  await secretsDir(dirname(path), owner);
+  const partial = `${path}.partial-${randomBytes(8).toString('hex')}`;
+  const handle = await open(
+    partial,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o400,
+  );
+  try {
+    if (owner) await handle.chown(owner.uid, owner.gid);
+    await handle.writeFile(value);
+  } finally {
+    await handle.close();
+  }
+  await rename(partial, path);
+}
+
+/** A copy of the checked archive at `target`, root's and 0644: in place by rename, never half there. */
+async function stageArchive(source: string, target: string): Promise<void> {
+  const partial = `${target}.partial-${randomBytes(8).toString('hex')}`;
+  await copyFile(source, partial, constants.COPYFILE_EXCL);
+  await chmod(partial, 0o644);
+  await rename(partial, target);
+}
+
+/** The SPKI PEM of a private key PEM; a key that does not parse stops the bootstrap. */
+function publicKeyPem(privateKeyPem: string): string {
+  try {
+    return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'pem' }).toString();
+  } catch {
+    throw new OperationError(`bootstrap: the agent key (${AGENT_KEY_FILE}) is not a private key (PEM)`);
+  }
+}
+
+/** A secrets dir: root's, entered by its user's group only (0750), so nobody but root writes there. */
+async function secretsDir(dir: string, owner: Owner | null): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o750 });
+  if (owner !== null) await chown(dir, 0, owner.gid);
+  await chmod(dir, 0o750);
+}
+
+/** The flake root owns: the bundle's pinned revision, else the seeds' root-owned copy of this project. */
+function switchFlake(config: BundleConfig, seeds: string): string | null {
+  if (config.flake) return config.flake;
+  const project = join(seeds, SEEDS_PROJECT);
+  return existsSync(join(project, 'flake.nix')) ? project : null;
+}
+
+/**
+ * The EFS tunnel's stunnel config (nix/units.json memoryMount): 127.0.0.1:2049 → the bundle's
+ * file system over TLS, its certificate checked against the CA bundle and the EFS name. Removed
+ * when the bundle names no EFS, so the tunnel and the mount are skipped (ConditionPathExists).
+ */
+async function writeEfsTunnel(options: BootstrapOptions, config: BundleConfig): Promise<void> {
+  const tunnel = options.efsTunnel;
+  if (tunnel === undefined) return;
+  if (config.efsId === null) {
+    await rm(tunnel.configFile, { force: true });
+    options.log(`memory: no EFS in ${CONFIG_FILE}: /memory stays a local directory`);
+    return;
+  }
+  if (!/^fs-[0-9a-f]{8,17}$/.test(config.efsId))
+    throw new OperationError(`bootstrap: ${CONFIG_FILE} has an invalid efsId`);
+  const region = config.region ?? tunnel.region;
+  const host = `${config.efsId}.efs.${region}.amazonaws.com`;
+  const text = [
+    '# Written by clawdinator bootstrap from the bundle config: the EFS TLS tunnel for /memory.',
+    'foreground = yes',
+    'pid =',
+    'client = yes',
+    '[efs]',
+    'accept = 127.0.0.1:2049',
+    `connect = ${host}:2049`,
+    'verifyChain = yes',
+    `checkHost = ${host}`,
+    `CAfile = ${tunnel.caFile}`,
+    'sslVersionMin = TLSv1.2',
+    '',
+  ].join('\n');
+  const current = await readFile(tunnel.configFile, 'utf8').catch(() => null);
+  if (current === text) return;
+  await mkdir(dirname(tunnel.configFile), { recursive: true, mode: 0o755 });
+  const partial = `${tunnel.configFile}.partial-${randomBytes(8).toString('hex')}`;
+  await writeFile(partial, text, { mode: 0o644, flag: 'wx' });
+  await rename(partial, tunnel.configFile);
+  options.log(`memory: EFS ${config.efsId} over TLS (${host})`);
 }
 
 function secretPath(dirs: BootstrapDirs, secret: BundleConfig['secrets'][number]): string {

@@ -4,8 +4,8 @@
 // what IAM would evaluate, then fails if a fault is armed for it or the authorizer denies one
 // of its actions — as AWS fails a call before acting on it.
 import { type Clock, realClock } from './clock.js';
-import { CloudError, waitTimeout } from './errors.js';
-import { Arns, type AuthRequest, CallRecorder, type SimService } from './sim-calls.js';
+import { CloudError } from './errors.js';
+import { Arns, type AuthRequest, CallRecorder, type SimCallRecord, type SimService } from './sim-calls.js';
 import { FaultRegistry } from './sim-faults.js';
 
 /** Simulated durations, in milliseconds of the sim's clock. */
@@ -111,7 +111,7 @@ export class SimCore {
     operation: string,
     resource: string,
     requests: AuthRequest[],
-  ): Promise<void> {
+  ): Promise<SimCallRecord> {
     const record = this.recorder.add({ at: this.clock.now(), principal, service, operation, requests });
     const step = STEP_FAULTS[operation];
     const fault = this.faults.take(operation, service, ...(step === undefined ? [] : [step]));
@@ -126,19 +126,38 @@ export class SimCore {
         ...(fault.code === undefined ? { httpStatus: 500 } : {}),
       });
     }
-    if (this.authorize === null) return;
     for (const request of requests) {
-      if (await this.authorize(principal, request, operation)) continue;
-      const code = DENIED_CODE[service];
-      record.error = code;
-      throw new CloudError({
-        operation,
-        resource,
-        code,
-        kind: 'access-denied',
-        detail: `${principal} is not authorized to perform ${request.action} on ${request.resource}`,
-      });
+      if (!(await this.allows(principal, request, operation))) {
+        throw this.denied(record, operation, resource, request);
+      }
     }
+    return record;
+  }
+
+  /**
+   * A further authorization within a call already made (BatchGetSecretValue checks each
+   * secret): added to the call's record; false when denied, which the service reports its way.
+   */
+  async authorizeWithin(record: SimCallRecord, request: AuthRequest): Promise<boolean> {
+    record.requests.push(request);
+    return this.allows(record.principal, request, record.operation);
+  }
+
+  /** The denial error of `service`, recorded on the call. */
+  denied(record: SimCallRecord, operation: string, resource: string, request: AuthRequest): CloudError {
+    const code = DENIED_CODE[record.service];
+    record.error = code;
+    return new CloudError({
+      operation,
+      resource,
+      code,
+      kind: 'access-denied',
+      detail: `${record.principal} is not authorized to perform ${request.action} on ${request.resource}`,
+    });
+  }
+
+  private async allows(principal: string, request: AuthRequest, operation: string): Promise<boolean> {
+    return this.authorize === null || (await this.authorize(principal, request, operation));
   }
 
   /** AWS-shaped ids (prefix + 17 hex digits), deterministic so tests can name them. */
@@ -157,14 +176,6 @@ export class SimCore {
     const now = this.clock.now();
     if (now >= deadline) throw timeout();
     await this.clock.sleep(Math.max(0, at - now));
-  }
-
-  /** A waiter's deadline and its timeout error, as the SDK waiters report one. */
-  deadline(operation: string, resource: string, wanted: string, timeoutSeconds: number) {
-    return {
-      at: this.clock.now() + timeoutSeconds * 1000,
-      timeout: () => waitTimeout(operation, resource, wanted, timeoutSeconds),
-    };
   }
 }
 

@@ -480,8 +480,8 @@ export class SimEc2 {
   // ── internals ───────────────────────────────────────────────────────────────────────
 
   /** Describe* calls take no resource in IAM. */
-  private describe(principal: string, operation: string, resource: string): Promise<void> {
-    return this.core.call(principal, 'ec2', operation, resource, [anyResource(`ec2:${operation}`)]);
+  private async describe(principal: string, operation: string, resource: string): Promise<void> {
+    await this.core.call(principal, 'ec2', operation, resource, [anyResource(`ec2:${operation}`)]);
   }
 
   private addInstance(input: SimLaunchInput, launchedAt: number, instanceId = this.core.newId('i-')): SimInstance {

@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { OperationError } from '../../lib/errors.js';
 import { CloudError } from './errors.js';
 import { checkPrefix, chunks } from './shared.js';
-import type { AuthRequest } from './sim-calls.js';
+import type { AuthRequest, SimCallRecord } from './sim-calls.js';
 import type { SimCore } from './sim-core.js';
 import type { BucketOptions, DownloadResult, ObjectInfo, UploadProgress, UploadResult } from './types.js';
 
@@ -63,8 +63,8 @@ export class SimS3 {
   }
 
   async downloadFile(principal: string, bucket: string, key: string, path: string): Promise<DownloadResult> {
-    await this.call(principal, 'GetObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
-    const object = this.bucket(bucket, 'GetObject', key).get(key);
+    const record = await this.call(principal, 'GetObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
+    const object = await this.read(record, bucket, key, 'GetObject');
     if (object === undefined) {
       throw new CloudError({ operation: 'GetObject', resource: `s3://${bucket}/${key}`, code: 'NoSuchKey' });
     }
@@ -79,8 +79,8 @@ export class SimS3 {
   }
 
   async getJson(principal: string, bucket: string, key: string): Promise<unknown> {
-    await this.call(principal, 'GetObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
-    const object = this.bucket(bucket, 'GetObject', key).get(key);
+    const record = await this.call(principal, 'GetObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
+    const object = await this.read(record, bucket, key, 'GetObject');
     if (object === undefined) return null;
     try {
       return JSON.parse(object.body.toString('utf8'));
@@ -112,8 +112,8 @@ export class SimS3 {
   }
 
   async getBytes(principal: string, bucket: string, key: string): Promise<Buffer | null> {
-    await this.call(principal, 'GetObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
-    const object = this.bucket(bucket, 'GetObject', key).get(key);
+    const record = await this.call(principal, 'GetObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
+    const object = await this.read(record, bucket, key, 'GetObject');
     if (object === undefined) return null;
     const sha256 = sha(object.body);
     const expected = object.metadata.sha256;
@@ -130,11 +130,11 @@ export class SimS3 {
   }
 
   async copyObject(principal: string, bucket: string, sourceKey: string, key: string): Promise<ObjectInfo> {
-    await this.call(principal, 'CopyObject', bucket, sourceKey, [
+    const record = await this.call(principal, 'CopyObject', bucket, sourceKey, [
       this.object('s3:GetObject', bucket, sourceKey),
       this.object('s3:PutObject', bucket, key),
     ]);
-    const source = this.bucket(bucket, 'CopyObject', sourceKey).get(sourceKey);
+    const source = await this.read(record, bucket, sourceKey, 'CopyObject');
     if (source === undefined) {
       throw new CloudError({ operation: 'CopyObject', resource: `s3://${bucket}/${sourceKey}`, code: 'NoSuchKey' });
     }
@@ -178,8 +178,8 @@ export class SimS3 {
   }
 
   async headObject(principal: string, bucket: string, key: string): Promise<ObjectInfo | null> {
-    await this.call(principal, 'HeadObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
-    const object = this.bucket(bucket, 'HeadObject', key).get(key);
+    const record = await this.call(principal, 'HeadObject', bucket, key, [this.object('s3:GetObject', bucket, key)]);
+    const object = await this.read(record, bucket, key, 'HeadObject');
     if (object === undefined) return null;
     return {
       size: object.body.length,
@@ -216,8 +216,8 @@ export class SimS3 {
   // ── internals ───────────────────────────────────────────────────────────────────────
 
   /** DeleteObjects is authorized as DeleteObject on each key. */
-  private deleteBatch(principal: string, bucket: string, batch: string[], resource: string): Promise<void> {
-    return this.call(
+  private async deleteBatch(principal: string, bucket: string, batch: string[], resource: string): Promise<void> {
+    await this.call(
       principal,
       'DeleteObjects',
       bucket,
@@ -228,6 +228,20 @@ export class SimS3 {
 
   private call(principal: string, operation: string, bucket: string, key: string, requests: AuthRequest[]) {
     return this.core.call(principal, 's3', operation, `s3://${bucket}/${key}`, requests);
+  }
+
+  /**
+   * The object, or undefined when there is none — which S3 says only to a caller allowed
+   * `s3:ListBucket` on the bucket: anyone else gets AccessDenied for a missing key, as on AWS.
+   */
+  private async read(record: SimCallRecord, bucket: string, key: string, operation: string) {
+    const object = this.bucket(bucket, operation, key).get(key);
+    if (object !== undefined) return object;
+    const list: AuthRequest = { action: 's3:ListBucket', resource: this.core.arns.bucket(bucket), context: {} };
+    if (!(await this.core.authorizeWithin(record, list))) {
+      throw this.core.denied(record, operation, `s3://${bucket}/${key}`, list);
+    }
+    return undefined;
   }
 
   private object(action: string, bucket: string, key: string): AuthRequest {

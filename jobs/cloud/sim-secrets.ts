@@ -1,13 +1,18 @@
 // The simulated Secrets Manager, as aws-secrets.ts sees it: values by name, BatchGetSecretValue
-// in pages of 20 (IAM checks GetSecretValue on each secret besides the batch action itself),
-// CreateSecret idempotent by client token, delete without a recovery window.
+// in pages of 20 (IAM checks GetSecretValue on each secret besides the batch action itself;
+// a role without the batch action reads one by one, as the adapter falls back), CreateSecret
+// idempotent by client token, delete without a recovery window.
 
+import { CloudError } from './errors.js';
 import { chunks } from './shared.js';
-import type { AuthRequest } from './sim-calls.js';
+import { type AuthRequest, requestTagContext } from './sim-calls.js';
 import { anyResource, type SimCore } from './sim-core.js';
+import { FLEET_TAG } from './types.js';
 
 export class SimSecrets {
   private readonly values = new Map<string, string>();
+  /** Principals whose BatchGetSecretValue was denied: they read one by one from then on. */
+  private readonly batchDenied = new Set<string>();
 
   constructor(
     private readonly core: SimCore,
@@ -19,16 +24,47 @@ export class SimSecrets {
   async getSecrets(principal: string, names: string[]): Promise<Map<string, string>> {
     const values = new Map<string, string>();
     for (const batch of chunks([...new Set(names)], 20)) {
-      await this.core.call(principal, 'secrets', 'BatchGetSecretValue', `${batch.length} secrets`, [
-        anyResource('secretsmanager:BatchGetSecretValue'),
-        ...batch.map((name) => this.secret('secretsmanager:GetSecretValue', name)),
-      ]);
+      if (!this.batchDenied.has(principal) && (await this.getBatch(principal, batch, values))) continue;
       for (const name of batch) {
+        await this.core.call(principal, 'secrets', 'GetSecretValue', name, [
+          this.secret('secretsmanager:GetSecretValue', name),
+        ]);
         const value = this.values.get(name);
         if (value !== undefined) values.set(name, value);
       }
     }
     return values;
+  }
+
+  /**
+   * As the adapter (aws-secrets.ts): one BatchGetSecretValue, which IAM allows as a whole
+   * (the batch action on `*`) and then per secret (GetSecretValue on each: a denied one is an
+   * error entry of the answer, not a failed call). False when the batch action itself is
+   * denied: the adapter then reads the secrets one by one, for good.
+   */
+  private async getBatch(principal: string, batch: string[], values: Map<string, string>): Promise<boolean> {
+    const resource = `${batch.length} secrets`;
+    try {
+      const record = await this.core.call(principal, 'secrets', 'BatchGetSecretValue', resource, [
+        anyResource('secretsmanager:BatchGetSecretValue'),
+      ]);
+      for (const name of batch) {
+        const request = this.secret('secretsmanager:GetSecretValue', name);
+        if (!(await this.core.authorizeWithin(record, request))) {
+          const denial = this.core.denied(record, 'GetSecretValue', name, request);
+          throw denial;
+        }
+        const value = this.values.get(name);
+        if (value !== undefined) values.set(name, value);
+      }
+      return true;
+    } catch (err) {
+      if (!(err instanceof CloudError) || err.operation !== 'BatchGetSecretValue' || err.kind !== 'access-denied') {
+        throw err;
+      }
+      this.batchDenied.add(principal);
+      return false;
+    }
   }
 
   async secretExists(principal: string, name: string): Promise<boolean> {
@@ -39,8 +75,11 @@ export class SimSecrets {
   }
 
   async putSecret(principal: string, name: string, value: string): Promise<void> {
+    // The adapter tags the secret as ours at creation: IAM checks TagResource too.
+    const tags = requestTagContext({ [FLEET_TAG.key]: FLEET_TAG.value });
     await this.core.call(principal, 'secrets', 'CreateSecret', name, [
-      { ...this.secret('secretsmanager:CreateSecret', name), context: { 'secretsmanager:Name': name } },
+      { ...this.secret('secretsmanager:CreateSecret', name), context: { 'secretsmanager:Name': name, ...tags } },
+      { ...this.secret('secretsmanager:TagResource', name), context: tags },
     ]);
     if (this.values.has(name)) {
       // The adapter answers ResourceExistsException with PutSecretValue under the same token.

@@ -4,22 +4,41 @@
 // Everything read back from Redis is untrusted (whoever can write to Redis can write a job):
 // a job whose data does not parse as a request shows as type '?', and every text shown to
 // people is one bounded line without control characters, since it ends up in terminals and
-// Discord. This view holds no public keys and does not verify signatures: it shows what a
-// job claims; the worker verifies before anything runs.
+// Discord. A list shows what jobs claim; `show` says whether the job's signature verifies
+// (when this process has the public keys), and the worker verifies before anything runs.
+//
+// Retry: a new request by whoever retries, signed with their key — so it must never sign what
+// it has not verified. The original's envelope is verified first (its principal's key, the
+// signature, the job id it was signed for, its type, version and schema); one that does not
+// verify is refused ("cannot retry …: its signature does not verify"), so a job planted in the
+// failed set cannot be laundered into a signed one. The retrier's own policy must allow the
+// type and its target, and a destructive type (JobType.destructive) is confirmed as a new
+// request of it would be (`--yes` on the CLI, the requester's button on Discord).
 //
 // Cancel: a job that never started is removed; one that started (running, waiting out a
 // long step, or back in the queue after its worker died) gets the cancel flag, which the job
 // checks before each step, so its worker ends it and cleans up (lock, nonce, result event).
 // Removing a started job instead would skip that cleanup and leave its half-made work behind.
+import type { KeyObject } from 'node:crypto';
 import { Job, type JobJsonRaw, Queue } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
+import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { instanceName } from '../../lib/config.js';
 import { OperationError, UsageError } from '../../lib/errors.js';
-import { describePrincipal, type Envelope, envelopeSchema, type Principal, type ReplyTarget } from './envelope.js';
+import { verifyPayload } from '../signing.js';
+import {
+  describePrincipal,
+  type Envelope,
+  envelopeSchema,
+  expectedKeyId,
+  type Principal,
+  type ReplyTarget,
+} from './envelope.js';
 import { FLEET_QUEUE, hostQueue, keys } from './keys.js';
 import { releaseInstanceLock } from './locks.js';
 import { publish } from './notify.js';
-import type { EnqueueResult, Enqueuer, JobTypes } from './queues.js';
+import { checkPolicy } from './policy.js';
+import type { EnqueueResult, Enqueuer, JobTypes, Signer } from './queues.js';
 
 export type JobFilter = 'recent' | 'running' | 'failed' | 'waiting';
 export const JOB_FILTERS: readonly JobFilter[] = ['recent', 'running', 'failed', 'waiting'];
@@ -60,6 +79,13 @@ export interface JobSummary {
 
 export interface JobDetail extends JobSummary {
   requestId: string | null;
+  /** When the request was signed (ms), as it claims; see `signature`. */
+  requestedAt: number | null;
+  /**
+   * Whether the job's request verifies with its principal's public key and is bound to this
+   * job: `verified`, `does not verify`, or `not checked` (this process has no public keys).
+   */
+  signature: 'verified' | 'does not verify' | 'not checked';
   /** A completed job's summary line. */
   result: string | null;
   /** Who asked to cancel it, while the flag is set. */
@@ -72,6 +98,43 @@ export interface JobDetail extends JobSummary {
 }
 
 export type CancelOutcome = 'removed' | 'flagged' | 'already-finished' | 'not-found';
+
+/** What this view may use beyond Redis: public keys to verify with, a key to sign its events with. */
+export interface AdminTrust {
+  /** The public key of a key id (setup.ts publicKeys): `show` and `retry` verify with it. */
+  publicKey?(keyId: string): Promise<KeyObject | null>;
+  /** Signs the result event of a job a cancel removed; without it nobody is told. */
+  signer?: Signer;
+}
+
+/** A failed job whose request verified, as a retry would ask for it again. */
+export interface RetryPlan {
+  jobId: string;
+  type: string;
+  data: unknown;
+  /** The fleet member it acts on (instanceOf). */
+  target: string | null;
+  destructive: boolean;
+  /** Who asked for the original, and when (ms). */
+  requestedBy: string;
+  requestedAt: number;
+}
+
+export interface RetryOptions {
+  /** The retrier's authorization policy (Discord users); operators are allowed everything. */
+  policy?: AuthorizationPolicy;
+  /** A destructive type was confirmed by the retrier (`--yes`, the confirm button). */
+  confirmed?: boolean;
+}
+
+/** A destructive retry not yet confirmed: the caller asks, then calls retry again with `confirmed`. */
+export class NeedsConfirmation extends UsageError {
+  constructor(readonly plan: RetryPlan) {
+    super(
+      `retrying ${plan.jobId} runs ${plan.type}${plan.target ? ` of ${plan.target}` : ''} again, which cannot be undone: confirm it`,
+    );
+  }
+}
 
 const LOG_LINES = 20;
 const MAX_LIMIT = 200;
@@ -172,6 +235,7 @@ export class JobAdmin {
     private readonly redis: Redis,
     private readonly queueNames: () => Promise<string[]> | string[],
     private readonly types: JobTypes,
+    private readonly trust: AdminTrust = {},
   ) {}
 
   private queue(name: string): Queue {
@@ -226,9 +290,12 @@ export class JobAdmin {
       this.redis.get(keys.cancel(id)),
     ]);
     const returned = job?.returnvalue as { summary?: unknown } | null | undefined;
+    const verified = this.trust.publicKey === undefined ? null : await this.verified(loaded);
     return {
       ...summary,
       requestId: envelope?.signed.requestId ?? null,
+      requestedAt: envelope ? positive(envelope.signed.issuedAt) : null,
+      signature: verified === null ? 'not checked' : verified === true ? 'verified' : 'does not verify',
       result:
         summary.state === 'completed' && typeof returned?.summary === 'string' ? oneLine(returned.summary, 300) : null,
       cancelRequestedBy: cancelBy === null ? null : oneLine(cancelBy, 120),
@@ -263,18 +330,10 @@ export class JobAdmin {
   }
 
   /**
-   * A retry is a new request by whoever retries: the failed job's type and data under the
-   * caller's principal and a new request id. The original's signed request is spent (the
-   * worker marked its nonce done). The enqueuer validates the data again and takes the
-   * instance lock, so a busy instance answers "already in progress".
+   * What a retry of this failed job would ask for, once its request verified and the
+   * retrier's policy allows it (see the top of this file). Throws a one-line error otherwise.
    */
-  async retry(
-    id: string,
-    enqueuer: Enqueuer,
-    principal: Principal,
-    requestId: string,
-    reply?: ReplyTarget,
-  ): Promise<EnqueueResult> {
+  async planRetry(id: string, principal: Principal, options: RetryOptions = {}): Promise<RetryPlan> {
     checkJobId(id);
     const loaded = await this.find(id);
     if (loaded === null) throw new OperationError(`no such job: ${id}`);
@@ -282,8 +341,65 @@ export class JobAdmin {
       throw new OperationError(`only failed jobs can be retried: ${id} is ${loaded.summary.state}`);
     }
     if (loaded.envelope === undefined) throw new OperationError(`cannot retry ${id}: its data is not a request`);
-    const { type, data } = loaded.envelope.signed;
-    return enqueuer.enqueue({ type, data, principal, requestId, reply });
+    if (this.trust.publicKey === undefined) {
+      throw new OperationError(`cannot retry ${id}: this process has no public keys to verify it with`);
+    }
+    if (!(await this.verified(loaded))) throw new OperationError(`cannot retry ${id}: its signature does not verify`);
+    const { signed } = loaded.envelope;
+    const type = this.types.get(signed.type);
+    if (type === undefined || type.version !== signed.schema) {
+      throw new OperationError(`cannot retry ${id}: this version does not know ${signed.type} v${signed.schema}`);
+    }
+    const data = type.schema.safeParse(signed.data);
+    if (!data.success) throw new OperationError(`cannot retry ${id}: its data is not valid for ${type.name}`);
+    // The retrier asks anew: their own policy, for this type and this target.
+    checkPolicy({ policy: options.policy ?? {} }, type, data.data, principal);
+    return {
+      jobId: id,
+      type: type.name,
+      data: data.data,
+      target: type.instanceOf?.(data.data) ?? null,
+      destructive: type.destructive === true,
+      requestedBy: oneLine(describePrincipal(signed.principal), 160),
+      requestedAt: signed.issuedAt,
+    };
+  }
+
+  /**
+   * A retry is a new request by whoever retries: the failed job's verified type and data
+   * under the caller's principal and a new request id. The original's signed request is spent
+   * (the worker marked its nonce done). A destructive type needs `confirmed` (else
+   * NeedsConfirmation). The enqueuer validates the data again and takes the instance lock, so
+   * a busy instance answers "already in progress".
+   */
+  async retry(
+    id: string,
+    enqueuer: Enqueuer,
+    principal: Principal,
+    requestId: string,
+    reply?: ReplyTarget,
+    options: RetryOptions = {},
+  ): Promise<EnqueueResult> {
+    const plan = await this.planRetry(id, principal, options);
+    if (plan.destructive && !options.confirmed) throw new NeedsConfirmation(plan);
+    return enqueuer.enqueue({ type: plan.type, data: plan.data, principal, requestId, reply });
+  }
+
+  /**
+   * Whether the job's request was signed by its principal's key, for this very job: the key id
+   * its principal must use, the signature, the job id it was signed for (a scheduler's
+   * template: "*" and the scheduler that made the run) and the job's name. As admit() checks.
+   */
+  private async verified(loaded: Loaded): Promise<boolean> {
+    const { envelope, job } = loaded;
+    if (envelope === undefined || job === undefined || envelope.signature === undefined) return false;
+    const { signed } = envelope;
+    if (signed.keyId !== expectedKeyId(signed.principal)) return false;
+    const key = await this.trust.publicKey?.(signed.keyId);
+    if (!key || !verifyPayload(signed, envelope.signature, key)) return false;
+    const scheduled =
+      signed.principal.kind === 'schedule' && signed.jobId === '*' && job.repeatJobKey === signed.principal.scheduler;
+    return (scheduled || signed.jobId === job.id) && job.name === signed.type;
   }
 
   async close(): Promise<void> {
@@ -363,7 +479,9 @@ export class JobAdmin {
     if (envelope === undefined) return;
     // The request is spent: the same signed request added again is a replay, not a resurrection.
     await this.redis.set(keys.nonce(envelope.signed.nonce), `done:${id}`, 'EX', SPENT_NONCE_TTL_SECONDS);
-    await publish(this.redis, {
+    // Events are signed by whoever publishes them; without a key, the requester is not told.
+    if (this.trust.signer === undefined) return;
+    await publish(this.redis, this.trust.signer, {
       kind: 'result',
       jobId: id,
       type: envelope.signed.type,

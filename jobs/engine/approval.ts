@@ -4,6 +4,13 @@
 // approval under a key for that job, and the waiting job goes on only once it verifies that
 // signature with the gateway's public key. A write to Redis alone cannot approve anything.
 //
+// The buttons themselves come from a **pending record** the job writes and signs with the
+// workers' key before it asks (`clawdinator:pending:<jobId>`: what it confirms, for whom, by
+// which policy key, where, until when, the buttons' ids and labels). The confirm event only
+// refers to it; the relay renders buttons from the record alone, and a press counts only if
+// it is one of the record's buttons, in the record's channel, before its expiry. An event
+// carries no buttons, so a forged one cannot put a button in front of anyone.
+//
 // The buttons are stateless, like the human flow's: `<action>:<yes|no>:<jobId>:<expiresAt>`
 // (seconds), so any gateway handles a press. At most 100 characters: a job id is at most
 // 72 (type, '-', a request id of at most 64), which fits.
@@ -14,7 +21,7 @@ import { z } from 'zod';
 import { type AuthorizationPolicy, authorize } from '../../lib/authorize.js';
 import { instanceName } from '../../lib/config.js';
 import { signPayload, verifyPayload } from '../signing.js';
-import { envelopeSchema, principalSchema, requestIdSchema } from './envelope.js';
+import { envelopeSchema, principalSchema, replySchema, requestIdSchema } from './envelope.js';
 import { keys } from './keys.js';
 import type { Signer } from './queues.js';
 
@@ -73,6 +80,79 @@ export function parseApprovalButton(customId: string): ApprovalButton | null {
   return { action, decision: answer === 'yes' ? 'confirm' : 'cancel', jobId, expiresAt: Number(expires) };
 }
 
+// ── the pending record: what the buttons are, signed by the job ───────────────────────
+
+const buttonSchema = z
+  .object({
+    id: z.string().max(100),
+    label: z.string().max(80),
+    style: z.enum(['primary', 'secondary', 'success', 'danger']),
+  })
+  .strict();
+
+export const pendingSchema = z
+  .object({
+    jobId: z.string().max(120),
+    requestId: requestIdSchema,
+    action: z.enum(['retire', 'replace']),
+    /** The member the action is about. */
+    name: instanceName,
+    /** The agent that asked. */
+    askedBy: instanceName,
+    /** The policy key a presser must be allowed (the command of the action). */
+    permission: z.enum(['retire', 'replace']),
+    /** Where the question is asked: a press elsewhere answers nothing. */
+    channelId: replySchema.shape.channelId,
+    /** Seconds. */
+    expiresAt: z.number().int().positive(),
+    buttons: z.array(buttonSchema).min(1).max(5),
+  })
+  .strict();
+export type Pending = z.output<typeof pendingSchema>;
+
+const storedPendingSchema = z
+  .object({ pending: pendingSchema, keyId: z.literal('schedule'), signature: z.string().max(200) })
+  .strict();
+
+/** The job's question, signed with the workers' key, kept as long as an answer to it. */
+export async function writePending(redis: Redis, signer: Signer, pending: Pending): Promise<void> {
+  const signed = { pending, keyId: signer.keyId };
+  const value = JSON.stringify({ ...signed, signature: signPayload(signed, signer.key) });
+  const ttl = Math.max(60, pending.expiresAt - Math.floor(Date.now() / 1000)) + KEEP_SECONDS;
+  await redis.set(keys.pending(pending.jobId), value, 'EX', ttl);
+}
+
+/**
+ * The job's question, verified with the workers' public key; null when missing, unsigned,
+ * forged, for another job, or when any of its buttons is not an answer to this very question
+ * (another job's, another action's, another expiry's, or the human flow's `retire:confirm:…`).
+ */
+export async function readPending(redis: Redis, jobId: string, workersKey: KeyObject): Promise<Pending | null> {
+  const raw = await redis.get(keys.pending(jobId));
+  if (raw === null) return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  const stored = storedPendingSchema.safeParse(json);
+  if (!stored.success) return null;
+  const { pending, keyId, signature } = stored.data;
+  if (!verifyPayload({ pending, keyId }, signature, workersKey)) return null;
+  if (pending.jobId !== jobId || pending.permission !== pending.action) return null;
+  const own = pending.buttons.every((b) => {
+    const parsed = parseApprovalButton(b.id);
+    return (
+      parsed !== null &&
+      parsed.jobId === jobId &&
+      parsed.action === pending.action &&
+      parsed.expiresAt === pending.expiresAt
+    );
+  });
+  return own ? pending : null;
+}
+
 // ── the gateway's side ────────────────────────────────────────────────────────────────
 
 export type DecideOutcome =
@@ -84,15 +164,29 @@ export type DecideOutcome =
 const LIVE = new Set(['waiting', 'delayed', 'active', 'prioritized', 'waiting-children']);
 
 /**
- * Records a press: the job must be an agent's request of that action, still waiting for
- * this very confirmation (the saved expiry matches the button's); the first answer wins.
+ * Records a press: the button must be one of the job's signed pending record (verified with
+ * the workers' public key), pressed in its channel before its expiry; the job must be an
+ * agent's request of that action, still waiting for this very confirmation (the saved expiry
+ * matches the button's); the first answer wins.
  */
 export async function recordDecision(
   redis: Redis,
   signer: Signer,
+  workersKey: KeyObject,
   job: Job | undefined,
-  press: ApprovalButton & { by: z.output<typeof discordPrincipal>; at: number },
+  press: ApprovalButton & { by: z.output<typeof discordPrincipal>; at: number; customId: string },
 ): Promise<DecideOutcome> {
+  const pending = await readPending(redis, press.jobId, workersKey);
+  if (
+    pending === null ||
+    pending.action !== press.action ||
+    pending.channelId !== press.by.channelId ||
+    pending.expiresAt !== press.expiresAt ||
+    press.at > pending.expiresAt * 1000 ||
+    !pending.buttons.some((b) => b.id === press.customId)
+  ) {
+    return { outcome: 'gone' };
+  }
   if (job === undefined) return { outcome: 'gone' };
   const envelope = envelopeSchema.safeParse(job.data);
   if (!envelope.success) return { outcome: 'gone' };

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import type { Logger } from '../../lib/log.js';
 import type { ApprovalExpectation, ApprovalRead } from './approval.js';
 import type { Principal, ReplyTarget } from './envelope.js';
+import type { Signer } from './queues.js';
 import type { Steps } from './steps.js';
 
 export interface JobContext<D> {
@@ -13,6 +14,11 @@ export interface JobContext<D> {
   requestId: string;
   reply?: ReplyTarget;
   steps: Steps;
+  /**
+   * The workers' key (key id `schedule`): signs what this job publishes (events, a pending
+   * confirmation); its public half verifies heartbeats (heartbeat.ts).
+   */
+  signer: Signer;
   log: Logger;
   /** Progress as data (step, percent, message); the gateways render it. */
   progress(message: string, percent?: number): Promise<void>;
@@ -44,6 +50,11 @@ export interface JobType<S extends z.ZodTypeAny = z.ZodTypeAny> {
    */
   avoidOwnHost?: boolean;
   attempts?: number;
+  /**
+   * Destroys or replaces something that cannot be taken back (retire, replace; a fleet
+   * rollout): a retry of it goes through the same confirmation as a new request.
+   */
+  destructive?: boolean;
   run(ctx: JobContext<z.output<S>>): Promise<unknown>;
 }
 

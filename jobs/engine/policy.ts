@@ -16,7 +16,12 @@ export interface PolicyContext {
   agentRequestsPerHour: number;
 }
 
-export function checkPolicy(ctx: PolicyContext, type: AnyJobType, data: unknown, principal: Principal): void {
+export function checkPolicy(
+  ctx: Pick<PolicyContext, 'policy'>,
+  type: AnyJobType,
+  data: unknown,
+  principal: Principal,
+): void {
   switch (principal.kind) {
     case 'discord': {
       const decision = authorize(ctx.policy, type.permission, {

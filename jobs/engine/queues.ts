@@ -92,36 +92,69 @@ export class Enqueuer {
   }
 
   async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {
-    const type = this.types.get(req.type);
-    if (type === undefined) throw new UsageError(`unknown job type "${req.type}"`);
-    const requestId = requestIdSchema.safeParse(req.requestId);
-    if (!requestId.success) throw new UsageError('request id: letters, digits, - and _ only (at most 64)');
-    const parsed = type.schema.safeParse(req.data);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new UsageError(`${type.name}: invalid ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
-    }
+    const { type, data } = this.check(req.type, req.data, req.requestId);
     if (expectedKeyId(req.principal) !== this.signer.keyId) {
       throw new UsageError(`this process signs as ${this.signer.keyId} and cannot ask as ${req.principal.kind}`);
     }
-    const jobId = jobIdFor(type.name, req.requestId);
-    const queueName = queueNameFor(type, parsed.data);
-    const queue = this.queue(queueName);
     const envelope = signRequest(this.signer, {
       type: type.name,
-      jobId,
+      jobId: jobIdFor(type.name, req.requestId),
       schema: type.version,
-      data: parsed.data,
+      data,
       principal: req.principal,
       requestId: req.requestId,
       reply: req.reply,
     });
-    const instance = type.instanceOf?.(parsed.data);
+    return this.add(type, data, envelope);
+  }
+
+  /**
+   * Adds a request signed elsewhere, as it is: an agent's, relayed by its host's gateway
+   * (bot/request-socket.ts), which checked the signature; the worker verifies it again. The
+   * same checks as `enqueue` run on it, and its job id must be the one its request id makes.
+   */
+  async enqueueSigned(envelope: Pick<Envelope, 'signed' | 'signature'>): Promise<EnqueueResult> {
+    const { signed } = envelope;
+    const { type, data } = this.check(signed.type, signed.data, signed.requestId);
+    if (signed.schema !== type.version) {
+      throw new UsageError(
+        `${type.name}: signed for schema version ${signed.schema}, this gateway runs ${type.version}`,
+      );
+    }
+    if (signed.jobId !== jobIdFor(type.name, signed.requestId)) {
+      throw new UsageError(`${type.name}: the job id must be ${jobIdFor(type.name, signed.requestId)}`);
+    }
+    if (signed.keyId !== expectedKeyId(signed.principal))
+      throw new UsageError('the key id does not match the principal');
+    return this.add(type, data, { signed, signature: envelope.signature });
+  }
+
+  /** The type, the request id and the data checked; the data as the type's schema parses it. */
+  private check(typeName: string, raw: unknown, requestId: string): { type: AnyJobType; data: unknown } {
+    const type = this.types.get(typeName);
+    if (type === undefined) throw new UsageError(`unknown job type "${typeName}"`);
+    if (!requestIdSchema.safeParse(requestId).success) {
+      throw new UsageError('request id: letters, digits, - and _ only (at most 64)');
+    }
+    const parsed = type.schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new UsageError(`${type.name}: invalid ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
+    }
+    return { type, data: parsed.data };
+  }
+
+  /** Takes the member's lock and adds the job, deduplicated by its request id. */
+  private async add(type: AnyJobType, data: unknown, envelope: Envelope): Promise<EnqueueResult> {
+    const { jobId, requestId } = envelope.signed;
+    const queueName = queueNameFor(type, data);
+    const queue = this.queue(queueName);
+    const instance = type.instanceOf?.(data);
     if (instance !== undefined) await acquireInstanceLock(this.redis, queue, instance, jobId);
     try {
       await queue.add(type.name, envelope, {
         jobId,
-        deduplication: { id: req.requestId },
+        deduplication: { id: requestId },
         attempts: type.attempts ?? 3,
         backoff: { type: 'exponential', delay: 5000 },
         ...RETENTION,

@@ -7,11 +7,21 @@
 // with exactly one job waiting. A dead leader's lease runs out and the next caller takes over.
 //
 // A scheduler's job template is a signed request (principal `schedule`, job id "*": BullMQ
-// makes the ids per run), so its jobs pass the worker's admit() like any other job.
-import { createPublicKey, type KeyObject } from 'node:crypto';
+// makes the ids per run), so its jobs pass the worker's admit() like any other job. Runs
+// carry no signature of their own (BullMQ builds each from the stored template), so anyone
+// who can write to Redis could add the template again and again: the worker admits one run
+// per slot (scheduleSlot, from its own clock and the definition's period, never from job
+// data) with a SET NX on scheduler + slot before the first side effect.
+//
+// `every` schedules run in the middle of their slots (BullMQ's `offset` = half the period),
+// so a run picked up a little late, or by a worker whose clock is a little off, still falls
+// in its own slot: half a period of slack either way.
+import type { KeyObject } from 'node:crypto';
 import type { Job, JobSchedulerJson, Queue } from 'bullmq';
+import cronParser from 'cron-parser';
 import type { Redis } from 'ioredis';
-import { canonicalJson, verifyPayload } from '../signing.js';
+import { canonicalJson, publicHalf, verifyPayload } from '../signing.js';
+import { GITHUB_SYNC, GITHUB_SYNC_EVERY_MS } from '../types/github-sync.js';
 import { HEALTH_SWEEP } from '../types/health-sweep.js';
 import { envelopeSchema, type SignedRequest } from './envelope.js';
 import type { AnyJobType } from './job-type.js';
@@ -33,14 +43,19 @@ export interface ScheduleDef {
 }
 
 /**
- * The fleet queue's schedules. Later work adds its entry here: GitHub sync every 15 min
- * (`clawdinator-github-sync`, every 15 * 60_000). Self-update and the per-host token refresh
- * are host-local: they are upserted into each host's own queue, one upsertSchedules call per
- * host queue with that host's definitions.
+ * The fleet queue's schedules. Self-update and the per-host token refresh are host-local:
+ * they are upserted into each host's own queue, one upsertSchedules call per host queue with
+ * that host's definitions (jobs/github/setup.ts hostSchedules).
  */
-export const FLEET_SCHEDULES: ScheduleDef[] = [
-  { id: 'clawdinator-health-sweep', type: HEALTH_SWEEP, every: 60_000, data: {} },
-];
+export function fleetSchedules(settings: { healthSweepMs?: number } = {}): ScheduleDef[] {
+  return [
+    { id: 'clawdinator-health-sweep', type: HEALTH_SWEEP, every: settings.healthSweepMs ?? 60_000, data: {} },
+    { id: 'clawdinator-github-sync', type: GITHUB_SYNC, every: GITHUB_SYNC_EVERY_MS, data: {} },
+  ];
+}
+
+/** The defaults (CLAWDINATOR_HEALTH_SWEEP_SECONDS unset). */
+export const FLEET_SCHEDULES: ScheduleDef[] = fleetSchedules();
 
 // A run's result matters only until the next run, which is also its retry. Completed runs
 // are removed at once, so a sweep a minute does not push other jobs out of the bounded
@@ -62,6 +77,8 @@ export interface UpsertOptions {
   /** Names this caller in the lease, e.g. `<host>-<pid>`. */
   workerId: string;
   leaseMs?: number;
+  /** The lease's key: the fleet's by default; a host queue's schedules use one of their own. */
+  leaseKey?: string;
 }
 
 export interface UpsertResult {
@@ -94,19 +111,28 @@ export async function upsertSchedules(opts: UpsertOptions): Promise<UpsertResult
   // Wrong definitions are a programming error: refuse them before taking the lease.
   const wanted = opts.defs.map((def) => checkDef(def, opts.types));
   const wantedIds = new Set(wanted.map((w) => w.def.id));
-  const publicKey = createPublicKey(signer.key);
+  const publicKey = publicHalf(signer.key);
 
-  const lease = await redis.set(keys.schedulerLeader, workerId, 'PX', opts.leaseMs ?? DEFAULT_LEASE_MS, 'NX');
+  const leaseKey = opts.leaseKey ?? keys.schedulerLeader;
+  const lease = await redis.set(leaseKey, workerId, 'PX', opts.leaseMs ?? DEFAULT_LEASE_MS, 'NX');
   if (lease !== 'OK') return { leader: false, upserted: [], removed: [], verified: false };
   try {
     const before = await observe(queue);
     const upserted: string[] = [];
     for (const w of wanted) {
       if (healthy(before, w, signer.keyId, publicKey)) continue;
-      await removeStrayJobs(queue, before, w.def.id);
+      if (misaligned(before, w.def)) {
+        // BullMQ keeps a scheduler's phase across upserts: only a new scheduler is re-aligned.
+        await queue.removeJobScheduler(w.def.id);
+        for (const job of before.pending.get(w.def.id) ?? []) await queue.remove(job.id as string);
+      } else {
+        await removeStrayJobs(queue, before, w.def.id);
+      }
       await queue.upsertJobScheduler(
         w.def.id,
-        w.def.pattern !== undefined ? { pattern: w.def.pattern, tz: 'UTC' } : { every: w.def.every },
+        w.def.pattern !== undefined
+          ? { pattern: w.def.pattern, tz: 'UTC' }
+          : { every: w.def.every, offset: everyOffset(w.def.every as number) },
         { name: w.type.name, data: signRequest(signer, w.request), opts: TEMPLATE_OPTS },
       );
       upserted.push(w.def.id);
@@ -123,7 +149,7 @@ export async function upsertSchedules(opts: UpsertOptions): Promise<UpsertResult
       wanted.every((w) => healthy(after, w, signer.keyId, publicKey)) && staleIds(after, wantedIds).length === 0;
     return { leader: true, upserted, removed, verified };
   } finally {
-    await redis.eval(RELEASE, 1, keys.schedulerLeader, workerId);
+    await redis.eval(RELEASE, 1, leaseKey, workerId);
   }
 }
 
@@ -191,6 +217,7 @@ function healthy(seen: Observed, w: Wanted, keyId: string, publicKey: KeyObject)
   const stored = seen.schedulers.get(w.def.id);
   if (stored === undefined || stored.name !== w.type.name) return false;
   if (stored.every !== w.def.every || stored.pattern !== w.def.pattern) return false;
+  if (misaligned(seen, w.def)) return false;
   for (const [name, value] of Object.entries(TEMPLATE_OPTS)) {
     const storedOpt = (stored.template?.opts as Record<string, unknown> | undefined)?.[name];
     if (canonicalJson(storedOpt) !== canonicalJson(value)) return false;
@@ -216,4 +243,56 @@ async function removeStrayJobs(queue: Queue, seen: Observed, id: string): Promis
   for (const job of seen.pending.get(id) ?? []) {
     if (job.id !== current) await queue.remove(job.id as string);
   }
+}
+
+/**
+ * Removes every one of our schedulers from a queue, with the jobs they left waiting: what a
+ * retired member's host queue keeps (its token refresh) would otherwise wait there forever.
+ */
+export async function removeSchedules(queue: Queue): Promise<string[]> {
+  const seen = await observe(queue);
+  const ours = staleIds(seen, new Set());
+  for (const id of ours) {
+    await queue.removeJobScheduler(id);
+    for (const job of seen.pending.get(id) ?? []) await queue.remove(job.id as string);
+  }
+  return ours;
+}
+
+/** Where in its slot an `every` schedule runs: the middle (see the top of this file). */
+function everyOffset(every: number): number {
+  return Math.floor(every / 2);
+}
+
+/** An `every` scheduler whose next run is not in the middle of a slot (made before offsets, or forged). */
+function misaligned(seen: Observed, def: ScheduleDef): boolean {
+  const stored = seen.schedulers.get(def.id);
+  if (stored === undefined || def.every === undefined || stored.every !== def.every) return false;
+  const next = Number(stored.next);
+  return !Number.isFinite(next) || (((next - everyOffset(def.every)) % def.every) + def.every) % def.every !== 0;
+}
+
+/** How far a pattern's run may be picked up before its time, on a clock a little behind, and still be its own. */
+const PATTERN_SLACK_MS = 30_000;
+
+/**
+ * The slot a run of this schedule belongs to at `now` on the worker's clock: for `every`,
+ * the period's index (runs fall mid-slot); for a pattern, the time of its latest firing, seen
+ * from a little ahead (a worker whose clock lags the one that released the run). With how
+ * long its record must be kept: until no run could be counted in that slot any more.
+ */
+export function scheduleSlot(
+  def: Pick<ScheduleDef, 'every' | 'pattern'>,
+  now: number,
+): { slot: string; ttlSeconds: number } {
+  const margin = 3600;
+  if (def.every !== undefined) {
+    const slot = Math.floor(now / def.every);
+    return { slot: String(slot), ttlSeconds: Math.ceil(((slot + 2) * def.every - now) / 1000) + margin };
+  }
+  if (def.pattern === undefined) throw new Error('a schedule has every or pattern');
+  const at = new Date(now + PATTERN_SLACK_MS);
+  const fired = cronParser.parseExpression(def.pattern, { currentDate: at, tz: 'UTC' }).prev().getTime();
+  const next = cronParser.parseExpression(def.pattern, { currentDate: at, tz: 'UTC' }).next().getTime();
+  return { slot: String(fired), ttlSeconds: Math.ceil((next - now) / 1000) + margin };
 }

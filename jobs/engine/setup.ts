@@ -9,7 +9,8 @@ import type { Logger } from '../../lib/log.js';
 import { projectPath } from '../../lib/paths.js';
 import { redisOptions } from '../redis.js';
 import type { RegistryStore } from '../registry/types.js';
-import { loadPrivateKey, parsePublicKey } from '../signing.js';
+import { loadPrivateKey, parsePublicKey, publicHalf } from '../signing.js';
+import type { EventTrust } from './notify.js';
 import type { Signer } from './queues.js';
 
 export function connectionFrom(config: { redisUrl: string; redisPasswordFile?: string }): RedisOptions {
@@ -167,12 +168,7 @@ export function publicKeys(
   configured: Record<string, string>,
   registry: RegistryReader,
 ): (keyId: string) => Promise<KeyObject | null> {
-  const fixed = new Map<string, KeyObject>();
-  for (const [id, pem] of Object.entries(configured)) {
-    const key = parsePublicKey(pem);
-    if (key === null) throw new ConfigError(`config: CLAWDINATOR_JOB_PUBLIC_KEYS: ${id} is not an Ed25519 public key`);
-    fixed.set(id, key);
-  }
+  const fixed = configuredKeys(configured);
   return async (keyId) => {
     const known = fixed.get(keyId);
     if (known !== undefined) return known;
@@ -181,5 +177,46 @@ export function publicKeys(
     // A cached registry may predate this host's spawn: one fresh read before saying no.
     const entry = (await registry())[name] ?? (await registry({ fresh: true }))[name];
     return entry?.agentPublicKey ? parsePublicKey(entry.agentPublicKey) : null;
+  };
+}
+
+function configuredKeys(configured: Record<string, string>): Map<string, KeyObject> {
+  const fixed = new Map<string, KeyObject>();
+  for (const [id, pem] of Object.entries(configured)) {
+    const key = parsePublicKey(pem);
+    if (key === null) throw new ConfigError(`config: CLAWDINATOR_JOB_PUBLIC_KEYS: ${id} is not an Ed25519 public key`);
+    fixed.set(id, key);
+  }
+  return fixed;
+}
+
+/**
+ * The workers' public key (`schedule` in CLAWDINATOR_JOB_PUBLIC_KEYS): heartbeats, the
+ * workers' events and a job's pending confirmation are verified with it, so a process that
+ * reads any of them (the gateway, `fleet status`) cannot start without it.
+ */
+export function workersPublicKey(configured: Record<string, string>): KeyObject {
+  const key = configuredKeys(configured).get('schedule');
+  if (key === undefined) {
+    throw new ConfigError(
+      'config: CLAWDINATOR_JOB_PUBLIC_KEYS must hold the workers\' key "schedule" (heartbeats, job events and confirmations are verified with it)',
+    );
+  }
+  return key;
+}
+
+/**
+ * Who the relay believes (notify.ts): the keys configured for the control plane — the workers',
+ * the gateway's, operators' — and this process's own key. Never an agent's: agents' keys come
+ * from the registry, which this lookup does not read.
+ */
+export function eventTrust(configured: Record<string, string>, own?: Signer): EventTrust {
+  const fixed = configuredKeys(configured);
+  return {
+    async publicKey(keyId) {
+      if (keyId.startsWith('agent:')) return null;
+      if (own !== undefined && keyId === own.keyId) return publicHalf(own.key);
+      return fixed.get(keyId) ?? null;
+    },
   };
 }

@@ -3,21 +3,22 @@
 // signed one, replays refused by nonce, expired requests refused, the data parsed with the
 // type's schema, and the policy checked again — all before the processor's first side
 // effect. Rejections are UnrecoverableErrors (no retry); other errors retry with backoff.
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import { verifyPayload } from '../signing.js';
+import { publicHalf, verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
 import { readHeartbeats } from './heartbeat.js';
 import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
 import { RELEASE_SCRIPT } from './locks.js';
-import { eventArgs, type JobEvent, publish } from './notify.js';
+import { type EventInput, eventArgs, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
 import type { JobTypes, Signer } from './queues.js';
+import { FLEET_SCHEDULES, type ScheduleDef, scheduleSlot } from './schedulers.js';
 import { Steps, verifyStepState } from './steps.js';
 
 /** How often a job of an unknown type or version is left for another worker before failing. */
@@ -57,21 +58,16 @@ export interface WorkerDeps {
    * schedules and every save of a job's step results, which any worker verifies on resume.
    */
   stepSigner: Signer;
+  /**
+   * The schedules whose runs this worker admits, one per slot (default: FLEET_SCHEDULES). A
+   * run's period comes from here, never from its job data.
+   */
+  schedules?: ScheduleDef[];
+  /** The worker's clock for schedule slots (tests fix it). */
+  now?: () => number;
 }
 
 export class Rejected extends UnrecoverableError {}
-
-const publicKeys = new WeakMap<KeyObject, KeyObject>();
-
-/** The public half of the workers' key, derived once. */
-function workersKey(signer: Signer): KeyObject {
-  let key = publicKeys.get(signer.key);
-  if (key === undefined) {
-    key = createPublicKey(signer.key);
-    publicKeys.set(signer.key, key);
-  }
-  return key;
-}
 
 function reject(message: string): never {
   throw new Rejected(`rejected: ${message}`);
@@ -105,13 +101,20 @@ export async function admit(
   if (!scheduled && signed.jobId !== job.id) reject('bad signature');
   if (job.name !== signed.type) reject('bad signature');
   // A resumed job acts on what its saved steps say: only a worker may have written them.
-  if (!verifyStepState(job, envelope, workersKey(deps.stepSigner))) reject('saved step state does not verify');
+  if (!verifyStepState(job, envelope, publicHalf(deps.stepSigner.key))) reject('saved step state does not verify');
 
   const type = deps.types.get(signed.type);
   if (type === undefined || type.version !== signed.schema) return { defer: true };
   const data = type.schema.safeParse(signed.data);
-  if (!data.success) reject(`invalid data for ${type.name}`);
+  if (!data.success) {
+    // The first issue's field and rule (never its value): the requester learns what to fix.
+    const issue = data.error.issues[0];
+    reject(`invalid data for ${type.name}: ${issue?.path.join('.') || 'data'}: ${issue?.message ?? 'invalid'}`);
+  }
   checkPolicy(deps.policy, type, data.data, signed.principal);
+
+  if (scheduled && signed.principal.kind === 'schedule')
+    await admitSlot(job, signed.principal.scheduler, type.name, deps);
 
   // First acceptance: the nonce is recorded against this job id. A resumed or retried job
   // finds its own id there; a replay (the same signed request under another id, or again
@@ -132,12 +135,27 @@ export async function admit(
   return { envelope, type, data: data.data };
 }
 
+/**
+ * A scheduled run at most once per slot: the first run of a slot records its job id (SET NX);
+ * the same run picked up again (a stall) finds its own id, any other run of that slot — the
+ * template added again by a Redis writer — is refused.
+ */
+async function admitSlot(job: Job, scheduler: string, typeName: string, deps: WorkerDeps): Promise<void> {
+  const def = (deps.schedules ?? FLEET_SCHEDULES).find((d) => d.id === scheduler);
+  if (def === undefined || def.type !== typeName) reject(`${scheduler} is not a schedule of this worker`);
+  const { slot, ttlSeconds } = scheduleSlot(def, (deps.now ?? Date.now)());
+  const key = keys.scheduleSlot(scheduler, slot);
+  const first = (await deps.redis.set(key, job.id as string, 'EX', ttlSeconds, 'NX')) === 'OK';
+  if (!first && (await deps.redis.get(key)) !== job.id)
+    reject(`replayed schedule run: ${scheduler} already ran in this slot`);
+}
+
 export function startWorker(queueName: string, deps: WorkerDeps, settings: WorkerSettings) {
   const { redis, log } = deps;
   let active = 0;
 
-  async function notify(event: Omit<JobEvent, 'at'>): Promise<void> {
-    await publish(redis, event).catch((err) => log.error({ err: errorLine(err) }, 'notification failed'));
+  async function notify(event: EventInput): Promise<void> {
+    await publish(redis, deps.stepSigner, event).catch((err) => log.error({ err }, 'notification failed'));
   }
 
   async function finish(
@@ -158,7 +176,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     // A schedule's successful runs are routine; only their failures are worth a message.
     if (!ok || envelope?.signed.principal.kind !== 'schedule') {
       batch.xadd(
-        ...eventArgs({
+        ...eventArgs(deps.stepSigner, {
           kind: 'result',
           jobId: job.id,
           type: job.name,
@@ -171,7 +189,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     }
     const results = await batch.exec();
     const failed = results?.find(([err]) => err !== null);
-    if (failed) log.error({ job: job.id, err: errorLine(failed[0]) }, 'job bookkeeping failed');
+    if (failed) log.error({ job: job.id, err: failed[0] }, 'job bookkeeping failed');
   }
 
   /** Never deploy yourself: true when the job was handed to the peers' workers. */
@@ -189,7 +207,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       return false;
     }
     const peers = (await own.peers()).filter((host) => host !== own.name);
-    const alive = [...(await readHeartbeats(redis, peers)).values()].some((h) => h !== null);
+    const heartbeats = await readHeartbeats(redis, peers, publicHalf(deps.stepSigner.key));
+    const alive = [...heartbeats.values()].some((h) => h !== null);
     if (!alive) return false;
     await job.updateData({ ...job.data, handedBack: handedBack + 1 });
     await job.moveToDelayed(Date.now() + settings.deferMs, token);
@@ -234,6 +253,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         requestId: envelope.signed.requestId,
         reply,
         steps,
+        signer: deps.stepSigner,
         log: log.child({ job: job.id, type: type.name }),
         progress,
         readApproval: (expected) =>
@@ -271,7 +291,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     stalledInterval: settings.stalledIntervalMs,
     maxStalledCount: settings.maxStalledCount,
   });
-  worker.on('error', (err) => log.error({ err: errorLine(err) }, 'worker error'));
+  worker.on('error', (err) => log.error({ err }, 'worker error'));
   // A job that stalled too often (its workers kept dying) fails outside the processor.
   worker.on('failed', (job, err) => {
     if (job === undefined || !/stalled/.test(err.message)) return;

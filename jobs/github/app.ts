@@ -9,7 +9,7 @@
 // The key and the tokens stay inside this module and Octokit: nothing here logs a request,
 // and every SDK/HTTP error leaves as one of the project's one-line errors that names the
 // operation and the repository — never a token, header or request id (`githubError`).
-import { createPrivateKey, randomUUID } from 'node:crypto';
+import { createHash, createPrivateKey, randomUUID } from 'node:crypto';
 import { App } from '@octokit/app';
 import { Octokit } from '@octokit/core';
 import { retry } from '@octokit/plugin-retry';
@@ -59,6 +59,37 @@ export interface GitHubInstallation {
    * handed out; its permissions and expiry are.
    */
   ready(): Promise<{ octokit: InstallationOctokit; permissions: InstallationPermissions; expiresAt: string }>;
+  /**
+   * A new installation token narrowed at minting to these repositories (names in the
+   * installation's account; all of the installation's when absent) and permissions. Never
+   * cached here and never the control plane's own token: it is handed out, to be written for
+   * an agent or passed to git, and the caller decides how long to keep it.
+   */
+  mintNarrowed(request: NarrowedTokenRequest): Promise<NarrowedToken>;
+  /** The App's bot user, whose name and noreply address agents' commits carry (cached). */
+  botIdentity(): Promise<BotIdentity>;
+  /** The repositories the installation can see, owner/name (GET /installation/repositories). */
+  repositories(): Promise<string[]>;
+}
+
+export interface NarrowedTokenRequest {
+  repositories?: string[];
+  permissions: Record<string, 'read' | 'write'>;
+}
+
+export interface NarrowedToken {
+  token: string;
+  expiresAt: string;
+  permissions: InstallationPermissions;
+  /** The repositories GitHub put in the token (owner/name), or "all" when not narrowed. */
+  repositories: string[] | 'all';
+}
+
+export interface BotIdentity {
+  /** `<slug>[bot]` */
+  login: string;
+  /** The bot user's id (not the App's): its noreply address is `<id>+<login>@users.noreply.<host>`. */
+  userId: number;
 }
 
 /** The App's options from settings; the key is read from its file and checked here. */
@@ -100,8 +131,68 @@ export function createGitHubInstallation(options: GitHubAppOptions): GitHubInsta
     return octokit;
   };
   const what = `minting a token for installation ${options.installationId} of GitHub App ${options.appId}`;
+  const mintRefusals = {
+    401: 'GitHub refused the App’s JWT: check CLAWDINATOR_GITHUB_APP_ID and CLAWDINATOR_GITHUB_APP_KEY_FILE (the App’s current private key)',
+    404: `installation ${options.installationId} of GitHub App ${options.appId} does not exist: check CLAWDINATOR_GITHUB_INSTALLATION_ID (the App must be installed on the repository's account)`,
+  };
+  let identity: Promise<BotIdentity> | undefined;
   return {
     installationId: options.installationId,
+    async mintNarrowed(request) {
+      try {
+        const { data } = await app.octokit.request('POST /app/installations/{installation_id}/access_tokens', {
+          installation_id: Number(options.installationId),
+          ...(request.repositories === undefined ? {} : { repositories: request.repositories }),
+          permissions: request.permissions,
+        });
+        const repos = (data as { repositories?: { full_name: string }[] }).repositories;
+        return {
+          token: data.token,
+          expiresAt: data.expires_at,
+          permissions: { ...(data.permissions as InstallationPermissions) },
+          repositories: repos === undefined ? 'all' : repos.map((r) => r.full_name),
+        };
+      } catch (err) {
+        throw githubError(err, `${what} (narrowed)`, {
+          ...mintRefusals,
+          422: 'a repository asked for is not in the installation, or a permission asked for is more than the App has: check CLAWDINATOR_GITHUB_AGENT_REPOS and CLAWDINATOR_GITHUB_AGENT_PERMISSIONS against the App’s installation',
+        });
+      }
+    },
+    botIdentity() {
+      if (identity !== undefined) return identity;
+      const pending = (async (): Promise<BotIdentity> => {
+        const about = `reading the bot user of GitHub App ${options.appId}`;
+        try {
+          const { data: meta } = await app.octokit.request('GET /app');
+          const slug = (meta as { slug?: string } | null)?.slug;
+          if (typeof slug !== 'string' || slug === '') throw new OperationError(`GitHub: ${about} failed: no slug`);
+          const login = `${slug}[bot]`;
+          const { data: user } = await (await installation()).request('GET /users/{username}', { username: login });
+          return { login, userId: Number(user.id) };
+        } catch (err) {
+          throw githubError(err, about, { 401: mintRefusals[401] });
+        }
+      })();
+      identity = pending;
+      pending.catch(() => {
+        identity = undefined;
+      });
+      return pending;
+    },
+    async repositories() {
+      const kit = (await this.ready()).octokit;
+      const names: string[] = [];
+      try {
+        for (let page = 1; ; page++) {
+          const { data } = await kit.request('GET /installation/repositories', { per_page: 100, page });
+          names.push(...data.repositories.map((r) => r.full_name));
+          if (data.repositories.length < 100 || names.length >= data.total_count) return names;
+        }
+      } catch (err) {
+        throw githubError(err, `listing the repositories of installation ${options.installationId}`);
+      }
+    },
     async ready() {
       const kit = await installation();
       try {
@@ -113,13 +204,36 @@ export function createGitHubInstallation(options: GitHubAppOptions): GitHubInsta
         }
         return { octokit: kit, permissions: { ...auth.permissions }, expiresAt: auth.expiresAt };
       } catch (err) {
-        throw githubError(err, what, {
-          401: 'GitHub refused the App’s JWT: check CLAWDINATOR_GITHUB_APP_ID and CLAWDINATOR_GITHUB_APP_KEY_FILE (the App’s current private key)',
-          404: `installation ${options.installationId} of GitHub App ${options.appId} does not exist: check CLAWDINATOR_GITHUB_INSTALLATION_ID (the App must be installed on the repository's account)`,
-        });
+        throw githubError(err, what, mintRefusals);
       }
     },
   };
+}
+
+// One App per process and settings: the registry, the org sync and the agents' tokens share
+// its token cache and its rate limiters (GitHub's limits are per installation, not per caller).
+const shared = new Map<string, GitHubInstallation>();
+
+/** The process's installation for these options, made on first use. */
+export function sharedInstallation(options: GitHubAppOptions): GitHubInstallation {
+  const key = JSON.stringify([
+    options.apiUrl,
+    options.appId,
+    options.installationId,
+    createHash('sha256').update(options.privateKeyPem).digest('hex'),
+  ]);
+  let installation = shared.get(key);
+  if (installation === undefined) {
+    installation = createGitHubInstallation(options);
+    shared.set(key, installation);
+  }
+  return installation;
+}
+
+/** The web host of an API URL: api.github.com → github.com; GHES https://host/api/v3 → host. */
+export function webHost(apiUrl: string): string {
+  const url = new URL(apiUrl);
+  return url.host === 'api.github.com' ? 'github.com' : url.host;
 }
 
 interface TokenAuth {

@@ -17,12 +17,12 @@ import { type FleetRegistry, parseRegistry, RegistryError } from '../../infra/re
 import type { ClawError, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import {
-  createGitHubInstallation,
   type GitHubAppOptions,
   type GitHubInstallation,
   GitHubRefusedError,
   githubError,
   githubFailure,
+  sharedInstallation,
 } from '../github/app.js';
 import { RegistryConflictError, type RegistryMutator, type RegistrySnapshot, type RegistryStore } from './types.js';
 
@@ -70,7 +70,7 @@ export function githubRegistryStore(
   log?: Logger,
 ): GitHubRegistryStore {
   return new GitHubRegistryStore({
-    installation: createGitHubInstallation({ ...app, log: app.log ?? log }),
+    installation: sharedInstallation({ ...app, log: app.log ?? log }),
     repo: settings.githubRegistryRepo,
     branch: settings.githubRegistryBranch,
     path: settings.githubRegistryPath,

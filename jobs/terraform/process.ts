@@ -8,10 +8,45 @@
 // only SIGINT), leaving resources created but not recorded in the state. After the grace
 // period the whole group gets SIGKILL.
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { OperationError } from '../../lib/errors.js';
 
 export class TerraformCancelledError extends OperationError {}
+
+// What terraform inherits from this process: enough to run and to reach AWS, nothing that
+// configures terraform itself (TF_*, a HOME with .terraformrc or .terraform.d plugins) and
+// none of this project's settings (which name secret files).
+const PASSED =
+  /^(PATH|TMPDIR|LANG|LC_[A-Z]+|TZ|SSL_CERT_FILE|SSL_CERT_DIR|NIX_SSL_CERT_FILE|(HTTPS?|NO)_PROXY|(https?|no)_proxy|AWS_[A-Z0-9_]+)$/;
+
+/**
+ * The environment terraform runs in: HOME is `home` (a directory of this project's, so no
+ * .terraformrc or plugin dir of a user is obeyed), TF_CLI_CONFIG_FILE is `cliConfigFile`
+ * (explicit: on hosts the module's, which allows only the bundled providers). The AWS shared
+ * credentials and config files stay the invoking user's, so an operator's profile still works.
+ */
+export function terraformEnv(options: {
+  home: string;
+  cliConfigFile: string;
+  from?: NodeJS.ProcessEnv;
+}): Record<string, string> {
+  const from = options.from ?? process.env;
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(from)) if (v !== undefined && PASSED.test(k)) env[k] = v;
+  const userHome = from.HOME;
+  if (userHome !== undefined && userHome !== '') {
+    env.AWS_SHARED_CREDENTIALS_FILE ??= join(userHome, '.aws', 'credentials');
+    env.AWS_CONFIG_FILE ??= join(userHome, '.aws', 'config');
+  }
+  return {
+    ...env,
+    HOME: options.home,
+    TF_CLI_CONFIG_FILE: options.cliConfigFile,
+    TF_IN_AUTOMATION: '1',
+    CHECKPOINT_DISABLE: '1',
+  };
+}
 
 export interface ExecOptions {
   bin: string;
@@ -24,6 +59,8 @@ export interface ExecOptions {
   json?: boolean;
   /** Keep stdout instead of streaming it (`show -json`, `output -json`: values, never logged). */
   capture?: boolean;
+  /** The whole environment terraform gets (terraformEnv); never this process's own. */
+  env: Record<string, string>;
 }
 
 export interface ExecResult {
@@ -43,7 +80,7 @@ export function execTerraform(options: ExecOptions): Promise<ExecResult> {
   if (signal?.aborted) return Promise.reject(cancelled(args));
   return new Promise((resolve, reject) => {
     // Its own process group, so a cancel reaches terraform's children too.
-    const child = spawn(bin, args, { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(bin, args, { cwd, env: options.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const errors: string[] = [];
     const captured: Buffer[] = [];
     let current = -1;

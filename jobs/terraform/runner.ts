@@ -15,10 +15,11 @@
 // left by the job's own dead run (see lock.ts) is released; any other lock is reported
 // with its holder. A plan that would destroy anything the request did not name stops
 // before apply, with the summary as the error.
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OperationError } from '../../lib/errors.js';
 import { describeLock, type LockInfo, type LockOwner, ownsLock, parseLockError } from './lock.js';
-import { execTerraform } from './process.js';
+import { execTerraform, terraformEnv } from './process.js';
 import { formatSummary, type PlanSummary, summarize, unaskedDestroys, withinSummary } from './summary.js';
 
 export class StateLockedError extends OperationError {
@@ -47,6 +48,12 @@ export interface TerraformOptions {
   backendConfig?: Record<string, string>;
   /** Between SIGINT to terraform's process group and SIGKILL, on cancel. Default 60 s. */
   killGraceMs?: number;
+  /**
+   * TF_CLI_CONFIG_FILE (CLAWDINATOR_TERRAFORM_CONFIG; on hosts the module's, which allows only
+   * the bundled providers). Unset: an empty one the runner writes beside the stack, so a user's
+   * own CLI configuration is never read either way.
+   */
+  cliConfigFile?: string;
 }
 
 export interface RunContext {
@@ -147,6 +154,13 @@ export class Terraform {
    * Runs one command; a state lock held by the job's own earlier run is released and the
    * command run again, once. Returns captured stdout (empty when streamed).
    */
+  private async cliConfig(dir: string): Promise<string> {
+    if (this.options.cliConfigFile !== undefined) return this.options.cliConfigFile;
+    const file = join(dir, 'clawdinator.tfrc');
+    await writeFile(file, '# Written by clawdinator: no user CLI configuration is read.\n');
+    return file;
+  }
+
   private async run(
     stack: string,
     dir: string,
@@ -159,6 +173,7 @@ export class Terraform {
         bin: this.options.bin,
         args,
         cwd: dir,
+        env: terraformEnv({ home: dir, cliConfigFile: await this.cliConfig(dir) }),
         onLine: ctx.onLine,
         signal: ctx.signal,
         graceMs: this.graceMs,

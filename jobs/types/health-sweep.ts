@@ -26,6 +26,7 @@ import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobType } from '../engine/job-type.js';
 import { keys } from '../engine/keys.js';
 import { publish } from '../engine/notify.js';
+import { publicHalf } from '../signing.js';
 import { sourceError } from '../status.js';
 
 export const HEALTH_SWEEP = 'health-sweep';
@@ -104,7 +105,8 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
     async run(ctx): Promise<HealthSweepResult> {
       const hosts = await deps.fleet();
       const at = now();
-      const heartbeats = await readHeartbeats(deps.redis, hosts);
+      // Verified with the workers' key, and unexpired at the sweep's own time.
+      const heartbeats = await readHeartbeats(deps.redis, hosts, publicHalf(ctx.signer.key), at);
       const ec2 = await listEc2(deps.cloud);
       const live = ec2.kind === 'listed' ? ec2.live : [];
       const strays = live.filter((i) => i.name === null || !hosts.includes(i.name));
@@ -143,7 +145,7 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
         if (err) throw err;
         if (c.alert === undefined || landed !== 1) continue;
         ctx.log.info({ host: c.host, state: c.next.state }, c.alert);
-        await publish(deps.redis, {
+        await publish(deps.redis, ctx.signer, {
           kind: 'alert',
           jobId: ctx.jobId,
           type: HEALTH_SWEEP,
@@ -162,7 +164,7 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
         }
         const text = `stray: ${stray.instanceId} (${stray.name ?? 'no Name tag'}) is tagged app=clawdinator but not in the registry (${stray.state}): \`clawdinator fleet cleanup ${stray.instanceId} --yes\` terminates it`;
         ctx.log.info({ instanceId: stray.instanceId }, text);
-        await publish(deps.redis, {
+        await publish(deps.redis, ctx.signer, {
           kind: 'alert',
           jobId: ctx.jobId,
           type: HEALTH_SWEEP,

@@ -2,7 +2,11 @@
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import type { GitHubJobDeps } from '../github/setup.js';
+import { githubSyncJob } from './github-sync.js';
+import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
@@ -17,11 +21,20 @@ export interface JobTypeDeps {
   agentConfirmSeconds?: number;
   /** The shared memory: ops.md and the audit. Lifecycle jobs need it. */
   memory?: MemoryStore;
+  /** The worker's audit trail (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   /**
    * What lifecycle jobs act on. Processes that only enqueue or inspect jobs (the gateway,
    * `clawdinator jobs`) leave it out: the types are still known, their schemas checked.
    */
   fleet?: FleetDeps;
+  /**
+   * The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES): part of the spawn's
+   * schema, so every process that checks a spawn (gateway, worker) must pass the setting.
+   */
+  instanceTypes?: readonly string[];
+  /** The org sync and this host's agent token; absent without a GitHub App. */
+  github?: GitHubJobDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -32,10 +45,18 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       cloud: deps.fleet?.cloud,
       opsChannelId: deps.opsChannelId,
     }),
-    spawnJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet, opsChannelId: deps.opsChannelId }),
+    spawnJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      audit: deps.audit,
+      fleet: deps.fleet,
+      instanceTypes: deps.instanceTypes,
+      opsChannelId: deps.opsChannelId,
+    }),
     retireJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
@@ -43,10 +64,19 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     replaceJob({
       redis: deps.redis,
       memory: deps.memory,
+      audit: deps.audit,
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
     }),
-    strayCleanupJob({ redis: deps.redis, memory: deps.memory, fleet: deps.fleet, opsChannelId: deps.opsChannelId }),
+    strayCleanupJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      audit: deps.audit,
+      fleet: deps.fleet,
+      opsChannelId: deps.opsChannelId,
+    }),
+    githubSyncJob({ github: deps.github }),
+    githubTokenJob({ github: deps.github }),
   ];
 }

@@ -7,10 +7,12 @@ import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { appendOpsLine } from '../../memory/ops-log.js';
 import type { MemoryStore } from '../../memory/store.js';
-import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP } from '../engine/approval.js';
+import { AuditTrail } from '../audit.js';
+import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP, writePending } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { JobContext } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
+import type { Signer } from '../engine/queues.js';
 import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
 
 export type LifecycleAction = 'spawn' | 'retire' | 'replace' | 'cleanup';
@@ -52,15 +54,21 @@ export interface LifecycleRun {
   name: string;
 }
 
-/** One audit line for a lifecycle job, in audit/<day>.md. */
-export async function auditLifecycle(memory: MemoryStore, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
-  const line = `- ${at.toISOString()} job=${run.jobId} ${describePrincipal(run.principal)} ${run.action} name:${run.name} → ${outcome}`;
-  await memory.append(`audit/${at.toISOString().slice(0, 10)}.md`, line);
+/** One audit event for a lifecycle job (jobs/audit.ts: journal, S3, the copy in audit/<day>.md). */
+export async function auditLifecycle(audit: AuditTrail, run: LifecycleRun, at: Date, outcome: string): Promise<void> {
+  const by = describePrincipal(run.principal);
+  const line = `- ${at.toISOString()} job=${run.jobId} ${by} ${run.action} name:${run.name} → ${outcome}`;
+  await audit.record({
+    at,
+    line,
+    fields: { kind: 'job', job: run.jobId, action: run.action, name: run.name, by, outcome },
+  });
 }
 
-/** Where a record that could not be written is reported: the ops channel. */
+/** Where a record that could not be written is reported: the ops channel, as the job's signer. */
 export interface RecordAlerts {
   redis: Redis;
+  signer: Signer;
   opsChannelId?: string;
   log: Logger;
 }
@@ -76,6 +84,7 @@ export interface RecordAlerts {
  */
 export async function recordLifecycle(
   memory: MemoryStore,
+  audit: AuditTrail,
   run: LifecycleRun,
   what: string,
   outcome: string,
@@ -84,19 +93,21 @@ export async function recordLifecycle(
   const at = new Date();
   const tag = `(job ${run.jobId})`;
   const who = describePrincipal(run.principal);
-  const missed: string[] = [];
+  let missed: string | undefined;
   await appendOpsLine(memory, {
     line: `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`,
     tag,
     now: at,
-  }).catch((err) => missed.push(`its line in ops.md was not written: ${errorLine(err)}`));
-  await auditLifecycle(memory, run, at, outcome).catch((err) =>
-    missed.push(`its audit line was not written: ${errorLine(err)}`),
-  );
-  if (missed.length > 0 && alerts !== undefined) {
-    const text = `${run.name}: ${run.action} done, but ${missed.join('; ')}`;
+  }).catch((err) => {
+    missed = `its line in ops.md was not written: ${errorLine(err)}`;
+  });
+  // The trail never throws: its journal line and S3 object are the record, the memory copy
+  // is best-effort and logged (jobs/audit.ts).
+  await auditLifecycle(audit, run, at, outcome);
+  if (missed !== undefined && alerts !== undefined) {
+    const text = `${run.name}: ${run.action} done, but ${missed}`;
     alerts.log.warn({ jobId: run.jobId }, text);
-    await publish(alerts.redis, {
+    await publish(alerts.redis, alerts.signer, {
       kind: 'alert',
       jobId: run.jobId,
       type: run.action,
@@ -113,9 +124,8 @@ export async function recordLifecycle(
  * if any, is added to the message: what was undone), are audited, and end the job.
  */
 export async function lifecycleFailure(
-  memory: MemoryStore,
+  audit: AuditTrail,
   run: LifecycleRun,
-  log: Logger,
   step: string,
   err: unknown,
   onFinal: () => Promise<string | undefined> = async () => undefined,
@@ -125,9 +135,7 @@ export async function lifecycleFailure(
   if (!final) return new OperationError(message, { cause: err });
   const done = await onFinal();
   if (done !== undefined) message += `; ${done}`;
-  await auditLifecycle(memory, run, new Date(), `failed: ${message}`).catch((auditErr) =>
-    log.error({ err: errorLine(auditErr) }, 'audit write failed'),
-  );
+  await auditLifecycle(audit, run, new Date(), `failed: ${message}`);
   return new UnrecoverableError(message);
 }
 
@@ -192,7 +200,22 @@ export async function humanConfirmation(
     const button = (decision: 'confirm' | 'cancel') =>
       approvalButtonId({ action, decision, jobId: ctx.jobId, expiresAt });
     const verb = action === 'retire' ? 'Retire' : 'Replace';
-    await publish(settings.redis, {
+    // The buttons live in the signed pending record; the event only says there is a question.
+    await writePending(settings.redis, ctx.signer, {
+      jobId: ctx.jobId,
+      requestId: ctx.requestId,
+      action,
+      name,
+      askedBy: host,
+      permission: action,
+      channelId,
+      expiresAt,
+      buttons: [
+        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
+        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
+      ],
+    });
+    await publish(settings.redis, ctx.signer, {
       kind: 'confirm',
       jobId: ctx.jobId,
       type: action,
@@ -200,10 +223,6 @@ export async function humanConfirmation(
       text:
         `${host} asks to ${action} **${name}**${request.detail ?? ''}. ` +
         `Any human allowed /${action} can answer, until <t:${expiresAt}:t>.`,
-      buttons: [
-        { id: button('confirm'), label: `${verb} ${name}`, style: 'danger' },
-        { id: button('cancel'), label: 'Cancel', style: 'secondary' },
-      ],
     });
     return { expiresAt };
   });
@@ -242,8 +261,9 @@ export abstract class LifecycleJob<D extends { name: string }> {
   protected readonly runCtx: RunContext;
   /** The step running now: a failure names it. */
   protected current = 'checks';
+  private readonly trail: AuditTrail;
   /** Where a record that could not be written is reported (see reportRecordsTo). */
-  private recordAlerts?: Omit<RecordAlerts, 'log'>;
+  private recordAlerts?: Pick<RecordAlerts, 'redis' | 'opsChannelId'>;
 
   constructor(
     protected readonly ctx: JobContext<D>,
@@ -251,8 +271,11 @@ export abstract class LifecycleJob<D extends { name: string }> {
     protected readonly memory: MemoryStore,
     /** Between two looks at what a wait waits for. */
     protected readonly pollMs: number,
+    /** The worker's audit trail; without one (tests), the journal and the memory copy only. */
+    audit?: AuditTrail,
   ) {
     this.name = ctx.data.name;
+    this.trail = audit ?? new AuditTrail({ log: ctx.log, memory });
     // Terraform's lines go to the job log (the runner never passes plan values).
     this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
   }
@@ -278,22 +301,22 @@ export abstract class LifecycleJob<D extends { name: string }> {
   }
 
   protected audit(outcome: string): Promise<void> {
-    return auditLifecycle(this.memory, this.lifecycle, new Date(), outcome);
+    return auditLifecycle(this.trail, this.lifecycle, new Date(), outcome);
   }
 
   /** A record (ops.md, audit) that cannot be written becomes an alert there. */
-  reportRecordsTo(alerts: Omit<RecordAlerts, 'log'>): this {
+  reportRecordsTo(alerts: Pick<RecordAlerts, 'redis' | 'opsChannelId'>): this {
     this.recordAlerts = { redis: alerts.redis, opsChannelId: alerts.opsChannelId };
     return this;
   }
 
   protected record(what: string, outcome: string): Promise<null> {
-    const alerts = this.recordAlerts && { ...this.recordAlerts, log: this.ctx.log };
-    return recordLifecycle(this.memory, this.lifecycle, what, outcome, alerts);
+    const alerts = this.recordAlerts && { ...this.recordAlerts, signer: this.ctx.signer, log: this.ctx.log };
+    return recordLifecycle(this.memory, this.trail, this.lifecycle, what, outcome, alerts);
   }
 
   protected failed(err: unknown, onFinal?: () => Promise<string | undefined>): Promise<Error> {
-    return lifecycleFailure(this.memory, this.lifecycle, this.ctx.log, this.current, err, onFinal);
+    return lifecycleFailure(this.trail, this.lifecycle, this.current, err, onFinal);
   }
 
   /** An agent's request: a human in the ops channel answers first (see humanConfirmation). */

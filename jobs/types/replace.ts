@@ -24,12 +24,14 @@ import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
 import { INSTANCE_ADDRESS } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
@@ -57,6 +59,8 @@ export interface ReplaceDeps {
   /** How long that question stays open. */
   agentConfirmSeconds?: number;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
 }
 
@@ -69,6 +73,7 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
     agentAllowed: true,
     instanceOf: (d) => d.name,
     avoidOwnHost: true,
+    destructive: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -92,7 +97,7 @@ class Replace extends LifecycleJob<ReplaceData> {
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'replace', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, deps.audit);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
   }
 
@@ -134,7 +139,8 @@ class Replace extends LifecycleJob<ReplaceData> {
       await this.waitFor(
         'heartbeat',
         async () => {
-          const heartbeat = (await readHeartbeats(this.deps.redis, [name])).get(name);
+          const heartbeats = await readHeartbeats(this.deps.redis, [name], publicHalf(this.ctx.signer.key));
+          const heartbeat = heartbeats.get(name);
           return heartbeat?.instanceId === instanceId ? { at: heartbeat.at } : undefined;
         },
         this.waits.heartbeatTimeoutMs,

@@ -13,22 +13,25 @@
 //               synthesized from it)
 //   terminated  a wait that re-delays the job instead of holding a worker
 //   registry    the entry removed (absent already: done)
-//   cleanup     the bootstrap prefix and the host's signing key
+//   cleanup     the bootstrap prefix, the host's signing key and its host queue's schedules
 //   record      a line in ops.md and in the audit
 //
 // Nothing is undone on a failure: a destroy cannot be taken back, and every step can be
 // run again by a new retire of the same name until the registry entry is gone.
 
-import { DelayedError, UnrecoverableError } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
-import { errorLine, RefusedError } from '../../lib/errors.js';
+import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
-import { readHeartbeats } from '../engine/heartbeat.js';
+import { readHeartbeatRecords } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
-import { keys } from '../engine/keys.js';
+import { hostQueue, keys } from '../engine/keys.js';
+import { removeSchedules } from '../engine/schedulers.js';
+import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
@@ -46,13 +49,24 @@ const RETIRING_TTL_MS = 2 * 60 * 60_000;
 
 // The healthy-host check and the reservation of this member in one step, so two retires of
 // different members at once cannot each count the other as the host that stays: the first
-// marks its member as retiring, the second no longer counts it. KEYS[1] is this member's
-// mark; KEYS[2..] the marks of the other members whose heartbeat is alive. 1: reserved.
+// marks its member as retiring, the second no longer counts it.
+//
+// A Lua script cannot verify an Ed25519 signature, so the heartbeats are verified in Node
+// first (readHeartbeatRecords) and the script is given the values that verified: a host
+// counts only if its heartbeat is, inside the script, still exactly the value verified. The
+// check and the reservation stay one atomic step over what they decide on; a heartbeat
+// changed in between (rewritten by its worker, which happens every TTL/3) only makes the host
+// not count this time — a refusal to retire, never a retire that leaves no healthy host.
+//
+// KEYS[1] is this member's mark; then, for the n other members whose heartbeat verified,
+// their marks (KEYS[2..n+1]) and their heartbeat keys (KEYS[n+2..2n+1]); ARGV[1] the job id,
+// ARGV[2] the mark's TTL, ARGV[3..n+2] the heartbeat values that verified. 1: reserved.
 const RESERVE_RETIRE = `local mine = redis.call('GET', KEYS[1])
 if mine and mine ~= ARGV[1] then return -1 end
-for i = 2, #KEYS do
-  local other = redis.call('GET', KEYS[i])
-  if not other then
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local other = redis.call('GET', KEYS[1 + i])
+  if not other and redis.call('GET', KEYS[1 + n + i]) == ARGV[2 + i] then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     return 1
   end
@@ -68,6 +82,8 @@ export interface RetireDeps {
   /** How long that question stays open. */
   agentConfirmSeconds?: number;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
 }
 
@@ -80,6 +96,7 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
     agentAllowed: true,
     instanceOf: (d) => d.name,
     avoidOwnHost: true,
+    destructive: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -99,7 +116,7 @@ class Retire extends LifecycleJob<RetireData> {
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
   ) {
-    super(ctx, 'retire', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'retire', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, deps.audit);
   }
 
   async run(): Promise<{ summary: string; instanceId: string | null }> {
@@ -144,16 +161,22 @@ class Retire extends LifecycleJob<RetireData> {
     if (registry[name] === undefined) throw new RefusedError(`refused: ${name} is not in the registry`);
     const others = Object.keys(registry).filter((host) => host !== name);
     // A heartbeat exists only while its worker writes it (it expires with its TTL, and a
-    // clean shutdown deletes it): one alive is a host running a worker.
-    const heartbeats = await readHeartbeats(this.deps.redis, others);
-    const alive = others.filter((host) => heartbeats.get(host) != null);
+    // clean shutdown deletes it), signed with the workers' key: one that verifies is a host
+    // running a worker.
+    const heartbeats = await readHeartbeatRecords(this.deps.redis, others, publicHalf(this.ctx.signer.key));
+    const alive = others.flatMap((host) => {
+      const record = heartbeats.get(host);
+      return record ? [{ host, raw: record.raw }] : [];
+    });
     const reserved = await this.deps.redis.eval(
       RESERVE_RETIRE,
-      1 + alive.length,
+      1 + 2 * alive.length,
       keys.retiring(name),
-      ...alive.map((host) => keys.retiring(host)),
+      ...alive.map(({ host }) => keys.retiring(host)),
+      ...alive.map(({ host }) => keys.heartbeat(host)),
       this.ctx.jobId,
       RETIRING_TTL_MS,
+      ...alive.map(({ raw }) => raw),
     );
     if (reserved === -1) throw new RefusedError(`refused: ${name} is already being retired by another job`);
     if (reserved !== 1) {
@@ -211,6 +234,13 @@ class Retire extends LifecycleJob<RetireData> {
     const { cloud, bucket } = this.fleet;
     const objects = await cloud.deletePrefix(bucket, `bootstrap/${this.name}/`);
     await cloud.deleteSecret(agentKeySecret(this.name));
+    // Its token refresh (and any other schedule of its own queue) goes with it.
+    const queue = new Queue(hostQueue(this.name), { connection: this.deps.redis });
+    try {
+      await removeSchedules(queue);
+    } finally {
+      await queue.close();
+    }
     return { objects };
   }
 
@@ -225,7 +255,7 @@ class Retire extends LifecycleJob<RetireData> {
     // The member stays (or what is left of it is for an operator): others may count it again.
     return super.failed(err, async () => {
       await this.release().catch((releaseErr) =>
-        this.ctx.log.error({ err: errorLine(releaseErr) }, 'retire reservation not released'),
+        this.ctx.log.error({ err: releaseErr }, 'retire reservation not released'),
       );
       return undefined;
     });

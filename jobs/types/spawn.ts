@@ -9,7 +9,7 @@
 // Then, as resumable steps, each side effect idempotent by itself (a worker can die between
 // the effect and the saving of its step):
 //   agent-key   the host's job-signing key pair; the private key becomes the host's secret
-//               (an earlier attempt's secret is found and reused)
+//               (a rerun makes a new pair and overwrites it: the deployer never reads it back)
 //   registry    the entry (with the AMI and the public key) added; an entry with our key is ours
 //   bundle      s3://<bucket>/bootstrap/<name>/: config.json (names of secrets, never values),
 //               workspace templates, repo seeds, manifest (jobs/bootstrap/bundle.ts)
@@ -23,15 +23,16 @@
 // job made (registry entry, host key, bundle), so the registry lists only what exists; after
 // the apply, the instance exists and its entry stays.
 
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { hostSecretsPrefix } from '../../infra/names.js';
 import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
-import { instanceName } from '../../lib/config.js';
+import { DEFAULT_INSTANCE_TYPES, instanceName, instanceTypeShape } from '../../lib/config.js';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AuditTrail } from '../audit.js';
 import { uploadBundle } from '../bootstrap/bundle.js';
 import { CloudError } from '../cloud/errors.js';
 import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
@@ -39,28 +40,38 @@ import type { Deployer } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { keys } from '../engine/keys.js';
 import type { RegistryStore } from '../registry/types.js';
-import { generateSigningKeyPair } from '../signing.js';
+import { generateSigningKeyPair, publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
 import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
 
 export const SPAWN = 'spawn';
 
-const dataSchema = z
-  .object({
-    name: instanceName,
-    instanceType: z
-      .string()
-      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/)
-      .optional(),
-    ami: z
-      .string()
-      .regex(/^ami-[0-9a-f]{8,17}$/)
-      .optional(),
-  })
-  .strict();
-type SpawnData = z.output<typeof dataSchema>;
+/**
+ * The spawn's data. The instance type must be one of the allowed ones (CLAWDINATOR_INSTANCE_TYPES):
+ * checked here, so an agent's signed request for any other type is refused by the worker's
+ * schema check before the job runs, not only by Discord's choice list.
+ */
+function dataSchemaFor(instanceTypes: readonly string[]) {
+  return z
+    .object({
+      name: instanceName,
+      instanceType: instanceTypeShape
+        .refine((t) => instanceTypes.includes(t), {
+          message: `not an allowed instance type (${instanceTypes.join(', ')})`,
+        })
+        .optional(),
+      ami: z
+        .string()
+        .regex(/^ami-[0-9a-f]{8,17}$/)
+        .optional(),
+    })
+    .strict();
+}
+type SpawnSchema = ReturnType<typeof dataSchemaFor>;
+type SpawnData = z.output<SpawnSchema>;
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -94,6 +105,8 @@ export interface FleetDeps {
   /** Written into the bundle: the base stack's EFS id and the fleet's Redis (no password). */
   efsId?: string | null;
   redisUrl?: string | null;
+  /** Written into the bundle: the flake the new host's first boot switches to (github:owner/repo/rev). */
+  flake?: string | null;
   fleetMaxSize: number;
   spawnsPerHour: number;
   defaultInstanceType: string;
@@ -109,9 +122,13 @@ export interface FleetDeps {
 export interface SpawnDeps {
   redis: Redis;
   memory?: MemoryStore;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   fleet?: FleetDeps;
   /** Where an ops.md line that could not be written is reported. */
   opsChannelId?: string;
+  /** The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES); default DEFAULT_INSTANCE_TYPES. */
+  instanceTypes?: readonly string[];
 }
 
 /** The name's own Discord bot token, as the original named them. */
@@ -124,8 +141,6 @@ export function agentKeySecret(name: string): string {
   return `${hostSecretsPrefix(name)}agent-key`;
 }
 
-/** Spawns started in the last hour, by job id (a sorted set scored by start time). */
-const SPAWN_RATE_KEY = 'clawdinator:spawn-rate';
 // Atomic, so two spawns cannot both take the last slot; a job already counted passes again.
 const CHARGE_SPAWN = `redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - ${HOUR})
 if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
@@ -143,14 +158,18 @@ interface Chosen {
   startedAt: number;
 }
 
-export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
+export function spawnJob(deps: SpawnDeps): JobType<SpawnSchema> {
+  const instanceTypes = deps.instanceTypes ?? DEFAULT_INSTANCE_TYPES;
   return {
     name: SPAWN,
     version: 1,
-    schema: dataSchema,
+    schema: dataSchemaFor(instanceTypes),
     permission: 'spawn',
     agentAllowed: true,
     instanceOf: (d) => d.name,
+    // The new host's own worker comes up while the job waits for its heartbeat: it leaves the
+    // job to a peer (whose settings made the host) rather than finishing its own spawn.
+    avoidOwnHost: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -158,7 +177,7 @@ export function spawnJob(deps: SpawnDeps): JobType<typeof dataSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('spawn: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Spawn(ctx, deps.redis, memory, fleet).reportRecordsTo(deps).run();
+      return new Spawn(ctx, deps.redis, memory, fleet, instanceTypes, deps.audit).reportRecordsTo(deps).run();
     },
   };
 }
@@ -173,8 +192,10 @@ class Spawn extends LifecycleJob<SpawnData> {
     private readonly redis: Redis,
     memory: MemoryStore,
     private readonly fleet: FleetDeps,
+    private readonly instanceTypes: readonly string[],
+    audit: AuditTrail | undefined,
   ) {
-    super(ctx, 'spawn', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs);
+    super(ctx, 'spawn', memory, fleet.waits?.pollMs ?? defaultSpawnWaits.pollMs, audit);
     this.waits = { ...defaultSpawnWaits, ...fleet.waits };
     this.tokenSecret = discordTokenSecret(this.name);
     this.keySecret = agentKeySecret(this.name);
@@ -219,7 +240,7 @@ class Spawn extends LifecycleJob<SpawnData> {
         await this.waitFor(
           'heartbeat',
           async () => {
-            const beat = (await readHeartbeats(this.redis, [name])).get(name);
+            const beat = (await readHeartbeats(this.redis, [name], publicHalf(this.ctx.signer.key))).get(name);
             return beat?.instanceId === instanceId ? { at: beat.at } : undefined;
           },
           this.waits.heartbeatTimeoutMs,
@@ -243,10 +264,22 @@ class Spawn extends LifecycleJob<SpawnData> {
 
   private async check(): Promise<Chosen> {
     const { name, fleet } = this;
+    // The schema checked an asked type; the configured default is checked here, first.
+    const instanceType = this.ctx.data.instanceType ?? fleet.defaultInstanceType;
+    if (!this.instanceTypes.includes(instanceType)) {
+      throw new RefusedError(
+        `refused: instance type ${instanceType} is not allowed (CLAWDINATOR_INSTANCE_TYPES: ${this.instanceTypes.join(', ')})`,
+      );
+    }
     // The registry must take our commit (permission, branch protection) before we make a key.
     await fleet.registryStore.preflight?.();
     const { registry } = await fleet.registryStore.read();
     if (registry[name] !== undefined) throw new RefusedError(`refused: ${name} is already in the registry`);
+    // The new entry's host is its name: the flake keeps one configuration per host name.
+    const sharing = Object.entries(registry).find(([, entry]) => entry.host === name);
+    if (sharing !== undefined) {
+      throw new RefusedError(`refused: the host name ${name} is already used by ${sharing[0]} in the registry`);
+    }
     this.checkCap(registry);
     const live = (await fleet.cloud.listFleetInstances()).find((i) => i.name === name);
     if (live !== undefined) {
@@ -261,7 +294,7 @@ class Spawn extends LifecycleJob<SpawnData> {
     const charged = await this.redis.eval(
       CHARGE_SPAWN,
       1,
-      SPAWN_RATE_KEY,
+      keys.spawnRate,
       Date.now(),
       fleet.spawnsPerHour,
       this.ctx.jobId,
@@ -269,7 +302,6 @@ class Spawn extends LifecycleJob<SpawnData> {
     if (charged !== 1) {
       throw new RefusedError(`refused: spawn rate limit: ${fleet.spawnsPerHour} spawns per hour, try again later`);
     }
-    const instanceType = this.ctx.data.instanceType ?? fleet.defaultInstanceType;
     await this.ctx.progress(`${name}: ${ami.imageId} (${ami.name}), ${instanceType}`);
     return { ami: ami.imageId, instanceType, startedAt: Date.now() };
   }
@@ -311,21 +343,20 @@ class Spawn extends LifecycleJob<SpawnData> {
    * A key made again on a retry would differ, and Secrets Manager refuses a second value
    * under the same client token: an earlier attempt's key is looked up and kept instead.
    */
+  /**
+   * A new key pair each time the step runs: the private key is stored as the host's secret
+   * (overwriting what an attempt that died before saving this step stored), the public key
+   * goes on to the registry entry. The deployer never reads the private key back — its policy
+   * has no GetSecretValue, so a stolen deployer session cannot sign as any host — and nothing
+   * else used the earlier attempt's key yet, since the registry step comes after this one.
+   * Each run has its own client token: a token reused with another value is refused.
+   */
   private async ensureAgentKey(): Promise<{ publicKeyPem: string }> {
-    const { cloud } = this.fleet;
-    const stored = (await cloud.getSecrets([this.keySecret])).get(this.keySecret);
-    if (stored !== undefined) return { publicKeyPem: this.publicKeyOf(stored) };
     const pair = generateSigningKeyPair();
-    await cloud.putSecret(this.keySecret, pair.privateKeyPem, { clientToken: `${this.ctx.jobId}-agent-key` });
+    await this.fleet.cloud.putSecret(this.keySecret, pair.privateKeyPem, {
+      clientToken: `${this.ctx.jobId}-agent-key-${randomUUID()}`,
+    });
     return { publicKeyPem: pair.publicKeyPem };
-  }
-
-  private publicKeyOf(privateKeyPem: string): string {
-    try {
-      return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'pem' }).toString();
-    } catch {
-      throw new OperationError(`the host secret ${this.keySecret} holds no private key (PEM)`);
-    }
   }
 
   private async addToRegistry(entry: RegistryEntry): Promise<null> {
@@ -348,7 +379,7 @@ class Spawn extends LifecycleJob<SpawnData> {
   }
 
   private async uploadBundle(entry: RegistryEntry): Promise<{ prefix: string; uploaded: number; unchanged: number }> {
-    const { cloud, bucket, region, efsId, redisUrl } = this.fleet;
+    const { cloud, bucket, region, efsId, redisUrl, flake } = this.fleet;
     // Only what changed goes up again, so a retried step is cheap and changes nothing.
     const result = await uploadBundle(cloud, {
       name: this.name,
@@ -358,6 +389,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       region,
       efsId: efsId ?? null,
       redisUrl: redisUrl ?? null,
+      flake: flake ?? null,
       secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
     });
     return { prefix: result.prefix, uploaded: result.uploaded.length, unchanged: result.unchanged.length };
@@ -412,7 +444,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       }
       await fleet.cloud.deleteSecret(this.keySecret);
       await fleet.cloud.deletePrefix(fleet.bucket, `bootstrap/${name}/`);
-      await this.redis.zrem(SPAWN_RATE_KEY, this.ctx.jobId);
+      await this.redis.zrem(keys.spawnRate, this.ctx.jobId);
       return 'undone: no registry entry, host key or bundle left';
     } catch (undoErr) {
       return `undo failed: ${errorLine(undoErr)}`;

@@ -18,9 +18,11 @@ import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
+import { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { publicHalf } from '../signing.js';
 import { lockOwner } from '../terraform/lock.js';
 import { formatSummary } from '../terraform/summary.js';
 import { type LifecycleRun, recordLifecycle, refusedIsFinal, via } from './lifecycle.js';
@@ -39,6 +41,8 @@ export interface StrayCleanupDeps {
   redis: Redis;
   memory?: MemoryStore;
   fleet?: FleetDeps;
+  /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
+  audit?: AuditTrail;
   /** Where a record that could not be written is reported. */
   opsChannelId?: string;
 }
@@ -51,6 +55,8 @@ export function strayCleanupJob(deps: StrayCleanupDeps): JobType<typeof dataSche
     permission: 'retire',
     // One operation per member (or per stray instance) at a time.
     instanceOf: (d) => d.target,
+    // It terminates or destroys: a retry is confirmed as a new request would be.
+    destructive: true,
     attempts: 3,
     async run(ctx) {
       const { fleet, memory } = deps;
@@ -63,7 +69,13 @@ export function strayCleanupJob(deps: StrayCleanupDeps): JobType<typeof dataSche
         : await retireGone(ctx, deps, fleet, target);
       await ctx.steps.run('record', () => {
         const run: LifecycleRun = { jobId: ctx.jobId, principal: ctx.principal, action: 'cleanup', name: target };
-        return recordLifecycle(memory, run, summary, `cleaned up: ${summary}`, { ...deps, log: ctx.log });
+        const audit = deps.audit ?? new AuditTrail({ log: ctx.log, memory });
+        return recordLifecycle(memory, audit, run, summary, `cleaned up: ${summary}`, {
+          redis: deps.redis,
+          signer: ctx.signer,
+          opsChannelId: deps.opsChannelId,
+          log: ctx.log,
+        });
       });
       return { summary };
     },
@@ -121,7 +133,8 @@ async function retireGone(
         `refused: ${name} has an instance (${live.instanceId}, ${live.state}): it is not gone; use retire`,
       );
     }
-    if ((await readHeartbeats(deps.redis, [name])).get(name) != null) {
+    // Verified as every reader does: a forged heartbeat neither keeps nor frees a member.
+    if ((await readHeartbeats(deps.redis, [name], publicHalf(ctx.signer.key))).get(name) != null) {
       throw new RefusedError(`refused: ${name} has a live worker heartbeat: it is not gone; use retire`);
     }
     // Only an entry with an AMI has a stack (the synth makes none without one).

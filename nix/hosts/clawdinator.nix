@@ -22,14 +22,9 @@
     # The fleet's ElastiCache (TLS, auth token in /run/clawdinator-ops/redis-password).
     # Placeholder: set to the base stack's redis endpoint output.
     redisUrl = lib.mkDefault "rediss://clawdinator-redis.invalid:6379";
-    settings = lib.optionalAttrs (instanceName != null) {
-      CLAWDINATOR_JOB_KEY_ID = "gateway";
-    };
+    # The fleet's settings (CLAWDINATOR_JOB_PUBLIC_KEYS, CLAWDINATOR_BOOTSTRAP_BUCKET, …) go in
+    # services.clawdinator.settings here; which key each unit signs with is fixed by units.json.
   };
-
-  # The hive mind: EFS at /memory (NFS over TLS via the bootstrap's mount helper in production;
-  # an empty local directory until it is mounted).
-  systemd.tmpfiles.rules = [ "d /memory 2770 root clawdinator-memory -" ];
 
   # Changes go through the repo → deploy pipeline, never by hand on a host.
   services.openssh.enable = lib.mkDefault false;

@@ -2,6 +2,7 @@
 // file of its area; run a subset with `npm run bench -- <name> …`.
 import { cloudFleetStatus } from './cloud.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
+import { githubSync300 } from './github.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
@@ -23,6 +24,7 @@ const benches: Record<string, Bench> = {
   'worker-idle-rss': workerIdleRss,
   'infra-synth': synthBudget,
   'infra-synth-reference': synthReference,
+  'github-sync': githubSync300,
 };
 
 const wanted = process.argv.slice(2);

@@ -4,8 +4,8 @@ import { Queue } from 'bullmq';
 import type { FleetRegistry } from '../../infra/registry.js';
 import { ManualClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
-import { keys } from '../../jobs/engine/keys.js';
 import { fleetStatus } from '../../jobs/status.js';
+import { testWorkersKey, writeHeartbeat } from '../support/jobs.js';
 import { startRedis } from '../support/redis.js';
 import { median, ms, type Row } from './table.js';
 
@@ -32,20 +32,9 @@ export async function fleetStatus500(): Promise<Row[]> {
       },
     ]),
   );
-  const now = Date.now();
+  // Signed, as the workers write them: /status verifies each one (500 Ed25519 verifies per call).
   for (const i of await sim.listFleetInstances()) {
-    await redis.set(
-      keys.heartbeat(i.name as string),
-      JSON.stringify({
-        host: i.name,
-        instanceId: i.instanceId,
-        version: '0.1.0',
-        revision: 'r',
-        startedAt: now,
-        activeJobs: 0,
-        at: now,
-      }),
-    );
+    await writeHeartbeat(redis, { host: i.name as string, instanceId: i.instanceId, version: '0.1.0' }, 3600);
   }
   const queue = new Queue('clawdinator-fleet', { connection: { host: '127.0.0.1', port: server.port } });
   // Count what reaches Redis: every command the status code sends goes through sendCommand.
@@ -61,7 +50,13 @@ export async function fleetStatus500(): Promise<Row[]> {
     sim.resetCalls();
     commands = 0;
     const t = performance.now();
-    const status = await fleetStatus({ registry: async () => registry, cloud: sim, redis, queues: [queue] });
+    const status = await fleetStatus({
+      registry: async () => registry,
+      cloud: sim,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+    });
     walls.push(performance.now() - t);
     if (status.members.filter((m) => m.state === 'online').length !== N) throw new Error('bench: not all online');
     calls = { ec2: sim.calls.ec2, ssm: sim.calls.ssm, redis: commands };

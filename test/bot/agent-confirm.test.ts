@@ -13,11 +13,11 @@ import { keys } from '../../jobs/engine/keys.js';
 import type { FileRegistryStore } from '../../jobs/registry/file.js';
 import { signPayload } from '../../jobs/signing.js';
 import type { MemoryStore } from '../../memory/store.js';
-import { ALICE, BOB, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
+import { ALICE, BOB, GUILD, OPERATOR_ROLE, OPS_CHANNEL, OTHER_CHANNEL, policy } from '../support/bot.js';
 import { discordBot } from '../support/bot-fleet.js';
 import type { DiscordStandIn, MessageRecord } from '../support/discord-standin.js';
 import { SIM_AMI as AMI } from '../support/fleet.js';
-import type { keyPair } from '../support/jobs.js';
+import { type keyPair, writeHeartbeat } from '../support/jobs.js';
 import { AGENT, lifecycleSuite } from '../support/lifecycle.js';
 
 const TOKEN = 'agent-confirm-test-bot-token';
@@ -47,9 +47,7 @@ interface World {
 async function world(options: { confirmSeconds?: number } = {}): Promise<World> {
   const { redis, sim } = suite;
   // clawdinator-1's worker is alive: retiring clawdinator-3 leaves it.
-  const at = Date.now();
-  const beat = { host: 'clawdinator-1', instanceId: 'i-1', version: 't', revision: 'r', startedAt: at };
-  await redis.set(keys.heartbeat('clawdinator-1'), JSON.stringify({ ...beat, activeJobs: 0, at }), 'EX', 600);
+  await writeHeartbeat(redis, { host: 'clawdinator-1', instanceId: 'i-1' }, 600);
   const h = suite.harness({
     types: { opsChannelId: OPS_CHANNEL, agentConfirmSeconds: options.confirmSeconds ?? 600 },
     policy,
@@ -273,6 +271,62 @@ describe("an agent's retire waits for a human in the ops channel", () => {
     );
     expect(await w.redis.exists(keys.approval(jobId))).toBe(0);
     await untouched(w);
+  });
+
+  it('forged questions show no button; a press counts only as one of the job’s signed question', async () => {
+    const w = await world();
+    const jobId = await w.ask();
+    const message = await question(w, jobId);
+    const [confirm] = buttonIds(message);
+    const expiresAt = Number(confirm?.split(':')[3]);
+    const [real] = (await w.redis.xrange(keys.events, '-', '+')).filter(([, f]) => f[1]?.includes('"kind":"confirm"'));
+    const signed = JSON.parse(real?.[1][1] as string);
+    // A Redis writer's question: unsigned, with the human flow's button for a real member,
+    // labelled to be pressed without a second thought.
+    const humanFlow = `retire:confirm:clawdinator-1:${ALICE}:${expiresAt}`;
+    await w.redis.xadd(
+      keys.events,
+      '*',
+      'event',
+      JSON.stringify({
+        kind: 'confirm',
+        jobId,
+        reply: { channelId: OPS_CHANNEL },
+        text: 'Maintenance window: please acknowledge.',
+        at: Date.now(),
+        buttons: [{ id: humanFlow, label: 'Acknowledge', style: 'primary' }],
+      }),
+    );
+    // The worker's signed question, added again as it was, and moved to another channel.
+    await w.redis.xadd(keys.events, '*', 'event', real?.[1][1] as string);
+    const moved = { ...signed, event: { ...signed.event, reply: { channelId: OTHER_CHANNEL } } };
+    await w.redis.xadd(keys.events, '*', 'event', JSON.stringify(moved));
+    await relayCaughtUp(w);
+    const withButtons = w.standIn.channelMessages(OPS_CHANNEL).filter((m) => m.components.length > 0);
+    expect(withButtons.map((m) => m.id)).toEqual([message.id]);
+    expect(JSON.stringify(w.standIn.calls)).not.toContain(humanFlow);
+    expect(w.standIn.calls.filter((c) => c.path.includes(OTHER_CHANNEL))).toEqual([]);
+
+    // A button id that is not one of the signed question's (another expiry) answers nothing.
+    const other = approvalButtonId({ action: 'retire', decision: 'confirm', jobId, expiresAt: expiresAt + 60 });
+    const pressedOther = await press(w, message, other, alice, [OPERATOR_ROLE]);
+    expect(pressedOther.data?.content).toBe('⚠️ This request is no longer waiting for an answer.');
+    // Nor does the real button once the pending record is not the job's (replaced by a Redis writer).
+    const record = (await w.redis.get(keys.pending(jobId))) as string;
+    const stored = JSON.parse(record);
+    const forgedRecord = { ...stored, pending: { ...stored.pending, channelId: OTHER_CHANNEL } };
+    await w.redis.set(keys.pending(jobId), JSON.stringify(forgedRecord));
+    const pressedForged = await press(w, message, confirm as string, alice, [OPERATOR_ROLE]);
+    expect(pressedForged.data?.content).toBe('⚠️ This request is no longer waiting for an answer.');
+    expect(await w.redis.exists(keys.approval(jobId))).toBe(0);
+    await stillWaiting(w, jobId);
+    await untouched(w);
+
+    // The job's own record back: the same press goes through (so the refusals above could fail).
+    await w.redis.set(keys.pending(jobId), record);
+    const answered = await press(w, message, confirm as string, alice, [OPERATOR_ROLE]);
+    expect(answered.type).toBe(7);
+    expect((await settled(w, jobId)).failedReason).toBeUndefined();
   });
 
   it('an approval written straight to Redis (unsigned, wrongly signed, or for someone not allowed) is ignored', async () => {

@@ -3,6 +3,7 @@
 // which the real worker runs against the simulated cloud (real synth, file registry).
 import type { Queue } from 'bullmq';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { RETRY_CONFIRM_SECONDS } from '../../bot/commands/jobs.js';
 import { CONFIRM_SECONDS } from '../../bot/commands/retire.js';
 import type { ConsoleSession } from '../../bot/console/adapter.js';
 import type { SimCloud } from '../../jobs/cloud/sim.js';
@@ -77,5 +78,37 @@ describe('/retire through the console', () => {
     expect(await alice.run(`/press retire:destroy:clawdinator-3:${ALICE}:9999999999`)).toBe(false);
     expect(printed.join('\n')).toContain('This button is not a retire confirmation.');
     expect(await queued()).toBe(0);
+  });
+
+  it('/jobs retry of a failed retire asks its requester to confirm again, as /retire does', async () => {
+    // A retire that fails: the member is not in the registry.
+    const { confirm } = await ask('clawdinator-9');
+    expect(await alice.run(`/press ${confirm}`)).toBe(true);
+    const [failed] = await queue.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed']);
+    const id = failed?.id as string;
+    const deadline = Date.now() + 20_000;
+    while ((await queue.getJobState(id)) !== 'failed') {
+      if (Date.now() > deadline) throw new Error('the retire job did not fail');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    printed.length = 0;
+    expect(await alice.run(`/jobs retry id:${id}`)).toBe(true);
+    const shown = printed.join('\n');
+    expect(shown).toContain(`Retry \`${id}\` (retire of clawdinator-9, asked by alice (Discord ${ALICE}) at `);
+    const expiresAt = NOW.getTime() / 1000 + RETRY_CONFIRM_SECONDS;
+    const ids = [...shown.matchAll(/press with: \/press (\S+)/g)].map((m) => m[1]);
+    expect(ids).toEqual([`jobs:retry:${ALICE}:${expiresAt}:${id}`, `jobs:keep:${ALICE}:${expiresAt}:${id}`]);
+    // Nothing is queued until the requester confirms; nobody else can.
+    expect(await queued()).toBe(1);
+    printed.length = 0;
+    expect(await bob.run(`/press ${ids[0]}`)).toBe(false);
+    expect(printed.join('\n')).toContain(`Only <@${ALICE}>, who asked, can answer this retry confirmation.`);
+    expect(await queued()).toBe(1);
+    expect(await alice.run(`/press ${ids[0]}`)).toBe(true);
+    const again = (await queue.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed'])).find(
+      (j) => j.id !== id,
+    );
+    expect(again?.data.signed).toMatchObject({ type: 'retire', data: { name: 'clawdinator-9' } });
+    expect(again?.data.signed.principal).toMatchObject({ kind: 'discord', userId: ALICE });
   });
 });

@@ -5,7 +5,19 @@
 // with nothing installed, a changed prefix that re-initializes, a missing instance.env read
 // back from the user data, IMDS refusing a token. No run prints a secret value.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +26,7 @@ import { type BundleInput, REPO_SEEDS_SOURCE_KEY, uploadBundle } from '../../job
 import { formatIdentity } from '../../jobs/bootstrap/identity.js';
 import { createAwsCloud } from '../../jobs/cloud/aws.js';
 import type { Cloud } from '../../jobs/cloud/types.js';
+import { generateSigningKeyPair } from '../../jobs/signing.js';
 import { projectPath } from '../../lib/paths.js';
 import { jsonReply, type Stub, startStub } from '../jobs/cloud/stub.js';
 import { type CliResult, runCli, tempDir } from '../support/cli.js';
@@ -24,11 +37,12 @@ const BUCKET = 'fleet-bucket';
 const NAME = 'clawdinator-1';
 const V1 = `bootstrap/${NAME}`;
 const V2 = `bootstrap/${NAME}-v2`;
+/** The host's agent key: a real one, since the bootstrap derives its public half for the gateway. */
+const AGENT_KEY = generateSigningKeyPair();
 /** Planted secret values: none may show in any output. */
 const SECRETS: Record<string, string> = {
   [`clawdinator/discord-token/${NAME}`]: 'planted-agent-discord-token-91c2',
-  [`clawdinator/host/${NAME}/agent-key`]:
-    '-----BEGIN PRIVATE KEY-----\nplanted-agent-key-5e7d\n-----END PRIVATE KEY-----',
+  [`clawdinator/host/${NAME}/agent-key`]: AGENT_KEY.privateKeyPem,
   'clawdinator/fleet/redis-auth': 'planted-redis-auth-0b3f',
   'clawdinator/fleet/ops-bot-token': 'planted-ops-bot-token-77aa',
 };
@@ -50,7 +64,14 @@ const host = {
   ops: '',
   agent: '',
   switched: '',
+  tunnel: '',
 };
+/** The ids the bootstrap gives files to (nix/units.json ids): real chowns, the tests run as root. */
+const OPS = { uid: 2790, gid: 2790 };
+const AGENT = { uid: 2791, gid: 2791 };
+const AS_ROOT = process.getuid?.() === 0;
+/** The switch hand-off's flake for a bundle that pins none: the seeds' root-owned copy. */
+const seedsFlake = () => `${join(host.state, 'repo-seeds', 'clawdinators')}#${NAME}`;
 
 beforeAll(async () => {
   dir = tempDir('clawdinator-boot-');
@@ -79,6 +100,7 @@ beforeAll(async () => {
   host.ops = join(root, 'run/clawdinator-ops');
   host.agent = join(root, 'run/clawdinator');
   host.switched = join(dir, 'switched');
+  host.tunnel = join(host.state, 'efs-stunnel.conf');
   mkdirSync(host.state, { recursive: true });
 
   // Prepared repo seeds (tar + zstd, as the bootstrap extracts them) and the first bundle.
@@ -138,10 +160,14 @@ async function boot(): Promise<CliResult> {
       CLAWDINATOR_BOOTSTRAP_STATE_DIR: host.state,
       CLAWDINATOR_WORKSPACE_DIR: host.workspace,
       CLAWDINATOR_REPO_SEEDS_DIR: host.seeds,
+      CLAWDINATOR_REPO_SEEDS_ARCHIVE: join(host.state, 'repo-seeds.tar.zst'),
       CLAWDINATOR_OPS_SECRETS_DIR: host.ops,
       CLAWDINATOR_AGENT_SECRETS_DIR: host.agent,
       CLAWDINATOR_IMDS_URL: imds.url,
-      CLAWDINATOR_BOOTSTRAP_SWITCH: JSON.stringify(['sh', '-c', `echo {host} >> ${host.switched}`]),
+      CLAWDINATOR_BOOTSTRAP_SWITCH: JSON.stringify(['sh', '-c', `echo {flake}#{host} >> ${host.switched}`]),
+      CLAWDINATOR_EFS_TUNNEL_CONFIG: host.tunnel,
+      CLAWDINATOR_EFS_CA_FILE: '/etc/ssl/certs/ca-certificates.crt',
+      ...(AS_ROOT ? { CLAWDINATOR_OPS_OWNER: '2790:2790', CLAWDINATOR_AGENT_OWNER: '2791:2791' } : {}),
     },
   });
   outputs.push(result);
@@ -167,7 +193,7 @@ function snapshot(): Record<string, string> {
 }
 
 describe('clawdinator bootstrap', () => {
-  it('installs the bundle: workspace, repo seeds, secrets 0400 in 0700 dirs, the switch hand-off, the sentinel', async () => {
+  it('installs the bundle: workspace and seeds for the agent, secrets 0400 for their owners in root-owned 0750 dirs, the switch hand-off to a root-owned flake, the sentinel', async () => {
     writeInstanceEnv(V1);
     const result = await boot();
     expect(result.stderr).toBe('');
@@ -178,6 +204,10 @@ describe('clawdinator bootstrap', () => {
     );
     expect(existsSync(join(host.workspace, 'skills', 'README.md'))).toBe(true);
     expect(readFileSync(join(host.seeds, 'clawdinators', 'flake.nix'), 'utf8')).toBe('{ }\n');
+    // The archive itself, root's and readable by the agent, for `seed-repos` run as the agent.
+    const archive = join(host.state, 'repo-seeds.tar.zst');
+    expect(statSync(archive).mode & 0o777).toBe(0o644);
+    if (AS_ROOT) expect(statSync(archive).uid).toBe(0);
     const expected: [string, string][] = [
       [join(host.agent, 'discord-token'), `clawdinator/discord-token/${NAME}`],
       [join(host.agent, 'agent-key.pem'), `clawdinator/host/${NAME}/agent-key`],
@@ -187,14 +217,40 @@ describe('clawdinator bootstrap', () => {
     for (const [path, name] of expected) {
       expect(readFileSync(path, 'utf8')).toBe(SECRETS[name]);
       expect(statSync(path).mode & 0o777).toBe(0o400);
+      if (AS_ROOT) expect(statSync(path).uid).toBe(path.startsWith(host.ops) ? OPS.uid : AGENT.uid);
     }
-    expect(statSync(host.ops).mode & 0o777).toBe(0o700);
-    expect(statSync(host.agent).mode & 0o777).toBe(0o700);
+    // The agent's public key, for the ops gateway's request socket, is derived into the ops dir.
+    const publicKey = join(host.ops, 'agent-public-key.pem');
+    expect(readFileSync(publicKey, 'utf8')).toBe(AGENT_KEY.publicKeyPem);
+    if (AS_ROOT) expect(statSync(publicKey).uid).toBe(OPS.uid);
+    // Root's dirs, entered by the owner's group only: nobody but root writes there.
+    for (const [d, owner] of [
+      [host.ops, OPS],
+      [host.agent, AGENT],
+    ] as const) {
+      expect(statSync(d).mode & 0o777).toBe(0o750);
+      if (AS_ROOT) expect([statSync(d).uid, statSync(d).gid]).toEqual([0, owner.gid]);
+    }
+    // The agent's copies are the agent's, down to every file.
+    if (AS_ROOT) {
+      for (const p of [
+        host.workspace,
+        join(host.workspace, 'SOUL.md'),
+        join(host.seeds, 'clawdinators', 'flake.nix'),
+      ]) {
+        expect([statSync(p).uid, statSync(p).gid]).toEqual([AGENT.uid, AGENT.gid]);
+      }
+    }
+    // No EFS in this bundle: no tunnel config, so the tunnel and the mount are skipped.
+    expect(existsSync(host.tunnel)).toBe(false);
+    expect(result.stdout).toContain('memory: no EFS in config.json: /memory stays a local directory');
     // Optional fleet secrets that do not exist are skipped, by name.
     expect(existsSync(join(host.ops, 'github-app.pem'))).toBe(false);
     expect(result.stdout).toContain('not present, skipped (clawdinator/fleet/gateway-signing-key');
     expect(JSON.parse(sentinel())).toMatchObject({ prefix: V1, instance: NAME });
-    expect(switches()).toEqual([NAME]);
+    // The seeds' root-owned extraction, never the agent's copy.
+    expect(switches()).toEqual([seedsFlake()]);
+    expect(statSync(join(host.state, 'repo-seeds', 'clawdinators')).uid).toBe(process.getuid?.());
     expect(existsSync(join(host.state, '.staging'))).toBe(false);
   });
 
@@ -204,7 +260,7 @@ describe('clawdinator bootstrap', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^already bootstrapped from ${V1} \\(manifest [0-9a-f]{12}\\)$`, 'm'));
     expect(snapshot()).toEqual(before);
-    expect(switches()).toEqual([NAME]);
+    expect(switches()).toEqual([seedsFlake()]);
   });
 
   it('a secret lost from /run (a reboot) is written again, nothing else', async () => {
@@ -265,7 +321,7 @@ describe('clawdinator bootstrap', () => {
     expect(existsSync(join(host.workspace, 'scratch.txt'))).toBe(false);
     expect(JSON.parse(sentinel())).toMatchObject({ prefix: V2, manifestSha256: repaired.manifestSha256 });
     expect(readFileSync(join(host.ops, 'redis-password'), 'utf8')).toBe(SECRETS['clawdinator/fleet/redis-auth']);
-    expect(switches()).toEqual([NAME, NAME]);
+    expect(switches()).toEqual([seedsFlake(), seedsFlake()]);
   });
 
   it('without instance.env, reads the user data through IMDSv2 and writes instance.env back', async () => {
@@ -322,5 +378,55 @@ describe('clawdinator bootstrap', () => {
       `clawdinator: bootstrap: no bundle at s3://${BUCKET}/bootstrap/${NAME}-none/ (no manifest.json): upload it with clawdinator fleet bundle ${NAME}: nothing installed\n`,
     );
     expect(sentinel()).toBe(sentinelBefore);
+  });
+
+  it('an agent that planted links in its home: none followed; the switch goes to the bundle’s pinned flake; the EFS tunnel config written', async () => {
+    // What the agent can reach outside its home: nothing of it may change.
+    const victim = join(dir, 'victim');
+    mkdirSync(victim, { recursive: true });
+    writeFileSync(join(victim, 'keep.txt'), 'root’s file');
+    const victimBefore = () => readdirSync(victim).map((f) => `${f}:${readFileSync(join(victim, f), 'utf8')}`);
+    const untouched = victimBefore();
+    // The names the old bootstrap worked under, as links; and the workspace itself swapped for one.
+    symlinkSync(victim, `${host.workspace}.partial`);
+    symlinkSync(victim, `${host.seeds}.partial`);
+    rmSync(host.workspace, { recursive: true, force: true });
+    symlinkSync(victim, host.workspace);
+
+    const rev = 'a'.repeat(40);
+    const V3 = `bootstrap/${NAME}-v3`;
+    await uploadBundle(cloud, {
+      ...bundleInput(V3, join(dir, 'ws-v3')),
+      efsId: 'fs-0123456789abcdef0',
+      flake: `github:openclaw/clawdinators/${rev}`,
+    });
+    writeInstanceEnv(V3);
+    const result = await boot();
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+
+    expect(victimBefore()).toEqual(untouched);
+    expect(statSync(join(victim, 'keep.txt')).uid).toBe(process.getuid?.());
+    // The planted links are left as they were, never used.
+    for (const link of [`${host.workspace}.partial`, `${host.seeds}.partial`]) {
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(link)).toBe(victim);
+    }
+    // The workspace is a real directory again, holding the templates.
+    expect(lstatSync(host.workspace).isDirectory()).toBe(true);
+    expect(existsSync(join(host.workspace, 'SOUL.md'))).toBe(true);
+    expect(
+      readdirSync(join(dir, 'host', 'var/lib/clawd')).filter((f) => f.includes('.partial-') || f.includes('.old-')),
+    ).toEqual([]);
+    // The hand-off names the pinned revision, not a path the agent could swap.
+    expect(switches().at(-1)).toBe(`github:openclaw/clawdinators/${rev}#${NAME}`);
+    for (const line of switches()) expect(line.startsWith(join(dir, 'host', 'var/lib/clawd/'))).toBe(false);
+    // The tunnel for /memory: the bundle's file system in the host's region, certificate checked.
+    const tunnel = readFileSync(host.tunnel, 'utf8');
+    expect(tunnel).toContain('accept = 127.0.0.1:2049');
+    expect(tunnel).toContain('connect = fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:2049');
+    expect(tunnel).toContain('checkHost = fs-0123456789abcdef0.efs.us-east-1.amazonaws.com');
+    expect(tunnel).toContain('verifyChain = yes');
+    expect(tunnel).toContain('CAfile = /etc/ssl/certs/ca-certificates.crt');
   });
 });

@@ -22,6 +22,7 @@ describe('clawdinator infra', () => {
       ...example,
       'clawdinator-2': {
         ...example['clawdinator-1'],
+        host: 'clawdinator-2',
         ami: undefined,
         bootstrapPrefix: 'b/2',
         discordTokenSecret: 'clawdinator/t/2',

@@ -29,6 +29,14 @@ const alice: Principal = {
   channelId: OPS_CHANNEL,
 };
 const reader: Principal = { ...alice, roles: [READER_ROLE] };
+
+/** The public keys of the test's principals, as CLAWDINATOR_JOB_PUBLIC_KEYS gives them. */
+function publicKeysEnv(): Record<string, string> {
+  const pem = (id: string) => h.keys[id]?.export({ type: 'spki', format: 'pem' }).toString() as string;
+  return {
+    CLAWDINATOR_JOB_PUBLIC_KEYS: JSON.stringify({ gateway: pem('gateway'), 'operator:ops': pem('operator:ops') }),
+  };
+}
 let closers: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
@@ -158,18 +166,38 @@ describe('clawdinator jobs (CLI)', () => {
     expect(json.code).toBe(0);
     const detail = JSON.parse(json.stdout);
     expect(Object.keys(detail).sort()).toEqual(
-      [...SUMMARY_KEYS, 'cancelRequestedBy', 'logCount', 'logs', 'requestId', 'result', 'steps'].sort(),
+      [
+        ...SUMMARY_KEYS,
+        'cancelRequestedBy',
+        'logCount',
+        'logs',
+        'requestId',
+        'requestedAt',
+        'result',
+        'signature',
+        'steps',
+      ].sort(),
     );
     expect(detail).toMatchObject({
       id: failed,
       state: 'failed',
       requestId: 'denied',
+      requestedAt: expect.any(Number),
+      // No public keys configured: what the job claims, unchecked.
+      signature: 'not checked',
       steps: [],
       logs: [],
       logCount: 0,
     });
     expect(text.stdout).toMatch(/^state +failed$/m);
     expect(text.stdout).toMatch(/^failed +rejected: not allowed/m);
+    // Type, target, who asked and when; with the public keys, whether that claim verifies.
+    expect(text.stdout).toMatch(/^type +health-sweep$/m);
+    expect(text.stdout).toMatch(/^target +-$/m);
+    expect(text.stdout).toMatch(new RegExp(`^asked by +alice \\(Discord ${ALICE}\\)$`, 'm'));
+    expect(text.stdout).toMatch(/^asked at +\d{4}-\d\d-\d\dT/m);
+    const checked = await runCli(['jobs', 'show', failed], { env: { ...env, ...publicKeysEnv() } });
+    expect(checked.stdout).toMatch(/^signature +verified$/m);
 
     expect(missing).toMatchObject({ code: 1, stdout: '', stderr: 'clawdinator: no such job: two-step-none\n' });
     expect(bad.code).toBe(2);
@@ -199,7 +227,12 @@ describe('clawdinator jobs (CLI)', () => {
     const dir = tempDir();
     const keyFile = join(dir, 'operator.pem');
     writeFileSync(keyFile, h.operator.key.export({ type: 'pkcs8', format: 'pem' }).toString());
-    const operatorEnv = { ...env, CLAWDINATOR_JOB_SIGNING_KEY_FILE: keyFile, CLAWDINATOR_JOB_KEY_ID: 'operator:ops' };
+    const operatorEnv = {
+      ...env,
+      ...publicKeysEnv(),
+      CLAWDINATOR_JOB_SIGNING_KEY_FILE: keyFile,
+      CLAWDINATOR_JOB_KEY_ID: 'operator:ops',
+    };
 
     const [notFailed, asGateway] = await Promise.all([
       runCli(['jobs', 'retry', waiting], { env: operatorEnv }),
@@ -222,6 +255,59 @@ describe('clawdinator jobs (CLI)', () => {
     const job = await finished(newId as string);
     expect(job.data.signed.principal).toEqual({ kind: 'cli', operator: 'ops' });
     expect(job.failedReason).toBeUndefined();
+  });
+
+  it('retry: never of a request that does not verify; a destructive one only with --yes', async () => {
+    const { failed } = await failedAndWaiting();
+    worker();
+    const retire = await enqueue('retire', { name: 'clawdinator-4' }, reader, 'denied-retire');
+    expect((await finished(retire)).failedReason).toMatch(/^rejected: not allowed/);
+    for (const close of closers.splice(0).reverse()) await close();
+    const dir = tempDir();
+    const keyFile = join(dir, 'operator.pem');
+    writeFileSync(keyFile, h.operator.key.export({ type: 'pkcs8', format: 'pem' }).toString());
+    const operatorEnv = {
+      ...env,
+      ...publicKeysEnv(),
+      CLAWDINATOR_JOB_SIGNING_KEY_FILE: keyFile,
+      CLAWDINATOR_JOB_KEY_ID: 'operator:ops',
+    };
+    // The failed job's request, changed in Redis to a retire of clawdinator-1.
+    const stored = JSON.parse((await redis.hget(`bull:${FLEET_QUEUE}:${failed}`, 'data')) as string);
+    await redis.hset(
+      `bull:${FLEET_QUEUE}:${failed}`,
+      'data',
+      JSON.stringify({ ...stored, signed: { ...stored.signed, data: { name: 'clawdinator-1' } } }),
+    );
+    const [planted, noKeys, unconfirmed] = await Promise.all([
+      runCli(['jobs', 'retry', failed], { env: operatorEnv }),
+      runCli(['jobs', 'retry', retire], { env: { ...operatorEnv, CLAWDINATOR_JOB_PUBLIC_KEYS: '{}' } }),
+      runCli(['jobs', 'retry', retire], { env: operatorEnv }),
+    ]);
+    expect(planted).toMatchObject({
+      code: 1,
+      stderr: `clawdinator: cannot retry ${failed}: its signature does not verify\n`,
+    });
+    expect(noKeys).toMatchObject({
+      code: 1,
+      stderr: `clawdinator: cannot retry ${retire}: its signature does not verify\n`,
+    });
+    expect(unconfirmed).toMatchObject({
+      code: 2,
+      stderr: `clawdinator: retrying ${retire} runs retire of clawdinator-4 again, which cannot be undone: confirm with --yes\n`,
+    });
+    const q = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => q.close());
+    const count = async () => (await q.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed'])).length;
+    expect(await count()).toBe(3);
+    const confirmed = await runCli(['jobs', 'retry', retire, '--yes'], { env: operatorEnv });
+    expect(confirmed.code).toBe(0);
+    const newId = /^retried \S+ as (retire-cli-[\w-]+) /.exec(confirmed.stdout)?.[1] as string;
+    expect((await q.getJob(newId))?.data.signed).toMatchObject({
+      type: 'retire',
+      data: { name: 'clawdinator-4' },
+      principal: { kind: 'cli', operator: 'ops' },
+    });
   });
 
   it('settings and arguments: a missing Redis URL or a bad filter exits 2, an unreachable Redis 1', async () => {

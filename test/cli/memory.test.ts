@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { projectPath } from '../../lib/paths.js';
 import { sha256 } from '../../memory/store.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { holdFlock, tryFlock } from '../support/flock.js';
+import { mkfifo, plantBackupTempLinks } from '../support/hostile.js';
 import { checkLines } from '../support/lines.js';
 
 let root: string;
@@ -129,6 +130,38 @@ describe('clawdinator memory (CLI)', () => {
         expect(existsSync('/etc/passwd-clawdinator')).toBe(false);
       });
     }
+  });
+
+  describe('what an agent can plant in the folder (issue 13)', () => {
+    it('a FIFO named like a note: read, write, append, edit exit 2 with one line; no lock is left', async () => {
+      const fifo = join(root, 'fifo.md');
+      mkfifo(fifo);
+      for (const args of [['read'], ['write'], ['append'], ['edit', 'fifo.md', '--', 'true']]) {
+        const argv = ['memory', ...(args.length === 1 ? [...args, 'fifo.md'] : args)];
+        const r = await runCli(argv, { env, input: 'pwned\n' });
+        expect(r.stderr, argv.join(' ')).toBe('clawdinator: not a file: fifo.md is a FIFO\n');
+        expect(r.code, argv.join(' ')).toBe(2);
+      }
+      // Opened read-write a FIFO does not block: nobody holds a lock on it.
+      const free = spawnSync('bash', ['-c', 'exec 9<>"$1" && flock -n -x 9', '_', fifo]);
+      expect(free.status).toBe(0);
+    });
+
+    it('symlinks at the old backup temp names (.ops.md.prev.<pid>.tmp) never redirect `memory write`', async () => {
+      const outside = tempDir('clawdinator-outside-');
+      const victim = join(outside, 'victim');
+      writeFileSync(victim, 'precious\n');
+      writeFileSync(join(root, 'ops.md'), 'before\n');
+      const planted = plantBackupTempLinks(root, 'ops.md', victim);
+      symlinkSync(victim, join(root, '.ops.md.prev'));
+      const r = await runCli(['memory', 'write', 'ops.md'], { env, input: 'after\n' });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+      expect(readFileSync(join(root, 'ops.md'), 'utf8')).toBe('after\n');
+      expect(readFileSync(join(root, '.ops.md.prev'), 'utf8')).toBe('before\n');
+      expect(listTree(root)).toEqual(['.ops.md.prev', 'ops.md', ...planted].sort());
+    });
   });
 
   it('write waits for a flock(1) holder, and --wait shorter than the hold exits 1 unchanged', async () => {

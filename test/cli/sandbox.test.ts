@@ -68,7 +68,13 @@ describe('clawdinator sandbox --script', () => {
     expect(r.stdout).toContain('!> /memory read path:../etc/passwd\n… thinking\n⚠️ path refused: ".." is not allowed');
     expect(r.stdout).toContain('⚠️ clawdinator-9 is not in the fleet registry.');
     expect(r.stdout).toContain('⚠️ unknown command /frobnicate');
-    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('13 lines ok, 0 failed');
+    // The GitHub org, synced from the simulated GitHub into the memory at start.
+    expect(r.stdout).toContain('> /memory read path:github/prs.md\n… thinking\n**github/prs.md**');
+    expect(r.stdout).toContain('```md\n# Open Pull Requests (openclaw org)\n\nLast synced: ');
+    expect(r.stdout).toContain(
+      '## openclaw/repo-001\n\n- **#1** [Change 4: tidy module 3](https://github.com/openclaw/repo-001/pull/1)',
+    );
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('15 lines ok, 0 failed');
     expect(Date.now() - started).toBeLessThan(15_000);
 
     // Everything it made stays; the redis-server it started is gone.

@@ -163,7 +163,7 @@ describe('clawdinator fleet spawn --local (the binary)', () => {
       code: 2,
       stdout: '',
       stderr:
-        "clawdinator: Clawdinator_3 is not a fleet member's name: expected clawdinator-<a-z0-9->, at most 40 characters\n",
+        'clawdinator: Clawdinator_3 is not a fleet member\'s name: expected clawdinator-<a-z0-9>, words joined by single "-", at most 40 characters\n',
     });
     expect(existsSync(spy.marker)).toBe(false);
   });

@@ -7,8 +7,9 @@ import { type TerraformStack, Testing } from 'cdktf';
 import { describe, expect, it } from 'vitest';
 import { createStacks, synthesize } from '../../infra/app.js';
 import { stateKey } from '../../infra/names.js';
-import type { FleetRegistry } from '../../infra/registry.js';
+import { type FleetRegistry, RegistryError } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
+import { NAME_RULE } from '../../lib/config.js';
 import { tempDir } from '../support/cli.js';
 
 const settings: InfraSettings = {
@@ -73,6 +74,14 @@ const secretArn = (name: string) => `arn:aws:secretsmanager:eu-central-1:1234567
 
 describe('stacks', () => {
   const { base, instances, withoutAmi } = stacks();
+
+  it('refuses a stack whose name is not a fleet name, whatever registry it came from', () => {
+    for (const bad of ['clawdinator-3-', `clawdinator-${'a'.repeat(29)}`]) {
+      expect(() => createStacks(Testing.app(), { [bad]: entry(3) }, settings)).toThrow(
+        new RegistryError(`no stack "${bad}": not a fleet name (${NAME_RULE})`),
+      );
+    }
+  });
 
   it('makes one stack per registry entry with an AMI, each with its own state key and lock file', () => {
     expect(Object.keys(instances)).toEqual(['clawdinator-1', 'clawdinator-2']);
@@ -217,6 +226,26 @@ describe('stacks', () => {
     expect(base.data.aws_secretsmanager_secret_version.redis_auth.secret_id).toBe('clawdinator/fleet/redis-auth');
     // The token is never in the configuration or an output.
     expect(JSON.stringify(base.output)).not.toContain('secret_string');
+  });
+
+  it('lets a host write the audit trail (audit/*) and nothing else in S3, under the boundary too', () => {
+    const writes = (policy: string) =>
+      (JSON.parse(policy).Statement as Json[]).filter((s) =>
+        [s.Action].flat().some((a: string) => a === 's3:*' || /^s3:(Put|Delete|Copy|Restore)/.test(a)),
+      );
+    const own = instances['clawdinator-1'].resource.aws_iam_role_policy.own.policy as string;
+    expect(writes(own)).toEqual([
+      {
+        Sid: 'WriteAudit',
+        Effect: 'Allow',
+        Action: 's3:PutObject',
+        Resource: '${data.terraform_remote_state.base.outputs.bucket_arn}/audit/*',
+      },
+    ]);
+    const boundary = base.resource.aws_iam_policy.instance_boundary.policy as string;
+    expect(writes(boundary)).toEqual([
+      { Sid: 'WriteAudit', Effect: 'Allow', Action: 's3:PutObject', Resource: '${aws_s3_bucket.bucket.arn}/audit/*' },
+    ]);
   });
 
   it('lets only instance roles assume the deployer, which creates roles only under the boundary', () => {

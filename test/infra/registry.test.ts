@@ -4,9 +4,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseRegistry, RegistryError, readRegistry } from '../../infra/registry.js';
+import { NAME_RULE } from '../../lib/config.js';
 import { EXIT_USAGE } from '../../lib/errors.js';
 import { projectPath } from '../../lib/paths.js';
 import { tempDir } from '../support/cli.js';
+
+/** 41 characters: one more than IAM's role and session names leave for a fleet name. */
+const LONG_NAME = `clawdinator-${'a'.repeat(29)}`;
 
 const good = {
   host: 'clawdinator-2',
@@ -39,7 +43,26 @@ describe('fleet registry', () => {
   });
 
   it.each([
-    [{ 'worker-1': good }, 'fleet registry fleet.json: "worker-1" is not a valid name (clawdinator-[a-z0-9-], ≤ 40)'],
+    [{ 'worker-1': good }, `fleet registry fleet.json: "worker-1" is not a valid name (${NAME_RULE})`],
+    // A host name NixOS refuses (after the instance would exist), and one longer than IAM's limits allow.
+    [{ 'clawdinator-3-': good }, `fleet registry fleet.json: "clawdinator-3-" is not a valid name (${NAME_RULE})`],
+    [{ 'clawdinator--3': good }, `fleet registry fleet.json: "clawdinator--3" is not a valid name (${NAME_RULE})`],
+    [{ [LONG_NAME]: good }, `fleet registry fleet.json: "${LONG_NAME}" is not a valid name (${NAME_RULE})`],
+    [
+      { 'clawdinator-2': { ...good, host: 'clawdinator-2-' } },
+      'fleet registry fleet.json: clawdinator-2: host must be a host name (a-z, 0-9, single "-" between them)',
+    ],
+    [
+      {
+        'clawdinator-2': good,
+        'clawdinator-3': {
+          ...good,
+          bootstrapPrefix: 'bootstrap/clawdinator-3',
+          discordTokenSecret: 'clawdinator/discord-token/clawdinator-3',
+        },
+      },
+      'fleet registry fleet.json: clawdinator-2 and clawdinator-3 share the host name clawdinator-2',
+    ],
     [{ 'clawdinator-2': { ...good, host: undefined } }, 'fleet registry fleet.json: clawdinator-2: host is missing'],
     [
       { 'clawdinator-2': { ...good, instanceType: 'large' } },
@@ -70,6 +93,7 @@ describe('fleet registry', () => {
         'clawdinator-2': good,
         'clawdinator-3': {
           ...good,
+          host: 'clawdinator-3',
           bootstrapPrefix: 'bootstrap/clawdinator-2/x',
           discordTokenSecret: 'clawdinator/t3',
         },
@@ -77,7 +101,10 @@ describe('fleet registry', () => {
       'fleet registry fleet.json: the bootstrap prefixes of clawdinator-2 and clawdinator-3 overlap',
     ],
     [
-      { 'clawdinator-2': good, 'clawdinator-3': { ...good, bootstrapPrefix: 'bootstrap/clawdinator-3' } },
+      {
+        'clawdinator-2': good,
+        'clawdinator-3': { ...good, host: 'clawdinator-3', bootstrapPrefix: 'bootstrap/clawdinator-3' },
+      },
       'fleet registry fleet.json: clawdinator-2 and clawdinator-3 share the Discord token secret',
     ],
     [[good], 'fleet registry fleet.json: expected a JSON object of name → entry'],

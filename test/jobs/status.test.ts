@@ -7,6 +7,7 @@ import { ManualClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
 import { keys } from '../../jobs/engine/keys.js';
 import { fleetStatus, formatMember, formatStatus } from '../../jobs/status.js';
+import { keyPair, testWorkersKey, writeHeartbeat } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 let server: TestRedis;
@@ -42,13 +43,7 @@ function registryOf(names: string[]): FleetRegistry {
 }
 
 async function heartbeat(host: string, instanceId: string): Promise<void> {
-  const now = Date.now();
-  await redis.set(
-    keys.heartbeat(host),
-    JSON.stringify({ host, instanceId, version: '0.1.0', revision: 'abc123', startedAt: now, activeJobs: 0, at: now }),
-    'EX',
-    60,
-  );
+  await writeHeartbeat(redis, { host, instanceId, version: '0.1.0', revision: 'abc123' });
 }
 
 describe('fleetStatus', () => {
@@ -66,7 +61,12 @@ describe('fleetStatus', () => {
     await heartbeat('clawdinator-1', id('clawdinator-1'));
     const registry = registryOf(['clawdinator-1', 'clawdinator-2', 'clawdinator-3']);
     // clawdinator-2 runs without a heartbeat: booting at first, silent after the grace period.
+    // What a Redis writer puts under its key (the unsigned shape) is no heartbeat.
+    const at = Date.now();
+    const forged = { host: 'clawdinator-2', instanceId: id('clawdinator-2'), version: 'x', revision: 'x', at };
+    await redis.set(keys.heartbeat('clawdinator-2'), JSON.stringify({ ...forged, startedAt: at, activeJobs: 0 }));
     const early = await fleetStatus({
+      workersKey: testWorkersKey,
       registry: async () => registry,
       cloud: sim,
       redis,
@@ -85,6 +85,7 @@ describe('fleetStatus', () => {
       heartbeat: { revision: 'abc123' },
     });
     const later = await fleetStatus({
+      workersKey: testWorkersKey,
       registry: async () => registry,
       cloud: sim,
       redis,
@@ -92,8 +93,28 @@ describe('fleetStatus', () => {
       now: () => clock.now() + 60 * 60_000,
     });
     expect(later.members[1]?.state).toBe('silent');
+    // Nor is one signed with a key other than the workers' (an agent's, say).
+    await writeHeartbeat(redis, { host: 'clawdinator-2', instanceId: id('clawdinator-2') }, 60, {
+      keyId: 'schedule',
+      key: keyPair().privateKey,
+    });
+    const forgedSigned = await fleetStatus({
+      workersKey: testWorkersKey,
+      registry: async () => registry,
+      cloud: sim,
+      redis,
+      queues: [queue],
+      now: () => clock.now() + 60 * 60_000,
+    });
+    expect(forgedSigned.members[1]).toMatchObject({ state: 'silent', heartbeat: null });
     await sim.terminateInstance(id('clawdinator-1'));
-    const after = await fleetStatus({ registry: async () => registry, cloud: sim, redis, queues: [queue] });
+    const after = await fleetStatus({
+      workersKey: testWorkersKey,
+      registry: async () => registry,
+      cloud: sim,
+      redis,
+      queues: [queue],
+    });
     expect(after.members[0]?.state).not.toBe('online');
     expect(formatStatus(early)).toContain('🟢 clawdinator-1  online');
     expect(formatMember(early, 'clawdinator-2')).toContain('worker: no heartbeat');
@@ -123,6 +144,7 @@ describe('fleetStatus', () => {
     await counted.ping();
     roundTrips = 0;
     const status = await fleetStatus({
+      workersKey: testWorkersKey,
       registry: async () => registryOf(names),
       cloud: sim,
       redis: counted,
@@ -151,6 +173,7 @@ describe('fleetStatus', () => {
       registry: async () => registryOf(['clawdinator-1', 'clawdinator-2']),
       cloud: sim,
       redis,
+      workersKey: testWorkersKey,
       queues: [queue],
       now: () => clock.now(),
     });
@@ -188,6 +211,7 @@ describe('fleetStatus', () => {
       registry: async () => registryOf(['clawdinator-1', 'clawdinator-2']),
       cloud: sim,
       redis,
+      workersKey: testWorkersKey,
       queues: [queue],
     });
     expect(status.sources.ec2).toEqual({ ok: false, error: 'UnauthorizedOperation on DescribeInstances' });
@@ -214,6 +238,7 @@ describe('fleetStatus', () => {
       },
       cloud: sim,
       redis,
+      workersKey: testWorkersKey,
       queues: [queue],
     });
     expect(broken.sources.registry).toEqual({
@@ -230,6 +255,7 @@ describe('fleetStatus', () => {
       registry: async () => registryOf(['clawdinator-1']),
       cloud: hanging,
       redis,
+      workersKey: testWorkersKey,
       queues: [queue],
       sourceTimeoutMs: 50,
     });

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, readSecretFile } from '../../lib/config.js';
+import { DEFAULT_INSTANCE_TYPES, loadConfig, readSecretFile } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
 import { tempDir } from '../support/cli.js';
 
@@ -51,6 +51,42 @@ describe('loadConfig', () => {
     expect(() => loadConfig(['memoryDir'], { env: { CLAWDINATOR_CONFIG: join(dir, 'missing.json') } })).toThrow(
       /cannot be read \(ENOENT\)/,
     );
+  });
+});
+
+describe('fleet names and instance types', () => {
+  const name = (v: string) => loadConfig(['hostName'], { env: { CLAWDINATOR_HOST_NAME: v } }).hostName;
+  const keyId = (v: string) => loadConfig(['jobKeyId'], { env: { CLAWDINATOR_JOB_KEY_ID: v } }).jobKeyId;
+
+  it('takes host-name-shaped names of at most 40 characters', () => {
+    for (const ok of ['clawdinator-1', 'clawdinator-babelfish', 'clawdinator-eu-2', `clawdinator-${'a'.repeat(28)}`]) {
+      expect(name(ok)).toBe(ok);
+      expect(keyId(`agent:${ok}`)).toBe(`agent:${ok}`);
+    }
+  });
+
+  it('refuses a trailing, leading or doubled "-", other characters and 41 characters, in config and key ids', () => {
+    for (const bad of [
+      'clawdinator-3-',
+      'clawdinator--3',
+      'clawdinator-',
+      'clawdinator-Three',
+      `clawdinator-${'a'.repeat(29)}`,
+    ]) {
+      expect(() => name(bad)).toThrow(/^config: CLAWDINATOR_HOST_NAME is invalid: expected this host’s fleet name/);
+      expect(() => keyId(`agent:${bad}`)).toThrow(/^config: CLAWDINATOR_JOB_KEY_ID is invalid/);
+    }
+  });
+
+  it('allow-lists instance types: the original’s and a few larger by default, a JSON list otherwise', () => {
+    expect(loadConfig(['instanceTypes'], { env: {} }).instanceTypes).toEqual([...DEFAULT_INSTANCE_TYPES]);
+    expect(DEFAULT_INSTANCE_TYPES).toEqual(expect.arrayContaining(['t3.small', 't3.large']));
+    const env = { CLAWDINATOR_INSTANCE_TYPES: '["t3.small","m7i.2xlarge"]' };
+    expect(loadConfig(['instanceTypes'], { env }).instanceTypes).toEqual(['t3.small', 'm7i.2xlarge']);
+    expect(() => loadConfig(['instanceTypes'], { env: { CLAWDINATOR_INSTANCE_TYPES: '["t3.large; rm"]' } })).toThrow(
+      /^config: CLAWDINATOR_INSTANCE_TYPES is invalid: expected a JSON list of EC2 instance types/,
+    );
+    expect(() => loadConfig(['instanceTypes'], { env: { CLAWDINATOR_INSTANCE_TYPES: '[]' } })).toThrow(ConfigError);
   });
 });
 

@@ -2,20 +2,25 @@
 // by the gateway, which the real worker runs against the simulated fleet. Through the console
 // adapter, or through the real discord.js gateway against the loopback Discord stand-in, with
 // the relay posting the jobs' progress back.
+import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { beforeEach } from 'vitest';
 import { commands } from '../../bot/commands/index.js';
 import { ConsoleSession } from '../../bot/console/adapter.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../bot/discord/gateway.js';
 import { createDispatcher } from '../../bot/dispatch.js';
-import { botJobs, JobMessages, redisClaim, TokenStore } from '../../bot/engine.js';
+import { botJobAdmin, botJobs, JobMessages, redisClaim, TokenStore } from '../../bot/engine.js';
 import { startRelay } from '../../bot/relay.js';
 import type { BotDeps } from '../../bot/types.js';
 import type { SimCloud } from '../../jobs/cloud/sim.js';
+import { JobAdmin } from '../../jobs/engine/admin.js';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
+import type { EventTrust } from '../../jobs/engine/notify.js';
 import type { FileRegistryStore } from '../../jobs/registry/file.js';
 import { actor, BOB, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from './bot.js';
 import { DiscordStandIn } from './discord-standin.js';
+import { testWorkersKey } from './jobs.js';
 import { type Lifecycle, lifecycleSuite } from './lifecycle.js';
 import type { TestRedis } from './redis.js';
 
@@ -27,10 +32,33 @@ export interface ConsoleBot {
   printed: string[];
 }
 
-/** `now`: the bot's clock (a confirmation's expiry is checked against it). */
-export async function consoleBot(h: Lifecycle, now: () => Date): Promise<ConsoleBot> {
+/** The public keys the harness's worker knows, for what verifies jobs outside it (/jobs). */
+export function harnessKeys(h: Lifecycle): (keyId: string) => Promise<KeyObject | null> {
+  const known: Record<string, KeyObject> = {
+    'operator:ops': h.keys.operator.publicKey,
+    'agent:clawdinator-1': h.keys.agent.publicKey,
+    gateway: h.keys.gateway.publicKey,
+  };
+  return async (keyId) => known[keyId] ?? null;
+}
+
+/**
+ * `now`: the bot's clock (a confirmation's expiry is checked against it). /jobs works on the
+ * harness's fleet queue, verifying with the keys its worker knows; `close` closes its admin.
+ */
+export async function consoleBot(
+  h: Lifecycle,
+  redis: Redis,
+  now: () => Date,
+): Promise<ConsoleBot & { close(): Promise<void> }> {
   const deps = await botDeps();
-  deps.jobs = botJobs(h.enqueuer('gateway'));
+  const enqueuer = h.enqueuer('gateway');
+  deps.jobs = botJobs(enqueuer);
+  const admin = new JobAdmin(h.queue.opts.connection as RedisOptions, redis, () => [FLEET_QUEUE], h.types, {
+    publicKey: harnessKeys(h),
+    signer: h.signers.gateway,
+  });
+  deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
   deps.now = now;
   const dispatcher = createDispatcher(commands, deps);
   const printed: string[] = [];
@@ -38,6 +66,7 @@ export async function consoleBot(h: Lifecycle, now: () => Date): Promise<Console
     alice: new ConsoleSession(dispatcher, actor(), (t) => printed.push(t)),
     bob: new ConsoleSession(dispatcher, actor({ userId: BOB, userName: 'bob' }), (t) => printed.push(t)),
     printed,
+    close: () => admin.close(),
   };
 }
 
@@ -59,7 +88,9 @@ export function consoleSuite(now: () => Date): { readonly world: ConsoleWorld } 
   beforeEach(async () => {
     const h = suite.harness({ policy });
     const { cloud, registry } = suite.sim;
-    world = { cloud, registry, queue: h.queue, ...(await consoleBot(h, now)) };
+    const bot = await consoleBot(h, suite.redis, now);
+    suite.defer(() => bot.close());
+    world = { cloud, registry, queue: h.queue, ...bot };
   });
   return {
     get world() {
@@ -67,6 +98,16 @@ export function consoleSuite(now: () => Date): { readonly world: ConsoleWorld } 
       return world;
     },
   };
+}
+
+/** What the relay believes in these tests: the workers', the gateway's and the operator's keys. */
+export function relayTrust(h: Lifecycle): EventTrust {
+  const known: Record<string, KeyObject> = {
+    schedule: testWorkersKey,
+    gateway: h.keys.gateway.publicKey,
+    'operator:ops': h.keys.operator.publicKey,
+  };
+  return { publicKey: async (keyId) => known[keyId] ?? null };
 }
 
 export interface DiscordBot {
@@ -103,7 +144,9 @@ export async function discordBot(
     const deps = await botDeps();
     if (options.approvals) deps.now = () => new Date();
     const enqueuer = h.enqueuer('gateway');
-    deps.jobs = options.approvals ? botJobs(enqueuer, { redis, signer: h.signers.gateway }) : botJobs(enqueuer);
+    deps.jobs = options.approvals
+      ? botJobs(enqueuer, { redis, signer: h.signers.gateway, workersKey: testWorkersKey })
+      : botJobs(enqueuer);
     const tokens = new TokenStore(redis);
     const gateway = await startGateway({
       token: options.token,
@@ -116,6 +159,8 @@ export async function discordBot(
     stops.push(() => gateway.stop(500));
     const relay = startRelay({
       redis: server.client(),
+      trust: relayTrust(h),
+      workersKey: testWorkersKey,
       rest: gateway.client.rest,
       tokens,
       ...(options.approvals ? { messages: new JobMessages(redis) } : {}),

@@ -1,7 +1,7 @@
 // Test fixtures for the bot: a policy, an actor, deps over a temp memory folder.
 
-import { AuditLog } from '../../bot/audit-log.js';
 import type { Actor, BotDeps } from '../../bot/types.js';
+import { AuditTrail } from '../../jobs/audit.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
 import { initMemory } from '../../memory/init.js';
@@ -42,7 +42,7 @@ export async function botDeps(options: { maxBytes?: number } = {}): Promise<BotD
   return {
     root,
     memory,
-    audit: new AuditLog(memory, log),
+    audit: new AuditTrail({ log, memory }),
     policy,
     log,
     attachmentOrigins: [],

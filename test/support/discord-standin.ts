@@ -150,6 +150,11 @@ export interface InjectBase {
   /** The member's permissions in the channel (a bitfield string). */
   permissions?: string;
   locale?: string;
+  /**
+   * Arrives already expired, as one the bot answers after Discord's 3 s: its callback gets
+   * 404 (10062 Unknown interaction), a real DiscordAPIError whose URL holds the token.
+   */
+  expired?: boolean;
 }
 
 export interface InjectCommandOptions extends InjectBase {
@@ -724,7 +729,7 @@ export class DiscordStandIn {
       messageId,
       callbacks: [],
       followUps: [],
-      expired: false,
+      expired: opts.expired ?? false,
     };
     this.interactions.set(id, state);
     this.interactionsByToken.set(token, state);

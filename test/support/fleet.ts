@@ -9,11 +9,11 @@ import type { FleetRegistry } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
 import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
-import { keys } from '../../jobs/engine/keys.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import { MemoryStore } from '../../memory/store.js';
 import { tempDir } from './cli.js';
+import { writeHeartbeat } from './jobs.js';
 
 export const SIM_AMI = 'ami-00000000000000a11';
 export const SIM_BUCKET = 'clawdinator-test-bucket';
@@ -77,17 +77,7 @@ export function simFleet(redis: Redis, options: SimFleetOptions = {}): SimFleet 
   // heartbeat with its own instance id, as its worker would: a spawn or replace waits for it,
   // a retire needs a healthy host left.
   cloud.onHostOnline((host) => {
-    const at = Date.now();
-    const beat = {
-      host: host.name,
-      instanceId: host.instanceId,
-      version: 't',
-      revision: 'r',
-      startedAt: at,
-      activeJobs: 0,
-      at,
-    };
-    void redis.set(keys.heartbeat(host.name), JSON.stringify(beat), 'EX', 60);
+    void writeHeartbeat(redis, { host: host.name, instanceId: host.instanceId });
   });
   const fleet: FleetDeps = {
     cloud,

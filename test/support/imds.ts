@@ -2,7 +2,7 @@
 // are configured (httpTokens required): PUT /latest/api/token with
 // X-aws-ec2-metadata-token-ttl-seconds gives a session token; every GET must carry it in
 // X-aws-ec2-metadata-token, or it is answered 401 as IMDS does. Serves the user data and the
-// region; every request is recorded.
+// region and the instance id; every request is recorded.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,12 +19,16 @@ export interface ImdsStandin {
   /** null: the instance has no user data (404). */
   userData: string | null;
   region: string;
+  /** null: no instance id (404), as a broken metadata service would answer. */
+  instanceId: string | null;
   /** Refuse every token request (403), as when IMDS is turned off for the instance. */
   refuseTokens: boolean;
   close(): Promise<void>;
 }
 
-export async function startImds(options: { userData?: string | null; region?: string } = {}): Promise<ImdsStandin> {
+export async function startImds(
+  options: { userData?: string | null; region?: string; instanceId?: string | null } = {},
+): Promise<ImdsStandin> {
   const tokens = new Set<string>();
   const requests: ImdsRequest[] = [];
   const server = createServer((req, res) => {
@@ -49,6 +53,9 @@ export async function startImds(options: { userData?: string | null; region?: st
       return standin.userData === null ? reply(404) : reply(200, standin.userData);
     }
     if (req.url === '/latest/meta-data/placement/region') return reply(200, standin.region);
+    if (req.url === '/latest/meta-data/instance-id') {
+      return standin.instanceId === null ? reply(404) : reply(200, standin.instanceId);
+    }
     return reply(404);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -58,6 +65,7 @@ export async function startImds(options: { userData?: string | null; region?: st
     requests,
     userData: options.userData ?? null,
     region: options.region ?? 'eu-central-1',
+    instanceId: options.instanceId === undefined ? 'i-0123456789abcdef0' : options.instanceId,
     refuseTokens: false,
     close: () =>
       new Promise<void>((resolve) => {

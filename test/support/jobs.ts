@@ -3,9 +3,12 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { type Heartbeat, signedHeartbeat } from '../../jobs/engine/heartbeat.js';
 import type { AnyJobType, JobType } from '../../jobs/engine/job-type.js';
+import { keys } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { startWorker, type WorkerDeps, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { publicHalf } from '../../jobs/signing.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
 
@@ -67,7 +70,10 @@ export const waitForKey: JobType<z.ZodObject<{ key: z.ZodString; pollMs: z.ZodNu
   },
 };
 
-export const testTypes: AnyJobType[] = [twoStep, waitForKey];
+/** The same steps, declared destructive: a retry of it must be confirmed. */
+export const destroyStep: AnyJobType = { ...twoStep, name: 'destroy-step', destructive: true };
+
+export const testTypes: AnyJobType[] = [twoStep, waitForKey, destroyStep];
 
 export function keyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync('ed25519');
@@ -85,6 +91,21 @@ export const testStepSigner: Signer = {
     type: 'pkcs8',
   }),
 };
+
+/** The workers' public key in tests: heartbeats, workers' events and pending records verify with it. */
+export const testWorkersKey = publicHalf(testStepSigner.key);
+
+/** Writes a host's heartbeat as its worker would: signed with the workers' key, with a TTL. */
+export async function writeHeartbeat(
+  redis: Redis,
+  fields: { host: string; instanceId: string } & Partial<Heartbeat>,
+  ttlSeconds = 60,
+  signer: Signer = testStepSigner,
+): Promise<void> {
+  const at = Date.now();
+  const heartbeat: Heartbeat = { version: 't', revision: 'r', startedAt: at, activeJobs: 0, at, ...fields };
+  await redis.set(keys.heartbeat(fields.host), signedHeartbeat(heartbeat, signer, ttlSeconds), 'EX', ttlSeconds);
+}
 
 export const fastSettings: WorkerSettings = {
   concurrency: 4,

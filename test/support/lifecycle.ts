@@ -24,8 +24,8 @@ export interface LifecycleOptions {
   fleet?: Partial<FleetDeps>;
   /** Wraps the simulated deployer, to change what a plan or an apply does. */
   deployer?: (sim: Deployer) => Deployer;
-  /** More for the job types: the ops channel, how long an agent's request waits for a human. */
-  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds'>;
+  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types. */
+  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes'>;
   /** Who may do what (default: nobody is allowed anything by policy). */
   policy?: AuthorizationPolicy;
   agentRequestsPerHour?: number;

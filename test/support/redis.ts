@@ -13,8 +13,9 @@ export interface TestRedis {
   restart(): Promise<void>;
 }
 
-async function launch(port: number, dir: string, persist: boolean): Promise<ChildProcess> {
+async function launch(port: number, dir: string, persist: boolean, password?: string): Promise<ChildProcess> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no'];
+  if (password !== undefined) args.push('--requirepass', password);
   args.push('--appendonly', persist ? 'yes' : 'no', '--appendfsync', 'always');
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
@@ -32,13 +33,14 @@ async function launch(port: number, dir: string, persist: boolean): Promise<Chil
   return child;
 }
 
-export async function startRedis(options: { persist?: boolean } = {}): Promise<TestRedis> {
+/** `password`: AUTH required, as the fleet's ElastiCache requires its auth token. */
+export async function startRedis(options: { persist?: boolean; password?: string } = {}): Promise<TestRedis> {
   const dir = tempDir('clawdinator-redis-');
   let port = 0;
   let child: ChildProcess | undefined;
   for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
     port = await freePort();
-    child = await launch(port, dir, options.persist ?? false).catch((err: Error) => {
+    child = await launch(port, dir, options.persist ?? false, options.password).catch((err: Error) => {
       if (err.message === 'port in use') return undefined;
       throw err;
     });
@@ -56,7 +58,7 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<T
     url: `redis://127.0.0.1:${port}`,
     port,
     client() {
-      const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null });
+      const r = new Redis({ host: '127.0.0.1', port, password: options.password, maxRetriesPerRequest: null });
       clients.push(r);
       return r;
     },
@@ -66,7 +68,7 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<T
     },
     async restart() {
       await stopChild();
-      child = await launch(port, dir, options.persist ?? false);
+      child = await launch(port, dir, options.persist ?? false, options.password);
     },
   };
 }

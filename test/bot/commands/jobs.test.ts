@@ -28,10 +28,12 @@ describe('/jobs', () => {
     const policy = { '*': { guilds: [GUILD], channels: [OPS_CHANNEL], roles: [OPERATOR_ROLE], users: [] } };
     const worker = startWorker(FLEET_QUEUE, h.deps(server.client(), conn, policy), fastSettings);
     const q = enqueuer(server.client(), conn, h.types, h.gateway);
-    const admin = new JobAdmin(conn, server.client(), () => [FLEET_QUEUE], h.types);
+    const admin = new JobAdmin(conn, server.client(), () => [FLEET_QUEUE], h.types, {
+      publicKey: async (id) => h.keys[id] ?? null,
+    });
     const deps = await botDeps();
     deps.policy = policy;
-    deps.jobAdmin = botJobAdmin(q, admin);
+    deps.jobAdmin = botJobAdmin(q, admin, policy);
     const out: string[] = [];
     const session = new ConsoleSession(createDispatcher(commands, deps), actor(), (t) => out.push(t));
     const reader = {
@@ -55,6 +57,11 @@ describe('/jobs', () => {
     expect(listed, out.join('\n')).toBe(true);
     expect(out.join('\n')).toContain(`failed    ${jobId}  by alice (Discord ${ALICE}) · rejected: not allowed`);
     expect(await session.run(`/jobs show id:${jobId}`)).toBe(true);
+    // Type, target, who asked and when, and whether that claim verifies.
+    expect(out.at(-1)).toContain(
+      `two-step of clawdinator-3, asked by alice (Discord ${ALICE}) at ${new Date().toISOString().slice(0, 10)}`,
+    );
+    expect(out.at(-1)).toContain('; signature verified');
     expect(await session.run(`/jobs retry id:${jobId}`)).toBe(true);
     const retried = /Retrying as `([^`]+)`/.exec(out.join('\n'))?.[1] as string;
     while ((await queue.getJobState(retried)) !== 'completed') await new Promise((r) => setTimeout(r, 50));

@@ -10,9 +10,9 @@ import type { Choice, Responder } from '../../../bot/types.js';
 import type { FleetRegistry } from '../../../infra/registry.js';
 import { ManualClock } from '../../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/cloud/sim.js';
-import { keys } from '../../../jobs/engine/keys.js';
 import { fleetStatus } from '../../../jobs/status.js';
 import { actor, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL } from '../../support/bot.js';
+import { testWorkersKey, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 let server: TestRedis;
@@ -56,7 +56,8 @@ beforeEach(async () => {
 async function session(cloud: Pick<SimCloud, 'listFleetInstances' | 'pingStatus'> = sim) {
   const deps = await botDeps();
   deps.policy = { status: { guilds: [GUILD], channels: [OPS_CHANNEL], roles: [OPERATOR_ROLE], users: [] } };
-  deps.status = () => fleetStatus({ registry: async () => registry, cloud, redis, queues: [queue] });
+  deps.status = () =>
+    fleetStatus({ registry: async () => registry, cloud, redis, workersKey: testWorkersKey, queues: [queue] });
   deps.fleetNames = async () => Object.keys(registry);
   const out: string[] = [];
   const dispatcher = createDispatcher(commands, deps);
@@ -66,21 +67,13 @@ async function session(cloud: Pick<SimCloud, 'listFleetInstances' | 'pingStatus'
 describe('/status', () => {
   it('SSM denied: EC2 and heartbeats are shown, SSM is marked unavailable with its cause', async () => {
     const [first] = await sim.listFleetInstances();
-    const now = Date.now();
-    await redis.set(
-      keys.heartbeat('clawdinator-1'),
-      JSON.stringify({
-        host: 'clawdinator-1',
-        instanceId: first?.instanceId,
-        version: '0.1.0',
-        revision: 'abc123',
-        startedAt: now,
-        activeJobs: 0,
-        at: now,
-      }),
-      'EX',
-      60,
-    );
+    // Signed with the workers' key, as a worker writes it: /status verifies every heartbeat.
+    await writeHeartbeat(redis, {
+      host: 'clawdinator-1',
+      instanceId: first?.instanceId as string,
+      version: '0.1.0',
+      revision: 'abc123',
+    });
     sim.faults.arm('ssm', { code: 'AccessDeniedException', times: 2 });
     const s = await session();
     expect(await s.console.run('/status'), s.out.join('\n')).toBe(true);

@@ -8,6 +8,7 @@ import { commands } from '../../../bot/commands/index.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../../bot/discord/gateway.js';
 import { createDispatcher } from '../../../bot/dispatch.js';
 import { createRest, registerCommands } from '../../../bot/register.js';
+import { DEFAULT_INSTANCE_TYPES } from '../../../lib/config.js';
 import { createLogger } from '../../../lib/log.js';
 import {
   ALICE,
@@ -19,6 +20,7 @@ import {
   OTHER_CHANNEL,
   READER_ROLE,
 } from '../../support/bot.js';
+import { runCli, tempDir } from '../../support/cli.js';
 import { DiscordStandIn, type RestCall } from '../../support/discord-standin.js';
 import { holdFlock } from '../../support/flock.js';
 
@@ -250,6 +252,45 @@ describe('gateway against the loopback Discord', () => {
 });
 
 describe('confirmation buttons', () => {
+  it('a failing Discord call is logged without the interaction token, the bot token or the request body', async () => {
+    const secretPath = 'planted-secret-path-7c1e.md';
+    // Too late for Discord: its callbacks fail with a real DiscordAPIError (404, 10062) whose
+    // URL is /interactions/<id>/<token>/callback; so does the ephemeral error reply after it.
+    const i = standIn.injectCommand({
+      name: 'memory',
+      user: alice,
+      roles: [OPERATOR_ROLE],
+      guildId: GUILD,
+      channelId: OPS_CHANNEL,
+      options: [{ type: 1, name: 'read', options: [{ type: 3, name: 'path', value: secretPath }] }],
+      expired: true,
+    });
+    const failed = await standIn.waitForCall(isCallback(i.id));
+    expect(failed.status).toBe(404);
+    const deadline = Date.now() + 10_000;
+    while (!logged.some((l) => l.includes('error reply failed'))) {
+      if (Date.now() > deadline) throw new Error(`no failure logged:\n${logged.join('')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const lines = logged.filter((l) => l.includes('"err"'));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const line of logged) {
+      expect(line).not.toContain(i.token);
+      expect(line).not.toContain(TOKEN);
+      expect(line).not.toContain('requestBody');
+    }
+    // What it keeps: the error's name, code, status, method and the path with the token replaced.
+    const err = JSON.parse(lines.find((l) => l.includes('handler failed')) as string).err;
+    expect(err).toMatchObject({
+      type: 'DiscordAPIError[10062]',
+      message: 'Unknown interaction',
+      code: 10062,
+      status: 404,
+      method: 'POST',
+      path: `/api/v10/interactions/${i.id}/[token]/callback`,
+    });
+  });
+
   it("/retire asks first; the requester's press replaces the question (callback type 7) and queues the job", async () => {
     const queued: unknown[] = [];
     deps.jobs = {
@@ -316,5 +357,28 @@ describe('register-commands', () => {
     expect(standIn.guildCommands(GUILD).map((c) => c.name)).toContain('foreign');
     expect(standIn.calls.some((c) => c.method === 'DELETE')).toBe(false);
     expect(standIn.unknownRoutes).toEqual([]);
+  });
+
+  it('offers /spawn the instance types the spawn job allows (CLAWDINATOR_INSTANCE_TYPES)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'token'), TOKEN);
+    const env = {
+      CLAWDINATOR_DISCORD_TOKEN_FILE: join(dir, 'token'),
+      CLAWDINATOR_DISCORD_API_URL: standIn.apiUrl,
+      CLAWDINATOR_DISCORD_APP_ID: APP,
+      CLAWDINATOR_DISCORD_GUILD_IDS: JSON.stringify([GUILD]),
+    };
+    const choices = () => {
+      const spawn = standIn.guildCommands(GUILD).find((c) => c.name === 'spawn') as unknown as {
+        options: { name: string; choices?: { value: string }[] }[];
+      };
+      return spawn.options.find((o) => o.name === 'instance-type')?.choices?.map((c) => c.value);
+    };
+    expect((await runCli(['register-commands'], { env })).code).toBe(0);
+    expect(choices()).toEqual([...DEFAULT_INSTANCE_TYPES]);
+    const narrow = { ...env, CLAWDINATOR_INSTANCE_TYPES: '["t3.small","t3.large"]' };
+    const again = await runCli(['register-commands'], { env: narrow });
+    expect(again.stdout).toContain('updated: /spawn');
+    expect(choices()).toEqual(['t3.small', 't3.large']);
   });
 });

@@ -52,7 +52,7 @@ describe('sandbox (in-process, --fast)', () => {
     expect(printed()).toMatch(/🟢 clawdinator-1 {2}online {2}i-[0-9a-f]{17} {2}ami-0c1a3d5a4d0b0e001 {2}rev sandbox/);
     const status = await sandbox.deps.status?.();
     expect(status?.members[0]).toMatchObject({ name: 'clawdinator-1', state: 'online', ssm: 'Online' });
-    expect(status?.schedules.map((s) => s.id)).toEqual(['clawdinator-health-sweep']);
+    expect(status?.schedules.map((s) => s.id).sort()).toEqual(['clawdinator-github-sync', 'clawdinator-health-sweep']);
   });
 
   it('lays out the memory folder and the registry under the directory', () => {

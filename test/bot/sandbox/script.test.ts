@@ -121,6 +121,7 @@ describe('job tracker', () => {
     jobId,
     text: `${kind} of ${jobId}`,
     ok,
+    id: `event-${kind}-${jobId}-0000`,
     at: Date.now(),
   });
 

@@ -181,4 +181,33 @@ describe('an IAM authorizer', () => {
     sim.setAuthorizer(null);
     expect((await host.getSecrets(['clawdinator/fleet/redis-auth'])).size).toBe(0);
   });
+
+  it('a role without BatchGetSecretValue reads secret by secret, as the adapter falls back', async () => {
+    const sim = world();
+    sim.setAuthorizer((_principal, request) => request.action !== 'secretsmanager:BatchGetSecretValue');
+    const host = sim.actingAs('instance:clawdinator-1');
+    const names = ['clawdinator/discord-token/clawdinator-1', 'clawdinator/fleet/redis-auth'];
+    expect((await host.getSecrets(names)).get(names[0] as string)).toBe('token-1');
+    await host.getSecrets(names);
+    expect(sim.records().map((r) => [r.operation, r.error ?? 'ok'])).toEqual([
+      ['BatchGetSecretValue', 'AccessDeniedException'],
+      ['GetSecretValue', 'ok'],
+      ['GetSecretValue', 'ok'],
+      // Denied once: no batch call again.
+      ['GetSecretValue', 'ok'],
+      ['GetSecretValue', 'ok'],
+    ]);
+  });
+
+  it('a missing object reads as missing only to a caller allowed to list the bucket, as on S3', async () => {
+    const sim = world();
+    sim.setAuthorizer((principal, request) => principal === 'deployer' || request.action !== 's3:ListBucket');
+    const host = sim.actingAs('instance:clawdinator-1');
+    expect(await sim.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json')).toBeNull();
+    const err = await failure(host.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json'));
+    expect(err).toMatchObject({ kind: 'access-denied', code: 'AccessDenied' });
+    expect(await failure(host.headObject('fleet-bucket', 'nothing'))).toMatchObject({ code: 'AccessDenied' });
+    await sim.putBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json', Buffer.from('{}'));
+    expect((await host.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json'))?.toString()).toBe('{}');
+  });
 });

@@ -6,10 +6,18 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { existingQueueNames, JobAdmin } from '../../../jobs/engine/admin.js';
 import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../../../jobs/engine/keys.js';
-import type { Enqueuer } from '../../../jobs/engine/queues.js';
+import { type Enqueuer, signRequest } from '../../../jobs/engine/queues.js';
 import { UsageError } from '../../../lib/errors.js';
 import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy, READER_ROLE } from '../../support/bot.js';
-import { EFFECTS, enqueuer, fastSettings, harness, setEffectsClient, startWorker } from '../../support/jobs.js';
+import {
+  EFFECTS,
+  enqueuer,
+  fastSettings,
+  harness,
+  keyPair,
+  setEffectsClient,
+  startWorker,
+} from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 let server: TestRedis;
@@ -60,7 +68,11 @@ function queueAs(signer = h.gateway): Enqueuer {
 
 function admin(): JobAdmin {
   const client = server.client();
-  const a = new JobAdmin({ ...conn, maxRetriesPerRequest: null }, client, () => existingQueueNames(client), h.types);
+  // It verifies with the keys the workers know, and signs a cancel's event as the operator.
+  const a = new JobAdmin({ ...conn, maxRetriesPerRequest: null }, client, () => existingQueueNames(client), h.types, {
+    publicKey: async (id) => h.keys[id] ?? null,
+    signer: h.operator,
+  });
   closers.push(() => a.close());
   return a;
 }
@@ -215,7 +227,9 @@ describe('job admin', () => {
     expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBeNull();
     // The request is spent, and whoever waits on it hears that it was cancelled.
     expect(await redis.get(keys.nonce(nonce))).toBe(`done:${jobId}`);
-    const events = (await redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    const stored = (await redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    expect(stored.map((s) => s.keyId)).toEqual(['operator:ops']);
+    const events = stored.map((s) => s.event);
     expect(events).toEqual([
       expect.objectContaining({
         kind: 'result',
@@ -292,6 +306,80 @@ describe('job admin', () => {
     expect(job.data.signed.principal).toEqual(operator);
     expect(job.data.signed.data).toEqual({ name: 'clawdinator-4', pauseMs: 0 });
     expect((await a.show(retried.jobId))?.requestedBy).toBe('operator ops');
+  });
+
+  it('a job planted in the failed set is never retried into a signed one', async () => {
+    worker();
+    // A genuine request that failed (the policy refuses the reader), to copy and change.
+    const denied = await queueAs().enqueue({ ...twoStep('clawdinator-4'), principal: reader, requestId: 'real' });
+    const real = await finished(denied.jobId);
+    const raw = rawQueue(FLEET_QUEUE);
+    const planted = async (id: string, data: unknown) => {
+      await raw.add('two-step', data, { jobId: id, attempts: 1 });
+      // The worker refuses it ("bad signature"): it lands in the failed set, as a Redis writer could put it.
+      const job = await finished(id);
+      expect(job.failedReason).toBe('rejected: bad signature');
+    };
+    const envelope = real.data;
+    // Signed by a key that is not the gateway's; the genuine envelope with its target changed;
+    // the genuine envelope copied under another job id; unsigned.
+    const forged = signRequest(
+      { keyId: 'gateway', key: keyPair().privateKey },
+      { ...envelope.signed, jobId: 'two-step-forged' },
+    );
+    await planted('two-step-forged', forged);
+    const changed = {
+      ...envelope,
+      signed: { ...envelope.signed, jobId: 'two-step-changed', data: { name: 'clawdinator-1', pauseMs: 0 } },
+    };
+    await planted('two-step-changed', changed);
+    await planted('two-step-copied', envelope);
+    await planted('two-step-unsigned', { signed: { ...envelope.signed, jobId: 'two-step-unsigned' } });
+    // The genuine job itself, its data changed in place in Redis.
+    await redis.hset(
+      `bull:${FLEET_QUEUE}:${denied.jobId}`,
+      'data',
+      JSON.stringify({ ...envelope, signed: { ...envelope.signed, data: { name: 'clawdinator-1', pauseMs: 0 } } }),
+    );
+    const a = admin();
+    const before = (await raw.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed'])).length;
+    for (const id of ['two-step-forged', 'two-step-changed', 'two-step-copied', 'two-step-unsigned', denied.jobId]) {
+      await expect(a.retry(id, queueAs(h.operator), operator, `retry-${id}`), id).rejects.toThrow(
+        `cannot retry ${id}: its signature does not verify`,
+      );
+      expect(await a.show(id), id).toMatchObject({ signature: 'does not verify' });
+    }
+    expect((await raw.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed'])).length).toBe(before);
+    expect(await redis.lrange(EFFECTS, 0, -1)).toEqual([]);
+  });
+
+  it('a retry is held to the retrier’s policy, and a destructive type must be confirmed', async () => {
+    worker();
+    const denied = await queueAs().enqueue({ ...twoStep('clawdinator-4'), principal: reader, requestId: 'by-reader' });
+    await finished(denied.jobId);
+    const destroy = await queueAs().enqueue({
+      type: 'destroy-step',
+      data: { name: 'clawdinator-5', pauseMs: 0 },
+      principal: reader,
+      requestId: 'destroy',
+    });
+    await finished(destroy.jobId);
+    const a = admin();
+    // The reader asking again is refused by their own policy, before anything is queued.
+    await expect(a.planRetry(denied.jobId, reader, { policy })).rejects.toThrow('rejected: not allowed');
+    expect(await a.planRetry(denied.jobId, alice, { policy })).toMatchObject({
+      type: 'two-step',
+      target: 'clawdinator-4',
+      destructive: false,
+      requestedBy: `alice (Discord ${ALICE})`,
+      requestedAt: expect.any(Number),
+    });
+    await expect(a.retry(destroy.jobId, queueAs(), alice, 'unconfirmed', undefined, { policy })).rejects.toThrow(
+      `retrying ${destroy.jobId} runs destroy-step of clawdinator-5 again, which cannot be undone: confirm it`,
+    );
+    expect(await rawQueue(FLEET_QUEUE).getJob('destroy-step-unconfirmed')).toBeUndefined();
+    const retried = await a.retry(destroy.jobId, queueAs(), alice, 'confirmed', undefined, { policy, confirmed: true });
+    expect((await finished(retried.jobId)).returnvalue).toEqual({ summary: 'clawdinator-5 done' });
   });
 
   it('a job scheduler’s pending run is flagged, not removed, so the schedule goes on', async () => {

@@ -1,9 +1,12 @@
-// Heartbeats on a real redis-server: written with a TTL, refreshed, read back in one round
-// trip, and deleted on a clean shutdown only when still this process's own.
+// Heartbeats on a real redis-server: written with a TTL, signed with the workers' key,
+// refreshed, read back in one round trip and verified, and deleted on a clean shutdown only
+// when still this process's own. A heartbeat a Redis writer made up, moved or kept reads as
+// absent.
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { readHeartbeats, startHeartbeat } from '../../../jobs/engine/heartbeat.js';
+import { readHeartbeats, signedHeartbeat, startHeartbeat } from '../../../jobs/engine/heartbeat.js';
 import { keys } from '../../../jobs/engine/keys.js';
+import { keyPair, testStepSigner, testWorkersKey } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 let server: TestRedis;
@@ -24,6 +27,7 @@ function heartbeat(host: string, ttlSeconds: number, instanceId = 'i-0123456789a
   const errors: unknown[] = [];
   const hb = startHeartbeat({
     redis: server.client(),
+    signer: testStepSigner,
     host,
     instanceId,
     version: '0.1.0',
@@ -62,7 +66,14 @@ describe('heartbeats', () => {
     const ttl = await redis.pttl(key);
     expect(ttl).toBeGreaterThan(2000);
     expect(ttl).toBeLessThanOrEqual(3000);
-    const first = JSON.parse((await redis.get(key)) as string);
+    const stored = JSON.parse((await redis.get(key)) as string);
+    expect(stored).toEqual({
+      heartbeat: expect.any(Object),
+      expiresAt: stored.heartbeat.at + 3000,
+      keyId: 'schedule',
+      signature: expect.any(String),
+    });
+    const first = stored.heartbeat;
     expect(first).toEqual({
       host: 'clawdinator-1',
       instanceId: 'i-0123456789abcdef0',
@@ -73,22 +84,21 @@ describe('heartbeats', () => {
       at: expect.any(Number),
     });
     // Refreshed after TTL/3 = 1 s: a later `at`, the TTL back near full.
-    await until(async () => JSON.parse((await redis.get(key)) as string).at > first.at, 3000);
+    await until(async () => JSON.parse((await redis.get(key)) as string).heartbeat.at > first.at, 3000);
     expect(await redis.pttl(key)).toBeGreaterThan(2500);
 
     await redis.set(keys.heartbeat('clawdinator-3'), '{"host": "clawdinator-3", "at": "yesterday"}');
     await redis.set(keys.heartbeat('clawdinator-4'), 'not json');
-    await redis.set(keys.heartbeat('clawdinator-5'), JSON.stringify({ ...first, host: 'clawdinator-1' }));
+    // clawdinator-1's own signed heartbeat, filed under clawdinator-5's key.
+    await redis.set(keys.heartbeat('clawdinator-5'), (await redis.get(key)) as string);
     const reader = server.client();
     await reader.ping();
     const sent = counting(reader);
-    const read = await readHeartbeats(reader, [
-      'clawdinator-1',
-      'clawdinator-2',
-      'clawdinator-3',
-      'clawdinator-4',
-      'clawdinator-5',
-    ]);
+    const read = await readHeartbeats(
+      reader,
+      ['clawdinator-1', 'clawdinator-2', 'clawdinator-3', 'clawdinator-4', 'clawdinator-5'],
+      testWorkersKey,
+    );
     expect(sent).toEqual(['mget']);
     expect(read.get('clawdinator-1')).toMatchObject({
       host: 'clawdinator-1',
@@ -102,7 +112,7 @@ describe('heartbeats', () => {
       'clawdinator-4',
       'clawdinator-5',
     ]);
-    expect(await readHeartbeats(reader, [])).toEqual(new Map());
+    expect(await readHeartbeats(reader, [], testWorkersKey)).toEqual(new Map());
     expect(sent).toEqual(['mget']);
     await hb.stop();
     expect(hb.errors).toEqual([]);
@@ -120,8 +130,49 @@ describe('heartbeats', () => {
     const successor = heartbeat('clawdinator-2', 60, 'i-0000000000000000b');
     await until(async () => (await redis.get(key))?.includes('i-0000000000000000b') ?? false);
     await old.stop();
-    expect(JSON.parse((await redis.get(key)) as string).instanceId).toBe('i-0000000000000000b');
+    expect(JSON.parse((await redis.get(key)) as string).heartbeat.instanceId).toBe('i-0000000000000000b');
     await successor.stop();
     expect(await redis.exists(key)).toBe(0);
+  });
+
+  it('a forged, altered, moved or expired heartbeat reads as absent; added fields are signed too', async () => {
+    const at = Date.now();
+    const beat = (host: string) => ({
+      host,
+      instanceId: 'i-0123456789abcdef0',
+      version: '0.1.0',
+      revision: 'abc123',
+      startedAt: at,
+      activeJobs: 0,
+      at,
+    });
+    const signed = (host: string, extra: Record<string, unknown> = {}, ttl = 60) =>
+      JSON.parse(signedHeartbeat({ ...beat(host), ...extra }, testStepSigner, ttl));
+    const other = keyPair();
+    const planted: Record<string, string> = {
+      // The old, unsigned shape: what any Redis writer could write.
+      'clawdinator-1': JSON.stringify(beat('clawdinator-1')),
+      // Signed, but not with the workers' key (an agent's, say).
+      'clawdinator-2': signedHeartbeat(beat('clawdinator-2'), { keyId: 'schedule', key: other.privateKey }, 60),
+      // The workers' signature over another instance id.
+      'clawdinator-3': JSON.stringify({
+        ...signed('clawdinator-3'),
+        heartbeat: { ...beat('clawdinator-3'), instanceId: 'i-0aaaaaaaaaaaaaaaa' },
+      }),
+      // A dead host's last heartbeat, written back after its expiry.
+      'clawdinator-4': JSON.stringify(signed('clawdinator-4', { at: at - 120_000 }, 60)),
+      // Its expiry pushed out under the same signature.
+      'clawdinator-5': JSON.stringify({ ...signed('clawdinator-5', { at: at - 120_000 }, 60), expiresAt: at + 60_000 }),
+      // A field a later version adds is covered as well: changed, it no longer verifies.
+      'clawdinator-6': JSON.stringify({
+        ...signed('clawdinator-6', { memoryMounted: true }),
+        heartbeat: { ...beat('clawdinator-6'), memoryMounted: false },
+      }),
+      // The same with its field as signed: alive.
+      'clawdinator-7': JSON.stringify(signed('clawdinator-7', { memoryMounted: true })),
+    };
+    for (const [host, value] of Object.entries(planted)) await redis.set(keys.heartbeat(host), value, 'EX', 60);
+    const read = await readHeartbeats(redis, Object.keys(planted), testWorkersKey);
+    expect([...read.entries()].filter(([, v]) => v !== null).map(([h]) => h)).toEqual(['clawdinator-7']);
   });
 });

@@ -13,7 +13,7 @@ import { startWorker } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
 import { type SimFleet, simFleet, simMember } from '../../support/fleet.js';
-import { keyPair, lifecycleSettings, testStepSigner } from '../../support/jobs.js';
+import { keyPair, lifecycleSettings, testStepSigner, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const A = 'clawdinator-1';
@@ -68,9 +68,7 @@ beforeEach(async () => {
 });
 
 async function beat(host: string): Promise<void> {
-  const at = Date.now();
-  const value = { host, instanceId: `i-${host}`, version: 't', revision: 'r', startedAt: at, activeJobs: 0, at };
-  await redis.set(keys.heartbeat(host), JSON.stringify(value), 'EX', 600);
+  await writeHeartbeat(redis, { host, instanceId: `i-${host}` }, 600);
 }
 
 /** Host `host`'s worker: its types record, at each pickup, that this host ran the job. */
@@ -159,6 +157,19 @@ describe('never deploy yourself', () => {
     worker(A);
     const jobId = await ask('replace', A);
     const job = await finished(jobId);
+    expect(job.failedReason).toBeUndefined();
+    expect(job.data.handedBack).toBeUndefined();
+    expect(new Set(await redis.lrange(RAN, 0, -1))).toEqual(new Set([`${A} replace`]));
+  });
+
+  it('a forged heartbeat is no live peer: A runs the replace of A itself, handing nothing back', async () => {
+    await beat(A);
+    // B's worker is gone; what a Redis writer puts under its key (the unsigned shape) is no heartbeat.
+    const at = Date.now();
+    const forged = { host: B, instanceId: `i-${B}`, version: 't', revision: 'r', startedAt: at, activeJobs: 0, at };
+    await redis.set(keys.heartbeat(B), JSON.stringify(forged), 'EX', 600);
+    worker(A);
+    const job = await finished(await ask('replace', A));
     expect(job.failedReason).toBeUndefined();
     expect(job.data.handedBack).toBeUndefined();
     expect(new Set(await redis.lrange(RAN, 0, -1))).toEqual(new Set([`${A} replace`]));

@@ -93,7 +93,9 @@ describe('job engine', () => {
     expect(job.returnvalue).toEqual({ summary: 'clawdinator-3 done' });
     expect((await effects()).map((e) => e.split(':')[0])).toEqual(['first', 'pause-start', 'second']);
     expect(Object.keys(job.data.steps ?? {})).toEqual(['first', 'pause', 'second']);
-    const events = (await redis.xrange('clawdinator:events', '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    const events = (await redis.xrange('clawdinator:events', '-', '+')).map(
+      ([, f]) => JSON.parse(f[1] as string).event,
+    );
     expect(events.map((e) => e.kind)).toEqual(['progress', 'progress', 'progress', 'result']);
     expect(events.at(-1)).toMatchObject({ ok: true, text: 'clawdinator-3 done', jobId });
   });
@@ -265,7 +267,9 @@ describe('job engine', () => {
       'rejected: not allowed: an agent cannot two-step its own host',
     );
     // A refusal is final at once, and its requester hears about it.
-    const events = (await redis.xrange('clawdinator:events', '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
+    const events = (await redis.xrange('clawdinator:events', '-', '+')).map(
+      ([, f]) => JSON.parse(f[1] as string).event,
+    );
     expect(events.find((e) => e.jobId === self.jobId && e.kind === 'result')).toMatchObject({
       ok: false,
       text: 'rejected: not allowed: an agent cannot two-step its own host',

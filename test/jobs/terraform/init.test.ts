@@ -1,9 +1,11 @@
 // Day 0 through the project's AWS adapter: the state bucket on a real S3-protocol server
 // (s3rver, with the bucket settings it lacks kept by the stand-in's proxy), the Redis auth
-// token on a Secrets Manager client mocked at `send`.
+// token and the two signing keys on a Secrets Manager client mocked at `send`.
 
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import {
+  BatchGetSecretValueCommand,
   CreateSecretCommand,
   DescribeSecretCommand,
   ResourceNotFoundException,
@@ -32,7 +34,7 @@ afterAll(async () => {
 });
 
 describe('infra init', () => {
-  it('creates the versioned, encrypted state bucket and the Redis token once, then keeps both', async () => {
+  it('creates the state bucket, the Redis token and the signing keys once, then keeps them', async () => {
     const secrets = mockClient(SecretsManagerClient);
     secrets
       .on(DescribeSecretCommand)
@@ -42,25 +44,45 @@ describe('infra init', () => {
     const stateCloud = createAwsCloud({ clients: { s3: client } });
     const fleetCloud = createAwsCloud({ region: 'eu-central-1', clients: { secrets: new SecretsManagerClient({}) } });
 
-    expect(await initInfra(stateCloud, fleetCloud, 'clawdinator-state')).toEqual({
-      bucketCreated: true,
-      secretCreated: true,
-    });
+    const first = await initInfra(stateCloud, fleetCloud, 'clawdinator-state');
+    expect(first).toMatchObject({ bucketCreated: true, secretCreated: true });
     const buckets = await client.send(new ListBucketsCommand({}));
     expect(buckets.Buckets?.map((b) => b.Name)).toEqual(['clawdinator-state']);
     expect(s3.settings.get('clawdinator-state?versioning')).toContain('<Status>Enabled</Status>');
     expect(s3.settings.get('clawdinator-state?encryption')).toContain('<SSEAlgorithm>AES256</SSEAlgorithm>');
-    const created = secrets.commandCalls(CreateSecretCommand)[0]?.args[0].input;
-    expect(created?.Name).toBe(REDIS_AUTH_SECRET);
+    const creates = secrets.commandCalls(CreateSecretCommand).map((c) => c.args[0].input);
+    expect(creates.map((c) => c.Name)).toEqual([
+      REDIS_AUTH_SECRET,
+      'clawdinator/fleet/gateway-signing-key',
+      'clawdinator/fleet/workers-signing-key',
+    ]);
     // A token ElastiCache takes (16–128 characters, none of / " @), never printed.
-    expect(created?.SecretString).toMatch(/^[0-9a-f]{64}$/);
+    expect(creates[0]?.SecretString).toMatch(/^[0-9a-f]{64}$/);
+    // Each stored private key matches the public key returned for the settings.
+    const stored = new Map(creates.map((c) => [c.Name as string, c.SecretString as string]));
+    expect(first.signingKeys.map((k) => [k.keyId, k.created])).toEqual([
+      ['gateway', true],
+      ['schedule', true],
+    ]);
+    for (const key of first.signingKeys) {
+      const pem = stored.get(key.secret) as string;
+      expect(pem).toContain('PRIVATE KEY');
+      expect(key.publicKeyPem).not.toContain('PRIVATE');
+      expect(createPublicKey(createPrivateKey(pem)).export({ type: 'spki', format: 'pem' })).toBe(key.publicKeyPem);
+    }
 
     secrets.reset();
     secrets.on(DescribeSecretCommand).resolves({ Name: REDIS_AUTH_SECRET });
-    expect(await initInfra(stateCloud, fleetCloud, 'clawdinator-state')).toEqual({
-      bucketCreated: false,
-      secretCreated: false,
-    });
+    secrets.on(BatchGetSecretValueCommand).callsFake((input: { SecretIdList: string[] }) => ({
+      SecretValues: input.SecretIdList.map((id) => ({ Name: id, SecretString: stored.get(id) })),
+      Errors: [],
+    }));
+    const again = await initInfra(stateCloud, fleetCloud, 'clawdinator-state');
+    expect(again).toMatchObject({ bucketCreated: false, secretCreated: false });
+    // Kept, and the same public keys reported again.
+    expect(again.signingKeys.map((k) => [k.created, k.publicKeyPem])).toEqual(
+      first.signingKeys.map((k) => [false, k.publicKeyPem]),
+    );
     expect(secrets.commandCalls(CreateSecretCommand)).toHaveLength(0);
     secrets.restore();
   });

@@ -4,8 +4,10 @@
 // object (`use_lockfile`, as the fleet runs it) against a loopback S3 server for a run
 // killed mid-apply, whose lock outlives it, and resumed.
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: Terraform interpolations, not JavaScript templates
-import { type ChildProcess, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockOwner } from '../../../jobs/terraform/lock.js';
 import { TerraformCancelledError } from '../../../jobs/terraform/process.js';
@@ -183,6 +185,91 @@ describe.skipIf(!HAS_TERRAFORM)('Terraform runner, local backend', () => {
       /^terraform (init|plan) failed for demo: Reference to undeclared input variable: /,
     );
     expect((err as Error).message).not.toContain('\n');
+  });
+});
+
+describe('Terraform runner: terraform reads no user configuration', () => {
+  /** A HOME whose .terraformrc terraform would obey: a plugin cache dir that does not exist. */
+  function hostileHome(): { home: string; rc: string } {
+    const home = mkdtempSync(join(tmpdir(), 'clawdinator-tfhome-'));
+    dirs.push(home);
+    const rc = join(home, '.terraformrc');
+    writeFileSync(rc, 'plugin_cache_dir = "/nonexistent-clawdinator-plugin-cache"\n');
+    return { home, rc };
+  }
+
+  function withEnv<T>(vars: Record<string, string | undefined>, run: () => Promise<T>): Promise<T> {
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    for (const [k, v] of Object.entries(vars)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    return run().finally(() => {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    });
+  }
+
+  it.skipIf(!HAS_TERRAFORM)('a .terraformrc in HOME (or TF_CLI_CONFIG_FILE naming it) is not obeyed', async () => {
+    const { home, rc } = hostileHome();
+    const dir = stack({ one: { input: 'a' } });
+    // The attack works on terraform run with this process's environment...
+    const plain = spawnSync(TERRAFORM, ['init', '-input=false', '-no-color'], {
+      cwd: dir,
+      env: { ...process.env, HOME: home, TF_CLI_CONFIG_FILE: '' },
+      encoding: 'utf8',
+    });
+    expect(`${plain.stdout}${plain.stderr}`).toContain('nonexistent-clawdinator-plugin-cache');
+    // ...and not on the runner's terraform.
+    for (const cliFile of [undefined, rc]) {
+      const ctx = context();
+      const plan = await withEnv({ HOME: home, TF_CLI_CONFIG_FILE: cliFile }, () =>
+        tf.plan({ stack: 'demo', dir }, ctx),
+      );
+      expect(plan.summary.add).toBe(1);
+      expect(ctx.lines.join('\n')).not.toContain('nonexistent-clawdinator-plugin-cache');
+      expect(ctx.lines.join('\n')).not.toContain('CLI configuration');
+    }
+  });
+
+  it('terraform gets a controlled environment: its own HOME, the explicit CLI config, AWS settings, none of ours', async () => {
+    const { home } = hostileHome();
+    const dir = stack({ one: { input: 'a' } });
+    // A terraform that only says what it was given.
+    const fake = join(home, 'terraform-env');
+    writeFileSync(fake, `#!/bin/sh\nenv > ${join(home, 'seen.env')}\n`);
+    chmodSync(fake, 0o755);
+    const runner = new Terraform({ bin: fake, cliConfigFile: '/etc/clawdinator/terraform.rc' });
+    await withEnv(
+      {
+        HOME: home,
+        TF_CLI_CONFIG_FILE: join(home, '.terraformrc'),
+        TF_PLUGIN_CACHE_DIR: '/tmp/elsewhere',
+        CLAWDINATOR_REDIS_PASSWORD_FILE: '/run/clawdinator-ops/redis-password',
+        AWS_REGION: 'eu-central-1',
+        AWS_PROFILE: 'operator',
+      },
+      () => runner.init('demo', dir, context()),
+    );
+    const seen = Object.fromEntries(
+      readFileSync(join(home, 'seen.env'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    expect(seen.HOME).toBe(dir);
+    expect(seen.TF_CLI_CONFIG_FILE).toBe('/etc/clawdinator/terraform.rc');
+    expect(seen.TF_PLUGIN_CACHE_DIR).toBeUndefined();
+    expect(Object.keys(seen).filter((k) => k.startsWith('CLAWDINATOR_'))).toEqual([]);
+    // The operator's AWS profile still works: its files are named where HOME used to find them.
+    expect(seen).toMatchObject({
+      AWS_REGION: 'eu-central-1',
+      AWS_PROFILE: 'operator',
+      AWS_SHARED_CREDENTIALS_FILE: join(home, '.aws', 'credentials'),
+      AWS_CONFIG_FILE: join(home, '.aws', 'config'),
+    });
   });
 });
 

@@ -10,6 +10,7 @@ import type { JobEvent } from '../../../jobs/engine/notify.js';
 import { type HealthSweepResult, healthSweep } from '../../../jobs/types/health-sweep.js';
 import { createLogger } from '../../../lib/log.js';
 import { OPS_CHANNEL } from '../../support/bot.js';
+import { testStepSigner, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const MIN = 60_000;
@@ -42,6 +43,7 @@ const ctx = {
   principal: { kind: 'schedule', scheduler: 'clawdinator-health-sweep' },
   requestId: 'clawdinator-health-sweep',
   steps: undefined as never,
+  signer: testStepSigner,
   log: createLogger('silent'),
   progress: async () => {},
 } satisfies JobContext<Record<string, never>>;
@@ -51,22 +53,20 @@ async function sweepAt(at: number, type = sweepType()): Promise<HealthSweepResul
   return (await type.run(ctx)) as HealthSweepResult;
 }
 
+/** A heartbeat written at `at` on the sweep's clock; it lasts until a test deletes it. */
 async function beat(host: string, at: number): Promise<void> {
-  const heartbeat = {
-    host,
-    instanceId: 'i-0123',
-    version: '0.1.0',
-    revision: 'abc',
-    startedAt: T0 - MIN,
-    activeJobs: 0,
-    at,
-  };
-  await redis.set(keys.heartbeat(host), JSON.stringify(heartbeat), 'EX', 90);
+  await writeHeartbeat(
+    redis,
+    { host, instanceId: 'i-0123', version: '0.1.0', revision: 'abc', startedAt: T0 - MIN, at },
+    3600,
+  );
 }
 
 async function alerts(): Promise<JobEvent[]> {
   const entries = await redis.xrange(keys.events, '-', '+');
-  return entries.map(([, fields]) => JSON.parse(fields[1] as string) as JobEvent).filter((e) => e.kind === 'alert');
+  return entries
+    .map(([, fields]) => (JSON.parse(fields[1] as string) as { event: JobEvent }).event)
+    .filter((e) => e.kind === 'alert');
 }
 
 describe('health sweep', () => {
@@ -105,6 +105,13 @@ describe('health sweep', () => {
       since: T0 + 7 * MIN,
       lastSeen: T0 + 7 * MIN,
     });
+  });
+
+  it('a heartbeat that does not verify with the workers’ key is no heartbeat', async () => {
+    await beat('clawdinator-1', T0);
+    const forged = { host: 'clawdinator-2', instanceId: 'i-0123', version: '0.1.0', revision: 'abc', activeJobs: 0 };
+    await redis.set(keys.heartbeat('clawdinator-2'), JSON.stringify({ ...forged, startedAt: T0, at: T0 }));
+    expect((await sweepAt(T0)).summary).toBe('2 hosts: 1 up, 1 missing, 0 silent; 0 alerts');
   });
 
   it('a host never seen (freshly spawned) gets a longer grace before it is silent', async () => {

@@ -26,7 +26,14 @@ const opsPath = () => join(memory.root, 'ops.md');
 
 async function alerts(): Promise<JobEvent[]> {
   const entries = await redis.xrange(keys.events, '-', '+');
-  return entries.map(([, f]) => JSON.parse(f[1] as string) as JobEvent).filter((e) => e.kind === 'alert');
+  // Signed entries ({event, keyId, signature}); the relay verifies them (test/bot/relay.test.ts).
+  return entries
+    .map(([, f]) => JSON.parse(f[1] as string) as { event: JobEvent; keyId: string })
+    .filter((e) => e.event.kind === 'alert')
+    .map((e) => {
+      expect(e.keyId).toBe('schedule');
+      return e.event;
+    });
 }
 
 function auditLines(): string {
@@ -35,10 +42,14 @@ function auditLines(): string {
 }
 
 describe('lifecycle records are best-effort', () => {
-  for (const [what, make] of [
-    ['over the cap', () => writeFileSync(opsPath(), `${'an agent wrote a lot\n'.repeat(60_000)}`)],
-    ['a directory', () => mkdirSync(opsPath())],
-    ['a FIFO', () => execFileSync('mkfifo', [opsPath()])],
+  for (const [what, make, cause] of [
+    [
+      'over the cap',
+      () => writeFileSync(opsPath(), `${'an agent wrote a lot\n'.repeat(60_000)}`),
+      /too large: ops\.md (is|would be) \d+ bytes/,
+    ],
+    ['a directory', () => mkdirSync(opsPath()), /not a file: ops\.md is a directory$/],
+    ['a FIFO', () => execFileSync('mkfifo', [opsPath()]), /not a file: ops\.md is a FIFO$/],
   ] as const) {
     it(`ops.md ${what}: the spawn still ends online, the audit line is written, an alert says what was not`, async () => {
       rmSync(opsPath(), { recursive: true, force: true });
@@ -51,6 +62,7 @@ describe('lifecycle records are best-effort', () => {
       expect(more).toEqual([]);
       expect(alert).toMatchObject({ kind: 'alert', type: 'spawn', jobId: job.id, reply: { channelId: OPS_CHANNEL } });
       expect(alert?.text).toMatch(/^clawdinator-3: spawn done, but its line in ops\.md was not written: /);
+      expect(alert?.text).toMatch(cause);
     });
   }
 

@@ -69,7 +69,7 @@ describe('replace', () => {
     expect(now?.instanceId).toBe(newId);
     expect(now?.state).toBe('running');
     expect((await cloud.pingStatus([newId])).get(newId)).toBe('Online');
-    expect(JSON.parse((await redis.get(keys.heartbeat('clawdinator-3'))) as string).instanceId).toBe(newId);
+    expect(JSON.parse((await redis.get(keys.heartbeat('clawdinator-3'))) as string).heartbeat.instanceId).toBe(newId);
     // No AMI given: the registry is untouched.
     expect(readFileSync(registry.path, 'utf8')).toBe(before);
     const ops = (await memory.read('ops.md')).content.toString();

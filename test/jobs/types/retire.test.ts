@@ -3,11 +3,12 @@
 // a temp dir. clawdinator-3 is spawned for real first, then retired. Every host that is
 // online (clawdinator-1 from the start) writes its heartbeat, as its worker would.
 import { readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { SimCloud } from '../../../jobs/cloud/sim.js';
 import type { Principal } from '../../../jobs/engine/envelope.js';
-import { keys } from '../../../jobs/engine/keys.js';
+import { hostQueue, keys } from '../../../jobs/engine/keys.js';
 import type { FileRegistryStore } from '../../../jobs/registry/file.js';
 import type { MemoryStore } from '../../../memory/store.js';
 import { SIM_BUCKET as BUCKET } from '../../support/fleet.js';
@@ -40,6 +41,13 @@ describe('retire', () => {
     const spawned = await spawn('clawdinator-3');
     const instanceId = spawned.returnvalue.instanceId as string;
     expect(await cloud.listKeys(BUCKET, 'bootstrap/clawdinator-3/')).toContain('bootstrap/clawdinator-3/manifest.json');
+    // Its worker keeps its agent's token refresh on its own queue, as every host's does.
+    const ownQueue = new Queue(hostQueue('clawdinator-3'), { connection: redis });
+    await ownQueue.upsertJobScheduler(
+      'clawdinator-github-token',
+      { every: 45 * 60_000 },
+      { name: 'github-token', data: {} },
+    );
 
     const job = await retire('clawdinator-3');
     expect(job.failedReason).toBeUndefined();
@@ -59,6 +67,10 @@ describe('retire', () => {
     expect(await instanceOf('clawdinator-1')).toBeDefined();
     expect(await cloud.listKeys(BUCKET, 'bootstrap/clawdinator-3/')).toEqual([]);
     expect(await cloud.secretExists('clawdinator/host/clawdinator-3/agent-key')).toBe(false);
+    // The retired host's schedules went with it.
+    expect(await ownQueue.getJobSchedulers()).toEqual([]);
+    expect(await ownQueue.getDelayedCount()).toBe(0);
+    await ownQueue.close();
     // The member's Discord token is the operators' to keep or delete: a respawn reuses it.
     expect(await cloud.secretExists('clawdinator/discord-token/clawdinator-3')).toBe(true);
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
@@ -96,6 +108,30 @@ describe('retire', () => {
     expect(readFileSync(registry.path, 'utf8')).toBe(before);
     expect(cloud.calls.byOperation.TerminateInstances).toBeUndefined();
     expect(await instanceOf('clawdinator-3')).toBeDefined();
+  });
+
+  it('a forged heartbeat is no healthy host: the last one is not retired', async () => {
+    const { spawn, retire } = start();
+    await spawn('clawdinator-3');
+    // clawdinator-1's worker stopped; a Redis writer says it is alive (the unsigned shape, and
+    // its own last signed heartbeat with the expiry pushed out).
+    const signed = JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) as string);
+    for (const forged of [
+      JSON.stringify(signed.heartbeat),
+      JSON.stringify({
+        ...signed,
+        expiresAt: Date.now() + 3_600_000,
+        heartbeat: { ...signed.heartbeat, at: Date.now() },
+      }),
+    ]) {
+      await redis.set(keys.heartbeat('clawdinator-1'), forged, 'EX', 600);
+      const last = await retire('clawdinator-3');
+      expect(last.failedReason).toBe(
+        'refused: retiring clawdinator-3 would leave the fleet without a healthy host running a worker: spawn another first',
+      );
+    }
+    expect(cloud.calls.byOperation.TerminateInstances).toBeUndefined();
+    expect(await names()).toEqual(['clawdinator-1', 'clawdinator-3']);
   });
 
   it('two retires of different members at once: one is refused, so a healthy host stays', async () => {

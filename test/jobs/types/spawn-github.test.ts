@@ -20,7 +20,7 @@ import type { FleetDeps } from '../../../jobs/types/spawn.js';
 import { createLogger } from '../../../lib/log.js';
 import { SIM_BUCKET, SIM_INFRA_SETTINGS, type SimFleet, simFleet, simMember } from '../../support/fleet.js';
 import { appKeyPair, GitHubStandin } from '../../support/github-standin.js';
-import { fastSettings, keyPair, startWorker, testStepSigner } from '../../support/jobs.js';
+import { keyPair, lifecycleSettings, startWorker, testStepSigner } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const APP_ID = '31337';
@@ -117,7 +117,7 @@ function start(options: { syncUpdates?: boolean } = {}) {
       log,
       stepSigner: testStepSigner,
     },
-    fastSettings,
+    lifecycleSettings,
   );
   const enqueuer = new Enqueuer(connection, server.client(), types, { keyId: 'operator:ops', key: signer.privateKey });
   const queue = new Queue(FLEET_QUEUE, { connection });

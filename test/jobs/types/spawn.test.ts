@@ -2,15 +2,17 @@
 // instant timings, the simulated deployer (the real synth), the file registry and memory in
 // a temp dir. Hosts that come online write their heartbeat, as their worker would.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { FleetRegistry } from '../../../infra/registry.js';
 import type { SimCloud } from '../../../jobs/cloud/sim.js';
+import { signRequest } from '../../../jobs/engine/queues.js';
 import type { FileRegistryStore } from '../../../jobs/registry/file.js';
+import { DEFAULT_INSTANCE_TYPES } from '../../../lib/config.js';
 import type { MemoryStore } from '../../../memory/store.js';
 import { SIM_AMI as AMI, SIM_BUCKET as BUCKET } from '../../support/fleet.js';
-import { type LifecycleOptions, lifecycleSuite } from '../../support/lifecycle.js';
+import { AGENT, type Lifecycle, type LifecycleOptions, lifecycleSuite, OPERATOR } from '../../support/lifecycle.js';
 
 let redis: Redis;
 let cloud: SimCloud;
@@ -191,6 +193,94 @@ describe('spawn', () => {
     expect(b.returnvalue.summary).toMatch(/^clawdinator-3 online/);
     expect((await names()).sort()).toEqual(['clawdinator-1', 'clawdinator-2', 'clawdinator-3']);
     expect(cloud.calls.byOperation.RunInstances).toBe(2);
+  });
+});
+
+describe('spawn: names, hosts and instance types, refused before any side effect', () => {
+  /** A request signed as `who`, added straight to the queue, as a gateway that checked nothing would. */
+  async function addedStraight(h: Lifecycle, who: 'operator' | 'agent', data: Record<string, unknown>) {
+    const requestId = `straight-${Math.random().toString(36).slice(2)}`;
+    const jobId = `spawn-${requestId}`;
+    const envelope = signRequest(h.signers[who], {
+      type: 'spawn',
+      jobId,
+      schema: 1,
+      data,
+      principal: who === 'agent' ? AGENT : OPERATOR,
+      requestId,
+    });
+    await h.queue.add('spawn', envelope, { jobId, attempts: 3 });
+    return h.finished(jobId);
+  }
+
+  function nothingHappened(before: string) {
+    expect(fleetJson()).toBe(before);
+    expect(cloud.calls.byOperation).toEqual({});
+  }
+
+  it.each([
+    ['clawdinator-3-', 'name: clawdinator-<a-z0-9>, words joined by single "-", at most 40 characters'],
+    ['clawdinator--3', 'name: clawdinator-<a-z0-9>, words joined by single "-", at most 40 characters'],
+    [`clawdinator-${'a'.repeat(29)}`, 'name: at most 40 characters'],
+  ])('%s: refused by the enqueuer and by the worker', async (name, why) => {
+    const h = suite.harness();
+    const before = fleetJson();
+    await expect(
+      h.enqueuer('operator').enqueue({ type: 'spawn', data: { name }, principal: OPERATOR, requestId: 'r1' }),
+    ).rejects.toThrow(`spawn: invalid ${why}`);
+    const job = await addedStraight(h, 'operator', { name });
+    expect(job.failedReason).toBe(`rejected: invalid data for spawn: ${why}`);
+    expect(job.attemptsMade).toBe(1);
+    nothingHappened(before);
+  });
+
+  it('a name whose host another entry already has is refused (the flake would keep one of the two)', async () => {
+    const { spawn } = start();
+    writeFileSync(
+      registry.path,
+      JSON.stringify({
+        'clawdinator-1': { ...JSON.parse(fleetJson())['clawdinator-1'] },
+        'clawdinator-2': {
+          host: 'clawdinator-3',
+          instanceType: 't3.large',
+          bootstrapPrefix: 'bootstrap/clawdinator-2',
+          discordTokenSecret: 'clawdinator/discord-token/clawdinator-2',
+        },
+      }),
+    );
+    const before = fleetJson();
+    const job = await spawn('clawdinator-3');
+    expect(job.failedReason).toBe(
+      'refused: the host name clawdinator-3 is already used by clawdinator-2 in the registry',
+    );
+    nothingHappened(before);
+  });
+
+  it('an agent’s signed spawn with an unlisted instance type: refused by the enqueuer and by the worker, no rate slot spent', async () => {
+    const h = suite.harness();
+    const before = fleetJson();
+    const data = { name: 'clawdinator-3', instanceType: 'x1e.32xlarge' };
+    const why = `instanceType: not an allowed instance type (${DEFAULT_INSTANCE_TYPES.join(', ')})`;
+    await expect(
+      h.enqueuer('agent').enqueue({ type: 'spawn', data, principal: AGENT, requestId: 'r2' }),
+    ).rejects.toThrow(`spawn: invalid ${why}`);
+    const job = await addedStraight(h, 'agent', data);
+    expect(job.failedReason).toBe(`rejected: invalid data for spawn: ${why}`);
+    nothingHappened(before);
+    expect(await redis.keys('clawdinator:agent-rate:*')).toEqual([]);
+  });
+
+  it('a worker with a narrower list refuses the fleet’s default type too, before anything', async () => {
+    const h = suite.harness({ types: { instanceTypes: ['t3.small'] } });
+    const before = fleetJson();
+    const job = await h.run('spawn', { name: 'clawdinator-3' });
+    expect(job.failedReason).toBe(
+      'refused: instance type t3.large is not allowed (CLAWDINATOR_INSTANCE_TYPES: t3.small)',
+    );
+    nothingHappened(before);
+    const small = await h.run('spawn', { name: 'clawdinator-3', instanceType: 't3.small' });
+    expect(small.returnvalue.summary).toMatch(/^clawdinator-3 online/);
+    expect((await registry.read()).registry['clawdinator-3']?.instanceType).toBe('t3.small');
   });
 });
 
