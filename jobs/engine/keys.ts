@@ -20,6 +20,8 @@ export const keys = {
   eventSeen: (eventId: string) => `clawdinator:event-seen:${eventId}`,
   /** A job's signed confirmation question: the only source of the buttons rendered for it. */
   pending: (jobId: string) => `clawdinator:pending:${jobId}`,
+  /** The health sweep's signed offer to clean up a stray (stray-offer.ts): its button's only source. */
+  strayOffer: (target: string) => `clawdinator:pending:stray:${target}`,
   /** The run a scheduler's slot admitted: a second run in the same slot is a replay. */
   scheduleSlot: (scheduler: string, slot: string) => `clawdinator:schedule-slot:${scheduler}:${slot}`,
   interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,

@@ -15,13 +15,13 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { instanceName } from '../../lib/config.js';
 import { RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
 import { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobContext, JobType } from '../engine/job-type.js';
+import { INSTANCE_ID, strayTargetSchema } from '../engine/stray-offer.js';
 import { publicHalf } from '../signing.js';
 import { lockOwner } from '../terraform/lock.js';
 import { formatSummary } from '../terraform/summary.js';
@@ -30,8 +30,7 @@ import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const STRAY_CLEANUP = 'stray-cleanup';
 
-const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
-const dataSchema = z.object({ target: z.union([z.string().regex(INSTANCE_ID), instanceName]) }).strict();
+const dataSchema = z.object({ target: strayTargetSchema }).strict();
 type CleanupData = z.output<typeof dataSchema>;
 
 /** EC2 takes a minute or two to shut a host down. */
