@@ -17,7 +17,9 @@
 // "gone", a registry member whose instance is gone; EC2 cannot be asked — "no heartbeat,
 // cannot ask AWS", never a "silent" that nobody could check. It also reports strays:
 // instances tagged as ours (app=clawdinator) that the registry does not know, once each.
-// Each says which `clawdinator fleet cleanup … --yes` (the stray-cleanup job) ends it.
+// Each says which `clawdinator fleet cleanup … --yes` (the stray-cleanup job) ends it, and
+// offers a button that does the same from the ops channel: a signed offer (stray-offer.ts)
+// the relay renders it from; a member that is back is offered no more.
 // A member whose instance lock is held is left alone: the job at work on it reports.
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -26,6 +28,13 @@ import { readHeartbeats } from '../engine/heartbeat.js';
 import type { JobType } from '../engine/job-type.js';
 import { keys } from '../engine/keys.js';
 import { publish } from '../engine/notify.js';
+import {
+  STRAY_OFFER_SECONDS,
+  type StrayOffer,
+  strayButtonId,
+  withdrawStrayOffer,
+  writeStrayOffer,
+} from '../engine/stray-offer.js';
 import { publicHalf } from '../signing.js';
 import { sourceError } from '../status.js';
 
@@ -139,18 +148,45 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
         writes.eval(COMPARE_AND_SET, 1, keys.health(c.host), c.old, JSON.stringify(c.next), RECORD_TTL_SECONDS);
       }
       const written = updates.length === 0 ? [] : ((await writes.exec()) ?? []);
+      // The alert's button (operators, after a confirmation, queue stray-cleanup): a signed
+      // offer the relay renders it from, written before the alert that names it.
+      const offerFor = async (o: Pick<StrayOffer, 'target' | 'action' | 'instanceName'> & { label: string }) => {
+        if (deps.opsChannelId === undefined) return undefined;
+        const expiresAt = Math.floor(at / 1000) + STRAY_OFFER_SECONDS;
+        await writeStrayOffer(deps.redis, ctx.signer, {
+          target: o.target,
+          action: o.action,
+          instanceName: o.instanceName,
+          jobId: ctx.jobId,
+          channelId: deps.opsChannelId,
+          expiresAt,
+          buttons: [{ id: strayButtonId(o.target, expiresAt), label: o.label, style: 'danger' }],
+        });
+        return o.target;
+      };
       let alerts = 0;
       for (const [i, c] of updates.entries()) {
         const [err, landed] = written[i] ?? [null, 0];
         if (err) throw err;
         if (c.alert === undefined || landed !== 1) continue;
         ctx.log.info({ host: c.host, state: c.next.state }, c.alert);
+        // A member gone from EC2 is offered for retiring; one that is not (any more) is not.
+        const offer =
+          c.next.state === 'gone'
+            ? await offerFor({
+                target: c.host,
+                action: 'retire',
+                instanceName: c.host,
+                label: `Retire ${c.host}'s entry`,
+              })
+            : await withdrawStrayOffer(deps.redis, c.host).then(() => undefined);
         await publish(deps.redis, ctx.signer, {
           kind: 'alert',
           jobId: ctx.jobId,
           type: HEALTH_SWEEP,
           text: c.alert,
           reply: deps.opsChannelId === undefined ? undefined : { channelId: deps.opsChannelId },
+          offer,
         });
         alerts++;
       }
@@ -170,6 +206,12 @@ export function healthSweep(deps: HealthSweepDeps): JobType<typeof dataSchema> {
           type: HEALTH_SWEEP,
           text,
           reply: deps.opsChannelId === undefined ? undefined : { channelId: deps.opsChannelId },
+          offer: await offerFor({
+            target: stray.instanceId,
+            action: 'terminate',
+            instanceName: stray.name,
+            label: `Terminate ${stray.instanceId}`,
+          }),
         });
         alerts++;
       }

@@ -7,10 +7,11 @@ import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/
 import type { JobContext } from '../../../jobs/engine/job-type.js';
 import { keys } from '../../../jobs/engine/keys.js';
 import type { JobEvent } from '../../../jobs/engine/notify.js';
+import { readStrayOffer } from '../../../jobs/engine/stray-offer.js';
 import { type HealthSweepResult, healthSweep } from '../../../jobs/types/health-sweep.js';
 import { createLogger } from '../../../lib/log.js';
 import { OPS_CHANNEL } from '../../support/bot.js';
-import { testStepSigner, writeHeartbeat } from '../../support/jobs.js';
+import { testStepSigner, testWorkersKey, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const MIN = 60_000;
@@ -220,6 +221,40 @@ describe('health sweep', () => {
         'clawdinator-3 is in the registry, but EC2 has no instance of it (never seen since 2026-11-24 20:41 UTC): `clawdinator fleet cleanup clawdinator-3 --yes` retires the entry',
       ]);
       expect((await alerts()).every((e) => e.reply?.channelId === OPS_CHANNEL)).toBe(true);
+      // Each offers its clean-up: the alert names its target, the button is in the sweep's signed offer.
+      expect((await alerts()).map((e) => e.offer)).toEqual([orphan, 'clawdinator-3']);
+      const offer = async (target: string) => (await readStrayOffer(redis, target, testWorkersKey))?.offer;
+      expect(await offer(orphan)).toMatchObject({
+        action: 'terminate',
+        instanceName: 'clawdinator-7',
+        jobId: ctx.jobId,
+        channelId: OPS_CHANNEL,
+        buttons: [{ id: expect.stringMatching(new RegExp(`^retire:stray:${orphan}:\\d+$`)), style: 'danger' }],
+      });
+      expect(await offer('clawdinator-3')).toMatchObject({
+        action: 'retire',
+        buttons: [{ label: "Retire clawdinator-3's entry" }],
+      });
+      // A member that is back is offered no more; the stray still is.
+      await beat('clawdinator-3', T0 + 27 * MIN);
+      await sweepAt(T0 + 27 * MIN, withCloud());
+      const back = (await alerts()).at(-1);
+      expect(back?.text).toMatch(/^clawdinator-3 back/);
+      expect(back?.offer).toBeUndefined();
+      expect(await offer('clawdinator-3')).toBeUndefined();
+      expect(await offer(orphan)).toBeDefined();
+    });
+
+    it('without an ops channel, no offer is made (nobody could press it)', async () => {
+      const orphan = await sim.launchInstance({
+        name: 'clawdinator-7',
+        ami: 'ami-0123456789abcdef0',
+        instanceType: 't3.large',
+      });
+      const sweep = healthSweep({ redis: server.client(), fleet: async () => fleet, cloud: sim, now: () => clock });
+      await sweepAt(T0, sweep);
+      expect((await alerts()).map((e) => [e.offer, e.reply])).toEqual([[undefined, undefined]]);
+      expect(await redis.exists(keys.strayOffer(orphan))).toBe(0);
     });
 
     it('a member a job is working on (its instance lock held) is not reported while it lasts', async () => {
