@@ -11,7 +11,8 @@
 // Nothing is rendered that does not verify (notify.ts: signed by a worker, the gateway or an
 // operator, not replayed, not stale); a dropped event is logged and never reaches Discord.
 // A question's buttons come from the job's signed pending record (approval.ts), only while it
-// lasts and only in the channel it names; never from the event.
+// lasts and only in the channel it names; never from the event. A stray alert's button comes
+// the same way from the health sweep's signed offer (stray-offer.ts).
 //
 // Results always land: when the message an event would edit is gone (deleted, 404 Unknown
 // Message) or cannot be edited any more (token expired, 401/50027), the event is posted to
@@ -24,6 +25,7 @@ import { type REST, Routes } from 'discord.js';
 import type { Redis } from 'ioredis';
 import { readPending } from '../jobs/engine/approval.js';
 import { consumeEvents, type EventTrust, type JobEvent, type VerifiedEvent } from '../jobs/engine/notify.js';
+import { offerButtons } from '../jobs/engine/stray-offer.js';
 import type { Logger } from '../lib/log.js';
 import type { JobMessages, TokenStore } from './engine.js';
 import { renderEvent } from './progress.js';
@@ -102,6 +104,24 @@ export async function questionButtons(
   return pending.buttons;
 }
 
+/**
+ * An event's buttons, from signed records only: a question's from its job's pending record,
+ * a stray alert's from the health sweep's offer for its target (stray-offer.ts); none else.
+ */
+export async function eventButtons(
+  redis: Redis,
+  workersKey: KeyObject,
+  event: JobEvent,
+  channelId: string | undefined,
+  now: number,
+): Promise<Button[]> {
+  if (event.kind === 'confirm') return questionButtons(redis, workersKey, event.jobId, channelId, now);
+  if (event.kind === 'alert' && event.offer !== undefined) {
+    return offerButtons(redis, workersKey, event.offer, event.jobId, channelId, now);
+  }
+  return [];
+}
+
 export async function renderToDiscord(
   verified: VerifiedEvent,
   options: RelayOptions,
@@ -109,8 +129,7 @@ export async function renderToDiscord(
   const { event } = verified;
   const now = options.now?.() ?? Date.now();
   const channel = event.reply?.channelId ?? options.opsChannelId;
-  const buttons =
-    event.kind === 'confirm' ? await questionButtons(options.redis, options.workersKey, event.jobId, channel, now) : [];
+  const buttons = await eventButtons(options.redis, options.workersKey, event, channel, now);
   const reply = renderEvent(event, now, buttons);
   const interactionId = event.reply?.interactionId;
   const stored = interactionId ? await options.tokens.get(interactionId) : null;

@@ -60,7 +60,7 @@ import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
 import { botJobAdmin, botJobs, redisClaim } from '../engine.js';
 import { renderEvent } from '../progress.js';
-import { questionButtons } from '../relay.js';
+import { eventButtons } from '../relay.js';
 import type { BotDeps, Button, Reply } from '../types.js';
 import { type SandboxRedis, startSandboxRedis } from './redis.js';
 import { simCommand } from './sim-command.js';
@@ -402,10 +402,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       },
       async ({ event }) => {
         if (shown(event)) {
-          const buttons =
-            event.kind === 'confirm'
-              ? await questionButtons(redis, workersKey, event.jobId, event.reply?.channelId, Date.now())
-              : [];
+          const buttons = await eventButtons(redis, workersKey, event, event.reply?.channelId, Date.now());
           options.print(renderForConsole(event, buttons));
           session.shown(buttons.map((b) => b.id));
         }

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from '../../../bot/commands/index.js';
 import { type Sandbox, startSandbox } from '../../../bot/sandbox/run.js';
-import { memberActor, SANDBOX_AMI } from '../../../bot/sandbox/world.js';
+import { memberActor, SANDBOX_AMI, SANDBOX_OPS_CHANNEL } from '../../../bot/sandbox/world.js';
 import { keys } from '../../../jobs/engine/keys.js';
 import { tempDir } from '../../support/cli.js';
 
@@ -94,6 +94,27 @@ describe('/sim in the sandbox', () => {
     }
     expect((await sandbox.runLine('/sim orphan clawdinator-1')).failures?.[0]?.text).toContain(
       'clawdinator-1 is in the registry',
+    );
+
+    // The health sweep reports it with a button; pressed and confirmed at the console, it ends it.
+    const n = out.length;
+    await sandbox.deps.jobs?.enqueue({
+      type: 'health-sweep',
+      data: {},
+      actor: sandbox.actor,
+      requestId: 'sim-orphan-sweep',
+      reply: { channelId: SANDBOX_OPS_CHANNEL, interactionId: 'sim-orphan-sweep' },
+    });
+    await until(async () => (since(n).includes(`/press retire:stray:${orphan.instanceId}:`) ? true : undefined));
+    expect(since(n)).toContain(`🚨 stray: ${orphan.instanceId} (clawdinator-7)`);
+    expect(since(n)).toContain(`[button Terminate ${orphan.instanceId}]`);
+    expect((await sandbox.runLine('/press stray')).ok).toBe(true);
+    expect(since(n)).toContain(`⚠️ Terminate **${orphan.instanceId}** (clawdinator-7), an instance tagged as ours`);
+    const confirmed = await sandbox.runLine('/press stray-yes', { waitMs: 60_000 });
+    expect(confirmed.ok).toBe(true);
+    expect((await sandbox.cloud.describeInstance(orphan.instanceId)).state).toBe('terminated');
+    expect(since(n)).toMatch(
+      new RegExp(`✅ \`stray-cleanup-\\S+\` ${orphan.instanceId} \\(clawdinator-7\\) terminated`),
     );
   });
 
