@@ -27,6 +27,7 @@ await build({
     'test/support/deployer-process.ts',
     'test/bench/bare-worker.ts',
     'test/bench/engine-worker.ts',
+    'test/support/model-standin-process.ts',
   ],
   outdir: 'dist',
   outbase: '.',

@@ -57,6 +57,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
     'deployerRoleArn',
     'opsChannelId',
     'instanceTypes',
+    'modelPrices',
   ]);
   const connection = connectionFrom(config);
   const redis = createRedis(connection);
@@ -66,10 +67,9 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   // Heartbeats, the workers' events and their questions' pending records verify against it.
   const workersKey = workersPublicKey(config.jobPublicKeys);
   const enqueuer = new Enqueuer(connection, redis, types, signer);
-  // Retries verify the original's signature (agents' keys from the registry); a cancel's event is signed.
+  // Retries verify the original's signature (agents' keys from the registry).
   const admin = new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
     publicKey: publicKeys(config.jobPublicKeys, registry),
-    signer,
   });
   const queue = new Queue(FLEET_QUEUE, { connection });
   const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
@@ -77,7 +77,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   // The gateway's key also signs a human's answer to an agent's request.
   deps.jobs = botJobs(enqueuer, { redis, signer, workersKey });
   deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
-  deps.status = () => fleetStatus({ registry, cloud, redis, workersKey, queues: [queue] });
+  deps.status = (detail) =>
+    fleetStatus({ registry, cloud, redis, workersKey, queues: [queue], prices: config.modelPrices, detail });
   deps.fleetNames = async () => Object.keys(await registry());
   let relay: { stop(): Promise<void> } | undefined;
   let requests: RequestSocket | undefined;

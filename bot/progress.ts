@@ -2,6 +2,7 @@
 // elapsed time), then the result. Events are data from workers; this is the only renderer.
 // Buttons never come from the event: the caller passes those of the job's signed pending
 // record (approval.ts: readPending) or of a stray's signed offer (stray-offer.ts), or none.
+import { REBUILD_STAGES, rebuildStageOf } from '../jobs/ami/stages.js';
 import type { JobEvent } from '../jobs/engine/notify.js';
 import type { Button, Reply } from './types.js';
 
@@ -26,7 +27,9 @@ export function renderEvent(event: JobEvent, now: number, buttons: Button[] = []
   const since = event.startedAt ? ` · ${elapsed(now - event.startedAt)}` : '';
   switch (event.kind) {
     case 'progress':
-      return { content: [`⏳ ${job}`, bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n') };
+      return {
+        content: [`⏳ ${job}`, stages(event), bar(event.percent), `${event.text}${since}`].filter(Boolean).join('\n'),
+      };
     case 'result':
       return { content: `${event.ok ? '✅' : '❌'} ${job} ${event.text}${since}`.trim() };
     case 'alert':
@@ -34,4 +37,16 @@ export function renderEvent(event: JobEvent, now: number, buttons: Button[] = []
     case 'confirm':
       return buttons.length > 0 ? { content: `❓ ${event.text}`, buttons } : { content: `❓ ${event.text}` };
   }
+}
+
+/**
+ * A job with stages (a rebuild: resolve → build → upload → import → register → rollout) shows
+ * them all, those done ticked and the current one highlighted; '' for other jobs.
+ */
+export function stages(event: Pick<JobEvent, 'type' | 'step'>): string {
+  if (event.type !== 'rebuild-ami') return '';
+  const current = rebuildStageOf(event.step);
+  if (current === undefined) return '';
+  const at = REBUILD_STAGES.indexOf(current);
+  return REBUILD_STAGES.map((stage, i) => (i < at ? `✓ ${stage}` : i === at ? `**▶ ${stage}**` : stage)).join(' · ');
 }

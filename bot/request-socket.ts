@@ -93,7 +93,11 @@ export async function startRequestSocket(options: RequestSocketOptions): Promise
     protocol: PROTOCOL,
     host: options.host,
     accepts: Object.keys(handlers),
-    jobs: Object.fromEntries(options.types.all().flatMap((t) => (t.agentAllowed ? [[t.name, t.version]] : []))),
+    jobs: Object.fromEntries(
+      options.types
+        .all()
+        .flatMap((t) => (t.agentAllowed !== undefined && t.agentAllowed !== false ? [[t.name, t.version]] : [])),
+    ),
   };
 
   const server = createServer((socket) => {
@@ -213,7 +217,8 @@ async function handleJob(message: JobMessage, conn: Connection, options: Request
     throw new RefusedError('refused: expired request (is this host’s clock right?)');
   }
   const type = options.types.get(signed.type);
-  if (type === undefined || !type.agentAllowed) throw new RefusedError(`refused: agents cannot ask for ${signed.type}`);
+  if (type === undefined || type.agentAllowed === undefined || type.agentAllowed === false)
+    throw new RefusedError(`refused: agents cannot ask for ${signed.type}`);
   // The outcome goes to the ops channel; an agent does not pick where the bot posts.
   if (signed.reply !== undefined) throw new RefusedError('refused: an agent’s request names no reply target');
   const data = type.schema.safeParse(signed.data);

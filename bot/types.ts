@@ -133,8 +133,11 @@ export interface BotDeps {
   jobs?: BotJobs;
   /** Seeing and controlling jobs (/jobs), when Redis is configured. */
   jobAdmin?: BotJobAdmin;
-  /** The fleet's status (registry, EC2, SSM, heartbeats, queues), when the fleet is configured. */
-  status?: () => Promise<FleetStatus>;
+  /**
+   * The fleet's status (registry, EC2, SSM, heartbeats, queues), when the fleet is configured;
+   * `detail` names the member shown in detail (its build info is read too).
+   */
+  status?: (detail?: string) => Promise<FleetStatus>;
   /** The registry's member names alone (autocomplete: never waits for the cloud). */
   fleetNames?: () => Promise<string[]>;
 }

@@ -33,6 +33,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     'efsId',
     'hostFlake',
     'buildInfoFile',
+    'agentDirectKeys',
   ]);
   if (!config.instanceTypes.includes(config.defaultInstanceType)) {
     throw new ConfigError(
@@ -55,9 +56,12 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     import('../infra/names.js'),
   ]);
   const registryStore = await registryStoreFrom(config, { log });
+  const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
   return {
-    cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
+    cloud,
     deployer: new TerraformDeployer({
+      // What an apply looks up before it creates anything (fencing against a second create).
+      cloud,
       runner: new Terraform({
         bin: config.terraformBin,
         cliConfigFile: config.terraformConfigFile,
@@ -78,6 +82,7 @@ export async function fleetDeps(log?: Logger): Promise<FleetDeps | undefined> {
     fleetMaxSize: config.fleetMaxSize,
     spawnsPerHour: config.spawnsPerHour,
     defaultInstanceType: config.defaultInstanceType,
+    agentKeys: config.agentDirectKeys,
   };
 }
 

@@ -35,6 +35,7 @@ export function command(): Command {
         'awsRegion',
         'deployerRoleArn',
         'jobPublicKeys',
+        'modelPrices',
       ]);
       // Before connecting: a heartbeat is believed only if it verifies with the workers' key.
       const workersKey = workersPublicKey(config.jobPublicKeys);
@@ -48,6 +49,8 @@ export function command(): Command {
           redis,
           workersKey,
           queues: [queue],
+          prices: config.modelPrices,
+          detail: name,
         });
         if (opts.json) {
           process.stdout.write(
@@ -131,6 +134,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
     'awsRegion',
     'deployerRoleArn',
     'efsId',
+    'agentDirectKeys',
   ]);
   const entry = (await registryReader(config)())[name];
   if (entry === undefined) throw new UsageError(`${name} is not in the fleet registry`);
@@ -150,6 +154,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
       efsId: config.efsId ?? null,
       redisUrl: fleetRedisUrl(),
       secrets: { discordToken: entry.discordTokenSecret, agentKey: agentKeySecret(name) },
+      agentKeys: config.agentDirectKeys,
     },
   );
   const where = `s3://${config.bootstrapBucket}/${result.prefix}/`;
@@ -161,7 +166,7 @@ async function uploadMemberBundle(name: string): Promise<void> {
 }
 
 /** Queues a lifecycle job as this operator and waits for it to end, printing its progress. */
-async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
+export async function runAsOperator(type: string, data: Record<string, unknown>, timeout: string): Promise<void> {
   const seconds = Number(timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400)
     throw new UsageError('--timeout: whole seconds from 1 to 86400');

@@ -128,7 +128,7 @@ function operatorSigner(): { signer: Signer; principal: Principal } {
   };
 }
 
-/** Who cancels, for the flag and the requester's notification (cancels are not signed). */
+/** Who cancels, for the flag and the requester's notification (the flag is not signed). */
 function canceller(): string {
   let user = 'unknown';
   try {
@@ -264,9 +264,8 @@ export function command(): Command {
     .argument('<id>', 'the job id')
     .action(async (id: string) => {
       checkJobId(id);
-      // The requester hears of the cancel only in an event signed by this operator.
-      const signer = hasSetting('jobSigningKeyFile') ? operatorSigner().signer : undefined;
-      const { outcome } = await withAdmin(({ admin }) => admin.cancel(id, canceller()), { signer });
+      // The requester hears of it from the workers' finalizer, which ends the job.
+      const { outcome } = await withAdmin(({ admin }) => admin.cancel(id, canceller()));
       switch (outcome) {
         case 'removed':
           write(`removed ${id} (it had not started)\n`);

@@ -24,11 +24,28 @@ const groups: Record<string, CommandGroup> = {
   jobs: { summary: 'list, show, retry and cancel the fleet’s jobs', load: () => import('./jobs.js') },
   request: { summary: 'ask for a fleet action on a peer, as this host’s agent', load: () => import('./request.js') },
   infra: { summary: 'Day 0 and the CDKTF stacks: init, synth, plan, apply', load: () => import('./infra.js') },
+  ami: {
+    summary: 'the base image (AMI): rebuild, build, upload, import, list, prune',
+    load: () => import('./ami.js'),
+  },
   sandbox: { summary: 'the whole control plane here, on a simulated cloud', load: () => import('./sandbox.js') },
   bootstrap: { summary: 'install this host’s bootstrap bundle (run at boot)', load: () => import('./bootstrap.js') },
   github: { summary: 'the agents’ GitHub App token; the org sync into the memory', load: () => import('./github.js') },
   repos: { summary: 'prepare the agents’ repo seeds (clone, pack, upload)', load: () => import('./repos.js') },
   'seed-repos': { summary: 'update ~/repos from the repo seeds, as the agent', load: () => import('./seed-repos.js') },
+  'agent-config': {
+    summary: 'print a member’s merged agent runtime configuration as JSON',
+    load: () => import('./agent-config.js'),
+  },
+  'model-proxy': {
+    summary: 'serve the agent’s model requests with the keys it never holds, metering usage',
+    load: () => import('./model-proxy.js'),
+  },
+  'seed-workspace': {
+    summary: 'refresh the agent’s workspace from the templates, keeping its own edits',
+    load: () => import('./seed-workspace.js'),
+  },
+  version: { summary: 'what this host runs: project, agent runtime, nixpkgs', load: () => import('./version.js') },
 };
 
 function usage(): string {

@@ -6,7 +6,9 @@
 // (the job runs on; its outcome goes to the ops channel). The agent holds no Redis
 // credential and this command reads no Redis setting: the workers apply the agent policy
 // (peers only, never itself, within the hourly rate), and a replace or retire asked by an
-// agent waits for a human's confirmation in the ops channel.
+// agent waits for a human's confirmation in the ops channel. `clawdinator request gh-refresh`
+// asks the same way for an early GitHub token for this host's agent (the github-token job on
+// this host's own queue, for its own host only; the agent's `clawdinator-gh-refresh`).
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { Command } from 'commander';
@@ -24,7 +26,9 @@ import { loadPrivateKey, newNonce, signPayload } from '../jobs/signing.js';
 import { instanceName, instanceTypeShape, loadConfig, NAME_RULE } from '../lib/config.js';
 import { ClawError, ConfigError, errorLine, OperationError, UsageError } from '../lib/errors.js';
 
-const ACTIONS = ['spawn', 'replace', 'retire'] as const;
+const ACTIONS = ['spawn', 'replace', 'retire', 'gh-refresh'] as const;
+/** The host-local request: its job type, about this host. */
+const GH_REFRESH = { action: 'gh-refresh', type: 'github-token' } as const;
 
 interface RequestOptions {
   instanceType?: string;
@@ -33,15 +37,22 @@ interface RequestOptions {
 
 export function command(): Command {
   return new Command('request')
-    .description('ask the fleet for an action on a peer, as this host’s agent (spawn, replace, retire)')
+    .description(
+      'ask the fleet for an action on a peer, as this host’s agent (spawn, replace, retire), or a new GitHub token for this host’s agent (gh-refresh)',
+    )
     .argument('<action>', ACTIONS.join(' | '))
-    .argument('<name>', 'the peer, e.g. clawdinator-3')
+    .argument('[name]', 'the peer, e.g. clawdinator-3 (none for gh-refresh: always this host)')
     .option('--instance-type <type>', 'spawn only: an allowed EC2 instance type (default: the fleet’s)')
     .option('--detach', 'return once the job is queued (its outcome goes to the ops channel)')
-    .action(async (action: string, name: string, opts: RequestOptions) => {
+    .action(async (action: string, name: string | undefined, opts: RequestOptions) => {
       if (!(ACTIONS as readonly string[]).includes(action))
         throw new UsageError(`unknown action "${action}": ${ACTIONS.join(', ')}`);
-      if (!instanceName.safeParse(name).success) throw new UsageError(`"${name}" is not a fleet name (${NAME_RULE})`);
+      const ghRefresh = action === GH_REFRESH.action;
+      if (ghRefresh && name !== undefined)
+        throw new UsageError('gh-refresh takes no name: it is for this host’s agent');
+      if (!ghRefresh && name === undefined) throw new UsageError(`${action} needs the peer's name, e.g. clawdinator-3`);
+      if (name !== undefined && !instanceName.safeParse(name).success)
+        throw new UsageError(`"${name}" is not a fleet name (${NAME_RULE})`);
       if (opts.instanceType !== undefined) {
         if (action !== 'spawn') throw new UsageError('--instance-type is for spawn only');
         if (!instanceTypeShape.safeParse(opts.instanceType).success)
@@ -56,7 +67,12 @@ export function command(): Command {
       }
       const host = config.jobKeyId.slice('agent:'.length);
       const key = loadPrivateKey(config.jobSigningKeyFile, 'CLAWDINATOR_JOB_SIGNING_KEY_FILE');
-      const data = opts.instanceType === undefined ? { name } : { name, instanceType: opts.instanceType };
+      const type = ghRefresh ? GH_REFRESH.type : action;
+      const data = ghRefresh
+        ? { host }
+        : opts.instanceType === undefined
+          ? { name }
+          : { name, instanceType: opts.instanceType };
 
       const socket = await reach(config.requestSocket);
       let jobId: string | undefined;
@@ -68,14 +84,14 @@ export function command(): Command {
         if (hello.host !== host) {
           throw new OperationError(`the ops gateway at ${config.requestSocket} serves ${hello.host}, not ${host}`);
         }
-        const schema = hello.jobs[action];
+        const schema = hello.jobs[type];
         if (schema === undefined)
           throw new OperationError(`the ops gateway on this host does not take ${action} requests`);
         const requestId = `agent-${randomBytes(9).toString('base64url')}`;
         const signed: SignedRequest = {
-          type: action,
+          type,
           // The engine's job id: `<type>-<request id>` (jobs/engine/queues.ts jobIdFor).
-          jobId: `${action}-${requestId}`,
+          jobId: `${type}-${requestId}`,
           schema,
           data,
           principal: { kind: 'agent', host },
@@ -89,7 +105,8 @@ export function command(): Command {
           switch (message.kind) {
             case 'queued': {
               jobId = message.jobId;
-              const asks = action === 'spawn' ? '' : ' — it waits for a human’s confirmation in the ops channel';
+              const asks =
+                action === 'spawn' || ghRefresh ? '' : ' — it waits for a human’s confirmation in the ops channel';
               say(`queued ${inertText(jobId)}${asks}`);
               if (opts.detach) {
                 say('detached: the outcome goes to the ops channel');

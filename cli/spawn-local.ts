@@ -20,6 +20,7 @@ import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startSandboxRedis } from '../bot/sandbox/redis.js';
 import type { FleetRegistry } from '../infra/registry.js';
+import type { AmiDeps } from '../jobs/ami/deps.js';
 import { type AuditTrail, auditTrailFromConfig } from '../jobs/audit.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../jobs/engine/queues.js';
@@ -36,13 +37,17 @@ import { MemoryStore } from '../memory/store.js';
 import { fleetDeps } from './fleet-deps.js';
 
 export interface LocalRunDeps {
-  /** The job type (the CLI offers `spawn`) and its data, checked by the type's schema. */
+  /** The job type (the CLI offers `spawn` and `rebuild-ami`) and its data, checked by the type's schema. */
   type: string;
   data: Record<string, unknown>;
   /** This operator's signing key (key id `operator:<name>`); its public key admits the job. */
   signer: Signer;
-  fleet: FleetDeps;
-  memory: MemoryStore;
+  /** What lifecycle jobs act on (spawn); an image rebuild built here needs none. */
+  fleet?: FleetDeps;
+  /** The image pipeline (`ami rebuild --local`). */
+  ami?: AmiDeps;
+  /** ops.md and the audit; a rebuild without it records nothing. */
+  memory?: MemoryStore;
   /** Where the outcome is audited; default: the journal and the memory copy. */
   audit?: AuditTrail;
   registry: () => Promise<FleetRegistry>;
@@ -95,7 +100,7 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
     const redis = new Redis(connection);
     cleanups.push(() => redis.disconnect());
     // The new host never reaches this Redis: its heartbeat cannot be awaited here.
-    const fleet: FleetDeps = { ...deps.fleet, awaitHeartbeat: false };
+    const fleet: FleetDeps | undefined = deps.fleet && { ...deps.fleet, awaitHeartbeat: false };
     const types = new JobTypes(
       jobTypes({
         redis,
@@ -104,6 +109,7 @@ export async function runLocal(deps: LocalRunDeps): Promise<LocalRunResult> {
         audit: deps.audit,
         fleet,
         instanceTypes: deps.instanceTypes,
+        ami: deps.ami,
       }),
     );
     const operatorKey = createPublicKey(signer.key);

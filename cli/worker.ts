@@ -6,11 +6,14 @@
 import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import { Command } from 'commander';
+import { amiSchedules } from '../jobs/ami/deps.js';
 import { auditTrailFromConfig } from '../jobs/audit.js';
 import { Imds, imdsEndpoint } from '../jobs/bootstrap/identity.js';
+import { publishBuildInfo, readBuildInfoFile } from '../jobs/build-info.js';
 import { startHeartbeat } from '../jobs/engine/heartbeat.js';
 import { hostFacts, INSTANCE_ID_UNAVAILABLE } from '../jobs/engine/host-facts.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../jobs/engine/keys.js';
+import { publish } from '../jobs/engine/notify.js';
 import { JobTypes } from '../jobs/engine/queues.js';
 import { fleetSchedules, upsertSchedules } from '../jobs/engine/schedulers.js';
 import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
@@ -18,12 +21,14 @@ import { startWorker } from '../jobs/engine/worker.js';
 import { githubJobDeps, hostSchedules, tokenAtStart } from '../jobs/github/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
+import { crossedBudget, type DayUsage, readUsage, utcDay } from '../jobs/usage.js';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
+import { amiDeps } from './ami-deps.js';
 import { fleetDeps } from './fleet-deps.js';
 
 const SCHEDULE_CHECK_MS = 60_000;
@@ -50,6 +55,8 @@ export function command(): Command {
         'heartbeatTtlSeconds',
         'healthSweepSeconds',
         'opsChannelId',
+        'modelPrices',
+        'modelDailyBudgetUsd',
         'agentRequestsPerHour',
         'agentConfirmSeconds',
         'authorization',
@@ -84,6 +91,16 @@ export function command(): Command {
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');
+      const signer = signerFrom(config);
+      // This host builds images for the fleet's rebuilds, and asks a peer to build for its own.
+      const ami = await amiDeps({
+        cloud: fleet?.cloud,
+        hostName: config.hostName,
+        hostJobs: { connection, signer },
+        log,
+      });
+      if (ami === undefined)
+        log.warn('CLAWDINATOR_PROJECT_REPO or CLAWDINATOR_BOOTSTRAP_BUCKET unset: image jobs will fail');
       const types = new JobTypes(
         jobTypes({
           redis,
@@ -95,11 +112,15 @@ export function command(): Command {
           fleet,
           instanceTypes: config.instanceTypes,
           github,
+          ami,
         }),
       );
-      const signer = signerFrom(config);
-      // The same definitions on every host: the leader upserts them, every worker admits their runs by them.
-      const schedules = fleetSchedules({ healthSweepMs: config.healthSweepSeconds * 1000 });
+      // The same definitions on every host: the leader upserts them, every worker admits their
+      // runs by them. With the weekly image prune, and the image rebuild when a cron is set.
+      const schedules = [
+        ...fleetSchedules({ healthSweepMs: config.healthSweepSeconds * 1000 }),
+        ...amiSchedules(loadConfig(['amiPruneCron', 'amiRebuildCron'])),
+      ];
       const deps = {
         connection,
         redis,
@@ -111,7 +132,8 @@ export function command(): Command {
         host: { name: config.hostName, peers: async () => Object.keys(await registry()) },
         // The workers' key (CLAWDINATOR_JOB_KEY_ID=schedule) also signs each save of step results.
         stepSigner: signer,
-        schedules,
+        // Runs admitted: the fleet's schedules and this host's own (its agent's token refresh).
+        schedules: [...schedules, ...hostSchedules(github)],
       };
       const settings = {
         concurrency: config.jobConcurrency,
@@ -125,6 +147,44 @@ export function command(): Command {
         startWorker(FLEET_QUEUE, deps, settings),
         startWorker(hostQueue(config.hostName), deps, settings),
       ];
+      const facts = hostFacts({
+        instanceId: opts.instanceId,
+        revision: opts.revision,
+        imds: new Imds(imdsEndpoint(config.imdsUrl)),
+        buildInfoFile: config.buildInfoFile,
+        memoryDir: config.memoryDir,
+        onUnavailable: (reason) =>
+          log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
+      });
+      // What this host was built from, for /status name: on any gateway (re-read each beat: a
+      // switch changes it without restarting the worker).
+      const shareBuildInfo = async () => {
+        try {
+          const info = await readBuildInfoFile(config.buildInfoFile);
+          if (info !== null) await publishBuildInfo(redis, config.hostName, info, config.heartbeatTtlSeconds * 3);
+        } catch (err) {
+          log.warn({ err }, 'build info not shared');
+        }
+      };
+      // The daily model budget: the worker, not the model proxy, posts the alert — the proxy
+      // faces the agent and holds no signing key; the worker signs it with the workers' key.
+      const budgetAlert = async (usage: DayUsage) => {
+        const budget = config.modelDailyBudgetUsd;
+        if (budget === undefined) return;
+        try {
+          const crossed = await crossedBudget(redis, config.hostName, usage, config.modelPrices, budget);
+          if (crossed === null) return;
+          log.warn({ costUsd: crossed.costUsd, budgetUsd: budget }, 'daily model budget crossed');
+          await publish(redis, signer, {
+            kind: 'alert',
+            type: 'model-usage',
+            text: `${config.hostName} spent an estimated $${(crossed.costUsd ?? 0).toFixed(2)} on models today (${usage.day} UTC), over the daily budget of $${budget.toFixed(2)}`,
+            reply: config.opsChannelId === undefined ? undefined : { channelId: config.opsChannelId },
+          });
+        } catch (err) {
+          log.warn({ err }, 'budget alert not posted');
+        }
+      };
       const heartbeat = startHeartbeat({
         redis,
         signer,
@@ -132,15 +192,17 @@ export function command(): Command {
         instanceId: opts.instanceId ?? INSTANCE_ID_UNAVAILABLE,
         version,
         revision: opts.revision ?? 'unknown',
-        facts: hostFacts({
-          instanceId: opts.instanceId,
-          revision: opts.revision,
-          imds: new Imds(imdsEndpoint(config.imdsUrl)),
-          buildInfoFile: config.buildInfoFile,
-          memoryDir: config.memoryDir,
-          onUnavailable: (reason) =>
-            log.warn({ reason }, 'instance id unavailable: the heartbeat says so until IMDS answers'),
-        }),
+        facts: async () => {
+          const [found, usage] = await Promise.all([
+            facts(),
+            // Today's model usage as this host's model proxy counted it; a failed read leaves it out.
+            readUsage(redis, config.hostName, utcDay(Date.now())).catch(() => undefined),
+            shareBuildInfo(),
+          ]);
+          if (usage === undefined) return found;
+          await budgetAlert(usage);
+          return { ...found, usage };
+        },
         ttlSeconds: config.heartbeatTtlSeconds,
         activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
         onError: (err) => log.warn({ err }, 'heartbeat failed'),

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { App } from 'cdktf';
 import { BaseStack } from './base-stack.js';
-import { InstanceStack } from './instance-stack.js';
+import { InstanceStack, type MemberImports } from './instance-stack.js';
 import { BASE_STACK } from './names.js';
 import { type FleetRegistry, RegistryError } from './registry.js';
 import type { InfraSettings } from './settings.js';
@@ -27,6 +27,7 @@ export function createStacks(
   registry: FleetRegistry,
   settings: InfraSettings,
   only?: readonly string[],
+  imports: Record<string, MemberImports> = {},
 ): Stacks {
   for (const name of only ?? []) {
     if (name === BASE_STACK) continue;
@@ -45,7 +46,7 @@ export function createStacks(
       stacks.withoutAmi.push(name);
       continue;
     }
-    stacks.instances.set(name, new InstanceStack(app, name, { ...entry, ami }, settings));
+    stacks.instances.set(name, new InstanceStack(app, name, { ...entry, ami }, settings, imports[name]));
   }
   return stacks;
 }
@@ -56,6 +57,8 @@ export interface SynthOptions {
   registry: FleetRegistry;
   settings: InfraSettings;
   stacks?: readonly string[];
+  /** Per member stack: what an earlier, killed apply made that its state lacks (import blocks). */
+  imports?: Record<string, MemberImports>;
 }
 
 export interface SynthResult {
@@ -69,7 +72,7 @@ export function synthesize(options: SynthOptions): SynthResult {
   if (options.outdir !== undefined) mkdirSync(options.outdir, { recursive: true });
   // Stack traces in construct metadata cost time at every resource and help nobody here.
   const app = new App({ outdir: options.outdir, stackTraces: false });
-  const stacks = createStacks(app, options.registry, options.settings, options.stacks);
+  const stacks = createStacks(app, options.registry, options.settings, options.stacks, options.imports);
   app.synth();
   const outdir = resolve(app.outdir);
   const names = [...(stacks.base ? [BASE_STACK] : []), ...stacks.instances.keys()];

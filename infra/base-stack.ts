@@ -271,6 +271,26 @@ export class BaseStack extends TerraformStack {
           Resource: '*',
           Condition: { StringEquals: { 'aws:ResourceTag/clawdinator': 'true' } },
         },
+        {
+          // VM Import leaves the imported snapshot untagged: the rebuild tags it as ours (only
+          // with our tag keys), or FleetImages could not delete it when prune deregisters its image.
+          Sid: 'TagImportedSnapshots',
+          Effect: 'Allow',
+          Action: 'ec2:CreateTags',
+          Resource: `arn:${partition}:ec2:${region}::snapshot/*`,
+          Condition: {
+            StringEquals: { 'aws:RequestTag/clawdinator': 'true' },
+            'ForAllValues:StringEquals': {
+              'aws:TagKeys': [
+                'Name',
+                'clawdinator',
+                'clawdinator:revision',
+                'clawdinator:built-by',
+                'clawdinator:image-object',
+              ],
+            },
+          },
+        },
         { Sid: 'PassRoles', Effect: 'Allow', Action: 'iam:PassRole', Resource: [instanceRoles, vmimport.arn] },
         {
           Sid: 'CreateBoundedInstanceRoles',

@@ -1,13 +1,20 @@
 // One stack per fleet member: its role (bounded by base's boundary, narrowed to its own
 // bootstrap prefix and secrets), its instance profile and its EC2 instance. Its own state
 // key, so spawning or replacing one host never plans a change to another or to base.
+//
+// Fencing against a second create: the instance is tagged at launch with the id of the job
+// that made it (the `job_id` variable, set by the deployer; later changes of the tag are
+// ignored, so a later plan or CI's synth never changes it). A deployer that resumes an apply
+// killed after the launch, or after the role or profile were made but before terraform saved
+// its state, looks them up and passes `imports`: import blocks adopt them into the state
+// instead of creating a second instance or dying on EntityAlreadyExists.
 import { IamInstanceProfile } from '@cdktf/provider-aws/lib/iam-instance-profile/index.js';
 import { IamRole } from '@cdktf/provider-aws/lib/iam-role/index.js';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy/index.js';
 import { IamRolePolicyAttachment } from '@cdktf/provider-aws/lib/iam-role-policy-attachment/index.js';
 import { Instance } from '@cdktf/provider-aws/lib/instance/index.js';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider/index.js';
-import { TerraformOutput, TerraformStack } from 'cdktf';
+import { TerraformOutput, TerraformStack, TerraformVariable } from 'cdktf';
 import type { Construct } from 'constructs';
 import { isInstanceName, NAME_RULE } from '../lib/config.js';
 import {
@@ -17,6 +24,9 @@ import {
   FLEET_SECRETS_PREFIX,
   hostSecretsPrefix,
   INSTANCE_ROLE_PATH,
+  JOB_ID_VARIABLE,
+  JOB_TAG,
+  type MEMBER_ADDRESSES,
 } from './names.js';
 import { policyDocument, serviceTrust } from './policy.js';
 import { type RegistryEntry, RegistryError } from './registry.js';
@@ -26,12 +36,26 @@ import { baseState, useStateBackend } from './state.js';
 /** Where user data leaves the host's identity for the NixOS bootstrap units. */
 export const INSTANCE_ENV_FILE = '/var/lib/clawdinator/instance.env';
 
+/** What exists already and terraform's state lacks, by address (MEMBER_ADDRESSES): its id. */
+export type MemberImports = Partial<Record<(typeof MEMBER_ADDRESSES)[keyof typeof MEMBER_ADDRESSES], string>>;
+
 export class InstanceStack extends TerraformStack {
-  constructor(scope: Construct, name: string, entry: RegistryEntry & { ami: string }, settings: InfraSettings) {
+  constructor(
+    scope: Construct,
+    name: string,
+    entry: RegistryEntry & { ami: string },
+    settings: InfraSettings,
+    imports: MemberImports = {},
+  ) {
     // The name becomes the IAM role and profile names and part of the session name (IAM's
     // limits) and the host's name: checked here too, whatever registry the stack came from.
     if (!isInstanceName(name)) throw new RegistryError(`no stack "${name}": not a fleet name (${NAME_RULE})`);
     super(scope, name);
+    const jobId = new TerraformVariable(this, JOB_ID_VARIABLE, {
+      type: 'string',
+      default: '',
+      description: 'The job that launches the instance (its clawdinator:job tag); set by the deployer',
+    });
     const assumeRole = settings.deployerRoleArn
       ? [{ roleArn: settings.deployerRoleArn, sessionName: `clawdinator-${name}`.slice(0, 64) }]
       : undefined;
@@ -106,8 +130,14 @@ export class InstanceStack extends TerraformStack {
         deleteOnTermination: true,
       },
       userData: userData(name, entry, out('bucket')),
-      tags: { ...APP_TAG, Name: name },
+      tags: { ...APP_TAG, Name: name, [JOB_TAG]: jobId.stringValue },
+      // Set at launch only: a later job's plan must not retag (or CI's synth change) the host.
+      lifecycle: { ignoreChanges: [`tags["${JOB_TAG}"]`] },
     });
+
+    // Import blocks for what an earlier, killed apply made (the deployer looked them up).
+    const blocks = Object.entries(imports).map(([to, id]) => ({ to, id }));
+    if (blocks.length > 0) this.addOverride('import', blocks);
 
     new TerraformOutput(this, 'instance_id', { value: host.id });
     new TerraformOutput(this, 'private_ip', { value: host.privateIp });

@@ -34,6 +34,22 @@ export const INSTANCE_ROLE_PATH = '/clawdinator/instance/';
 
 export const APP_TAG = { app: 'clawdinator' } as const;
 
+/**
+ * Tag a member's instance carries from its launch: the id of the job that made it (the
+ * instance stack's `job_id` variable). A resumed apply finds by it what a killed one
+ * launched; the stack ignores later changes of it, so later plans and CI's synth stay stable.
+ */
+export const JOB_TAG = 'clawdinator:job';
+/** The instance stacks' variable holding that job id (set by the deployer with -var). */
+export const JOB_ID_VARIABLE = 'job_id';
+
+/** Addresses of a member's resources with fixed names or a job tag: what a resumed apply may import. */
+export const MEMBER_ADDRESSES = {
+  instance: 'aws_instance.host',
+  role: 'aws_iam_role.role',
+  profile: 'aws_iam_instance_profile.profile',
+} as const;
+
 /** Variables the runner sets with `-var`: where the state lives. */
 export const STATE_VARIABLES = { bucket: 'state_bucket', region: 'state_region' } as const;
 

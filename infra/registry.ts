@@ -1,13 +1,14 @@
 // The fleet registry: the desired fleet as JSON, in the original's `nix/instances.json`
-// schema (so a fleet migrates by copying the file) plus this project's optional `ami` and
-// `agentPublicKey`. No cdktf here: the jobs read and write the registry without loading
-// the CDKTF app.
+// schema (so a fleet migrates by copying the file) plus this project's optional `ami`,
+// `agentPublicKey` and `agent` (the member's agent runtime overrides). No cdktf here: the
+// jobs read and write the registry without loading the CDKTF app.
 //
 // Every value ends up in IAM policies, user data or resource names, so the checks are
 // strict: a bootstrap prefix or secret name with a wildcard, or one that contains another
 // entry's, would let one host read another's bootstrap bundle or token.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { agentOverrideSchema } from '../lib/agent-config.js';
 import { isInstanceName, NAME_RULE } from '../lib/config.js';
 import { UsageError } from '../lib/errors.js';
 import { FLEET_SECRETS_PREFIX } from './names.js';
@@ -43,6 +44,10 @@ const entrySchema = z
       .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id like ami-0123456789abcdef0')
       .optional(),
     agentPublicKey: z.string().includes('PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
+    // The member's agent runtime, where it differs from the fleet's (lib/agent-config.ts):
+    // role, channels, model, raw openclaw settings. Checked here, so a registry that turns the
+    // Discord interrupt rule off or opens DMs is refused before anything uses it.
+    agent: agentOverrideSchema.optional(),
   })
   .strict();
 
@@ -86,7 +91,7 @@ export function readRegistry(path: string): FleetRegistry {
 
 function issueText(error: z.ZodError): string {
   const issue = error.issues[0] as z.ZodIssue;
-  if (issue.code === 'unrecognized_keys') return `unknown field "${issue.keys[0]}"`;
+  if (issue.code === 'unrecognized_keys') return `unknown field "${[...issue.path, issue.keys[0]].join('.')}"`;
   const field = issue.path.join('.') || 'entry';
   if (issue.code === 'invalid_type' && issue.received === 'undefined') return `${field} is missing`;
   if (issue.code === 'invalid_type') return `${field} must be a ${issue.expected}`;

@@ -1,10 +1,12 @@
 // The fleet at a glance: for each registry member, what EC2 says (state, instance, AMI,
 // launch time), what SSM says (ping), and its worker's heartbeat — gathered in as few calls
 // as the services allow (EC2: one paginated listing, ⌈N/1000⌉ calls; SSM: ⌈N/50⌉; heartbeats:
-// one Redis round trip) — plus queue counts and the next scheduled runs.
+// one Redis round trip; for a member shown in detail, its build info in another beside it) —
+// plus queue counts and the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
+// is priced here with the settings' prices.
 //
-// Degrade, don't fail: each source (registry, EC2, SSM, heartbeats, queues) is asked on its
-// own, with a time limit, and one that fails or does not answer is marked with its cause
+// Degrade, don't fail: each source (registry, EC2, EC2 images, SSM, heartbeats, queues) is
+// asked on its own, with a time limit, and one that fails or does not answer is marked with its cause
 // ("SSM: unavailable (AccessDeniedException on DescribeInstanceInformation)") while the
 // others are shown; a member's state is `unknown` where the missing source decides it.
 //
@@ -14,13 +16,15 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
 import { errorLine } from '../lib/errors.js';
+import { type BuildInfo, formatBuildInfo, readBuildInfos } from './build-info.js';
 import { CloudError } from './cloud/errors.js';
 import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
 import { type Heartbeat, readHeartbeats } from './engine/heartbeat.js';
+import { formatUsage, type ModelPrices, type UsageTotals, usageTotals } from './usage.js';
 
 export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing' | 'unknown';
 
-export const SOURCES = ['registry', 'ec2', 'ssm', 'heartbeats', 'queues'] as const;
+export const SOURCES = ['registry', 'ec2', 'images', 'ssm', 'heartbeats', 'queues'] as const;
 export type SourceName = (typeof SOURCES)[number];
 
 /** What one source answered: `ok`, or why not in one line (`<code> on <operation>` for AWS). */
@@ -56,6 +60,12 @@ export interface MemberStatus {
     /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
     locked: boolean | null;
   } | null;
+  /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
+  olderImage: boolean;
+  /** Today's model usage (UTC day) from the heartbeat, priced with the settings; null: not reported. */
+  usage?: (UsageTotals & { day: string }) | null;
+  /** What the host was built from (its worker's copy of /etc/clawdinator/build-info.json). */
+  build?: BuildInfo | null;
 }
 
 export interface QueueCounts {
@@ -70,6 +80,8 @@ export interface FleetStatus {
   generatedAt: string;
   /** Each source's answer; members and strays show only what the sources that answered say. */
   sources: Record<SourceName, SourceStatus>;
+  /** The newest available image of ours, what the fleet converges on; null when there is none. */
+  newestAmi: string | null;
   members: MemberStatus[];
   /** Instances tagged as fleet members that the registry does not list. */
   strays: { instanceId: string; name: string | null; state: string }[];
@@ -82,7 +94,7 @@ export const BOOT_GRACE_MS = 10 * 60 * 1000;
 
 export interface StatusDeps {
   registry: () => Promise<FleetRegistry>;
-  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus'>;
+  cloud: Pick<Cloud, 'listFleetInstances' | 'pingStatus' | 'findLatestAmi'>;
   redis: Redis;
   /** The workers' public key: a heartbeat that does not verify with it reads as absent. */
   workersKey: KeyObject;
@@ -90,6 +102,10 @@ export interface StatusDeps {
   now?: () => number;
   /** How long one source may take before it is marked as not answering; default 10 s. */
   sourceTimeoutMs?: number;
+  /** USD per million tokens (CLAWDINATOR_MODEL_PRICES); without: usage shows no cost. */
+  prices?: ModelPrices;
+  /** The member shown in detail: its build info is read too (one more Redis command, beside the heartbeats). */
+  detail?: string;
 }
 
 const DEFAULT_SOURCE_TIMEOUT_MS = 10_000;
@@ -152,11 +168,20 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
 
   const registry = await ask('registry', deps.registry);
   const names = Object.keys(registry ?? {}).sort();
-  const [instances, heartbeats] = await Promise.all([
+  const [instances, heartbeats, newest, builds] = await Promise.all([
     ask('ec2', () => deps.cloud.listFleetInstances()),
     // Verified: a forged or expired heartbeat reads as absent, never as an online member.
     ask('heartbeats', () => readHeartbeats(deps.redis, names, deps.workersKey)),
+    // The newest image is one DescribeImages call, whatever the fleet's size; its own source,
+    // so an image listing that fails costs only the "older image" mark.
+    ask('images', () => deps.cloud.findLatestAmi()),
+    // Beside the heartbeats, from the same Redis: a failure marks the heartbeats' source (the
+    // heartbeats read on their own, so the members' states keep them).
+    ask('heartbeats', () =>
+      readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
+    ),
   ]);
+  const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances ?? []) {
     if (i.name === null) continue;
@@ -211,6 +236,10 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             locked: hb.locked ?? null,
           }
         : null,
+      olderImage:
+        newestAmi !== null && instance != null && instance.state !== 'terminated' && instance.imageId !== newestAmi,
+      usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
+      ...(builds?.has(name) ? { build: builds.get(name) ?? null } : {}),
     };
   });
   // Without the registry, nothing can be called a stray.
@@ -223,6 +252,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   return {
     generatedAt: new Date(now).toISOString(),
     sources,
+    newestAmi,
     members,
     strays,
     queues,
@@ -253,6 +283,7 @@ const ICON: Record<MemberState, string> = {
 const SOURCE_LABEL: Record<SourceName, string> = {
   registry: 'registry',
   ec2: 'EC2',
+  images: 'EC2 images',
   ssm: 'SSM',
   heartbeats: 'heartbeats',
   queues: 'queues',
@@ -286,7 +317,9 @@ export function formatStatus(status: FleetStatus): string {
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
       m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      ...(m.usage ? [`models today: ${formatUsage(m.usage)}`] : []),
       ...hostWarnings(m).map((w) => `⚠️ ${w}`),
+      ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
   );
   const q = status.queues.map(
@@ -301,6 +334,7 @@ export function formatStatus(status: FleetStatus): string {
 
 export function formatMember(status: FleetStatus, name: string): string | null {
   const m = status.members.find((x) => x.name === name);
+  const now = Date.parse(status.generatedAt);
   if (m === undefined) return null;
   const { ec2, ssm, heartbeats } = status.sources;
   return [
@@ -308,7 +342,7 @@ export function formatMember(status: FleetStatus, name: string): string | null {
     ec2.ok
       ? `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`
       : `instance: EC2 unavailable (${ec2.error}), ${m.instanceType}`,
-    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})`,
+    `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})${m.olderImage ? ` ⚠️ older than the newest image ${status.newestAmi}` : ''}`,
     `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
     `SSM: ${m.ssm ?? (ssm.ok ? '—' : `unavailable (${ssm.error})`)}`,
     m.heartbeat
@@ -316,6 +350,8 @@ export function formatMember(status: FleetStatus, name: string): string | null {
       : heartbeats.ok
         ? 'worker: no heartbeat'
         : `worker: heartbeats unavailable (${heartbeats.error})`,
+    m.usage ? `models today (${m.usage.day} UTC): ${formatUsage(m.usage)}` : 'models today: not reported',
+    ...(m.build ? formatBuildInfo(m.build, now) : ['build: not reported']),
     ...hostWarnings(m).map((w) => `⚠️ ${w}`),
   ].join('\n');
 }

@@ -8,6 +8,7 @@
 // Adding a setting is one line in `settings` plus its schema.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { agentConfigProblem, modelRef, PROXY_PROVIDERS, rawAgentConfig, thinkingLevel } from './agent-config.js';
 import { ConfigError } from './errors.js';
 
 interface Setting<S extends z.ZodTypeAny> {
@@ -71,12 +72,22 @@ const owner = z
     const [uid, gid] = v.split(':').map(Number) as [number, number];
     return { uid, gid };
   });
+/** An http(s) origin without a path, user or query (where the model proxy forwards). */
+const httpOrigin = z
+  .string()
+  .url()
+  .refine((u) => {
+    const url = new URL(u);
+    return /^https?:$/.test(url.protocol) && url.pathname === '/' && url.search === '' && url.username === '';
+  }, 'an http(s) origin like https://api.anthropic.com');
 const redisUrl = z
   .string()
   .url()
   .refine((u) => /^rediss?:$/.test(new URL(u).protocol), 'redis:// or rediss://')
   .refine((u) => new URL(u).password === '', 'no password in the URL');
 
+// Five cron fields (minute hour day month weekday), read in UTC by BullMQ's job schedulers.
+const cronPattern = z.string().regex(/^[0-9*/,-]+( [0-9*/,A-Za-z-]+){4}$/);
 // Who may use which command: deny by default. Keys are "*", a command ("memory") or a
 // command and subcommand ("memory write"); the most specific key present decides. A rule
 // allows the listed users, or members holding a listed role, in the listed guilds (and
@@ -500,6 +511,194 @@ export const settings = {
     'an absolute file path (the seeds the bootstrap staged)',
   ),
   reposDir: setting('CLAWDINATOR_REPOS_DIR', absolutePath.optional(), 'an absolute directory path (default ~/repos)'),
+  // The project's own repository and branch: what `rev` is resolved in (default: the branch's
+  // head) and what the image (and later the fast lane, /deploy) is built from.
+  projectRepo: setting(
+    'CLAWDINATOR_PROJECT_REPO',
+    z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/),
+    'the project’s GitHub repository, owner/name',
+  ),
+  projectBranch: setting(
+    'CLAWDINATOR_PROJECT_BRANCH',
+    z
+      .string()
+      .regex(/^(?!\/|-)(?!.*(\.\.|\/\/|@\{|\.lock$|\/$))[A-Za-z0-9._/-]{1,200}$/)
+      .default('main'),
+    'a branch name like main',
+  ),
+  // The images (the slow lane): how many of ours prune keeps, when it runs, and an optional
+  // scheduled rebuild (off unless a cron is given; it never rolls out by itself).
+  amiKeep: setting(
+    'CLAWDINATOR_AMI_KEEP',
+    z.coerce.number().int().min(1).max(100).default(5),
+    'a whole number from 1 to 100',
+  ),
+  amiPruneCron: setting(
+    'CLAWDINATOR_AMI_PRUNE_CRON',
+    cronPattern.default('0 5 * * 0'),
+    'a cron pattern (UTC) like 0 5 * * 0',
+  ),
+  amiRebuildCron: setting(
+    'CLAWDINATOR_AMI_REBUILD_CRON',
+    cronPattern.optional(),
+    'a cron pattern (UTC) like 0 4 * * 1',
+  ),
+  amiBootMode: setting(
+    'CLAWDINATOR_AMI_BOOT_MODE',
+    z.enum(['legacy-bios', 'uefi']).default('legacy-bios'),
+    'legacy-bios or uefi',
+  ),
+  amiArchitecture: setting(
+    'CLAWDINATOR_AMI_ARCHITECTURE',
+    z.enum(['x86_64', 'arm64']).default('x86_64'),
+    'x86_64 or arm64',
+  ),
+  // What the builder builds, `{sha}` replaced by the resolved commit; default
+  // github:<CLAWDINATOR_PROJECT_REPO>/{sha}#image (the flake's packages.x86_64-linux.image).
+  amiFlake: setting(
+    'CLAWDINATOR_AMI_FLAKE',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9+.:/?&=_~%-]*\{sha\}[A-Za-z0-9+.:/?&=_~%-]*#[A-Za-z0-9._-]+$/)
+      .optional(),
+    'a flake reference with {sha} and an output, like git+ssh://git@github.com/o/r?rev={sha}#image',
+  ),
+  amiImportPollSeconds: setting(
+    'CLAWDINATOR_AMI_IMPORT_POLL_SECONDS',
+    z.coerce.number().int().min(1).max(600).default(30),
+    'seconds from 1 to 600',
+  ),
+  // The agent runtime (lib/agent-config.ts): what every member's openclaw configuration
+  // starts from; a member's registry entry (`agent`) overrides it.
+  agentGuildId: setting('CLAWDINATOR_AGENT_GUILD_ID', snowflake.optional(), 'the Discord guild the agents answer in'),
+  agentChannelIds: setting(
+    'CLAWDINATOR_AGENT_CHANNEL_IDS',
+    snowflakes.max(50).default([]),
+    'a JSON list of the channel ids the agents answer in (when mentioned)',
+    true,
+  ),
+  agentModel: setting(
+    'CLAWDINATOR_AGENT_MODEL',
+    modelRef.default('openai/gpt-5.2-codex'),
+    'a model like anthropic/claude-opus-4-6 (provider/model)',
+  ),
+  agentFallbackModels: setting(
+    'CLAWDINATOR_AGENT_FALLBACK_MODELS',
+    z.array(modelRef).max(5).default(['anthropic/claude-opus-4-6']),
+    'a JSON list of up to 5 models (provider/model)',
+    true,
+  ),
+  agentThinking: setting(
+    'CLAWDINATOR_AGENT_THINKING',
+    thinkingLevel.default('high'),
+    'one of off, minimal, low, medium, high',
+  ),
+  agentMaxConcurrent: setting(
+    'CLAWDINATOR_AGENT_MAX_CONCURRENT',
+    z.coerce.number().int().min(1).max(16).default(4),
+    'a whole number from 1 to 16',
+  ),
+  // Any other openclaw setting for every member, merged over the defaults; the same rules as a
+  // member's override (the Discord interrupt rule, DMs off, loopback gateway).
+  agentConfig: setting(
+    'CLAWDINATOR_AGENT_CONFIG',
+    rawAgentConfig.default({}).superRefine((c, ctx) => {
+      const problem = agentConfigProblem(c);
+      if (problem !== null) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    }),
+    'a JSON object of openclaw settings (see README: the agent runtime)',
+    true,
+  ),
+  // Providers the runtime cannot reach through the model proxy: provider id → the secret
+  // (under clawdinator/fleet/) whose value the bootstrap gives the agent as a file.
+  agentDirectKeys: setting(
+    'CLAWDINATOR_AGENT_DIRECT_KEYS',
+    z
+      .record(
+        z.string().regex(/^[a-z][a-z0-9-]{0,40}$/),
+        z.string().regex(/^clawdinator\/fleet\/[A-Za-z0-9/_+=.@-]{1,200}$/),
+      )
+      .refine(
+        (m) => Object.keys(m).every((p) => !(p in PROXY_PROVIDERS)),
+        'a provider the proxy serves keeps its key with the proxy',
+      )
+      .default({}),
+    'a JSON map of provider id to a secret name under clawdinator/fleet/',
+    true,
+  ),
+  // The runtime's state (logs, cron store, gateway token), outside the agent's home so that no
+  // root-run part of the system (tmpfiles, systemd's log files) works inside a dir the agent owns.
+  agentStateDir: setting(
+    'CLAWDINATOR_AGENT_STATE_DIR',
+    absolutePath.default('/var/lib/clawdinator-agent'),
+    'an absolute directory path',
+  ),
+  // seed-workspace: the templates (the package's workspace/, /etc/clawdinator/workspace on a
+  // host), the tool list the module renders at build time, and the hashes of what it seeded.
+  workspaceTemplatesDir: setting(
+    'CLAWDINATOR_WORKSPACE_TEMPLATES',
+    absolutePath.default('/etc/clawdinator/workspace'),
+    'an absolute directory path',
+  ),
+  toolsFile: setting(
+    'CLAWDINATOR_TOOLS_FILE',
+    absolutePath.default('/etc/clawdinator/tools.md'),
+    'an absolute file path',
+  ),
+  workspaceManifest: setting(
+    'CLAWDINATOR_WORKSPACE_MANIFEST',
+    absolutePath.default('/var/lib/clawdinator-agent/workspace-seed.json'),
+    'an absolute file path',
+  ),
+  // The model proxy (jobs/proxy/): a loopback port only the agent's uid may connect to
+  // (nix/agent.nix's nftables rule), the keys only the ops user reads.
+  modelProxyPort: setting(
+    'CLAWDINATOR_MODEL_PROXY_PORT',
+    z.coerce.number().int().min(1024).max(65_535).default(18_780),
+    'a TCP port from 1024 to 65535',
+  ),
+  anthropicApiKeyFile: setting(
+    'CLAWDINATOR_ANTHROPIC_API_KEY_FILE',
+    absolutePath.optional(),
+    'the path of the file holding the Anthropic API key',
+  ),
+  openaiApiKeyFile: setting(
+    'CLAWDINATOR_OPENAI_API_KEY_FILE',
+    absolutePath.optional(),
+    'the path of the file holding the OpenAI API key',
+  ),
+  // Where each provider's requests go (tests point them at a loopback stand-in).
+  modelUpstreams: setting(
+    'CLAWDINATOR_MODEL_UPSTREAMS',
+    z.object({ anthropic: httpOrigin.optional(), openai: httpOrigin.optional() }).strict().default({}),
+    'a JSON map of anthropic/openai to an http(s) origin',
+    true,
+  ),
+  // USD per million tokens; a key ending in * matches model ids by prefix (the longest wins).
+  modelPrices: setting(
+    'CLAWDINATOR_MODEL_PRICES',
+    z
+      .record(
+        z.string().regex(/^[A-Za-z0-9._:@/-]{1,100}\*?$/),
+        z
+          .object({
+            input: z.number().min(0),
+            output: z.number().min(0),
+            cacheRead: z.number().min(0).optional(),
+            cacheWrite: z.number().min(0).optional(),
+          })
+          .strict(),
+      )
+      .default({}),
+    'a JSON map of model (or prefix*) to {input, output, cacheRead, cacheWrite} in USD per million tokens',
+    true,
+  ),
+  // Per member per UTC day: crossing it posts one alert in the ops channel that day.
+  modelDailyBudgetUsd: setting(
+    'CLAWDINATOR_MODEL_DAILY_BUDGET_USD',
+    z.coerce.number().positive().max(1_000_000).optional(),
+    'US dollars per member per day, a positive number',
+  ),
 } satisfies Record<string, Setting<z.ZodTypeAny>>;
 
 export type Settings = typeof settings;
@@ -551,7 +750,12 @@ function parseSetting(name: string, def: Setting<z.ZodTypeAny>, envValue: string
     const missing = raw === undefined;
     // For structured settings, say where inside the value it went wrong (never the value).
     const issue = parsed.error.issues[0];
-    const at = issue && issue.path.length > 0 ? ` (at ${issue.path.join('.')}: ${issue.message})` : '';
+    const at =
+      issue && issue.path.length > 0
+        ? ` (at ${issue.path.join('.')}: ${issue.message})`
+        : issue?.code === 'custom'
+          ? ` (${issue.message})`
+          : '';
     throw new ConfigError(`config: ${where} ${missing ? 'is not set' : 'is invalid'}: expected ${def.expected}${at}`);
   }
   return parsed.data;

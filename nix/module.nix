@@ -254,6 +254,13 @@ let
       ${body}
     '';
   memoryTools = [
+    # The original's name for the agent's early token refresh: a signed request to this host's
+    # ops gateway (the worker mints it; the agent never holds the App key).
+    (pkgs.writeShellScriptBin "clawdinator-gh-refresh" ''
+      set -euo pipefail
+      [ $# -eq 0 ] || { echo "usage: clawdinator-gh-refresh" >&2; exit 2; }
+      exec ${clawdinator} request gh-refresh
+    '')
     (memoryTool "memory-read" ''
       [ $# -eq 1 ] || { echo "usage: memory-read FILE" >&2; exit 2; }
       exec ${clawdinator} memory read -- "$1"
@@ -290,6 +297,9 @@ let
   ];
 in
 {
+  # The agent runtime, its model proxy's firewall rule, toolchain and host basics.
+  imports = [ ./agent.nix ];
+
   options.services.clawdinator = {
     enable = mkEnableOption "a CLAWDINATOR host (agent user, shared memory, ops bot gateway and job worker)";
 

@@ -29,7 +29,7 @@ export const status: CommandModule = {
     if (deps.status === undefined) throw new OperationError('The fleet status is not configured on this gateway.');
     const name = inv.options.name;
     if (name !== undefined && typeof name !== 'string') throw new UsageError('Option name must be text.');
-    const fleet = await deps.status();
+    const fleet = await deps.status(name);
     if (name === undefined) {
       const counts = fleet.members.reduce<Record<string, number>>((acc, m) => {
         acc[m.state] = (acc[m.state] ?? 0) + 1;

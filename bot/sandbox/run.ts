@@ -29,6 +29,8 @@ import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { loadInfraSettings } from '../../infra/settings.js';
+import { StandInImageBuilder } from '../../jobs/ami/builder.js';
+import type { AmiDeps } from '../../jobs/ami/deps.js';
 import { AuditTrail } from '../../jobs/audit.js';
 import { type Clock, realClock, scaledClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud, type SimHost } from '../../jobs/cloud/sim.js';
@@ -43,6 +45,7 @@ import { eventTrust, publicKeys, registryReader } from '../../jobs/engine/setup.
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { createGitHubInstallation } from '../../jobs/github/app.js';
 import { syncOrg } from '../../jobs/github/org-sync.js';
+import { staticResolver } from '../../jobs/github/revision.js';
 import { SimGitHub } from '../../jobs/github/sim.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
@@ -73,9 +76,12 @@ import {
   memberActor,
   operatorActor,
   SANDBOX_AMI,
+  SANDBOX_BRANCH,
   SANDBOX_BUCKET,
   SANDBOX_OPS_CHANNEL,
   SANDBOX_ORG,
+  SANDBOX_REFS,
+  SANDBOX_REPO,
   sandboxOrg,
   sandboxPolicy,
   writeSigningKeys,
@@ -252,6 +258,23 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     const sync = () => syncOrg({ installation, memory, org: SANDBOX_ORG, log });
     await sync();
+    const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
+    // The image pipeline on the simulated cloud: revs resolve among the sandbox's refs, and the
+    // "build" is a clearly labelled stand-in writing a small file (no Nix here). This process's
+    // fleet worker is clawdinator-1's in the story: another member builds, and it goes last.
+    const ami: AmiDeps = {
+      cloud,
+      bucket: SANDBOX_BUCKET,
+      resolver: staticResolver({ repo: SANDBOX_REPO, branch: SANDBOX_BRANCH, refs: SANDBOX_REFS }),
+      builder: new StandInImageBuilder(join(dir, 'images'), cloud.faults),
+      builtBy: FIRST_HOST,
+      hostName: FIRST_HOST,
+      hostJobs: { connection, signer: schedule },
+      keep: 5,
+      bootMode: 'legacy-bios',
+      architecture: 'x86_64',
+      waits: options.fast ? { pollMs: 200, importPollMs: 200 } : { pollMs: 1000, importPollMs: 1000 },
+    };
     const typeDeps: JobTypeDeps = {
       redis,
       registry,
@@ -260,10 +283,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       audit,
       fleet,
       github: { sync },
+      ami,
     };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
-    const schedule: Signer = { keyId: 'schedule', key: createPrivateKey(keys.schedule.privateKeyPem) };
     const workersKey = publicHalf(schedule.key);
     const workerDeps = {
       connection,
@@ -369,13 +392,20 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           enqueuer,
           new JobAdmin(connection, redis, () => existingQueueNames(redis), types, {
             publicKey: workerDeps.publicKey,
-            signer: gateway,
           }),
           sandboxPolicy,
         ),
       ),
-      status: () =>
-        fleetStatus({ registry, cloud, redis, workersKey, queues: [fleetQueue], now: () => cloud.clock.now() }),
+      status: (detail) =>
+        fleetStatus({
+          registry,
+          cloud,
+          redis,
+          workersKey,
+          queues: [fleetQueue],
+          now: () => cloud.clock.now(),
+          detail,
+        }),
       fleetNames: async () => Object.keys(await registry()),
     };
     // The console has one command Discord never sees: /sim, failures and strays on purpose.

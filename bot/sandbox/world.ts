@@ -32,6 +32,15 @@ export const SANDBOX_BUCKET = 'clawdinator-sandbox';
 /** The GitHub organization the sandbox's simulated GitHub holds and syncs into the memory. */
 export const SANDBOX_ORG = 'openclaw';
 export const DEFAULT_INSTANCE_TYPE = 't3.large';
+/** The project's repository as the sandbox pretends it: /rebuild-ami resolves revs among these refs. */
+export const SANDBOX_REPO = 'sandbox/clawdinators';
+export const SANDBOX_BRANCH = 'main';
+export const SANDBOX_REFS = {
+  main: '5a4dbeef0c1a3d5a4d0b0e0015a4dbeef0c1a3d5',
+  v1: '0ddba11c1a3d5a4d0b0e0010ddba11c1a3d5a4d0',
+  // The commit the sandbox's starting image (SANDBOX_AMI) was built from.
+  v0: '00c1a3d5a4d0b0e00100c1a3d5a4d0b0e0010000',
+} as const;
 
 export function tokenSecretName(name: string): string {
   return `clawdinator/discord-token/${name}`;
@@ -152,7 +161,7 @@ export function cloudSeed(registry: FleetRegistry): CloudSeed {
     .filter((id) => id !== SANDBOX_AMI)
     .map((imageId) => ({ name: `clawdinator-nixos-${imageId.slice(4, 12)}`, imageId }));
   // The sandbox image last: seeded images are hours old, the last one the newest.
-  amis.push({ name: SANDBOX_AMI_NAME, imageId: SANDBOX_AMI, tags: { 'clawdinator-revision': 'sandbox' } });
+  amis.push({ name: SANDBOX_AMI_NAME, imageId: SANDBOX_AMI, tags: { 'clawdinator:revision': SANDBOX_REFS.v0 } });
   const fleet = Object.entries(registry).map(([name, entry]) => ({
     name,
     instanceType: entry.instanceType,

@@ -22,6 +22,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { REDIS_AUTH_SECRET } from '../../infra/names.js';
+import { directKeyFile } from '../../lib/agent-config.js';
 import { instanceName } from '../../lib/config.js';
 import { OperationError } from '../../lib/errors.js';
 import { projectPath } from '../../lib/paths.js';
@@ -52,6 +53,9 @@ export const GATEWAY_KEY_SECRET = 'clawdinator/fleet/gateway-signing-key';
 /** The workers' signing key (key id `schedule`): only the worker unit reads it. */
 export const WORKERS_KEY_SECRET = 'clawdinator/fleet/workers-signing-key';
 export const GITHUB_APP_KEY_SECRET = 'clawdinator/fleet/github-app-key';
+/** The model providers' keys: only the model proxy's unit reads them (the agent never does). */
+export const ANTHROPIC_KEY_SECRET = 'clawdinator/fleet/anthropic-api-key';
+export const OPENAI_KEY_SECRET = 'clawdinator/fleet/openai-api-key';
 
 /** Ops secrets: file name in the ops secrets dir → secret name. */
 export const OPS_SECRET_FILES: Record<string, string> = {
@@ -60,6 +64,8 @@ export const OPS_SECRET_FILES: Record<string, string> = {
   'gateway-signing-key.pem': GATEWAY_KEY_SECRET,
   'workers-signing-key.pem': WORKERS_KEY_SECRET,
   'github-app.pem': GITHUB_APP_KEY_SECRET,
+  'anthropic-api-key': ANTHROPIC_KEY_SECRET,
+  'openai-api-key': OPENAI_KEY_SECRET,
 };
 
 const secretFile = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/);
@@ -149,6 +155,12 @@ export interface BundleInput {
   flake?: string | null;
   /** Names only: the host's own Discord token and job-signing key. */
   secrets: { discordToken: string; agentKey: string };
+  /**
+   * Model keys the agent holds itself, for providers its runtime cannot reach through the
+   * model proxy (CLAWDINATOR_AGENT_DIRECT_KEYS): provider → secret name. Each goes to the
+   * agent's secrets dir as model-key-<provider>.
+   */
+  agentKeys?: Record<string, string>;
   /** Default: the project's workspace/ templates. */
   workspaceDir?: string;
 }
@@ -184,6 +196,16 @@ export function bundleConfig(input: BundleInput): BundleConfig {
       { name: GATEWAY_KEY_SECRET, file: 'gateway-signing-key.pem', owner: 'ops', required: false },
       { name: WORKERS_KEY_SECRET, file: 'workers-signing-key.pem', owner: 'ops', required: false },
       { name: GITHUB_APP_KEY_SECRET, file: 'github-app.pem', owner: 'ops', required: false },
+      { name: ANTHROPIC_KEY_SECRET, file: 'anthropic-api-key', owner: 'ops', required: false },
+      { name: OPENAI_KEY_SECRET, file: 'openai-api-key', owner: 'ops', required: false },
+      ...Object.entries(input.agentKeys ?? {})
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([provider, name]) => ({
+          name,
+          file: directKeyFile(provider),
+          owner: 'agent' as const,
+          required: false,
+        })),
     ],
   };
 }

@@ -2,16 +2,20 @@
 // aws-ssm.ts, aws-secrets.ts), each loaded with its SDK on first use: the gateway and worker
 // stay small until a job really talks to AWS (all four SDKs cost about +65 MiB RSS).
 //
+// (aws-iam.ts: the IAM lookups of a resumed apply.)
+//
 // Region, endpoint (AWS_ENDPOINT_URL…) and credentials (environment, profile, instance role)
 // come from the SDK's own default chains; nothing here reads the environment. With a deployer
 // role ARN, every client signs with that role's temporary credentials from STS AssumeRole
 // (the instance role alone cannot deploy), refreshed shortly before they expire.
 import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { IAMClient } from '@aws-sdk/client-iam';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { Ec2Service } from './aws-ec2.js';
+import type { IamService } from './aws-iam.js';
 import type { S3Service } from './aws-s3.js';
 import type { SecretsService } from './aws-secrets.js';
 import type { SsmService } from './aws-ssm.js';
@@ -47,7 +51,14 @@ export interface AwsCloudOptions {
   /** Attempts per call under adaptive retry (throttling backs off and slows the client). */
   maxAttempts?: number;
   /** Ready-made clients (tests: mocked, or pointed at a local server); built on first use otherwise. */
-  clients?: { ec2?: EC2Client; s3?: S3Client; ssm?: SSMClient; secrets?: SecretsManagerClient; sts?: STSClient };
+  clients?: {
+    ec2?: EC2Client;
+    s3?: S3Client;
+    ssm?: SSMClient;
+    secrets?: SecretsManagerClient;
+    sts?: STSClient;
+    iam?: IAMClient;
+  };
   /** Time for SSM polling; default the real clock. */
   clock?: Clock;
   /** Bounds of the SDK waiters' backoff; default the EC2 waiters' own, 15 s to 120 s. */
@@ -85,6 +96,7 @@ class AwsCloud implements Cloud {
   private s3?: Promise<S3Service>;
   private ssm?: Promise<SsmService>;
   private secrets?: Promise<SecretsService>;
+  private iam?: Promise<IamService>;
 
   constructor(options: AwsCloudOptions) {
     this.clients = options.clients ?? {};
@@ -128,6 +140,11 @@ class AwsCloud implements Cloud {
   private secretsService(): Promise<SecretsService> {
     this.secrets ??= import('./aws-secrets.js').then((m) => m.createSecretsService(this.context, this.clients.secrets));
     return this.secrets;
+  }
+
+  private iamService(): Promise<IamService> {
+    this.iam ??= import('./aws-iam.js').then((m) => m.createIamService(this.context, this.clients.iam));
+    return this.iam;
   }
 
   async listFleetInstances(): Promise<FleetInstance[]> {
@@ -269,6 +286,14 @@ class AwsCloud implements Cloud {
 
   async deleteSecret(name: string): Promise<void> {
     return (await this.secretsService()).deleteSecret(name);
+  }
+
+  async roleExists(name: string): Promise<boolean> {
+    return (await this.iamService()).roleExists(name);
+  }
+
+  async instanceProfileExists(name: string): Promise<boolean> {
+    return (await this.iamService()).instanceProfileExists(name);
   }
 }
 

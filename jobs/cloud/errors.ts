@@ -67,7 +67,8 @@ const PHRASES: Record<CloudErrorKind, string> = {
   failed: 'failed',
 };
 
-const NOT_FOUND = /(NotFound|NoSuchKey|NoSuchBucket|NoSuchUpload|DoesNotExist|ResourceNotFoundException)$/;
+const NOT_FOUND =
+  /(NotFound|NoSuchKey|NoSuchBucket|NoSuchUpload|NoSuchEntity|NoSuchEntityException|DoesNotExist|ResourceNotFoundException)$/;
 const DENIED =
   /^(AccessDenied|AccessDeniedException|UnauthorizedOperation|AuthFailure|Forbidden|ExpiredToken|ExpiredTokenException|InvalidClientTokenId|SignatureDoesNotMatch|UnrecognizedClientException|CredentialsProviderError|OptInRequired)$/;
 const THROTTLED =

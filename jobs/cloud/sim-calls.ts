@@ -8,7 +8,7 @@
 // CopyObject reads one object and writes another.
 import { createHash } from 'node:crypto';
 
-export type SimService = 'ec2' | 's3' | 'ssm' | 'secrets';
+export type SimService = 'ec2' | 's3' | 'ssm' | 'secrets' | 'iam';
 
 /** What IAM evaluates for one action of a call. */
 export interface AuthRequest {
@@ -39,12 +39,13 @@ export interface SimCalls {
   s3: number;
   ssm: number;
   secrets: number;
+  iam: number;
   /** Per AWS operation, e.g. `DescribeInstances`, `RunInstances`. */
   byOperation: Record<string, number>;
 }
 
 export function emptyCalls(): SimCalls {
-  return { ec2: 0, s3: 0, ssm: 0, secrets: 0, byOperation: {} };
+  return { ec2: 0, s3: 0, ssm: 0, secrets: 0, iam: 0, byOperation: {} };
 }
 
 /**

@@ -56,6 +56,7 @@ const DENIED_CODE: Record<SimService, string> = {
   s3: 'AccessDenied',
   ssm: 'AccessDeniedException',
   secrets: 'AccessDeniedException',
+  iam: 'AccessDenied',
 };
 
 /** The code of an injected failure that names none: the service's own internal error. */
@@ -64,6 +65,7 @@ const FAULT_CODE: Record<SimService, string> = {
   s3: 'InternalError',
   ssm: 'InternalServerError',
   secrets: 'InternalServiceError',
+  iam: 'ServiceFailure',
 };
 
 /** Named faults that cover one operation, beside the service's own name and the operation. */

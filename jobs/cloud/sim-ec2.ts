@@ -121,12 +121,16 @@ export class SimEc2 {
     private readonly failImportWith: string | null,
     seed: { amis?: SimAmiSeed[]; fleet?: SimInstanceSeed[] },
   ) {
+    // Beside `import` (the API calls fail), a task AWS accepts and then fails, as a bad image does.
+    core.faults.define('import-task', 'the next VM import task fails halfway (deleted, with AWS’s status message)');
     const now = core.clock.now();
     const amis = seed.amis ?? [];
     amis.forEach((ami, index) => {
       const createdAt = ami.creationDate ? Date.parse(ami.creationDate) : now - (amis.length - index) * HOUR;
       const snapshotId = core.newId('snap-');
       this.seededSnapshots.add(snapshotId);
+      // As this project's pipeline leaves them: the snapshot tagged like its image.
+      this.snapshotTags.set(snapshotId, { [AMI_TAG.key]: AMI_TAG.value, Name: ami.name, ...ami.tags });
       const imageId = ami.imageId ?? core.newId('ami-');
       this.images.set(imageId, {
         imageId,
@@ -304,26 +308,33 @@ export class SimEc2 {
   async deregisterAmi(principal: string, imageId: string): Promise<DeregisterResult> {
     const image = this.images.get(imageId);
     const { arns } = this.core;
-    // DeleteAssociatedSnapshots: IAM checks DeleteSnapshot on each snapshot too.
-    await this.core.call(principal, 'ec2', 'DeregisterImage', imageId, [
+    const record = await this.core.call(principal, 'ec2', 'DeregisterImage', imageId, [
       {
         action: 'ec2:DeregisterImage',
         resource: arns.image(imageId),
         context: resourceTagContext(image?.tags ?? {}, true),
       },
-      ...(image?.snapshotIds ?? []).map((snapshotId) => ({
-        action: 'ec2:DeleteSnapshot',
-        resource: arns.snapshot(snapshotId),
-        context: resourceTagContext(this.snapshotTags.get(snapshotId) ?? {}, true),
-      })),
     ]);
     if (image === undefined || image.deregistered) return { imageId, deregistered: false, snapshots: [] };
     image.deregistered = true;
-    const snapshots = image.snapshotIds.map((snapshotId) => {
+    // DeleteAssociatedSnapshots, as AWS answers it: the image goes whatever happens to its
+    // snapshots; each snapshot is deleted only if the caller may (IAM checks DeleteSnapshot on
+    // it), and the answer says per snapshot what happened (`missing-permissions`, …).
+    const snapshots: DeregisterResult['snapshots'] = [];
+    for (const snapshotId of image.snapshotIds) {
       const shared = [...this.images.values()].some((i) => !i.deregistered && i.snapshotIds.includes(snapshotId));
-      if (!shared) this.deletedSnapshots.add(snapshotId);
-      return { snapshotId, result: shared ? 'skipped' : 'success' };
-    });
+      if (shared) {
+        snapshots.push({ snapshotId, result: 'skipped' });
+        continue;
+      }
+      const allowed = await this.core.authorizeWithin(record, {
+        action: 'ec2:DeleteSnapshot',
+        resource: arns.snapshot(snapshotId),
+        context: resourceTagContext(this.snapshotTags.get(snapshotId) ?? {}, true),
+      });
+      if (allowed) this.deletedSnapshots.add(snapshotId);
+      snapshots.push({ snapshotId, result: allowed ? 'success' : 'missing-permissions' });
+    }
     return { imageId, deregistered: true, snapshots };
   }
 
@@ -346,9 +357,12 @@ export class SimEc2 {
       if (task.clientToken === input.clientToken) return { importTaskId: task.importTaskId };
     }
     // AWS accepts the task and fails it once VM Import finds no object to read.
-    const failWith = this.s3.has(input.bucket, input.key)
-      ? this.failImportWith
-      : `ClientError: Unable to access the S3 object s3://${input.bucket}/${input.key}`;
+    const failTask = this.core.faults.take('import-task');
+    const failWith = !this.s3.has(input.bucket, input.key)
+      ? `ClientError: Unable to access the S3 object s3://${input.bucket}/${input.key}`
+      : failTask !== undefined
+        ? (failTask.message ?? 'ClientError: Disk validation failed [Unsupported specified file format]')
+        : this.failImportWith;
     const importTaskId = this.core.newId('import-snap-');
     this.imports.set(importTaskId, {
       importTaskId,

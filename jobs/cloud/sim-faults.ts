@@ -31,6 +31,7 @@ export const BUILTIN_FAULTS: Record<string, string> = {
   heartbeat: 'simulated hosts writing their worker heartbeat (one skipped write per time)',
   s3: 'every S3 call',
   secrets: 'every Secrets Manager call',
+  iam: 'every IAM call (a member role or instance profile looked up, created or deleted)',
   import: 'ImportSnapshot and the polling of its task',
 };
 

@@ -1,6 +1,6 @@
 // The simulated cloud: the same Cloud interface as the AWS adapter, in memory, for the sandbox
 // and tests. Laid out as the adapter is, a file per service — sim-ec2.ts (instances, images,
-// VM import), sim-s3.ts, sim-ssm.ts, sim-secrets.ts — over one shared core (sim-core.ts:
+// VM import), sim-s3.ts, sim-ssm.ts, sim-secrets.ts, sim-iam.ts — over one shared core (sim-core.ts:
 // clock, ids, the call recorder of sim-calls.ts and the fault registry of sim-faults.ts).
 // This file puts them behind the Cloud interface and adds the sim-only controls.
 //
@@ -14,7 +14,8 @@ import type { Clock } from './clock.js';
 import type { SimCallRecord, SimCalls } from './sim-calls.js';
 import { type SimAuthorizer, SimCore, type SimTimings } from './sim-core.js';
 import { type SimAmiSeed, SimEc2, type SimHost, type SimInstanceSeed, type SimLaunchInput } from './sim-ec2.js';
-import type { FaultRegistry } from './sim-faults.js';
+import type { Fault, FaultRegistry } from './sim-faults.js';
+import { SimIam } from './sim-iam.js';
 import { SimS3 } from './sim-s3.js';
 import { SimSecrets } from './sim-secrets.js';
 import { type SimCommandHandler, SimSsm } from './sim-ssm.js';
@@ -78,12 +79,23 @@ export interface SimCloud extends Cloud {
   resetCalls(): void;
   /** "The next N times this happens, it fails": named faults or AWS operation names. */
   readonly faults: FaultRegistry;
+  /**
+   * `faults.take` as a call (the simulated deployer's plan and apply ask it), so a worker
+   * process reaching this cloud over a wire (tests) asks the same registry.
+   */
+  takeFault(...targets: string[]): Promise<Fault | undefined>;
   /** The same cloud, its calls made (and recorded, and authorized) as another principal. */
   actingAs(principal: string): SimCloud;
   /** Replaces (or with null, removes) the IAM authorizer. */
   setAuthorizer(authorize: SimAuthorizer | null): void;
   /** What terraform does on AWS: a new instance, `pending` now. Returns its id. */
   launchInstance(input: SimLaunchInput): Promise<string>;
+  /** What terraform does for a member's role: CreateRole (EntityAlreadyExists if it exists), its policies. */
+  createRole(name: string, policyName: string): Promise<void>;
+  /** What terraform does for a member's instance profile, with its role. */
+  createInstanceProfile(name: string, role: string): Promise<void>;
+  deleteRole(name: string): Promise<void>;
+  deleteInstanceProfile(name: string): Promise<void>;
   /**
    * Called for every host online now and each one that comes online later (the sandbox writes
    * its heartbeat); returns an unsubscribe. Listeners must not throw.
@@ -106,7 +118,11 @@ export function createSimCloud(options: SimCloudOptions = {}): SimCloud {
   const ec2 = new SimEc2(core, s3, options.failImportWith ?? null, options);
   const ssm = new SimSsm(core, ec2, options.commandHandler);
   const secrets = new SimSecrets(core, options.secrets ?? {});
-  return new Sim({ core, ec2, s3, ssm, secrets }, DEPLOYER_PRINCIPAL);
+  const iam = new SimIam(
+    core,
+    (options.fleet ?? []).map((seed) => seed.name),
+  );
+  return new Sim({ core, ec2, s3, ssm, secrets, iam }, DEPLOYER_PRINCIPAL);
 }
 
 interface Services {
@@ -115,6 +131,7 @@ interface Services {
   s3: SimS3;
   ssm: SimSsm;
   secrets: SimSecrets;
+  iam: SimIam;
 }
 
 class Sim implements SimCloud {
@@ -141,6 +158,10 @@ class Sim implements SimCloud {
     return this.s.core.recorder.records();
   }
 
+  async takeFault(...targets: string[]): Promise<Fault | undefined> {
+    return this.s.core.faults.take(...targets);
+  }
+
   resetCalls(): void {
     this.s.core.recorder.reset();
   }
@@ -155,6 +176,22 @@ class Sim implements SimCloud {
 
   launchInstance(input: SimLaunchInput): Promise<string> {
     return this.s.ec2.launchInstance(this.principal, input);
+  }
+
+  createRole(name: string, policyName: string): Promise<void> {
+    return this.s.iam.createRole(this.principal, name, policyName);
+  }
+
+  createInstanceProfile(name: string, role: string): Promise<void> {
+    return this.s.iam.createInstanceProfile(this.principal, name, role);
+  }
+
+  deleteRole(name: string): Promise<void> {
+    return this.s.iam.deleteRole(this.principal, name);
+  }
+
+  deleteInstanceProfile(name: string): Promise<void> {
+    return this.s.iam.deleteInstanceProfile(this.principal, name);
   }
 
   onHostOnline(listener: (host: SimHost) => void): () => void {
@@ -300,5 +337,14 @@ class Sim implements SimCloud {
   }
   deleteSecret(name: string): Promise<void> {
     return this.s.secrets.deleteSecret(this.principal, name);
+  }
+
+  // ── IAM ──────────────────────────────────────────────────────────────────────────────
+
+  roleExists(name: string): Promise<boolean> {
+    return this.s.iam.roleExists(this.principal, name);
+  }
+  instanceProfileExists(name: string): Promise<boolean> {
+    return this.s.iam.instanceProfileExists(this.principal, name);
   }
 }

@@ -7,6 +7,12 @@
 export const FLEET_TAG = { key: 'app', value: 'clawdinator' } as const;
 /** Tag every image of ours carries (`clawdinator=true`), as in the original's import script. */
 export const AMI_TAG = { key: 'clawdinator', value: 'true' } as const;
+/**
+ * Tag an instance carries from its launch: the id of the job that made it (infra/names.ts).
+ * A resumed job finds what an earlier attempt launched by it (fencing against a second
+ * create), and a failed spawn's undo terminates what it made.
+ */
+export { JOB_TAG } from '../../infra/names.js';
 /** Tag that remembers the client token of a RegisterImage, which has no ClientToken. */
 export const CLIENT_TOKEN_TAG = 'clawdinator-client-token';
 /** The VM Import service role the base stack creates, as in the original. */
@@ -216,4 +222,10 @@ export interface Cloud {
   putSecret(name: string, value: string, options: { clientToken: string }): Promise<void>;
   /** Deletes at once, without a recovery window; a missing secret is not an error. */
   deleteSecret(name: string): Promise<void>;
+
+  // IAM (global): what a resumed apply looks up before it creates a member's role and profile
+  /** True when an IAM role of that name exists (GetRole). */
+  roleExists(name: string): Promise<boolean>;
+  /** True when an instance profile of that name exists (GetInstanceProfile). */
+  instanceProfileExists(name: string): Promise<boolean>;
 }

@@ -11,6 +11,11 @@ import type { PlanSummary } from '../terraform/summary.js';
 export const INSTANCE_ADDRESS = 'aws_instance.host';
 
 export interface InstancePlanOptions {
+  /**
+   * The job asking. Its id tags what the apply launches (JOB_TAG), so an attempt resumed
+   * after a crash finds what an earlier one made before it creates anything (fencing).
+   */
+  jobId: string;
   /** Replace the instance (a new host from the registry's AMI). */
   replace?: boolean;
   /** Destroy everything in the member's stack (retire). */

@@ -15,10 +15,11 @@
 // type and its target, and a destructive type (JobType.destructive) is confirmed as a new
 // request of it would be (`--yes` on the CLI, the requester's button on Discord).
 //
-// Cancel: a job that never started is removed; one that started (running, waiting out a
-// long step, or back in the queue after its worker died) gets the cancel flag, which the job
-// checks before each step, so its worker ends it and cleans up (lock, nonce, result event).
-// Removing a started job instead would skip that cleanup and leave its half-made work behind.
+// Cancel: a job that never started is removed, and the workers' finalizer (finalize.ts: the
+// `removed` event, or its sweep) ends it as it ends every job — lock released, request spent,
+// audit line, result event. One that started (running, waiting out a long step, or back in
+// the queue after its worker died) gets the cancel flag, which the job checks before each
+// step, so its worker stops it at a step boundary and the same finalization undoes its work.
 import type { KeyObject } from 'node:crypto';
 import { Job, type JobJsonRaw, Queue } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
@@ -35,10 +36,8 @@ import {
   type ReplyTarget,
 } from './envelope.js';
 import { FLEET_QUEUE, hostQueue, keys } from './keys.js';
-import { releaseInstanceLock } from './locks.js';
-import { publish } from './notify.js';
 import { checkPolicy } from './policy.js';
-import type { EnqueueResult, Enqueuer, JobTypes, Signer } from './queues.js';
+import type { EnqueueResult, Enqueuer, JobTypes } from './queues.js';
 
 export type JobFilter = 'recent' | 'running' | 'failed' | 'waiting';
 export const JOB_FILTERS: readonly JobFilter[] = ['recent', 'running', 'failed', 'waiting'];
@@ -99,12 +98,13 @@ export interface JobDetail extends JobSummary {
 
 export type CancelOutcome = 'removed' | 'flagged' | 'already-finished' | 'not-found';
 
-/** What this view may use beyond Redis: public keys to verify with, a key to sign its events with. */
+/**
+ * What this view may use beyond Redis: public keys to verify with. It signs no events: the
+ * result of a job a cancel removed is sent by the workers' finalizer (finalize.ts).
+ */
 export interface AdminTrust {
   /** The public key of a key id (setup.ts publicKeys): `show` and `retry` verify with it. */
   publicKey?(keyId: string): Promise<KeyObject | null>;
-  /** Signs the result event of a job a cancel removed; without it nobody is told. */
-  signer?: Signer;
 }
 
 /** A failed job whose request verified, as a retry would ask for it again. */
@@ -140,8 +140,6 @@ const LOG_LINES = 20;
 const MAX_LIMIT = 200;
 /** Long enough for any job to reach its next step; the worker deletes the flag when the job ends. */
 const CANCEL_FLAG_TTL_SECONDS = 86_400;
-/** Longer than any request may live (CLAWDINATOR_JOB_MAX_AGE is at most an hour), as the worker's own nonce records. */
-const SPENT_NONCE_TTL_SECONDS = 2 * 86_400;
 
 const QUEUED: ReadonlySet<JobState> = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children']);
 type StoredState = Exclude<JobState, 'unknown'>;
@@ -313,19 +311,18 @@ export class JobAdmin {
     checkJobId(id);
     const loaded = await this.find(id);
     if (loaded === null) return { outcome: 'not-found', jobId: id };
-    const { queue, summary, job, envelope } = loaded;
+    const { queue, summary, job } = loaded;
     if (summary.state === 'completed' || summary.state === 'failed') return { outcome: 'already-finished', jobId: id };
     const who = oneLine(by, 120);
+    // The flag first: a started job stops at its next step, and the finalizer of a removed
+    // one reads who cancelled it from there.
+    await this.redis.set(keys.cancel(id), who, 'EX', CANCEL_FLAG_TTL_SECONDS);
     // A job scheduler's pending run is flagged, not removed: BullMQ refuses to remove it (the
     // schedule's next run is made from it), and flagged it stops at its first step.
     if (QUEUED.has(summary.state) && summary.startedAt === null && job?.repeatJobKey === undefined) {
-      // 0 means a worker took the job meanwhile: it is running now and is flagged below.
-      if ((await queue.remove(id)) === 1) {
-        await this.cleanUpRemoved(id, summary, envelope, who);
-        return { outcome: 'removed', jobId: id };
-      }
+      // 0 means a worker took the job meanwhile: it is running now and stops at its next step.
+      if ((await queue.remove(id)) === 1) return { outcome: 'removed', jobId: id };
     }
-    await this.redis.set(keys.cancel(id), who, 'EX', CANCEL_FLAG_TTL_SECONDS);
     return { outcome: 'flagged', jobId: id };
   }
 
@@ -359,7 +356,7 @@ export class JobAdmin {
       type: type.name,
       data: data.data,
       target: type.instanceOf?.(data.data) ?? null,
-      destructive: type.destructive === true,
+      destructive: typeof type.destructive === 'function' ? type.destructive(data.data) : type.destructive === true,
       requestedBy: oneLine(describePrincipal(signed.principal), 160),
       requestedAt: signed.issuedAt,
     };
@@ -471,24 +468,6 @@ export class JobAdmin {
     }
     const guess = (data as { name?: unknown } | null)?.name;
     return instanceName.safeParse(guess).success ? (guess as string) : null;
-  }
-
-  /** What the worker's finish() does for a job that ends; a removed job never reaches it. */
-  private async cleanUpRemoved(id: string, summary: JobSummary, envelope: Envelope | undefined, by: string) {
-    if (summary.instance !== null) await releaseInstanceLock(this.redis, summary.instance, id);
-    if (envelope === undefined) return;
-    // The request is spent: the same signed request added again is a replay, not a resurrection.
-    await this.redis.set(keys.nonce(envelope.signed.nonce), `done:${id}`, 'EX', SPENT_NONCE_TTL_SECONDS);
-    // Events are signed by whoever publishes them; without a key, the requester is not told.
-    if (this.trust.signer === undefined) return;
-    await publish(this.redis, this.trust.signer, {
-      kind: 'result',
-      jobId: id,
-      type: envelope.signed.type,
-      reply: envelope.signed.reply,
-      ok: false,
-      text: `cancelled: ${id} was cancelled by ${by}`,
-    });
   }
 }
 

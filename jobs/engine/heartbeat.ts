@@ -22,6 +22,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
 import { signPayload, verifyPayload } from '../signing.js';
+import { dayUsageSchema } from '../usage.js';
 import { keys } from './keys.js';
 import type { Signer } from './queues.js';
 
@@ -44,6 +45,8 @@ export const heartbeatSchema = z.object({
   memoryShared: z.boolean().optional(),
   /** Whether the host's build came from a flake with a committed flake.lock; null: unknown. */
   locked: z.boolean().nullable().optional(),
+  /** This member's model usage today, as its model proxy counted it (jobs/usage.ts). */
+  usage: dayUsageSchema.optional(),
 });
 export type Heartbeat = z.output<typeof heartbeatSchema>;
 

@@ -22,8 +22,13 @@ export const keys = {
   pending: (jobId: string) => `clawdinator:pending:${jobId}`,
   /** The health sweep's signed offer to clean up a stray (stray-offer.ts): its button's only source. */
   strayOffer: (target: string) => `clawdinator:pending:stray:${target}`,
-  /** The run a scheduler's slot admitted: a second run in the same slot is a replay. */
-  scheduleSlot: (scheduler: string, slot: string) => `clawdinator:schedule-slot:${scheduler}:${slot}`,
+  /**
+   * The run a scheduler's slot admitted: a second run in the same slot is a replay. Per queue:
+   * every host's own queue has a scheduler of the same id (its agent's token refresh), all
+   * running in the same slots.
+   */
+  scheduleSlot: (queue: string, scheduler: string, slot: string) =>
+    `clawdinator:schedule-slot:${queue}:${scheduler}:${slot}`,
   interactionToken: (interactionId: string) => `clawdinator:interaction:${interactionId}`,
   claim: (interactionId: string) => `clawdinator:claim:${interactionId}`,
   /** A human's signed answer to an agent's retire or replace, for that job. */
@@ -34,4 +39,17 @@ export const keys = {
   spawnRate: 'clawdinator:spawn-rate',
   /** A member a retire job is taking away: no other retire counts it as a healthy host. */
   retiring: (name: string) => `clawdinator:retiring:${name}`,
+  /**
+   * A job's end, taken with SET NX by whoever finalizes it: "running:<owner>" with a lease
+   * while it runs (a crashed finalizer's lapses, and the sweep takes it again), then "done".
+   */
+  finalized: (jobId: string) => `clawdinator:finalized:${jobId}`,
+  /** What a finalization already did (undo, audit) and how often it failed, for a resumed one. */
+  finalizing: (jobId: string) => `clawdinator:finalizing:${jobId}`,
+  /**
+   * Jobs not finalized yet, job id → {queue, at, data}: written at enqueue, kept current at each
+   * step save, deleted at the end. A removed job's data is gone from BullMQ; its finalizer
+   * reads it here, and the sweep finds jobs that ended without being finalized.
+   */
+  openJobs: 'clawdinator:open-jobs',
 } as const;

@@ -1,6 +1,7 @@
 // The worker decides again who may do what, whatever the gateway decided: a signature says
 // who asked, the policy says whether they may. Discord users by the same authorization
-// config as the bot; agents only for peers, never themselves, within a rate; schedules only
+// config as the bot; agents only for peers, never themselves (but the host-local requests
+// about themselves), within a rate; schedules only
 // the scheduled job types; operators (their own signing key) everything.
 import type { Redis } from 'ioredis';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
@@ -37,6 +38,12 @@ export function checkPolicy(
     case 'agent': {
       if (!type.agentAllowed) throw new RefusedError(`rejected: not allowed: agents cannot ask for ${type.name}`);
       const target = type.instanceOf?.(data);
+      // "Never itself" is the rule for fleet actions; a host-local request is about itself only.
+      if (type.agentAllowed === 'own-host') {
+        if (target !== principal.host)
+          throw new RefusedError(`rejected: not allowed: an agent asks for ${type.name} for its own host only`);
+        return;
+      }
       if (target === principal.host)
         throw new RefusedError(`rejected: not allowed: an agent cannot ${type.name} its own host`);
       return;

@@ -16,7 +16,8 @@ import {
   type SignedRequest,
 } from './envelope.js';
 import type { AnyJobType } from './job-type.js';
-import { FLEET_QUEUE, hostQueue } from './keys.js';
+import { openJobEntry } from './journal.js';
+import { FLEET_QUEUE, hostQueue, keys } from './keys.js';
 import { acquireInstanceLock, releaseInstanceLock } from './locks.js';
 
 export interface Signer {
@@ -151,6 +152,9 @@ export class Enqueuer {
     const queue = this.queue(queueName);
     const instance = type.instanceOf?.(data);
     if (instance !== undefined) await acquireInstanceLock(this.redis, queue, instance, jobId);
+    // Journaled before it exists, so a removal before it ever runs is still finalized
+    // (finalize.ts); the same request again keeps the first entry, as BullMQ keeps its job.
+    const journaled = (await this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope))) === 1;
     try {
       await queue.add(type.name, envelope, {
         jobId,
@@ -162,12 +166,37 @@ export class Enqueuer {
       // The same request again adds nothing: BullMQ keeps the job it has under this id.
       return { jobId, queue: queueName };
     } catch (err) {
+      if (journaled) await this.redis.hdel(keys.openJobs, jobId);
       if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
       throw err;
     }
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    const queues = [...this.queues.values()];
+    await startedUp(queues);
+    await Promise.all(queues.map((q) => q.close()));
+  }
+}
+
+/** How long a close waits for connections still starting up (see startedUp). */
+const STARTUP_GRACE_MS = 5000;
+
+/**
+ * Waits (a few seconds at most: Redis may be down) until BullMQ components have connected.
+ * One closed while its connection still starts up is disconnected, and the start-up commands
+ * BullMQ sent without awaiting them reject unhandled ("Connection is closed"), which crashes
+ * a process that treats unhandled rejections as fatal: a worker or queue stopped right after
+ * it started (a gateway refusing its settings, a test) waits for them first.
+ */
+export async function startedUp(components: { waitUntilReady(): Promise<unknown> }[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, STARTUP_GRACE_MS);
+  });
+  try {
+    await Promise.race([Promise.allSettled(components.map((c) => c.waitUntilReady())), grace]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -15,6 +15,7 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { signPayload, verifyPayload } from '../signing.js';
 import type { Envelope } from './envelope.js';
+import { UPDATE_OPEN_JOB } from './journal.js';
 import { keys } from './keys.js';
 import type { Signer } from './queues.js';
 
@@ -91,6 +92,9 @@ export class Steps {
     await this.checkCancelled();
     const startKey = `${name}:waiting-since`;
     const since = typeof this.saved[startKey] === 'number' ? (this.saved[startKey] as number) : Date.now();
+    // Said before the look, so what the look itself reports (an import's percent) is the
+    // progress that stays on screen while the job waits.
+    await this.onStep(name);
     const value = await check();
     if (value !== undefined) {
       await this.save(name, value);
@@ -98,7 +102,6 @@ export class Steps {
     }
     if (Date.now() - since > options.timeoutMs) throw new UnrecoverableError(options.timeoutMessage);
     if (this.saved[startKey] === undefined) await this.save(startKey, since);
-    await this.onStep(name);
     await this.job.moveToDelayed(Date.now() + options.pollMs, this.token);
     throw new DelayedError();
   }
@@ -113,6 +116,9 @@ export class Steps {
     const steps = { ...this.saved };
     const payload = stepPayload(this.job.id as string, this.job.data.signed.nonce, steps);
     const stepsSignature = signPayload(payload, this.signer.key);
-    await this.job.updateData({ ...this.job.data, steps, stepsSignature });
+    const data = { ...this.job.data, steps, stepsSignature };
+    await this.job.updateData(data);
+    // The journal's copy: a job removed later is finalized from what its steps say it made.
+    await this.redis.eval(UPDATE_OPEN_JOB, 1, keys.openJobs, this.job.id as string, JSON.stringify(data));
   }
 }

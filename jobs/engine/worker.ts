@@ -4,20 +4,23 @@
 // type's schema, and the policy checked again — all before the processor's first side
 // effect. Rejections are UnrecoverableErrors (no retry); other errors retry with backoff.
 import type { KeyObject } from 'node:crypto';
-import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import { hostname } from 'node:os';
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { ClawError, errorLine, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
+import { redactText } from '../../lib/redact.js';
 import { publicHalf, verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
 import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
+import { endKindOf, Finalizer, watchEnds } from './finalize.js';
 import { readHeartbeats } from './heartbeat.js';
+import { appendJobLog, JobLog } from './job-log.js';
 import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
-import { RELEASE_SCRIPT } from './locks.js';
-import { type EventInput, eventArgs, publish } from './notify.js';
+import { type EventInput, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
-import type { JobTypes, Signer } from './queues.js';
+import { type JobTypes, type Signer, startedUp } from './queues.js';
 import { FLEET_SCHEDULES, type ScheduleDef, scheduleSlot } from './schedulers.js';
 import { Steps, verifyStepState } from './steps.js';
 
@@ -38,7 +41,13 @@ export interface WorkerSettings {
   maxAgeSeconds: number;
   /** How long a job of an unknown type or version waits for a worker that knows it, per try. */
   deferMs: number;
+  /** Between two sweeps for jobs that ended without being finalized (finalize.ts); default 60 s. */
+  finalizeSweepMs?: number;
+  /** How long a finalizer's marker lives without renewal (a crashed one's lapses); default 5 min. */
+  finalizeLeaseMs?: number;
 }
+
+const DEFAULT_FINALIZE_SWEEP_MS = 60_000;
 
 export interface WorkerDeps {
   connection: RedisOptions;
@@ -144,7 +153,7 @@ async function admitSlot(job: Job, scheduler: string, typeName: string, deps: Wo
   const def = (deps.schedules ?? FLEET_SCHEDULES).find((d) => d.id === scheduler);
   if (def === undefined || def.type !== typeName) reject(`${scheduler} is not a schedule of this worker`);
   const { slot, ttlSeconds } = scheduleSlot(def, (deps.now ?? Date.now)());
-  const key = keys.scheduleSlot(scheduler, slot);
+  const key = keys.scheduleSlot(job.queueName, scheduler, slot);
   const first = (await deps.redis.set(key, job.id as string, 'EX', ttlSeconds, 'NX')) === 'OK';
   if (!first && (await deps.redis.get(key)) !== job.id)
     reject(`replayed schedule run: ${scheduler} already ran in this slot`);
@@ -158,39 +167,26 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     await publish(redis, deps.stepSigner, event).catch((err) => log.error({ err }, 'notification failed'));
   }
 
-  async function finish(
-    job: Job,
-    envelope: Envelope | undefined,
-    type: AnyJobType | undefined,
-    ok: boolean,
-    text: string,
-  ) {
-    // One round trip for the bookkeeping of a finished job: it is paid on every job.
-    const batch = redis.pipeline();
-    const instance = type && envelope ? type.instanceOf?.(envelope.signed.data) : undefined;
-    if (instance !== undefined) batch.eval(RELEASE_SCRIPT, 1, keys.instanceLock(instance), job.id as string);
-    // The request is spent: the same signed request added again, even under this id, is a replay.
-    if (envelope && envelope.signed.jobId !== '*')
-      batch.set(keys.nonce(envelope.signed.nonce), `done:${job.id}`, 'KEEPTTL');
-    batch.del(keys.cancel(job.id as string));
-    // A schedule's successful runs are routine; only their failures are worth a message.
-    if (!ok || envelope?.signed.principal.kind !== 'schedule') {
-      batch.xadd(
-        ...eventArgs(deps.stepSigner, {
-          kind: 'result',
-          jobId: job.id,
-          type: job.name,
-          reply: envelope?.signed.reply,
-          ok,
-          text,
-          startedAt: job.timestamp,
-        }),
-      );
-    }
-    const results = await batch.exec();
-    const failed = results?.find(([err]) => err !== null);
-    if (failed) log.error({ job: job.id, err: failed[0] }, 'job bookkeeping failed');
-  }
+  // One end for every job (finalize.ts): the processor's own ends, BullMQ's failed and
+  // removed events, and a periodic sweep all go through it; the first to take its marker runs it.
+  let worker: Worker | undefined;
+  const finalizer = new Finalizer({
+    redis,
+    types: deps.types,
+    publicKey: deps.publicKey,
+    stepKey: publicHalf(deps.stepSigner.key),
+    signer: deps.stepSigner,
+    log,
+    owner: `${deps.host?.name ?? hostname()}:${process.pid}`,
+    leaseMs: settings.finalizeLeaseMs,
+    logQueue: () => worker,
+  });
+  const pending = new Set<Promise<unknown>>();
+  const track = (what: string, work: Promise<unknown>) => {
+    const p = work.catch((err) => log.warn({ err, what }, 'finalization failed: left to the sweep'));
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  };
 
   /** Never deploy yourself: true when the job was handed to the peers' workers. */
   async function handBack(job: Job, type: AnyJobType, data: unknown, token: string | undefined): Promise<boolean> {
@@ -219,6 +215,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
   const processor = async (job: Job, token?: string): Promise<unknown> => {
     active++;
     let admitted: Awaited<ReturnType<typeof admit>> | undefined;
+    let jobLog: JobLog | undefined;
     try {
       admitted = await admit(job, deps, settings);
       if ('defer' in admitted) {
@@ -233,8 +230,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
       const reply = envelope.signed.reply;
       // Elapsed time counts from the request, not from this pickup (re-delayed jobs are picked up again).
       const started = job.timestamp;
-      const progress = async (message: string, percent?: number) => {
-        await job.updateProgress({ message, percent });
+      const progress = async (message: string, percent?: number, step?: string) => {
+        await job.updateProgress({ message, percent, step });
         await notify({
           kind: 'progress',
           jobId: job.id,
@@ -242,10 +239,18 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
           reply,
           text: message,
           percent,
+          step,
           startedAt: started,
         });
       };
-      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) => progress(name));
+      const steps = new Steps(job as Job<Envelope>, token, redis, deps.stepSigner, (name) =>
+        progress(name, undefined, name),
+      );
+      jobLog = new JobLog(
+        (line) => appendJobLog(worker as Worker, job.id as string, line),
+        (err) => log.warn({ job: job.id, err }, 'job log line not written'),
+      );
+      const output = jobLog;
       const result = await type.run({
         jobId: job.id as string,
         data,
@@ -256,6 +261,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         signer: deps.stepSigner,
         log: log.child({ job: job.id, type: type.name }),
         progress,
+        output: (line) => output.line(line),
+        secret: (value) => output.secret(value),
         readApproval: (expected) =>
           readApproval(
             redis,
@@ -263,49 +270,72 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
             { publicKey: deps.publicKey, policy: deps.policy.policy },
           ),
       });
-      await finish(job, envelope, type, true, summaryOf(result));
+      await jobLog.flush();
+      await finalizer.succeeded(job, envelope, type, summaryOf(result));
       return result;
     } catch (err) {
       if (err instanceof DelayedError) throw err;
+      await jobLog?.flush();
+      // What a failure says is kept (failedReason), logged and sent: no secret in it.
+      if (err instanceof Error) err.message = jobLog?.redact(err.message) ?? redactText(err.message);
       // Refusals and bad requests are final: retrying cannot make them right.
       const refused = err instanceof RefusedError || (err instanceof ClawError && err.exitCode === 2);
       const final = refused || err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const text =
         err instanceof ClawError || err instanceof UnrecoverableError ? errorLine(err) : `failed: ${errorLine(err)}`;
       log.warn({ job: job.id, type: job.name, final, err: text }, 'job failed');
-      if (final) {
-        const known = admitted && !('defer' in admitted) ? admitted : undefined;
-        await finish(job, known?.envelope, known?.type, false, text);
-      }
-      if (refused) throw new UnrecoverableError(err.message);
-      throw err;
+      if (!final) throw err;
+      // The same finalization as a stall or a removal gets (finalize.ts), before the job is
+      // marked failed: what it undid goes into the failure's reason.
+      const report = await finalizer.end({
+        jobId: job.id as string,
+        name: job.name,
+        data: job.data,
+        how: refused ? 'refused' : err instanceof UnrecoverableError ? endKindOf(text) : 'failed',
+        cause: text,
+        repeatJobKey: job.repeatJobKey,
+        startedAt: job.timestamp,
+      });
+      const reason = report?.undone === undefined ? text : `${text}; ${report.undone}`;
+      throw new UnrecoverableError(reason);
     } finally {
       active--;
     }
   };
 
-  const worker = new Worker(queueName, processor, {
+  const running = new Worker(queueName, processor, {
     connection: deps.connection,
     concurrency: settings.concurrency,
     lockDuration: settings.lockDurationMs,
     stalledInterval: settings.stalledIntervalMs,
     maxStalledCount: settings.maxStalledCount,
   });
-  worker.on('error', (err) => log.error({ err }, 'worker error'));
-  // A job that stalled too often (its workers kept dying) fails outside the processor.
-  worker.on('failed', (job, err) => {
-    if (job === undefined || !/stalled/.test(err.message)) return;
-    const envelope = envelopeSchema.safeParse(job.data);
-    const type = envelope.success ? deps.types.get(envelope.data.signed.type) : undefined;
-    void finish(job, envelope.success ? envelope.data : undefined, type, false, `failed: ${errorLine(err)}`);
-  });
+  worker = running;
+  running.on('error', (err) => log.error({ err }, 'worker error'));
+  // A job that stalled too often (its workers kept dying) fails outside the processor; a
+  // failure the processor finalized already finds the marker taken.
+  running.on('failed', (job) => track('failed', finalizer.onFailed(job)));
+  // The queue's state, read through this process's client (no connection of its own).
+  const queue = new Queue(queueName, { connection: redis });
+  queue.on('error', (err) => log.warn({ err }, 'queue error'));
+  const events = watchEnds(queueName, deps.connection, finalizer, queue, log);
+  const sweepMs = settings.finalizeSweepMs ?? DEFAULT_FINALIZE_SWEEP_MS;
+  const sweep = setInterval(() => track('sweep', finalizer.sweep(queue)), sweepMs);
+  sweep.unref();
   return {
-    worker,
+    worker: running,
+    finalizer,
     get active() {
       return active;
     },
     async close() {
-      await worker.close();
+      clearInterval(sweep);
+      // Not while its connections still start up (queues.ts: startedUp).
+      await startedUp([running, events, queue]);
+      await running.close();
+      await Promise.all([...pending]);
+      await events.close();
+      await queue.close();
     },
   };
 }

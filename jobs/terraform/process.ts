@@ -67,8 +67,72 @@ export interface ExecResult {
   code: number;
   /** stdout, when captured. */
   stdout: string;
-  /** Each error: its summary and detail (diagnostics), or the text after "Error:". */
+  /**
+   * Each error: its summary (the text after "Error: ") on the first line, then its detail,
+   * paragraphs separated by a blank line (terraform wraps text-mode detail at 80 columns).
+   */
   errors: string[];
+}
+
+/** Max length of a failure's cause: the summary is always whole, the detail may be cut. */
+const MAX_CAUSE = 600;
+
+/**
+ * Collects terraform's text-mode diagnostics ("Error: summary", a blank line, the detail,
+ * maybe inside a box) from lines as they come, keeping the detail's paragraphs.
+ */
+export class DiagnosticLines {
+  readonly errors: string[] = [];
+  private current = -1;
+
+  line(line: string): void {
+    const bare = line.replace(/^[│╷╵] ?/, '');
+    if (bare.startsWith('Error: ')) {
+      this.current = this.errors.push(bare.slice('Error: '.length).trim()) - 1;
+    } else if (bare.startsWith('Warning: ')) {
+      this.current = -1;
+    } else if (this.current >= 0) {
+      const text = bare.trim();
+      const error = this.errors[this.current] as string;
+      // A blank line ends a paragraph; the summary's own blank line is not a paragraph.
+      if (text === '') {
+        if (error.includes('\n') && !error.endsWith('\n\n')) this.errors[this.current] = `${error}\n`;
+      } else {
+        this.errors[this.current] = `${error}\n${text}`;
+      }
+    }
+  }
+}
+
+/** Diagnostics in a text ("Error: …" blocks), e.g. a simulated failure's message. */
+export function diagnosticsIn(text: string): string[] {
+  const parser = new DiagnosticLines();
+  for (const line of text.split('\n')) parser.line(line);
+  return parser.errors;
+}
+
+/**
+ * The first line that says why: the first error's summary, then the first paragraph of its
+ * detail unwrapped ("Failed to query available provider packages: Could not retrieve the list
+ * of available versions for provider hashicorp/aws: could not connect to registry.terraform.io: …"),
+ * not a wrapped line cut before the cause. Long details are cut after the summary.
+ */
+export function terraformCause(errors: string[]): string {
+  const [first] = errors;
+  if (first === undefined) return 'no error message';
+  const [summary = '', ...rest] = first.split('\n');
+  const paragraph: string[] = [];
+  for (const line of rest) {
+    if (line.trim() === '') {
+      if (paragraph.length > 0) break;
+      continue;
+    }
+    paragraph.push(line.trim());
+  }
+  const detail = paragraph.join(' ');
+  const cause = detail === '' ? summary.trim() : `${summary.trim()}: ${detail}`;
+  if (cause.length <= MAX_CAUSE || summary.length >= MAX_CAUSE) return cause;
+  return `${cause.slice(0, MAX_CAUSE - 1)}…`;
 }
 
 // Terraform colours some lines even with -no-color (force-unlock's result).
@@ -81,22 +145,15 @@ export function execTerraform(options: ExecOptions): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     // Its own process group, so a cancel reaches terraform's children too.
     const child = spawn(bin, args, { cwd, env: options.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const errors: string[] = [];
+    const diagnostics = new DiagnosticLines();
+    const errors = diagnostics.errors;
     const captured: Buffer[] = [];
-    let current = -1;
 
     const onText = (raw: string) => {
       const line = raw.replace(ANSI, '').trimEnd();
       onLine(line);
       // Text-mode diagnostics: "Error: summary" then the detail, maybe inside a box.
-      const bare = line.replace(/^[│╷╵] ?/, '');
-      if (bare.startsWith('Error: ')) {
-        current = errors.push(bare.slice('Error: '.length)) - 1;
-      } else if (bare.startsWith('Warning: ')) {
-        current = -1;
-      } else if (current >= 0 && bare.trim() !== '') {
-        errors[current] += `\n${bare}`;
-      }
+      diagnostics.line(line);
     };
     const onJson = (raw: string) => {
       let message: {
@@ -114,7 +171,9 @@ export function execTerraform(options: ExecOptions): Promise<ExecResult> {
       const diagnostic = message.type === 'diagnostic' ? message.diagnostic : undefined;
       if (typeof message['@message'] === 'string') onLine(message['@message']);
       if (diagnostic?.severity === 'error') {
-        errors.push([diagnostic.summary ?? 'error', diagnostic.detail ?? ''].join('\n').trim());
+        // The detail's own newlines separate its paragraphs (JSON mode does not wrap).
+        const detail = (diagnostic.detail ?? '').replace(/\n(?!\n)/g, '\n\n');
+        errors.push([diagnostic.summary ?? 'error', detail].join('\n').trim());
         for (const line of (diagnostic.detail ?? '').split('\n')) if (line.trim() !== '') onLine(`  ${line}`);
       }
     };

@@ -19,7 +19,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OperationError } from '../../lib/errors.js';
 import { describeLock, type LockInfo, type LockOwner, ownsLock, parseLockError } from './lock.js';
-import { execTerraform, terraformEnv } from './process.js';
+import { execTerraform, terraformCause, terraformEnv } from './process.js';
 import { formatSummary, type PlanSummary, summarize, unaskedDestroys, withinSummary } from './summary.js';
 
 export class StateLockedError extends OperationError {
@@ -151,6 +151,25 @@ export class Terraform {
   }
 
   /**
+   * What the stack's state holds: resource address → id (managed resources). Only the ids are
+   * read from `terraform show -json`; the values (some sensitive) are never kept or logged.
+   */
+  async stateIds(stack: string, dir: string, ctx: RunContext): Promise<Map<string, string>> {
+    await this.init(stack, dir, ctx);
+    const text = await this.run(stack, dir, ['show', '-json', '-no-color'], ctx, { capture: true });
+    const shown = JSON.parse(text) as {
+      values?: { root_module?: { resources?: { address?: unknown; mode?: unknown; values?: { id?: unknown } }[] } };
+    };
+    const ids = new Map<string, string>();
+    for (const r of shown.values?.root_module?.resources ?? []) {
+      if (r.mode === 'managed' && typeof r.address === 'string' && typeof r.values?.id === 'string') {
+        ids.set(r.address, r.values.id);
+      }
+    }
+    return ids;
+  }
+
+  /**
    * Runs one command; a state lock held by the job's own earlier run is released and the
    * command run again, once. Returns captured stdout (empty when streamed).
    */
@@ -182,19 +201,13 @@ export class Terraform {
       if (result.code === 0) return result.stdout;
       const lock = parseLockError(result.errors.join('\n'));
       if (lock === undefined)
-        throw new OperationError(`terraform ${args[0]} failed for ${stack}: ${oneLine(result.errors)}`);
+        throw new OperationError(`terraform ${args[0]} failed for ${stack}: ${terraformCause(result.errors)}`);
       if (attempt > 0 || ctx.owner === undefined || !ownsLock(lock, ctx.owner)) throw new StateLockedError(stack, lock);
       ctx.onLine(`releasing the lock of this job's earlier run: ${describeLock(lock)}`);
       const unlock = await execTerraform({ ...exec, args: ['force-unlock', '-force', lock.id] });
       if (unlock.code !== 0) {
-        throw new OperationError(`terraform force-unlock failed for ${stack}: ${oneLine(unlock.errors)}`);
+        throw new OperationError(`terraform force-unlock failed for ${stack}: ${terraformCause(unlock.errors)}`);
       }
     }
   }
-}
-
-/** The first error, summary and first line of detail: "Invalid AMI ID: ami-0… does not exist". */
-function oneLine(errors: string[]): string {
-  const [summary = 'no error message', detail = ''] = (errors[0] ?? '').split('\n').filter((l) => l.trim() !== '');
-  return detail === '' ? summary : `${summary}: ${detail.trim()}`;
 }

@@ -2,12 +2,16 @@
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { MemoryStore } from '../../memory/store.js';
+import type { AmiDeps } from '../ami/deps.js';
 import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
 import type { GitHubJobDeps } from '../github/setup.js';
+import { amiBuildJob } from './ami-build.js';
+import { amiPruneJob } from './ami-prune.js';
 import { githubSyncJob } from './github-sync.js';
 import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
+import { rebuildAmiJob } from './rebuild-ami.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
 import { type FleetDeps, spawnJob } from './spawn.js';
@@ -35,6 +39,8 @@ export interface JobTypeDeps {
   instanceTypes?: readonly string[];
   /** The org sync and this host's agent token; absent without a GitHub App. */
   github?: GitHubJobDeps;
+  /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
+  ami?: AmiDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -78,5 +84,16 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     }),
     githubSyncJob({ github: deps.github }),
     githubTokenJob({ github: deps.github }),
+    rebuildAmiJob({
+      redis: deps.redis,
+      registry: deps.registry,
+      ami: deps.ami,
+      fleet: deps.fleet,
+      memory: deps.memory,
+      audit: deps.audit,
+      opsChannelId: deps.opsChannelId,
+    }),
+    amiBuildJob({ ami: deps.ami }),
+    amiPruneJob({ redis: deps.redis, registry: deps.registry, ami: deps.ami, opsChannelId: deps.opsChannelId }),
   ];
 }

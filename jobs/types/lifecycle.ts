@@ -10,7 +10,7 @@ import type { MemoryStore } from '../../memory/store.js';
 import { AuditTrail } from '../audit.js';
 import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP, writePending } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
-import type { JobContext } from '../engine/job-type.js';
+import type { FinalReport, JobContext, JobEnd } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
 import type { Signer } from '../engine/queues.js';
 import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
@@ -119,24 +119,82 @@ export async function recordLifecycle(
 }
 
 /**
- * What a lifecycle job's failure becomes. A refusal of the checks is its own one line; later
- * failures name the step. Final ones (refusals, UnrecoverableError) run `onFinal` (its text,
- * if any, is added to the message: what was undone), are audited, and end the job.
+ * What a lifecycle job's failure says: a refusal of the checks is its own one line; later
+ * failures name the step. Refusals and UnrecoverableErrors stay final; whether another
+ * failure is the last is the engine's to say, and the engine's finalizer then undoes the
+ * job's steps (`lifecycleFinalize`), whatever ended it.
  */
-export async function lifecycleFailure(
-  audit: AuditTrail,
-  run: LifecycleRun,
-  step: string,
-  err: unknown,
-  onFinal: () => Promise<string | undefined> = async () => undefined,
-): Promise<Error> {
+export function lifecycleFailure(run: LifecycleRun, step: string, err: unknown): Error {
   const final = err instanceof UnrecoverableError || err instanceof RefusedError;
-  let message = step === 'checks' ? errorLine(err) : `${run.name}: ${step} failed: ${errorLine(err)}`;
-  if (!final) return new OperationError(message, { cause: err });
-  const done = await onFinal();
-  if (done !== undefined) message += `; ${done}`;
-  await auditLifecycle(audit, run, new Date(), `failed: ${message}`);
-  return new UnrecoverableError(message);
+  const message = step === 'checks' ? errorLine(err) : `${run.name}: ${step} failed: ${errorLine(err)}`;
+  return final ? new UnrecoverableError(message) : new OperationError(message, { cause: err });
+}
+
+// ── one end for every lifecycle job ───────────────────────────────────────────────────
+
+/** What a lifecycle job's undo did, for its final message. */
+export interface LifecycleUndo {
+  /** What is left: "Nothing was left behind", "Left: i-0… and its registry entry clawdinator-3". */
+  left: string;
+  /** The command to run next, e.g. "run /spawn name:clawdinator-3 again". */
+  next: string;
+  /** Added to the failure's reason when the processor ended the job, e.g. "undone: …". */
+  undone?: string;
+}
+
+/** How `principal` asks for `action` on `name` again: a slash command, the CLI, or a request. */
+export function commandFor(action: LifecycleAction, name: string, principal: Principal): string {
+  switch (principal.kind) {
+    case 'cli':
+      return `\`clawdinator fleet ${action} ${name}${action === 'spawn' ? '' : ' --yes'}\``;
+    case 'agent':
+      return `\`clawdinator request ${action} ${name}\``;
+    default:
+      return `\`/${action} name:${name}\``;
+  }
+}
+
+/** The steps before an agent's request was confirmed, then the job's own. */
+export function lifecycleSteps(principal: Principal, own: readonly string[]): readonly string[] {
+  return principal.kind === 'agent' ? [ASKED_STEP, WAIT_STEP, 'confirmed', ...own] : own;
+}
+
+/** Steps that change nothing: a job ending there says only why (a refusal, a cancel, an expiry). */
+const QUIET_STEPS = new Set([ASKED_STEP, WAIT_STEP, 'confirmed', 'checks']);
+
+/**
+ * A lifecycle job type's `finalize`: its undo (of the saved steps, from the request alone),
+ * then one audit line, and the final message — the step, the cause, what is left, the next
+ * command. The undo runs once (`end.once`); each of its parts is idempotent besides, since a
+ * crash may come before its result is kept.
+ */
+export function lifecycleFinalize<D extends { name: string }>(
+  action: LifecycleAction,
+  deps: { memory?: MemoryStore; audit?: AuditTrail },
+  undo: (end: JobEnd<D>) => Promise<LifecycleUndo>,
+): (end: JobEnd<D>) => Promise<FinalReport> {
+  return async (end) => {
+    const { name } = end.data;
+    const run: LifecycleRun = { jobId: end.jobId, principal: end.principal, action, name };
+    // A failure the processor formatted ("clawdinator-3: apply failed: …") names its step already.
+    const cause = end.cause.replace(/^[a-z0-9-]+: [a-z-]+ failed: /, '');
+    const result = await end.once('undo', () => undo(end));
+    let message: string;
+    if (QUIET_STEPS.has(end.step)) {
+      message = end.how === 'removed' ? `${action} ${name}: ${cause}; nothing changed` : cause;
+    } else {
+      const verb = end.how === 'cancelled' || end.how === 'removed' ? 'stopped' : 'failed';
+      const said = /[.!?]$/.test(cause) ? cause : `${cause}.`;
+      message = `${action} ${name} ${verb} at ${end.step}: ${said} ${result.left}; ${result.next}.`;
+    }
+    // The worker's trail; a process without one (tests) has the journal and the memory copy.
+    const trail = deps.audit ?? (deps.memory && new AuditTrail({ log: end.log, memory: deps.memory }));
+    if (trail !== undefined) {
+      const outcome = end.how === 'cancelled' ? 'cancelled' : end.how === 'removed' ? 'removed' : 'failed';
+      await end.once('audit', () => auditLifecycle(trail, run, new Date(), `${outcome}: ${message}`));
+    }
+    return { message, undone: result.undone };
+  };
 }
 
 // ── an agent's retire or replace waits for a human ───────────────────────────────────────
@@ -276,8 +334,14 @@ export abstract class LifecycleJob<D extends { name: string }> {
   ) {
     this.name = ctx.data.name;
     this.trail = audit ?? new AuditTrail({ log: ctx.log, memory });
-    // Terraform's lines go to the job log (the runner never passes plan values).
-    this.runCtx = { onLine: (line) => ctx.log.info({ stack: this.name }, line) };
+    // Terraform's lines go to the job's log in Redis (`jobs show`) and the worker's log (the
+    // runner never passes plan values).
+    this.runCtx = {
+      onLine: (line) => {
+        ctx.output?.(line);
+        ctx.log.info({ stack: this.name }, line);
+      },
+    };
   }
 
   /** This run, as ops.md and the audit name it. */
@@ -315,8 +379,8 @@ export abstract class LifecycleJob<D extends { name: string }> {
     return recordLifecycle(this.memory, this.trail, this.lifecycle, what, outcome, alerts);
   }
 
-  protected failed(err: unknown, onFinal?: () => Promise<string | undefined>): Promise<Error> {
-    return lifecycleFailure(this.trail, this.lifecycle, this.current, err, onFinal);
+  protected failed(err: unknown): Error {
+    return lifecycleFailure(this.lifecycle, this.current, err);
   }
 
   /** An agent's request: a human in the ops channel answers first (see humanConfirmation). */

@@ -15,8 +15,9 @@
 //   running, ssm-online, heartbeat   waits for the NEW instance (same Name tag, another id)
 //   record      a line in ops.md and in the audit
 //
-// Nothing is undone on a failure: after the apply the old host is gone, and a new replace of
-// the same name plans again from the registry.
+// Nothing is undone when a replace does not succeed (after the apply the old host is gone):
+// the engine's finalizer, whatever ended it, releases the member and says what is left; a
+// new replace of the same name plans again from the registry.
 
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -30,11 +31,19 @@ import { AMI_TAG, type AmiInfo } from '../cloud/types.js';
 import { INSTANCE_ADDRESS } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
+import type { JobContext, JobEnd, JobType } from '../engine/job-type.js';
 import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
+import {
+  commandFor,
+  LifecycleJob,
+  type LifecycleUndo,
+  lifecycleFinalize,
+  lifecycleSteps,
+  refusedIsFinal,
+  via,
+} from './lifecycle.js';
 import { defaultSpawnWaits, type FleetDeps, type SpawnWaits } from './spawn.js';
 
 export const REPLACE = 'replace';
@@ -48,7 +57,7 @@ const dataSchema = z
       .optional(),
   })
   .strict();
-type ReplaceData = z.output<typeof dataSchema>;
+export type ReplaceData = z.output<typeof dataSchema>;
 
 const _MINUTE = 60_000;
 
@@ -75,6 +84,8 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
     avoidOwnHost: true,
     destructive: true,
     attempts: 3,
+    steps: (data, principal) => lifecycleSteps(principal, replaceSteps(data.ami !== undefined)),
+    finalize: lifecycleFinalize('replace', deps, async (end) => undoReplace(end)),
     async run(ctx) {
       const { fleet, memory } = deps;
       // The gateway and `clawdinator jobs` register every type for its schema only.
@@ -88,7 +99,28 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
   };
 }
 
-class Replace extends LifecycleJob<ReplaceData> {
+function replaceSteps(givenAmi: boolean): string[] {
+  return ['checks', ...(givenAmi ? ['registry'] : []), 'plan', 'apply', 'running', 'ssm-online', 'heartbeat', 'record'];
+}
+
+/** Nothing to take back (the old host may be gone): what is left, and what to run. */
+export function undoReplace(end: JobEnd<ReplaceData>): LifecycleUndo {
+  const { name, ami } = end.data;
+  const has = (step: string) => Object.hasOwn(end.steps, step);
+  const recorded = has('registry') && ami !== undefined ? `; the registry now records ${ami} for ${name}` : '';
+  const left = !has('plan')
+    ? `Nothing was changed${recorded}`
+    : !has('apply')
+      ? `${name}'s old host may be replaced already${recorded}`
+      : `${name}'s old host is gone and the new one did not come online${recorded}`;
+  return {
+    left,
+    next: `run ${commandFor('replace', name, end.principal)} again, or check it with \`/status name:${name}\``,
+  };
+}
+
+/** One replace; a rollout (rebuild-ami) runs it inline for each member, its steps scoped. */
+export class Replace extends LifecycleJob<ReplaceData> {
   private readonly waits: SpawnWaits;
 
   constructor(
@@ -151,7 +183,7 @@ class Replace extends LifecycleJob<ReplaceData> {
       return { summary, oldInstanceId, instanceId, ami };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      throw await this.failed(err);
+      throw this.failed(err);
     }
   }
 
@@ -211,7 +243,7 @@ class Replace extends LifecycleJob<ReplaceData> {
     // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
     const owner = lockOwner();
     const summary = await refusedIsFinal(() =>
-      this.fleet.deployer.planInstance(this.name, { replace: true }, { ...this.runCtx, owner }),
+      this.fleet.deployer.planInstance(this.name, { replace: true, jobId: this.ctx.jobId }, { ...this.runCtx, owner }),
     );
     // The member's instance replaced, and nothing else destroyed.
     const destroysOther = summary.resources.some(
@@ -231,13 +263,11 @@ class Replace extends LifecycleJob<ReplaceData> {
     const outputs = await refusedIsFinal(() =>
       this.fleet.deployer.applyInstance(
         this.name,
-        { replace: true, expected: planned.summary },
+        { replace: true, expected: planned.summary, jobId: this.ctx.jobId },
         { ...this.runCtx, owner: planned.owner },
       ),
     );
     await this.ctx.progress(`${this.name}: ${outputs.instanceId ?? 'new instance'} launched`);
     return null;
   }
-
-  // ── failure ─────────────────────────────────────────────────────────────────────────
 }

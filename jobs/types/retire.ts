@@ -16,8 +16,9 @@
 //   cleanup     the bootstrap prefix, the host's signing key and its host queue's schedules
 //   record      a line in ops.md and in the audit
 //
-// Nothing is undone on a failure: a destroy cannot be taken back, and every step can be
-// run again by a new retire of the same name until the registry entry is gone.
+// A destroy cannot be taken back, so nothing is undone when a retire does not succeed: the
+// engine's finalizer (whatever ended it) releases its reservation of the member, so a new
+// retire of the same name runs at once and goes on from what is there.
 
 import { DelayedError, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -28,13 +29,21 @@ import type { MemoryStore } from '../../memory/store.js';
 import type { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeatRecords } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
+import type { JobContext, JobEnd, JobType } from '../engine/job-type.js';
 import { hostQueue, keys } from '../engine/keys.js';
 import { removeSchedules } from '../engine/schedulers.js';
 import { publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
+import {
+  commandFor,
+  LifecycleJob,
+  type LifecycleUndo,
+  lifecycleFinalize,
+  lifecycleSteps,
+  refusedIsFinal,
+  via,
+} from './lifecycle.js';
 import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const RETIRE = 'retire';
@@ -98,6 +107,8 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
     avoidOwnHost: true,
     destructive: true,
     attempts: 3,
+    steps: (_data, principal) => lifecycleSteps(principal, RETIRE_STEPS),
+    finalize: lifecycleFinalize('retire', deps, (end) => undoRetire(end, deps.redis)),
     async run(ctx) {
       const { fleet, memory } = deps;
       // The gateway and `clawdinator jobs` register every type for its schema only.
@@ -107,6 +118,21 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
       return new Retire(ctx, deps, memory, fleet).reportRecordsTo(deps).run();
     },
   };
+}
+
+const RETIRE_STEPS = ['checks', 'plan', 'apply', 'terminated', 'registry', 'cleanup', 'record'];
+
+/** A retire that did not succeed: its reservation of the member ends, and it says what is left. */
+export async function undoRetire(end: JobEnd<RetireData>, redis: Redis): Promise<LifecycleUndo> {
+  const { name } = end.data;
+  await redis.eval(RELEASE_RETIRE, 1, keys.retiring(name), end.jobId);
+  const has = (step: string) => Object.hasOwn(end.steps, step);
+  const left = !has('plan')
+    ? 'Nothing was changed'
+    : !has('apply')
+      ? `${name}'s stack may be partly destroyed`
+      : `${name}'s host is destroyed; its registry entry, bundle or host key may be left`;
+  return { left, next: `run ${commandFor('retire', name, end.principal)} again: it goes on from what is there` };
 }
 
 class Retire extends LifecycleJob<RetireData> {
@@ -147,7 +173,7 @@ class Retire extends LifecycleJob<RetireData> {
       return { summary, instanceId };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      throw await this.failed(err);
+      throw this.failed(err);
     }
   }
 
@@ -193,7 +219,7 @@ class Retire extends LifecycleJob<RetireData> {
     // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
     const owner = lockOwner();
     const summary = await refusedIsFinal(() =>
-      this.fleet.deployer.planInstance(this.name, { destroy: true }, { ...this.runCtx, owner }),
+      this.fleet.deployer.planInstance(this.name, { destroy: true, jobId: this.ctx.jobId }, { ...this.runCtx, owner }),
     );
     // The member's own stack, and only deletes: anything else is not a retire.
     if (summary.resources.some((r) => r.action !== 'delete')) {
@@ -209,7 +235,7 @@ class Retire extends LifecycleJob<RetireData> {
     await refusedIsFinal(() =>
       this.fleet.deployer.applyInstance(
         this.name,
-        { destroy: true, expected: planned.summary },
+        { destroy: true, expected: planned.summary, jobId: this.ctx.jobId },
         { ...this.runCtx, owner: planned.owner },
       ),
     );
@@ -244,20 +270,8 @@ class Retire extends LifecycleJob<RetireData> {
     return { objects };
   }
 
-  // ── failure ─────────────────────────────────────────────────────────────────────────
-
   /** Ends this job's reservation of the member (see RESERVE_RETIRE). */
   private async release(): Promise<void> {
     await this.deps.redis.eval(RELEASE_RETIRE, 1, keys.retiring(this.name), this.ctx.jobId);
-  }
-
-  protected override failed(err: unknown): Promise<Error> {
-    // The member stays (or what is left of it is for an operator): others may count it again.
-    return super.failed(err, async () => {
-      await this.release().catch((releaseErr) =>
-        this.ctx.log.error({ err: releaseErr }, 'retire reservation not released'),
-      );
-      return undefined;
-    });
   }
 }

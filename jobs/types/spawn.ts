@@ -19,9 +19,14 @@
 //   running, ssm-online, heartbeat   waits that re-delay the job instead of holding a worker
 //   record      a line in ops.md and in the audit
 //
-// A failure names its step. One that no retry can fix, before the apply, undoes what this
-// job made (registry entry, host key, bundle), so the registry lists only what exists; after
-// the apply, the instance exists and its entry stays.
+// A failure names its step. When the job ends without success, whatever ended it (the last
+// attempt failed, a refusal, a cancel, a stall, a removal), the engine's finalizer runs
+// `undoSpawn` from the request and its saved steps alone: before the apply is recorded, what
+// the job made is removed — an instance it launched (found by its job tag), the member's
+// stack, the registry entry, the host key, the bundle — so the name is free again and the
+// registry lists only what exists; the spawn-rate slot is refunded when the apply never
+// started. After the apply, the instance exists and its entry stays: the final message says
+// to retire or replace it.
 
 import { randomUUID } from 'node:crypto';
 import { DelayedError, UnrecoverableError } from 'bullmq';
@@ -30,22 +35,30 @@ import { z } from 'zod';
 import { hostSecretsPrefix } from '../../infra/names.js';
 import type { FleetRegistry, RegistryEntry } from '../../infra/registry.js';
 import { DEFAULT_INSTANCE_TYPES, instanceName, instanceTypeShape } from '../../lib/config.js';
-import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
+import { OperationError, RefusedError } from '../../lib/errors.js';
 import type { MemoryStore } from '../../memory/store.js';
 import type { AuditTrail } from '../audit.js';
 import { uploadBundle } from '../bootstrap/bundle.js';
 import { CloudError } from '../cloud/errors.js';
-import { AMI_TAG, type AmiInfo, type Cloud } from '../cloud/types.js';
+import { AMI_TAG, type AmiInfo, type Cloud, JOB_TAG } from '../cloud/types.js';
 import type { Deployer } from '../deploy/types.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
+import type { JobContext, JobEnd, JobType } from '../engine/job-type.js';
 import { keys } from '../engine/keys.js';
 import type { RegistryStore } from '../registry/types.js';
 import { generateSigningKeyPair, publicHalf } from '../signing.js';
 import { type LockOwner, lockOwner } from '../terraform/lock.js';
 import { formatSummary, type PlanSummary } from '../terraform/summary.js';
-import { LifecycleJob, refusedIsFinal, via } from './lifecycle.js';
+import {
+  commandFor,
+  LifecycleJob,
+  type LifecycleUndo,
+  lifecycleFinalize,
+  lifecycleSteps,
+  refusedIsFinal,
+  via,
+} from './lifecycle.js';
 
 export const SPAWN = 'spawn';
 
@@ -107,6 +120,8 @@ export interface FleetDeps {
   redisUrl?: string | null;
   /** Written into the bundle: the flake the new host's first boot switches to (github:owner/repo/rev). */
   flake?: string | null;
+  /** Written into the bundle: model keys the agent holds itself (provider → secret name). */
+  agentKeys?: Record<string, string>;
   fleetMaxSize: number;
   spawnsPerHour: number;
   defaultInstanceType: string;
@@ -149,8 +164,21 @@ redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ${HOUR})
 return 1`;
 
-/** Steps that happen before anything exists in the cloud: a final failure there is undone. */
-const UNDONE_ON_FAILURE = new Set(['agent-key', 'registry', 'bundle', 'plan']);
+/** The spawn's steps in order (the heartbeat only when awaited). */
+function spawnSteps(awaitHeartbeat: boolean): string[] {
+  return [
+    'checks',
+    'agent-key',
+    'registry',
+    'bundle',
+    'plan',
+    'apply',
+    'running',
+    'ssm-online',
+    ...(awaitHeartbeat ? ['heartbeat'] : []),
+    'record',
+  ];
+}
 
 interface Chosen {
   ami: string;
@@ -171,6 +199,8 @@ export function spawnJob(deps: SpawnDeps): JobType<SpawnSchema> {
     // job to a peer (whose settings made the host) rather than finishing its own spawn.
     avoidOwnHost: true,
     attempts: 3,
+    steps: (_data, principal) => lifecycleSteps(principal, spawnSteps(deps.fleet?.awaitHeartbeat !== false)),
+    finalize: lifecycleFinalize('spawn', deps, (end) => undoSpawn(end, deps)),
     async run(ctx) {
       const { fleet, memory } = deps;
       // The gateway and `clawdinator jobs` register every type for its schema only.
@@ -179,6 +209,84 @@ export function spawnJob(deps: SpawnDeps): JobType<SpawnSchema> {
       }
       return new Spawn(ctx, deps.redis, memory, fleet, instanceTypes, deps.audit).reportRecordsTo(deps).run();
     },
+  };
+}
+
+/**
+ * Removes what a spawn that did not succeed made, from its request and saved steps alone (the
+ * finalizer runs it; no processor state). Each part is idempotent, and each is conditioned
+ * on the step BEFORE it being saved, since a step may have run part-way without being saved.
+ */
+export async function undoSpawn(end: JobEnd<SpawnData>, deps: SpawnDeps): Promise<LifecycleUndo> {
+  const { name } = end.data;
+  const saved = end.steps;
+  const has = (step: string) => Object.hasOwn(saved, step);
+  const again = commandFor('spawn', name, end.principal);
+  if (has('apply')) {
+    // The instance exists and terraform knows it: the entry stays with it.
+    const { instanceId } = saved.apply as { instanceId: string };
+    return {
+      left: `Left: ${instanceId} and its registry entry ${name}`,
+      next: `run ${commandFor('retire', name, end.principal)} to remove them, or ${commandFor('replace', name, end.principal)} for a new host`,
+    };
+  }
+  const fleet = deps.fleet;
+  if (fleet === undefined) throw new OperationError('spawn: this worker cannot undo a spawn (no fleet configured)');
+  const undone: string[] = [];
+  if (has('plan')) {
+    // The apply may have run part-way: what it launched carries this job's tag; what the
+    // member's stack holds (role, profile, an instance terraform recorded) is destroyed.
+    for (const instance of await fleet.cloud.listFleetInstances()) {
+      if (instance.tags[JOB_TAG] !== end.jobId) continue;
+      await fleet.cloud.terminateInstance(instance.instanceId);
+      end.output(`undo: terminated ${instance.instanceId}, launched by this job`);
+      undone.push(`terminated ${instance.instanceId}`);
+    }
+    const { owner } = saved.plan as { owner: LockOwner };
+    const ctx = { onLine: (line: string) => end.output(line), owner };
+    const destroy = await fleet.deployer.planInstance(name, { destroy: true, jobId: end.jobId }, ctx);
+    if (destroy.resources.length > 0) {
+      await fleet.deployer.applyInstance(name, { destroy: true, expected: destroy, jobId: end.jobId }, ctx);
+      undone.push(`destroyed ${formatSummary(destroy)}`);
+    }
+  }
+  if (has('checks')) {
+    // The name was free at the checks and the member's lock keeps other spawns of it out: a
+    // host key or bundle under it is this job's. The registry entry goes only if it has our key.
+    const key = saved['agent-key'] as { publicKeyPem: string } | undefined;
+    if (key !== undefined) {
+      await fleet.registryStore.update(
+        (registry) => {
+          if (registry[name]?.agentPublicKey === key.publicKeyPem) delete registry[name];
+          return registry;
+        },
+        { message: `fleet: undo spawn ${name} — job ${end.jobId} ${end.how} at ${end.step}` },
+      );
+    }
+    await fleet.cloud.deleteSecret(agentKeySecret(name));
+    await fleet.cloud.deletePrefix(fleet.bucket, `bootstrap/${name}/`);
+  }
+  // Nothing was created in the cloud: the spawn-rate slot is given back.
+  if (!has('plan')) await deps.redis.zrem(keys.spawnRate, end.jobId);
+  // A role or profile made by an apply killed before terraform saved them is in no state a
+  // destroy could read (terraform ignores import blocks in a destroy): said, not hidden. A
+  // new spawn of the name imports them (fence.ts).
+  const iam = has('plan')
+    ? [
+        (await fleet.cloud.roleExists(name)) ? `the IAM role ${name}` : undefined,
+        (await fleet.cloud.instanceProfileExists(name)) ? `the instance profile ${name}` : undefined,
+      ].filter((x) => x !== undefined)
+    : [];
+  const done = undone.length > 0 ? `Undone: ${undone.join(', ')}. ` : '';
+  const left =
+    iam.length === 0
+      ? `${done}Nothing was left behind`
+      : `${done}Left: ${iam.join(' and ')} (unused; a new spawn of ${name} adopts them)`;
+  return {
+    left,
+    next: `run ${again} again`,
+    // A job that ended in its checks made nothing to undo.
+    undone: has('checks') ? 'undone: no registry entry, host key or bundle left' : undefined,
   };
 }
 
@@ -256,7 +364,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       return { summary, instanceId, ami: chosen.ami, privateIp };
     } catch (err) {
       if (err instanceof DelayedError) throw err;
-      throw await this.failed(err);
+      throw this.failed(err);
     }
   }
 
@@ -379,7 +487,7 @@ class Spawn extends LifecycleJob<SpawnData> {
   }
 
   private async uploadBundle(entry: RegistryEntry): Promise<{ prefix: string; uploaded: number; unchanged: number }> {
-    const { cloud, bucket, region, efsId, redisUrl, flake } = this.fleet;
+    const { cloud, bucket, region, efsId, redisUrl, flake, agentKeys } = this.fleet;
     // Only what changed goes up again, so a retried step is cheap and changes nothing.
     const result = await uploadBundle(cloud, {
       name: this.name,
@@ -391,6 +499,7 @@ class Spawn extends LifecycleJob<SpawnData> {
       redisUrl: redisUrl ?? null,
       flake: flake ?? null,
       secrets: { discordToken: this.tokenSecret, agentKey: this.keySecret },
+      agentKeys,
     });
     return { prefix: result.prefix, uploaded: result.uploaded.length, unchanged: result.unchanged.length };
   }
@@ -399,9 +508,13 @@ class Spawn extends LifecycleJob<SpawnData> {
     // Saved with the plan: a resumed apply releases a state lock left by this job's dead run.
     const owner = lockOwner();
     const summary = await refusedIsFinal(() =>
-      this.fleet.deployer.planInstance(this.name, {}, { ...this.runCtx, owner }),
+      this.fleet.deployer.planInstance(this.name, { jobId: this.ctx.jobId }, { ...this.runCtx, owner }),
     );
-    if (summary.resources.length === 0 || summary.resources.some((r) => r.action !== 'create')) {
+    // Creates only; an import adopts the member's role or profile an earlier, killed apply made.
+    if (
+      summary.resources.length === 0 ||
+      summary.resources.some((r) => r.action !== 'create' && r.action !== 'import')
+    ) {
       throw new UnrecoverableError(`plan for ${this.name} is not create-only: not applied (${formatSummary(summary)})`);
     }
     await this.ctx.progress(`plan: ${formatSummary(summary)}`);
@@ -412,7 +525,7 @@ class Spawn extends LifecycleJob<SpawnData> {
     const outputs = await refusedIsFinal(() =>
       this.fleet.deployer.applyInstance(
         this.name,
-        { expected: planned.summary },
+        { expected: planned.summary, jobId: this.ctx.jobId },
         { ...this.runCtx, owner: planned.owner },
       ),
     );
@@ -420,34 +533,5 @@ class Spawn extends LifecycleJob<SpawnData> {
     if (instanceId === null) throw new OperationError(`apply of ${this.name} made no instance`);
     await this.ctx.progress(`${this.name}: ${instanceId} launched`);
     return { instanceId, privateIp: outputs.privateIp };
-  }
-
-  // ── failure ─────────────────────────────────────────────────────────────────────────
-
-  protected override failed(err: unknown): Promise<Error> {
-    return super.failed(err, async () => (UNDONE_ON_FAILURE.has(this.current) ? this.undo() : undefined));
-  }
-
-  /** Removes what this job made before anything was created in the cloud; says what it did. */
-  private async undo(): Promise<string> {
-    const { name, fleet } = this;
-    const key = this.ctx.steps.results['agent-key'] as { publicKeyPem: string } | undefined;
-    try {
-      if (key !== undefined) {
-        await fleet.registryStore.update(
-          (registry) => {
-            if (registry[name]?.agentPublicKey === key.publicKeyPem) delete registry[name];
-            return registry;
-          },
-          { message: `fleet: undo spawn ${name} — ${this.current} failed` },
-        );
-      }
-      await fleet.cloud.deleteSecret(this.keySecret);
-      await fleet.cloud.deletePrefix(fleet.bucket, `bootstrap/${name}/`);
-      await this.redis.zrem(keys.spawnRate, this.ctx.jobId);
-      return 'undone: no registry entry, host key or bundle left';
-    } catch (undoErr) {
-      return `undo failed: ${errorLine(undoErr)}`;
-    }
   }
 }

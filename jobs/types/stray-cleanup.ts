@@ -20,18 +20,31 @@ import type { MemoryStore } from '../../memory/store.js';
 import { AuditTrail } from '../audit.js';
 import { describePrincipal } from '../engine/envelope.js';
 import { readHeartbeats } from '../engine/heartbeat.js';
-import type { JobContext, JobType } from '../engine/job-type.js';
+import type { JobContext, JobEnd, JobType } from '../engine/job-type.js';
 import { INSTANCE_ID, strayTargetSchema } from '../engine/stray-offer.js';
 import { publicHalf } from '../signing.js';
 import { lockOwner } from '../terraform/lock.js';
 import { formatSummary } from '../terraform/summary.js';
-import { type LifecycleRun, recordLifecycle, refusedIsFinal, via } from './lifecycle.js';
+import { type LifecycleRun, lifecycleFinalize, recordLifecycle, refusedIsFinal, via } from './lifecycle.js';
 import { agentKeySecret, defaultSpawnWaits, type FleetDeps } from './spawn.js';
 
 export const STRAY_CLEANUP = 'stray-cleanup';
 
 const dataSchema = z.object({ target: strayTargetSchema }).strict();
 type CleanupData = z.output<typeof dataSchema>;
+
+const INSTANCE_STEPS = ['checks', 'terminate', 'terminated', 'record'];
+const MEMBER_STEPS = ['checks', 'plan', 'apply', 'registry', 'cleanup', 'record'];
+
+/** What a clean-up that did not succeed leaves, from its saved steps. */
+function cleanupLeft(target: string, steps: Record<string, unknown>): string {
+  const has = (step: string) => Object.hasOwn(steps, step);
+  if (INSTANCE_ID.test(target))
+    return has('terminate') ? `${target} may still be shutting down` : `${target} still runs`;
+  if (!has('plan')) return 'Nothing was changed';
+  if (!has('registry')) return `${target}'s stack may be partly destroyed; its registry entry is left`;
+  return `${target}'s registry entry is removed; its bootstrap bundle or host key may be left`;
+}
 
 /** EC2 takes a minute or two to shut a host down. */
 const TERMINATED_TIMEOUT_MS = 10 * 60_000;
@@ -57,6 +70,14 @@ export function strayCleanupJob(deps: StrayCleanupDeps): JobType<typeof dataSche
     // It terminates or destroys: a retry is confirmed as a new request would be.
     destructive: true,
     attempts: 3,
+    steps: (d) => (INSTANCE_ID.test(d.target) ? INSTANCE_STEPS : MEMBER_STEPS),
+    // Nothing to take back: what it did is what was asked (an instance terminated, a stack
+    // destroyed). Its end says how far it got and how to finish (the same command again).
+    finalize: (end) =>
+      lifecycleFinalize('cleanup', deps, async (e: JobEnd<{ name: string }>) => ({
+        left: cleanupLeft(e.data.name, e.steps),
+        next: `run \`clawdinator fleet cleanup ${e.data.name} --yes\` again: it goes on from what is there`,
+      }))({ ...end, data: { name: end.data.target } }),
     async run(ctx) {
       const { fleet, memory } = deps;
       if (fleet === undefined || memory === undefined) {
@@ -119,7 +140,13 @@ async function retireGone(
   fleet: FleetDeps,
   name: string,
 ): Promise<string> {
-  const runCtx = { onLine: (line: string) => ctx.log.info({ stack: name }, line) };
+  // Terraform's lines go to the job's log in Redis (`jobs show`) and the worker's log.
+  const runCtx = {
+    onLine: (line: string) => {
+      ctx.output?.(line);
+      ctx.log.info({ stack: name }, line);
+    },
+  };
   const { hasStack } = await ctx.steps.run('checks', async () => {
     await fleet.registryStore.preflight?.();
     const entry = (await fleet.registryStore.read()).registry[name];
@@ -143,7 +170,7 @@ async function retireGone(
     const planned = await ctx.steps.run('plan', async () => {
       const owner = lockOwner();
       const summary = await refusedIsFinal(() =>
-        fleet.deployer.planInstance(name, { destroy: true }, { ...runCtx, owner }),
+        fleet.deployer.planInstance(name, { destroy: true, jobId: ctx.jobId }, { ...runCtx, owner }),
       );
       if (summary.resources.some((r) => r.action !== 'delete')) {
         throw new UnrecoverableError(`plan for ${name} is not destroy-only: not applied (${formatSummary(summary)})`);
@@ -154,7 +181,7 @@ async function retireGone(
       await refusedIsFinal(() =>
         fleet.deployer.applyInstance(
           name,
-          { destroy: true, expected: planned.summary },
+          { destroy: true, expected: planned.summary, jobId: ctx.jobId },
           { ...runCtx, owner: planned.owner },
         ),
       );

@@ -1,11 +1,13 @@
 // `npm run bench`: one table for the whole project. Each row is a small function in the
 // file of its area; run a subset with `npm run bench -- <name> …`.
+import { rebuildOverhead } from './ami.js';
 import { cloudFleetStatus } from './cloud.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { githubSync300 } from './github.js';
 import { synthBudget, synthReference } from './infra.js';
 import { jobStartLatency, jobThroughput, workerIdleRss } from './jobs.js';
 import { appendThroughput, coldStart, lockLatency } from './memory.js';
+import { modelProxyOverhead } from './model-proxy.js';
 import { spawnOverhead } from './spawn.js';
 import { fleetStatus500 } from './status.js';
 import { type Bench, type Row, render } from './table.js';
@@ -19,12 +21,14 @@ const benches: Record<string, Bench> = {
   'cloud-fleet-status': cloudFleetStatus,
   'status-500': fleetStatus500,
   'spawn-overhead': spawnOverhead,
+  'rebuild-overhead': rebuildOverhead,
   'jobs-start-latency': jobStartLatency,
   'jobs-throughput': jobThroughput,
   'worker-idle-rss': workerIdleRss,
   'infra-synth': synthBudget,
   'infra-synth-reference': synthReference,
   'github-sync': githubSync300,
+  'model-proxy': modelProxyOverhead,
 };
 
 const wanted = process.argv.slice(2);

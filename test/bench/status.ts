@@ -65,14 +65,16 @@ export async function fleetStatus500(): Promise<Row[]> {
   sim.close();
   await server.stop();
   const wall = median(walls);
-  const ok = wall <= 1000 && calls.ec2 <= Math.ceil(N / 1000) && calls.ssm <= Math.ceil(N / 50) && calls.redis === 1;
+  // The listing is ⌈N/1000⌉ calls; the newest image (the "older image" flag) one more, whatever N.
+  const ok =
+    wall <= 1000 && calls.ec2 <= Math.ceil(N / 1000) + 1 && calls.ssm <= Math.ceil(N / 50) && calls.redis === 1;
   return [
     {
       what: `/status over a simulated ${N}-instance fleet (fleetStatus: registry, EC2, SSM, heartbeats, queue counts), median of 20`,
-      project: `${ms(wall)}; EC2 ${calls.ec2} call, SSM ${calls.ssm} calls, heartbeats ${calls.redis} Redis round trip`,
+      project: `${ms(wall)}; EC2 ${calls.ec2} calls (listing + newest image), SSM ${calls.ssm} calls, heartbeats ${calls.redis} Redis round trip`,
       floor: '—',
       ratio: null,
-      budget: `≤ 1 s; EC2 ≤ ${Math.ceil(N / 1000)}, SSM ≤ ${Math.ceil(N / 50)}, heartbeats 1 round trip`,
+      budget: `≤ 1 s; EC2 ≤ ${Math.ceil(N / 1000)} + 1, SSM ≤ ${Math.ceil(N / 50)}, heartbeats 1 round trip`,
       ok,
     },
   ];

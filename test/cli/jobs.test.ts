@@ -65,6 +65,7 @@ function types(): JobTypes {
 function worker() {
   const w = startWorker(FLEET_QUEUE, { ...h.deps(server.client(), conn, policy), types: types() }, fastSettings);
   closers.push(() => w.close());
+  return w;
 }
 
 async function enqueue(type: string, data: unknown, principal: Principal, requestId: string): Promise<string> {
@@ -186,11 +187,13 @@ describe('clawdinator jobs (CLI)', () => {
       // No public keys configured: what the job claims, unchecked.
       signature: 'not checked',
       steps: [],
-      logs: [],
-      logCount: 0,
+      // The job's end is in its log (the finalizer writes it).
+      logs: [expect.stringMatching(/^ended: rejected: not allowed/)],
+      logCount: 1,
     });
     expect(text.stdout).toMatch(/^state +failed$/m);
     expect(text.stdout).toMatch(/^failed +rejected: not allowed/m);
+    expect(text.stdout).toMatch(/^log \(last 1 of 1 lines\)\n {2}ended: rejected: not allowed/m);
     // Type, target, who asked and when; with the public keys, whether that claim verifies.
     expect(text.stdout).toMatch(/^type +health-sweep$/m);
     expect(text.stdout).toMatch(/^target +-$/m);
@@ -206,11 +209,16 @@ describe('clawdinator jobs (CLI)', () => {
 
   it('cancel: removes a waiting job (exit 0); a finished or unknown one exits 1', async () => {
     const { failed, waiting } = await failedAndWaiting();
+    // A worker that takes no jobs: its finalizer ends the removed one (the `removed` event).
+    await worker().worker.pause(true);
     const [removed, finishedOne] = await Promise.all([
       runCli(['jobs', 'cancel', waiting], { env }),
       runCli(['jobs', 'cancel', failed], { env }),
     ]);
     expect(removed).toMatchObject({ code: 0, stdout: `removed ${waiting} (it had not started)\n` });
+    for (let i = 0; i < 400 && (await redis.get(keys.finalized(waiting))) !== 'done'; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
     expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBeNull();
     expect(await runCli(['jobs', 'cancel', waiting], { env })).toMatchObject({
       code: 1,

@@ -4,21 +4,27 @@
 // environment holds its key and the socket path only: no Redis setting at all.
 import { spawn } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
+import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { encode, LineSplitter } from '../../bot/request-protocol.js';
 import { type RequestSocket, startRequestSocket } from '../../bot/request-socket.js';
 import type { SignedRequest } from '../../jobs/engine/envelope.js';
-import { keys } from '../../jobs/engine/keys.js';
+import { hostQueue, keys } from '../../jobs/engine/keys.js';
+import { JobTypes } from '../../jobs/engine/queues.js';
+import { AgentTokens } from '../../jobs/github/agent-token.js';
+import { SimOrg } from '../../jobs/github/sim.js';
 import { newNonce, signPayload } from '../../jobs/signing.js';
+import { githubTokenJob } from '../../jobs/types/github-token.js';
 import { DEFAULT_INSTANCE_TYPES } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { CLI, runCli, tempDir } from '../support/cli.js';
 import { DiscordStandIn } from '../support/discord-standin.js';
-import { keyPair, testWorkersKey } from '../support/jobs.js';
+import { orgWorld } from '../support/github-org.js';
+import { keyPair, lifecycleSettings, startWorker, testStepSigner, testWorkersKey } from '../support/jobs.js';
 import { type Lifecycle, lifecycleSuite } from '../support/lifecycle.js';
 
 const suite = lifecycleSuite({ tokens: ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'] });
@@ -219,6 +225,79 @@ describe('clawdinator request over the gateway’s socket', () => {
     expect(suite.sim.cloud.calls.byOperation).toEqual({});
   });
 
+  it('gh-refresh: a new GitHub token for this host’s agent, minted by its own worker, for its own host only', async () => {
+    const { h, socket, agentEnv } = await gateway();
+    const org = new SimOrg('openclaw');
+    org.addRepo('openclaw');
+    org.addRepo('clawdinators');
+    const world = await orgWorld(org);
+    suite.defer(() => world.stop());
+    const dir = tempDir('clawdinator-gh-refresh-');
+    const tokens = new AgentTokens({
+      installation: world.installation,
+      policy: {
+        repositories: [],
+        permissions: { contents: 'write', metadata: 'read' },
+        registryRepo: 'openclaw/clawdinators',
+      },
+      targets: { envFile: join(dir, 'github-app.env'), ghConfigDir: dir, gid: process.getgid?.() ?? 0 },
+      apiUrl: world.sim.url,
+    });
+    // This host's worker on its own queue, with the GitHub deps `clawdinator worker` gives it.
+    const worker = startWorker(
+      hostQueue('clawdinator-1'),
+      {
+        connection: { host: '127.0.0.1', port: suite.server.port, maxRetriesPerRequest: null },
+        redis: suite.redis,
+        types: new JobTypes([
+          githubTokenJob({ github: { agentToken: { host: 'clawdinator-1', refreshMs: 45 * 60_000, tokens } } }),
+        ]),
+        publicKey: async (id) => (id === 'agent:clawdinator-1' ? h.keys.agent.publicKey : null),
+        policy: { policy: {}, redis: suite.redis, agentRequestsPerHour: 3 },
+        log: createLogger('silent'),
+        stepSigner: testStepSigner,
+      },
+      lifecycleSettings,
+    );
+    suite.defer(() => worker.close());
+
+    const r = await runCli(['request', 'gh-refresh'], { env: agentEnv });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^queued github-token-agent-[A-Za-z0-9_-]+$/);
+    expect(lines.at(-1)).toMatch(/^token minted for 1 repositories, expires /);
+    const minted = world.sim.mints.filter((m) => m.body.repositories !== undefined);
+    expect(minted).toHaveLength(1);
+    const token = minted[0]?.token as string;
+    expect(readFileSync(join(dir, 'github-app.env'), 'utf8')).toContain(`GITHUB_TOKEN=${token}\n`);
+    expect(r.stdout).not.toContain(token);
+    // Signed as the agent, run on this host's queue, counted in its hourly rate.
+    const job = await new Queue(hostQueue('clawdinator-1'), {
+      connection: { host: '127.0.0.1', port: suite.server.port },
+    }).getJob((lines[0] as string).slice('queued '.length));
+    expect(job?.data.signed.principal).toEqual({ kind: 'agent', host: 'clawdinator-1' });
+    expect(await suite.redis.get(keys.agentRate('clawdinator-1', Math.floor(Date.now() / 3_600_000)))).toBe('1');
+
+    // Another host's token, asked by this agent: refused at the socket, nothing queued or minted.
+    const other = signedRequest('clawdinator-1', { host: 'clawdinator-2' }, 'github-token');
+    const refused = await raw(
+      socket.path,
+      encode({ kind: 'job', envelope: { signed: other, signature: signPayload(other, h.keys.agent.privateKey) } }),
+    );
+    expect(JSON.parse(refused.at(-1) as string)).toEqual({
+      kind: 'error',
+      message: 'rejected: not allowed: an agent asks for github-token for its own host only',
+      exit: 1,
+    });
+    expect(world.sim.mints.filter((m) => m.body.repositories !== undefined)).toHaveLength(1);
+    // A name is refused before connecting: the refresh is for this host's agent only.
+    expect(await runCli(['request', 'gh-refresh', 'clawdinator-2'], { env: agentEnv })).toMatchObject({
+      code: 2,
+      stderr: 'clawdinator: gh-refresh takes no name: it is for this host’s agent\n',
+    });
+  });
+
   it('a malformed, oversized or silent request is refused with one line; the gateway keeps serving', async () => {
     const { socket, agentEnv } = await gateway({ requestTimeoutMs: 300 });
     const hello = JSON.parse((await raw(socket.path, 'not json\n'))[0] as string);
@@ -227,7 +306,7 @@ describe('clawdinator request over the gateway’s socket', () => {
       protocol: 1,
       host: 'clawdinator-1',
       accepts: ['job'],
-      jobs: { spawn: 1, retire: 1, replace: 1 },
+      jobs: { spawn: 1, retire: 1, replace: 1, 'github-token': 1 },
     });
     const answers = async (data: string | Buffer) => (await raw(socket.path, data)).slice(1).map((l) => JSON.parse(l));
     expect(await answers('not json\n')).toEqual([
@@ -353,7 +432,7 @@ describe('clawdinator request over the gateway’s socket', () => {
     const badAction = await runCli(['request', 'destroy-everything', 'clawdinator-3'], { env: agent });
     expect(badAction).toMatchObject({
       code: 2,
-      stderr: 'clawdinator: unknown action "destroy-everything": spawn, replace, retire\n',
+      stderr: 'clawdinator: unknown action "destroy-everything": spawn, replace, retire, gh-refresh\n',
     });
     for (const name of ['evil;rm', 'clawdinator-3-', `clawdinator-${'a'.repeat(29)}`]) {
       const badName = await runCli(['request', 'spawn', name], { env: agent });

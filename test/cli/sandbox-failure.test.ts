@@ -2,18 +2,13 @@
 // armed from the console (`/sim fail apply times:5`), a spawn that fails with terraform's
 // cause after its retries, then the clean-up: the name free and a second spawn online.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectPath } from '../../lib/paths.js';
 import { CLI, type CliResult, tempDir } from '../support/cli.js';
 
 const FAILURE = projectPath('test', 'fixtures', 'sandbox-failure.txt');
-// Clean-up after exhausted retries is the job finalizer's (issue 14, "one end for every
-// job": jobs/engine/finalize.ts, being built on another branch). Without it a spawn that ran
-// out of retries keeps its registry entry and the name stays taken, so the script's second
-// half cannot pass yet; it runs as soon as the finalizer is in the tree.
-const FINALIZER = existsSync(projectPath('jobs', 'engine', 'finalize.ts'));
 
 function run(cwd: string, args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
@@ -59,24 +54,22 @@ describe('the failure sandbox script', () => {
       section(r.stdout, '/sim fail apply times:5 message:"Error: creating EC2 Instance: InsufficientInstanceCapacity"'),
     ).toContain('💥 armed: the next 5 × `apply` fail');
     const failed = section(r.stdout, '/spawn name:clawdinator-3');
+    // The job's one end (the finalizer): the step, terraform's cause, what its undo did.
     expect(failed).toMatch(
-      /❌ `spawn-[^`]+` clawdinator-3: apply failed: Error: creating EC2 Instance: InsufficientInstanceCapacity/,
+      /❌ `spawn-[^`]+` spawn clawdinator-3 failed at apply: terraform apply failed for clawdinator-3: creating EC2 Instance: InsufficientInstanceCapacity\. Undone: terminated i-[0-9a-f]+\./,
     );
     // Three attempts, each at the apply: two of the five failures are left.
     expect(section(r.stdout, '/sim faults', 1)).toMatch(/💥 2× {2}apply/);
   });
 
-  it.skipIf(!FINALIZER)(
-    'the whole script: the name is free after the clean-up and a second spawn goes online',
-    async () => {
-      const dir = tempDir('clawdinator-failure-');
-      const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', FAILURE]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('7 lines ok, 0 failed');
-      expect(section(r.stdout, '/spawn name:clawdinator-3', 1)).toMatch(/✅ `spawn-[^`]+` clawdinator-3 online: i-/);
-      expect(section(r.stdout, '/status name:clawdinator-3', 1)).toContain('🟢 **clawdinator-3** — online');
-      expect(JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8'))).toHaveProperty('clawdinator-3');
-    },
-  );
+  it('the whole script: the name is free after the clean-up and a second spawn goes online', async () => {
+    const dir = tempDir('clawdinator-failure-');
+    const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', FAILURE]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('7 lines ok, 0 failed');
+    expect(section(r.stdout, '/spawn name:clawdinator-3', 1)).toMatch(/✅ `spawn-[^`]+` clawdinator-3 online: i-/);
+    expect(section(r.stdout, '/status name:clawdinator-3', 1)).toContain('🟢 **clawdinator-3** — online');
+    expect(JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8'))).toHaveProperty('clawdinator-3');
+  });
 });

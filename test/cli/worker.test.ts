@@ -83,7 +83,12 @@ describe('clawdinator worker', () => {
       // The health sweep runs right away and tracks both hosts.
       await until(async () => (await redis.exists(keys.health('clawdinator-1'), keys.health('clawdinator-2'))) === 2);
       const schedulers = await queue.getJobSchedulers();
-      expect(schedulers.map((s) => s.key).sort()).toEqual(['clawdinator-github-sync', 'clawdinator-health-sweep']);
+      // The health sweep, the org sync, and the weekly image prune (the image rebuild's cron is off by default).
+      expect(schedulers.map((s) => s.key).sort()).toEqual([
+        'clawdinator-ami-prune',
+        'clawdinator-github-sync',
+        'clawdinator-health-sweep',
+      ]);
       expect(await queue.getFailedCount()).toBe(0);
     } finally {
       a.child.kill('SIGTERM');
@@ -117,7 +122,8 @@ describe('clawdinator worker', () => {
     });
     child.stderr?.on('data', (d: Buffer) => stderr.push(d));
     const exited = new Promise((r) => child.on('exit', r));
-    const beat = async () => JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) ?? 'null');
+    const beat = async () =>
+      JSON.parse((await redis.get(keys.heartbeat('clawdinator-1'))) ?? 'null')?.heartbeat ?? null;
     try {
       await until(async () => (await beat()) !== null);
       expect(await beat()).toMatchObject({

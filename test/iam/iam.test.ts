@@ -18,6 +18,7 @@ import { fleetStatus } from '../../jobs/status.js';
 import { type HealthSweepResult, healthSweep } from '../../jobs/types/health-sweep.js';
 import { STRAY_CLEANUP } from '../../jobs/types/stray-cleanup.js';
 import { createLogger } from '../../lib/log.js';
+import { hostWorkers, rebuild, simAmiDeps } from '../support/ami.js';
 import { tempDir } from '../support/cli.js';
 import { SIM_AMI, SIM_BUCKET, simMember } from '../support/fleet.js';
 import { testStepSigner } from '../support/jobs.js';
@@ -49,7 +50,15 @@ const UNEXERCISED: Record<string, string> = {
 };
 
 const MEMBERS = ['clawdinator-1', 'clawdinator-2'];
-const suite = lifecycleSuite({ members: MEMBERS, tokens: ['clawdinator-3'] });
+// An older image that no member runs, for the prune to remove (seeded images: the last the newest).
+const suite = lifecycleSuite({
+  members: MEMBERS,
+  tokens: ['clawdinator-3'],
+  amis: [
+    { name: 'clawdinator-nixos-old', imageId: 'ami-000000000000000d1' },
+    { name: 'clawdinator-nixos', imageId: SIM_AMI },
+  ],
+});
 let principals: Record<string, PrincipalPolicies>;
 const used = new Set<string>();
 const verdicts = new Map<string, Promise<Verdict>>();
@@ -189,6 +198,22 @@ describe('IAM against the calls', () => {
       expect(operations).toContain(op);
     }
     expect(await check(records)).toEqual([]);
+  });
+
+  it('an image rebuild with a canary rollout and a prune, under the deployer role, make only calls its policy allows', async () => {
+    const ami = simAmiDeps(suite.server, suite.sim);
+    const h = suite.harness({ types: { ami } });
+    const hosts = hostWorkers(suite.server, suite.redis, h, MEMBERS);
+    suite.defer(() => hosts.close());
+    const job = await rebuild(h, { rollout: 'canary' });
+    expect(job.failedReason).toBeUndefined();
+    const prune = await h.run('ami-prune', { keep: 1 } as never);
+    expect(prune.failedReason).toBeUndefined();
+    const operations = new Set(suite.sim.cloud.records().map((r) => r.operation));
+    for (const op of ['ImportSnapshot', 'RegisterImage', 'CreateTags', 'RunInstances', 'DeregisterImage']) {
+      expect(operations).toContain(op);
+    }
+    expect(await check(suite.sim.cloud.records())).toEqual([]);
   });
 
   it('the bootstrap and the audit, under the host instance role: its own bundle and secrets, audit objects', async () => {

@@ -1,6 +1,7 @@
 // The CDKTF stacks, synthesized with cdktf's Testing and read back as the Terraform JSON
 // terraform would get (no provider is downloaded: toBeValidTerraform is not used).
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: Terraform interpolations, not JavaScript templates
+
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TerraformStack, Testing } from 'cdktf';
@@ -9,6 +10,7 @@ import { createStacks, synthesize } from '../../infra/app.js';
 import { stateKey } from '../../infra/names.js';
 import { type FleetRegistry, RegistryError } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
+import { imageTags } from '../../jobs/ami/image.js';
 import { NAME_RULE } from '../../lib/config.js';
 import { tempDir } from '../support/cli.js';
 
@@ -109,7 +111,7 @@ describe('stacks', () => {
     });
     expect(host.ami).toBe('ami-0123456789abcdef0');
     expect(host.instance_type).toBe('t3.large');
-    expect(host.tags).toEqual({ app: 'clawdinator', Name: 'clawdinator-1' });
+    expect(host.tags).toEqual({ app: 'clawdinator', Name: 'clawdinator-1', 'clawdinator:job': '${var.job_id}' });
     expect(host.iam_instance_profile).toBe('${aws_iam_instance_profile.profile.name}');
     expect(host.vpc_security_group_ids).toEqual([
       '${data.terraform_remote_state.base.outputs.instance_security_group_id}',
@@ -269,6 +271,35 @@ describe('stacks', () => {
     expect(base.resource.aws_iam_role.vmimport.name).toBe('vmimport');
   });
 
+  it('lets the deployer tag an imported snapshot as ours only with our tag keys, so prune can delete it', () => {
+    const policy = JSON.parse(base.resource.aws_iam_role_policy.deployer_policy.policy);
+    const tag = policy.Statement.find((s: Json) => s.Sid === 'TagImportedSnapshots');
+    expect(tag).toMatchObject({
+      Effect: 'Allow',
+      Action: 'ec2:CreateTags',
+      Resource: expect.stringMatching(/:ec2:.*::snapshot\/\*$/),
+      Condition: {
+        StringEquals: { 'aws:RequestTag/clawdinator': 'true' },
+        'ForAllValues:StringEquals': {
+          'aws:TagKeys': [
+            'Name',
+            'clawdinator',
+            'clawdinator:revision',
+            'clawdinator:built-by',
+            'clawdinator:image-object',
+          ],
+        },
+      },
+    });
+    // Exactly the keys the rebuild sets on the snapshot (jobs/ami/image.ts).
+    const keys = Object.keys(imageTags({ name: 'n', sha: 's', builtBy: 'b', key: 'k' }));
+    expect(tag.Condition['ForAllValues:StringEquals']['aws:TagKeys']).toEqual(keys);
+    // What prune does to images and snapshots that carry the tag.
+    const images = policy.Statement.find((s: Json) => s.Sid === 'FleetImages');
+    expect(images.Action).toEqual(expect.arrayContaining(['ec2:DeregisterImage', 'ec2:DeleteSnapshot']));
+    expect(images.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/clawdinator': 'true' } });
+  });
+
   it('exports what the jobs need', () => {
     expect(Object.keys(base.output).sort()).toEqual(
       [
@@ -321,6 +352,34 @@ describe('stacks', () => {
     });
     expect(made.base.provider.aws[0].assume_role).toBeUndefined();
     expect(made.base.terraform.backend.s3.assume_role).toBeUndefined();
+  });
+});
+
+describe('fencing against a second create', () => {
+  it('tags the instance with the launching job, a tag later plans ignore, and synthesizes the same without a job', () => {
+    const json = stacks().instances['clawdinator-1'];
+    expect(json.variable.job_id).toMatchObject({ type: 'string', default: '' });
+    expect(json.resource.aws_instance.host.lifecycle).toEqual({ ignore_changes: ['tags["clawdinator:job"]'] });
+    // No import block unless the deployer found something the state lacks: CI's synth is stable.
+    expect(json.import).toBeUndefined();
+    expect(stacks().instances['clawdinator-1']).toEqual(json);
+  });
+
+  it('imports what an earlier, killed apply made, at the addresses the state lacks', () => {
+    const outdir = join(tempDir(), 'out');
+    const imports = {
+      'clawdinator-2': { 'aws_instance.host': 'i-0abc', 'aws_iam_role.role': 'clawdinator-2' },
+    };
+    const result = synthesize({ outdir, registry, settings, stacks: ['clawdinator-2'], imports });
+    const json = JSON.parse(readFileSync(join(result.dirs['clawdinator-2'] as string, 'cdk.tf.json'), 'utf8'));
+    expect(json.import).toEqual([
+      { to: 'aws_instance.host', id: 'i-0abc' },
+      { to: 'aws_iam_role.role', id: 'clawdinator-2' },
+    ]);
+    // The addresses are the resources' own.
+    expect(json.resource.aws_instance.host).toBeDefined();
+    expect(json.resource.aws_iam_role.role.name).toBe('clawdinator-2');
+    expect(json.resource.aws_iam_instance_profile.profile.name).toBe('clawdinator-2');
   });
 });
 

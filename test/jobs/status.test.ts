@@ -6,7 +6,7 @@ import type { FleetRegistry } from '../../infra/registry.js';
 import { ManualClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
 import { keys } from '../../jobs/engine/keys.js';
-import { fleetStatus, formatMember, formatStatus } from '../../jobs/status.js';
+import { fleetStatus, formatMember, formatStatus, SOURCES } from '../../jobs/status.js';
 import { keyPair, testWorkersKey, writeHeartbeat } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
@@ -123,7 +123,46 @@ describe('fleetStatus', () => {
     sim.close();
   });
 
-  it('500 hosts: EC2 1 call, SSM ⌈500/50⌉ calls, heartbeats in one Redis round trip', async () => {
+  it('flags members whose instance runs an image older than the newest of ours', async () => {
+    const sim = createSimCloud({
+      clock: new ManualClock({ auto: true }),
+      timings: instantSimTimings,
+      // Seeded images are hours apart, the last one the newest.
+      amis: [
+        { name: 'clawdinator-nixos-old', imageId: 'ami-0000000000000001a' },
+        { name: 'clawdinator-nixos-new', imageId: 'ami-0000000000000002b' },
+      ],
+      fleet: [
+        { name: 'clawdinator-1', imageId: 'ami-0000000000000001a' },
+        { name: 'clawdinator-2', imageId: 'ami-0000000000000002b' },
+      ],
+    });
+    const status = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1', 'clawdinator-2', 'clawdinator-3']),
+      cloud: sim,
+      redis,
+      queues: [],
+      workersKey: testWorkersKey,
+    });
+    expect(status.newestAmi).toBe('ami-0000000000000002b');
+    // clawdinator-3 has no instance: nothing runs, nothing is older.
+    expect(status.members.map((m) => [m.name, m.olderImage])).toEqual([
+      ['clawdinator-1', true],
+      ['clawdinator-2', false],
+      ['clawdinator-3', false],
+    ]);
+    const table = formatStatus(status).split('\n');
+    expect(table[0]).toMatch(/^🔴|^🟡|^🟢|^🟠/);
+    expect(table[0]).toContain('ami-0000000000000001a');
+    expect(table[0]).toMatch(/⚠️ older image$/);
+    expect(table[1]).not.toContain('older image');
+    expect(formatMember(status, 'clawdinator-1')).toContain(
+      'AMI: ami-0000000000000001a (registry: ami-0123456789abcdef0) ⚠️ older than the newest image ami-0000000000000002b',
+    );
+    sim.close();
+  });
+
+  it('500 hosts: EC2 1 listing call (+ 1 for the newest image), SSM ⌈500/50⌉ calls, heartbeats in one Redis round trip', async () => {
     const names = Array.from({ length: 500 }, (_, i) => `clawdinator-${i + 1}`);
     const sim = createSimCloud({
       clock: new ManualClock({ auto: true }),
@@ -151,7 +190,10 @@ describe('fleetStatus', () => {
       queues: [],
     });
     expect(status.members.filter((m) => m.state === 'online')).toHaveLength(500);
-    expect(sim.calls.ec2).toBe(1);
+    // One DescribeInstances page for 500, and one DescribeImages for the newest image, whatever N.
+    expect(sim.calls.byOperation.DescribeInstances).toBe(1);
+    expect(sim.calls.byOperation.DescribeImages).toBe(1);
+    expect(sim.calls.ec2).toBe(2);
     expect(sim.calls.ssm).toBe(10);
     expect(roundTrips).toBe(1);
     sim.close();
@@ -180,6 +222,7 @@ describe('fleetStatus', () => {
     expect(status.sources).toEqual({
       registry: { ok: true, error: null },
       ec2: { ok: true, error: null },
+      images: { ok: true, error: null },
       ssm: { ok: false, error: 'AccessDeniedException on DescribeInstanceInformation' },
       heartbeats: { ok: true, error: null },
       queues: { ok: true, error: null },
@@ -194,6 +237,33 @@ describe('fleetStatus', () => {
     expect(table).toContain('🟢 clawdinator-1  online');
     expect(table).not.toContain('AWS is unreachable');
     expect(formatMember(status, 'clawdinator-1')).toContain('SSM: unavailable');
+    sim.close();
+  });
+
+  it('DescribeImages failing: only the "older image" mark is lost, with its cause; the members are as they are', async () => {
+    const clock = new ManualClock({ auto: true });
+    const sim = createSimCloud({
+      clock,
+      timings: instantSimTimings,
+      amis: [{ name: 'base', imageId: 'ami-0123456789abcdef0' }],
+      fleet: [{ name: 'clawdinator-1' }],
+    });
+    const [instance] = await sim.listFleetInstances();
+    await heartbeat('clawdinator-1', instance?.instanceId as string);
+    sim.faults.arm('DescribeImages', { code: 'UnauthorizedOperation' });
+    const status = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1']),
+      cloud: sim,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+      now: () => clock.now(),
+    });
+    expect(SOURCES.filter((s) => !status.sources[s].ok)).toEqual(['images']);
+    expect(status.sources.images).toEqual({ ok: false, error: 'UnauthorizedOperation on DescribeImages' });
+    expect(status.newestAmi).toBeNull();
+    expect(status.members.map((m) => [m.name, m.state, m.olderImage])).toEqual([['clawdinator-1', 'online', false]]);
+    expect(formatStatus(status)).toContain('⚠️ EC2 images: unavailable (UnauthorizedOperation on DescribeImages)');
     sim.close();
   });
 
@@ -250,6 +320,7 @@ describe('fleetStatus', () => {
     const hanging = {
       listFleetInstances: () => new Promise<never>(() => {}),
       pingStatus: (ids: string[]) => sim.pingStatus(ids),
+      findLatestAmi: () => sim.findLatestAmi(),
     };
     const slow = await fleetStatus({
       registry: async () => registryOf(['clawdinator-1']),

@@ -1,8 +1,11 @@
 // The host contract: a new host's boot sequence run as nix/units.json describes it — the
 // bootstrap, the memory tunnel and mount (skipped as systemd would: the bundle names no EFS),
-// memory init, the gateway and the worker — with exactly those commands and environments,
-// until a spawn reaches "online" through the heartbeat of the worker started as the module
-// starts it, its instance id learned from IMDSv2.
+// memory init, the gateway, the worker and the model proxy — with exactly those commands and
+// environments, until a spawn reaches "online" through the heartbeat of the worker started as
+// the module starts it, its instance id learned from IMDSv2. Then the agent runtime's unit as
+// nix/agent.json describes it: its start-up step (seed-workspace) as the agent, its environment
+// free of control-plane secrets, and a model request made as the agent through the proxy, which
+// adds the key the agent cannot read and whose usage the worker's heartbeat then reports.
 //
 // Real parts: redis-server with AUTH (the password the bootstrap installs), s3rver for the
 // bundle, a Secrets Manager stand-in answering from the simulated cloud's secrets, the loopback
@@ -17,12 +20,14 @@
 // are the test's (Redis URL, CA file, a terraform binary); the AWS endpoints point at the
 // stand-ins. Then, as an unprivileged uid, the agent's readable files are searched for every
 // control-plane secret.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../bot/sandbox/redis.js';
 import { createAwsCloud } from '../../jobs/cloud/aws.js';
 import { createSimCloud, instantSimTimings, type SimCloud, type SimHost } from '../../jobs/cloud/sim.js';
 import type { Cloud } from '../../jobs/cloud/types.js';
@@ -35,7 +40,9 @@ import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { generateSigningKeyPair } from '../../jobs/signing.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
+import { utcDay } from '../../jobs/usage.js';
 import { createLogger } from '../../lib/log.js';
+import { projectPath } from '../../lib/paths.js';
 import { MemoryStore } from '../../memory/store.js';
 import { jsonReply, type Stub, startStub } from '../jobs/cloud/stub.js';
 import { CLI, tempDir } from '../support/cli.js';
@@ -43,11 +50,13 @@ import { DiscordStandIn } from '../support/discord-standin.js';
 import { SIM_AMI, SIM_INFRA_SETTINGS, simMember } from '../support/fleet.js';
 import { type ImdsStandin, startImds } from '../support/imds.js';
 import { fastSettings } from '../support/jobs.js';
+import { type ModelStandin, startModelStandin } from '../support/model-standin.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { s3rverClient, startS3rver, type TestS3 } from '../support/s3.js';
 import { type HostContract, idOf, readContract, reroot, type UnitDescription } from '../support/units.js';
 
 const AS_ROOT = process.getuid?.() === 0;
+const execFileAsync = promisify(execFile);
 const BUCKET = 'clawdinator-contract-bucket';
 const NEW = 'clawdinator-2';
 const PEER = 'clawdinator-1';
@@ -64,12 +73,30 @@ const CONTROL: Record<string, string> = {
   'clawdinator/fleet/gateway-signing-key': gateway.privateKeyPem,
   'clawdinator/fleet/workers-signing-key': workers.privateKeyPem,
   'clawdinator/fleet/github-app-key': `-----BEGIN RSA PRIVATE KEY-----\nplanted-github-${randomBytes(8).toString('hex')}\n-----END RSA PRIVATE KEY-----`,
+  'clawdinator/fleet/anthropic-api-key': `sk-ant-planted-${randomBytes(8).toString('hex')}`,
+  'clawdinator/fleet/openai-api-key': `sk-planted-openai-${randomBytes(8).toString('hex')}`,
 };
 const AGENT_TOKEN = `planted-agent-discord-${randomBytes(8).toString('hex')}`;
 /** What "the value of a secret" looks like in a file: the PEM body line, the token itself. */
 const needle = (value: string) => (value.includes('-----') ? (value.split('\n')[1] as string) : value);
 
 const contract: HostContract = readContract();
+/** nix/agent.json: the agent runtime's unit (its command is openclaw's, which this test does not run). */
+const agentUnit = JSON.parse(readFileSync(projectPath('nix', 'agent.json'), 'utf8')).runtime as {
+  unit: string;
+  user: 'agent';
+  group: 'agent';
+  supplementaryGroups: ('memory' | 'agent')[];
+  command: string[];
+  execStartPre: string[];
+  stateDir: string;
+  environment: Record<string, string>;
+  moduleEnvironment: string[];
+  environmentFiles: string[];
+  after: string[];
+  conditionPathExists: string;
+};
+let models: ModelStandin;
 let dir: string;
 let root: string;
 let redis: TestRedis;
@@ -119,6 +146,7 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
     discord = new DiscordStandIn({ token: CONTROL['clawdinator/fleet/ops-bot-token'] });
     discord.events.on('identify', () => identified++);
     await discord.start();
+    models = await startModelStandin({ input: 120, output: 30, cacheRead: 0, cacheWrite: 0 });
   }, 60_000);
 
   afterAll(async () => {
@@ -130,6 +158,7 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
       for (const value of [...Object.values(CONTROL), AGENT_TOKEN]) expect(c.output()).not.toContain(needle(value));
     }
     await discord?.stop();
+    await models?.close();
     await imds?.close();
     await secretsStub?.close();
     await s3?.close();
@@ -138,7 +167,7 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('bootstrap, memory init, gateway and worker as described; the spawn goes online through the new worker’s heartbeat; the agent can read no control-plane secret', {
+  it('bootstrap, memory init, gateway, worker and model proxy as described; the spawn goes online through the new worker’s heartbeat; the agent runtime’s start-up step runs as described and its model request gets a key it cannot read, reported in the heartbeat; the agent can read no control-plane secret', {
     timeout: 240_000,
   }, async () => {
     // ── the fleet that spawns: the peer's worker (this process) on the simulated cloud ──────
@@ -246,6 +275,9 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
       CLAWDINATOR_DISCORD_API_URL: discord.apiUrl,
       CLAWDINATOR_HEARTBEAT_TTL: '6',
       CLAWDINATOR_LOG_LEVEL: 'info',
+      // The model proxy forwards to the loopback provider stand-in, on a port of its own.
+      CLAWDINATOR_MODEL_UPSTREAMS: JSON.stringify({ anthropic: models.url, openai: models.url }),
+      CLAWDINATOR_MODEL_PROXY_PORT: String(await freePort()),
     };
     const moduleEnv: Record<string, string> = {
       CLAWDINATOR_HOST_NAME: NEW,
@@ -309,6 +341,7 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
       'clawdinator-seed-repos: skipped (ConditionPathExists)',
       'clawdinator-gateway: running',
       'clawdinator-worker: running',
+      'clawdinator-model-proxy: running',
     ]);
 
     // ── the spawn reaches "online" through this worker's heartbeat ───────────────────────────
@@ -332,11 +365,100 @@ describe.skipIf(!AS_ROOT)('host contract (nix/units.json run as the module runs 
     // The gateway logged in with the ops bot token the bootstrap installed (the stand-in takes no other).
     await until(async () => (identified > 0 ? true : undefined), 30_000);
     // Every long-running unit is still up: none exited on a missing or wrong setting.
-    for (const c of children.filter((x) => x.name === 'clawdinator-gateway' || x.name === 'clawdinator-worker')) {
+    for (const c of children.filter((x) => contract.units[x.name]?.type === 'simple')) {
       expect(c.child.exitCode, `${c.name}: ${c.output()}`).toBeNull();
     }
     // The first-boot switch went to the bundle's pinned flake, never into the agent's home.
     expect(readFileSync(join(dir, 'switched'), 'utf8').trim()).toBe(`${FLAKE}#${NEW}`);
+
+    // ── the agent runtime's unit (nix/agent.json) ────────────────────────────────────────────
+    // Ordered after the bootstrap, the memory init and the model proxy, all of which ran above.
+    for (const dep of agentUnit.after.filter((d) => d.startsWith('clawdinator-'))) {
+      expect(contract.order, `${agentUnit.unit} after ${dep}`).toContain(dep.replace(/\.service$/, ''));
+    }
+    expect(exists(reroot(root, agentUnit.conditionPathExists)), 'the agent’s Discord token').toBe(true);
+    // What the module puts in /etc: the workspace templates (the package's) and the tool list.
+    const templates = reroot(root, agentUnit.environment.CLAWDINATOR_WORKSPACE_TEMPLATES as string);
+    mkdirSync(join(templates, '..'), { recursive: true, mode: 0o755 });
+    cpSync(projectPath('workspace'), templates, { recursive: true });
+    writeFileSync(
+      reroot(root, agentUnit.environment.CLAWDINATOR_TOOLS_FILE as string),
+      '## Installed toolchain\n- **gh** — GitHub CLI\n',
+    );
+    // The runtime's state dir, as nix-openclaw's module makes it (tmpfiles, the agent's).
+    const stateDir = reroot(root, agentUnit.stateDir);
+    mkdirSync(stateDir, { recursive: true, mode: 0o750 });
+    chownSync(stateDir, contract.ids.agent.uid, contract.ids.agent.gid);
+    const proxyUrl = `http://127.0.0.1:${settings.CLAWDINATOR_MODEL_PROXY_PORT}`;
+    const agentModuleEnv: Record<string, string> = {
+      CLAWDINATOR_HOST_NAME: NEW,
+      CLAWDINATOR_JOB_KEY_ID: `agent:${NEW}`,
+      ANTHROPIC_BASE_URL: `${proxyUrl}/anthropic`,
+      OPENAI_BASE_URL: `${proxyUrl}/openai/v1`,
+    };
+    const runtimeEnv: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    for (const [k, v] of Object.entries(agentUnit.environment)) runtimeEnv[k] = reroot(root, v);
+    for (const name of agentUnit.moduleEnvironment) {
+      expect(agentModuleEnv[name], `${name} (moduleEnvironment)`).toBeDefined();
+      runtimeEnv[name] = agentModuleEnv[name] as string;
+    }
+    // No control-plane secret in the runtime's environment: no ops secret file named, no value.
+    for (const [k, v] of Object.entries({ ...agentUnit.environment, ...agentModuleEnv })) {
+      expect(v.startsWith(`${contract.paths.opsSecrets}/`), k).toBe(false);
+      for (const secret of Object.values(CONTROL)) expect(v, k).not.toContain(needle(secret));
+    }
+    for (const f of agentUnit.environmentFiles) {
+      expect(f.replace(/^-/, '').startsWith(contract.paths.opsSecrets as string)).toBe(false);
+    }
+    // Its start-up step, as the agent, as the unit runs it before openclaw.
+    const preStart: UnitDescription = {
+      description: `${agentUnit.unit} ExecStartPre`,
+      user: agentUnit.user,
+      group: agentUnit.group,
+      supplementaryGroups: agentUnit.supplementaryGroups,
+      type: 'oneshot',
+      command: agentUnit.execStartPre,
+      environment: agentUnit.environment,
+      moduleEnvironment: agentUnit.moduleEnvironment,
+      settings: false,
+      secrets: [],
+      after: agentUnit.after,
+      wants: [],
+      wantsMountsFor: [],
+    };
+    const pre = startUnit(contract, preStart.description, preStart, runtimeEnv);
+    expect(await pre.exited, pre.output()).toBe(0);
+    const workspace = reroot(root, agentUnit.environment.CLAWDINATOR_WORKSPACE_DIR as string);
+    expect(readFileSync(join(workspace, 'skills', 'fleet', 'SKILL.md'), 'utf8')).toContain('clawdinator request');
+    expect(readFileSync(join(workspace, 'TOOLS.md'), 'utf8')).toContain('- **gh** — GitHub CLI');
+    expect(exists(join(stateDir, 'cron-jobs.json'))).toBe(true);
+
+    // A model request as the agent (its uid, the placeholder key from its environment): the
+    // proxy adds the key only ops can read; the worker's heartbeat then reports the usage.
+    // (Not execFileSync: the provider stand-in answers from this process.)
+    const { stdout: asked } = await execFileAsync(
+      'setpriv',
+      [
+        `--reuid=${contract.ids.agent.uid}`,
+        `--regid=${contract.ids.agent.gid}`,
+        '--clear-groups',
+        process.execPath,
+        '-e',
+        `fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', { method: 'POST', headers: { 'x-api-key': process.env.ANTHROPIC_API_KEY, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: JSON.stringify({ model: 'claude-opus-4-6', max_tokens: 10, messages: [] }) }).then(async (r) => process.stdout.write(r.status + ' ' + await r.text()))`,
+      ],
+      { encoding: 'utf8', env: runtimeEnv },
+    );
+    expect(asked).toMatch(/^200 /);
+    expect(models.requests.at(-1)?.headers['x-api-key']).toBe(CONTROL['clawdinator/fleet/anthropic-api-key']);
+    expect(asked).not.toContain(CONTROL['clawdinator/fleet/anthropic-api-key'] as string);
+    const reported = await until(async () => {
+      const hb = JSON.parse((await client.get(keys.heartbeat(NEW))) ?? '{}').heartbeat;
+      return hb?.usage?.models?.['claude-opus-4-6'] ? hb.usage : undefined;
+    }, 30_000);
+    expect(reported).toEqual({
+      day: utcDay(Date.now()),
+      models: { 'claude-opus-4-6': { input: 120, output: 30, cacheRead: 0, cacheWrite: 0, requests: 1 } },
+    });
 
     // ── what the agent can read, as the agent ────────────────────────────────────────────────
     const agentReads = readableAs(root, contract.ids.agent.uid, contract.ids.agent.gid, [contract.ids.memory.gid]);

@@ -56,7 +56,6 @@ export async function consoleBot(
   deps.jobs = botJobs(enqueuer);
   const admin = new JobAdmin(h.queue.opts.connection as RedisOptions, redis, () => [FLEET_QUEUE], h.types, {
     publicKey: harnessKeys(h),
-    signer: h.signers.gateway,
   });
   deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
   deps.now = now;

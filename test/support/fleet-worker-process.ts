@@ -2,14 +2,18 @@
 // worker and job types on a shared Redis, the simulated cloud of the test process (over
 // loopback HTTP: test/support/sim-server.ts), the simulated deployer, and the registry and
 // memory folders the test made. Each apply is counted in Redis (`test:applies`, by pid).
-// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}}>'`.
+// With `ami`, the image pipeline too (the sandbox's stand-in build, in this process).
+// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}, ami?, settings?}>'`.
 import { createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { StandInImageBuilder } from '../../jobs/ami/builder.js';
+import type { AmiDeps } from '../../jobs/ami/deps.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
+import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { staticResolver } from '../../jobs/github/revision.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
@@ -24,6 +28,10 @@ const config = JSON.parse(process.argv[2] ?? '{}') as {
   dir: string;
   bucket: string;
   keys: Record<string, string>;
+  /** The image pipeline too (rebuild-ami, built in this process): the refs revs resolve among. */
+  ami?: { repo: string; refs: Record<string, string> };
+  /** Worker settings beside the defaults below (stall limits, the finalizer's lease and sweep). */
+  settings?: Partial<WorkerSettings>;
 };
 const connection = { host: '127.0.0.1', port: config.port, maxRetriesPerRequest: null };
 const redis = new Redis(connection);
@@ -62,7 +70,20 @@ const fleet: FleetDeps = {
   waits: { pollMs: 50 },
 };
 const memory = new MemoryStore({ root: join(config.dir, 'memory'), maxBytes: 1 << 20, waitSeconds: 5 });
-const types = new JobTypes(jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet }));
+const ami: AmiDeps | undefined = config.ami && {
+  cloud,
+  bucket: config.bucket,
+  resolver: staticResolver({ repo: config.ami.repo, branch: 'main', refs: config.ami.refs }),
+  builder: new StandInImageBuilder(join(config.dir, `images-${process.pid}`)),
+  builtBy: 'clawdinator-1',
+  keep: 5,
+  bootMode: 'legacy-bios',
+  architecture: 'x86_64',
+  waits: { pollMs: 50, importPollMs: 50 },
+};
+const types = new JobTypes(
+  jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet, ami }),
+);
 const w = startWorker(
   FLEET_QUEUE,
   {
@@ -76,7 +97,7 @@ const w = startWorker(
   },
   // The in-process synth blocks the event loop for a while, more so on a loaded machine: a
   // lock short enough to lapse then would let the same job run twice in this very process.
-  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000 },
+  { ...fastSettings, lockDurationMs: 5000, stalledIntervalMs: 1000, ...config.settings },
 );
 await w.worker.waitUntilReady();
 process.stdout.write('ready\n');

@@ -1,7 +1,8 @@
 // A loopback stand-in for the parts of GitHub's REST API that the project uses: minting an
 // installation token (POST /app/installations/:id/access_tokens, App JWT required), the
 // contents API on one repository (GET/PUT with real git blob shas and GitHub's 409 for a
-// stale sha), GET branches/:branch and GET rules/branches/:branch. It checks what GitHub
+// stale sha), GET branches/:branch, GET rules/branches/:branch and GET commits/:ref (a branch,
+// tag, sha or short sha to its commit, as the revision resolver asks). It checks what GitHub
 // checks: the App JWT is verified (RS256) with the test key pair's public key (iss = the
 // App id, iat/exp sane) and repository endpoints need a live installation token with the
 // right permission. Tests can protect the branch, add rules, grant only `contents: read`,
@@ -74,6 +75,9 @@ export class GitHubStandin {
   rateLimitNext = 0;
   /** PUTs answered with 409 because their sha was stale. */
   shaMismatches = 0;
+  /** Branches and tags → commit sha, and the commits that exist (GET commits/:ref). */
+  refs = new Map<string, string>();
+  commitShas = new Set<string>();
   private readonly live = new Map<string, number>();
   private server: Server | undefined;
   private held: (() => void)[] = [];
@@ -155,6 +159,8 @@ export class GitHubStandin {
         commit: { sha: blobSha(String(this.commits.length)) },
       });
     }
+    const commit = rest.match(/^commits\/(.+)$/);
+    if (req.method === 'GET' && commit) return this.getCommit(req, res, commit[1] as string);
     const rules = rest.match(/^rules\/branches\/(.+)$/);
     if (req.method === 'GET' && rules) {
       return this.send(
@@ -218,6 +224,17 @@ export class GitHubStandin {
     if (expires === undefined) return 'unknown token';
     if (expires <= Date.now()) return 'expired token';
     return null;
+  }
+
+  /** A ref as GitHub takes it: a branch, a tag, a full sha, or a unique prefix of one. */
+  private getCommit(req: IncomingMessage, res: ServerResponse, ref: string) {
+    const named = this.refs.get(ref);
+    const shas = [...this.commitShas, ...this.refs.values()];
+    const matches = [...new Set(shas)].filter((s) => /^[0-9a-f]{4,40}$/.test(ref) && s.startsWith(ref));
+    const sha = named ?? (matches.length === 1 ? matches[0] : undefined);
+    if (sha !== undefined) return this.send(req, res, 200, { sha, commit: { message: `commit ${sha.slice(0, 7)}` } });
+    // GitHub answers an unknown and an ambiguous ref alike.
+    return this.send(req, res, 422, { message: `No commit found for SHA: ${ref}` });
   }
 
   private async getContents(req: IncomingMessage, res: ServerResponse, path: string, ref: string | null) {

@@ -8,6 +8,7 @@ import type { Deployer } from '../../jobs/deploy/types.js';
 import type { Envelope, Principal } from '../../jobs/engine/envelope.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
+import type { WorkerSettings } from '../../jobs/engine/worker.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
@@ -24,13 +25,15 @@ export interface LifecycleOptions {
   fleet?: Partial<FleetDeps>;
   /** Wraps the simulated deployer, to change what a plan or an apply does. */
   deployer?: (sim: Deployer) => Deployer;
-  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types. */
-  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes'>;
+  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types, the images. */
+  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes' | 'ami'>;
   /** Who may do what (default: nobody is allowed anything by policy). */
   policy?: AuthorizationPolicy;
   agentRequestsPerHour?: number;
   /** The request id of `run`'s `n`th job on this fleet (default `req-<type>-<name>-<n>`). */
   requestId?: (type: string, name: string, n: number) => string;
+  /** The worker's settings beside lifecycleSettings (stall limits, the finalizer's sweep). */
+  settings?: Partial<WorkerSettings>;
 }
 
 export interface Lifecycle {
@@ -45,6 +48,8 @@ export interface Lifecycle {
   run(type: string, data: { name: string } & Record<string, unknown>, principal?: Principal): Promise<Job<Envelope>>;
   /** Waits until the job completed or failed. */
   finished(jobId: string): Promise<Job<Envelope>>;
+  /** The worker (its finalizer, to pause it). */
+  worker: ReturnType<typeof startWorker>;
   close(): Promise<void>;
 }
 
@@ -55,6 +60,18 @@ function nextRequest(sim: SimFleet): number {
   const n = (requests.get(sim) ?? 0) + 1;
   requests.set(sim, n);
   return n;
+}
+
+// One set of keys per fleet, as a fleet's workers share their public keys: a job signed
+// through one harness verifies in every worker (and finalizer) on the same fleet.
+const fleetKeySets = new WeakMap<SimFleet, Record<'operator' | 'agent' | 'gateway', ReturnType<typeof keyPair>>>();
+function fleetKeys(sim: SimFleet) {
+  let set = fleetKeySets.get(sim);
+  if (set === undefined) {
+    set = { operator: keyPair(), agent: keyPair(), gateway: keyPair() };
+    fleetKeySets.set(sim, set);
+  }
+  return set;
 }
 
 export function lifecycleHarness(
@@ -78,7 +95,7 @@ export function lifecycleHarness(
     }),
   );
   const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-  const keys = { operator: keyPair(), agent: keyPair(), gateway: keyPair() };
+  const keys = fleetKeys(sim);
   const signers = {
     operator: { keyId: 'operator:ops', key: keys.operator.privateKey },
     agent: { keyId: 'agent:clawdinator-1', key: keys.agent.privateKey },
@@ -96,7 +113,7 @@ export function lifecycleHarness(
       log: createLogger('silent'),
       stepSigner: testStepSigner,
     },
-    lifecycleSettings,
+    { ...lifecycleSettings, ...options.settings },
   );
   const queue = new Queue(FLEET_QUEUE, { connection });
   const enqueuers = new Map<string, Enqueuer>();
@@ -109,7 +126,8 @@ export function lifecycleHarness(
     return e;
   };
   async function finished(jobId: string): Promise<Job<Envelope>> {
-    const deadline = Date.now() + 20_000;
+    // Retried failures wait out BullMQ's backoff (5 s, then 10 s) before their last attempt.
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const state = await queue.getJobState(jobId);
       if (state === 'completed' || state === 'failed') return (await queue.getJob(jobId)) as Job<Envelope>;
@@ -125,6 +143,7 @@ export function lifecycleHarness(
     signers,
     enqueuer,
     finished,
+    worker,
     async run(type, data, principal = OPERATOR) {
       const { jobId } = await enqueuer(principal.kind === 'agent' ? 'agent' : 'operator').enqueue({
         type,
@@ -135,6 +154,8 @@ export function lifecycleHarness(
       return finished(jobId);
     },
     async close() {
+      // Started up first: BullMQ's start-up commands on a connection closed mid-way reject unhandled.
+      await queue.waitUntilReady().catch(() => {});
       await queue.close();
       for (const e of [...enqueuers.values()].reverse()) await e.close();
       await worker.close();

@@ -37,7 +37,7 @@ function decode(value: unknown): unknown {
 /** Serves `cloud`; `hook` runs before each call (e.g. holds `pingStatus` until released). */
 export async function serveSim(
   cloud: SimCloud,
-  hook: (method: string) => Promise<void> = async () => {},
+  hook: (method: string, args: unknown[]) => Promise<void> = async () => {},
 ): Promise<SimServer> {
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -49,8 +49,9 @@ export async function serveSim(
           const { method, args } = JSON.parse(Buffer.concat(chunks).toString()) as { method: string; args: unknown[] };
           const fn = (cloud as unknown as Record<string, unknown>)[method];
           if (typeof fn !== 'function') throw new Error(`the simulated cloud has no ${method}`);
-          await hook(method);
-          body = { value: encode(await fn.apply(cloud, args.map(decode))) };
+          const decoded = args.map(decode);
+          await hook(method, decoded);
+          body = { value: encode(await fn.apply(cloud, decoded)) };
         } catch (err) {
           body = { error: { message: (err as Error).message } };
         }

@@ -53,7 +53,7 @@ beforeEach(async () => {
   });
 });
 
-async function session(cloud: Pick<SimCloud, 'listFleetInstances' | 'pingStatus'> = sim) {
+async function session(cloud: Pick<SimCloud, 'listFleetInstances' | 'pingStatus' | 'findLatestAmi'> = sim) {
   const deps = await botDeps();
   deps.policy = { status: { guilds: [GUILD], channels: [OPS_CHANNEL], roles: [OPERATOR_ROLE], users: [] } };
   deps.status = () =>
@@ -98,6 +98,10 @@ describe('/status', () => {
         return new Promise<never>(() => {});
       },
       pingStatus: () => {
+        asked++;
+        return new Promise<never>(() => {});
+      },
+      findLatestAmi: () => {
         asked++;
         return new Promise<never>(() => {});
       },

@@ -127,8 +127,9 @@ describe('console adapter', () => {
   it('answers honestly what it cannot do here: no job engine, commands not built yet', async () => {
     expect(await session.run('/spawn name:clawdinator-3')).toBe(false);
     expect(printed()).toContain('The job engine is not configured on this gateway.');
-    expect(await session.run('/rebuild-ami')).toBe(true);
-    expect(printed()).toContain('/rebuild-ami is not available yet');
+    expect(await session.run('/rebuild-ami')).toBe(false);
+    expect(await session.run('/deploy')).toBe(true);
+    expect(printed()).toContain('/deploy is not available yet');
     expect(await session.run('/spawn name:x')).toBe(false);
     expect(await session.run('/spawn name:clawdinator-3 instance-type:huge')).toBe(false);
     expect(await session.run('/nonsense')).toBe(false);

@@ -70,7 +70,10 @@ describe('/sim in the sandbox', () => {
     const result = await sandbox.runLine('/spawn name:clawdinator-2', { waitMs: 60_000 });
     expect(result.ok).toBe(false);
     expect(result.failures?.map((f) => f.kind)).toEqual(['failed']);
-    expect(result.failures?.[0]?.text).toBe('clawdinator-2: plan failed: Error: Invalid provider configuration');
+    // One end (the engine's finalization): the step, terraform's cause, what is left, what next.
+    expect(result.failures?.[0]?.text).toBe(
+      'spawn clawdinator-2 failed at plan: terraform plan failed for clawdinator-2: Invalid provider configuration. Nothing was left behind; run `/spawn name:clawdinator-2` again.',
+    );
     expect(sandbox.cloud.faults.list().find((f) => f.name === 'plan')?.remaining).toBe(0);
   });
 

@@ -210,4 +210,16 @@ describe('an IAM authorizer', () => {
     await sim.putBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json', Buffer.from('{}'));
     expect((await host.getBytes('fleet-bucket', 'bootstrap/clawdinator-1/manifest.json'))?.toString()).toBe('{}');
   });
+
+  it('a deregister goes through when a snapshot may not be deleted, and says so per snapshot, as AWS does', async () => {
+    const sim = world();
+    sim.setAuthorizer((_principal, request) => request.action !== 'ec2:DeleteSnapshot');
+    const [image] = await sim.listAmis();
+    const result = await sim.deregisterAmi(image?.imageId as string);
+    expect(result.deregistered).toBe(true);
+    expect(result.snapshots).toEqual([{ snapshotId: image?.rootSnapshotId, result: 'missing-permissions' }]);
+    expect(await sim.listAmis()).toEqual([]);
+    const [record] = sim.records().filter((r) => r.operation === 'DeregisterImage');
+    expect(record?.requests.map((r) => r.action)).toEqual(['ec2:DeregisterImage', 'ec2:DeleteSnapshot']);
+  });
 });

@@ -1,10 +1,13 @@
 // The terraform deployer builds the runner's calls: synth of the member's stack, a plan
-// with the state variables, apply of exactly that plan, outputs. The runner itself is tested
-// with real terraform in test/jobs/terraform.
+// with the state variables and the job id, the state's ids and the fence's lookups in the
+// (simulated) cloud, apply of exactly that plan, outputs. The runner itself is tested with
+// real terraform in test/jobs/terraform, and the deployer with real terraform killed
+// mid-apply in terraform-resume.test.ts.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { SynthOptions } from '../../../infra/app.js';
+import { createSimCloud, instantSimTimings } from '../../../jobs/cloud/sim.js';
 import { TerraformDeployer } from '../../../jobs/deploy/terraform.js';
 import { FileRegistryStore } from '../../../jobs/registry/file.js';
 import type { Plan, PlanRequest, RunContext } from '../../../jobs/terraform/runner.js';
@@ -27,6 +30,8 @@ const created = {
   resources: [{ address: 'aws_instance.host', action: 'create' as const }],
 };
 
+const JOB = 'spawn-test-1';
+
 function setup() {
   const dir = tempDir('clawdinator-tfdeploy-');
   const path = join(dir, 'fleet.json');
@@ -44,7 +49,16 @@ function setup() {
   );
   const calls: { op: string; arg: unknown }[] = [];
   const synths: SynthOptions[] = [];
+  const state = new Map<string, string>();
+  const cloud = createSimCloud({
+    timings: instantSimTimings,
+    amis: [{ name: 'one', imageId: 'ami-0123456789abcdef0' }],
+  });
   const runner = {
+    async stateIds(stack: string) {
+      calls.push({ op: 'state', arg: stack });
+      return new Map(state);
+    },
     async plan(request: PlanRequest, _ctx: RunContext): Promise<Plan> {
       calls.push({ op: 'plan', arg: request });
       return {
@@ -64,6 +78,7 @@ function setup() {
   };
   const options = {
     runner,
+    cloud,
     registry: new FileRegistryStore(path),
     settings,
     outdir: join(dir, 'out'),
@@ -74,7 +89,7 @@ function setup() {
       return { outdir: o.outdir as string, dirs: { [NAME]: join(o.outdir as string, 'stacks', NAME) }, withoutAmi: [] };
     },
   };
-  return { calls, synths, options, stackDir: join(dir, 'out', 'stacks', NAME) };
+  return { calls, synths, options, state, cloud, stackDir: join(dir, 'out', 'stacks', NAME) };
 }
 
 describe('terraform deployer', () => {
@@ -82,9 +97,9 @@ describe('terraform deployer', () => {
     const { calls, synths, options, stackDir } = setup();
     const deployer = new TerraformDeployer(options);
     const ctx = { onLine: () => {} };
-    expect(await deployer.planInstance(NAME, {}, ctx)).toEqual(created);
+    expect(await deployer.planInstance(NAME, { jobId: JOB }, ctx)).toEqual(created);
     expect(synths.map((s) => [s.stacks, Object.keys(s.registry)])).toEqual([[[NAME], [NAME]]]);
-    expect(await deployer.applyInstance(NAME, { expected: created }, ctx)).toEqual({
+    expect(await deployer.applyInstance(NAME, { expected: created, jobId: JOB }, ctx)).toEqual({
       instanceId: 'i-0abc',
       privateIp: '10.0.0.9',
     });
@@ -94,11 +109,12 @@ describe('terraform deployer', () => {
         arg: {
           stack: NAME,
           dir: stackDir,
-          vars: { state_bucket: 'state-bucket', state_region: 'eu-central-1' },
+          vars: { state_bucket: 'state-bucket', state_region: 'eu-central-1', job_id: JOB },
           replace: undefined,
           destroy: undefined,
         },
       },
+      { op: 'state', arg: NAME },
       {
         op: 'apply',
         arg: { stack: NAME, dir: stackDir, file: join(stackDir, 'clawdinator.tfplan'), summary: created },
@@ -110,21 +126,57 @@ describe('terraform deployer', () => {
   it('resumed on another worker: plans again within the saved summary before applying', async () => {
     const { calls, options } = setup();
     const deployer = new TerraformDeployer(options);
-    await deployer.applyInstance(NAME, { replace: true, expected: created }, { onLine: () => {} });
-    expect(calls.map((c) => c.op)).toEqual(['plan', 'apply', 'outputs']);
-    expect(calls[0]?.arg).toMatchObject({ replace: ['aws_instance.host'], expected: created });
+    await deployer.applyInstance(NAME, { replace: true, expected: created, jobId: JOB }, { onLine: () => {} });
+    expect(calls.map((c) => c.op)).toEqual(['state', 'plan', 'apply', 'outputs']);
+    expect(calls[1]?.arg).toMatchObject({ replace: ['aws_instance.host'], expected: created });
   });
 
   it('a destroy applies and reads no outputs', async () => {
     const { calls, options } = setup();
     const deployer = new TerraformDeployer(options);
     const ctx = { onLine: () => {} };
-    await deployer.planInstance(NAME, { destroy: true }, ctx);
-    expect(await deployer.applyInstance(NAME, { destroy: true, expected: created }, ctx)).toEqual({
+    await deployer.planInstance(NAME, { destroy: true, jobId: JOB }, ctx);
+    expect(await deployer.applyInstance(NAME, { destroy: true, expected: created, jobId: JOB }, ctx)).toEqual({
       instanceId: null,
       privateIp: null,
     });
-    expect(calls.map((c) => c.op)).toEqual(['plan', 'apply']);
+    expect(calls.map((c) => c.op)).toEqual(['plan', 'state', 'apply']);
     expect(calls[0]?.arg).toMatchObject({ destroy: true });
+  });
+
+  it('imports what a killed apply of this job launched, and the role and profile it made, instead of creating them again', async () => {
+    const { calls, synths, options, cloud } = setup();
+    const launched = await cloud.launchInstance({
+      name: NAME,
+      ami: 'ami-0123456789abcdef0',
+      instanceType: 't3.large',
+      tags: { 'clawdinator:job': JOB },
+    });
+    await cloud.createRole(NAME, 'own-bootstrap-and-secrets');
+    const deployer = new TerraformDeployer(options);
+    const lines: string[] = [];
+    const ctx = { onLine: (l: string) => lines.push(l) };
+    await deployer.planInstance(NAME, { jobId: JOB }, ctx);
+    await deployer.applyInstance(NAME, { expected: created, jobId: JOB }, ctx);
+    // The plan made before is not applied: a new one, with the import blocks, within the saved summary.
+    expect(calls.map((c) => c.op)).toEqual(['plan', 'state', 'plan', 'apply', 'outputs']);
+    expect(calls[2]?.arg).toMatchObject({ expected: created });
+    expect(synths.at(-1)?.imports).toEqual({
+      [NAME]: { 'aws_instance.host': launched, 'aws_iam_role.role': NAME },
+    });
+    expect(lines).toContain(
+      `aws_instance.host: ${launched} was launched by this job and is not in the state: importing it`,
+    );
+    expect(cloud.calls.byOperation.TerminateInstances).toBeUndefined();
+  });
+
+  it('refuses to create beside an instance of the name that neither the state nor this job knows', async () => {
+    const { calls, options, cloud } = setup();
+    await cloud.launchInstance({ name: NAME, ami: 'ami-0123456789abcdef0', instanceType: 't3.large', tags: {} });
+    const deployer = new TerraformDeployer(options);
+    await expect(deployer.applyInstance(NAME, { expected: created, jobId: JOB }, { onLine: () => {} })).rejects.toThrow(
+      /^clawdinator-3: an instance named clawdinator-3 \(i-[0-9a-f]+, running\) exists that terraform's state does not hold and this job did not launch: not applied/,
+    );
+    expect(calls.map((c) => c.op)).toEqual(['state']);
   });
 });

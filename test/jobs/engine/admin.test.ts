@@ -68,10 +68,9 @@ function queueAs(signer = h.gateway): Enqueuer {
 
 function admin(): JobAdmin {
   const client = server.client();
-  // It verifies with the keys the workers know, and signs a cancel's event as the operator.
+  // It verifies with the keys the workers know.
   const a = new JobAdmin({ ...conn, maxRetriesPerRequest: null }, client, () => existingQueueNames(client), h.types, {
     publicKey: async (id) => h.keys[id] ?? null,
-    signer: h.operator,
   });
   closers.push(() => a.close());
   return a;
@@ -216,7 +215,10 @@ describe('job admin', () => {
     expect(await admin().show('two-step-nothing')).toBeNull();
   });
 
-  it('cancel of a waiting job removes it and frees the instance for a new request', async () => {
+  it('cancel of a waiting job removes it; the workers finalize it: the instance is free for a new request', async () => {
+    // A worker that takes no jobs for now: only its finalizer (the `removed` event) acts.
+    const w = worker();
+    await w.worker.pause(true);
     const q = queueAs();
     const { jobId } = await q.enqueue({ ...twoStep('clawdinator-3'), principal: alice, requestId: 'waits' });
     const nonce = (await rawQueue(FLEET_QUEUE).getJob(jobId))?.data.signed.nonce as string;
@@ -224,11 +226,15 @@ describe('job admin', () => {
 
     expect(await admin().cancel(jobId, 'operator ops')).toEqual({ outcome: 'removed', jobId });
     expect(await stateOf(jobId)).toBe('unknown');
+    await until('the removed job to be finalized', async () => (await redis.get(keys.finalized(jobId))) === 'done');
     expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBeNull();
     // The request is spent, and whoever waits on it hears that it was cancelled.
     expect(await redis.get(keys.nonce(nonce))).toBe(`done:${jobId}`);
+    expect(await redis.ttl(keys.nonce(nonce))).toBeGreaterThan(0);
+    expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
+    // Sent by the workers' finalizer, signed with their key: the admin signs nothing.
     const stored = (await redis.xrange(keys.events, '-', '+')).map(([, f]) => JSON.parse(f[1] as string));
-    expect(stored.map((s) => s.keyId)).toEqual(['operator:ops']);
+    expect(stored.map((s) => s.keyId)).toEqual(['schedule']);
     const events = stored.map((s) => s.event);
     expect(events).toEqual([
       expect.objectContaining({
@@ -240,7 +246,7 @@ describe('job admin', () => {
     ]);
 
     const next = await q.enqueue({ ...twoStep('clawdinator-3'), principal: alice, requestId: 'next' });
-    worker();
+    w.worker.resume();
     expect((await finished(next.jobId)).returnvalue).toEqual({ summary: 'clawdinator-3 done' });
     expect(await admin().cancel(next.jobId, 'x')).toEqual({ outcome: 'already-finished', jobId: next.jobId });
     expect(await admin().cancel('two-step-gone', 'x')).toEqual({ outcome: 'not-found', jobId: 'two-step-gone' });

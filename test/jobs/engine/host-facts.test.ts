@@ -71,6 +71,7 @@ describe('/status shows what a host says is wrong with it', () => {
     launchTime: null,
     privateIp: null,
     ssm: 'Online',
+    olderImage: false,
     heartbeat: {
       at: '2026-01-01T00:00:00.000Z',
       version: '0.1.0',
@@ -87,6 +88,7 @@ describe('/status shows what a host says is wrong with it', () => {
   const status = (m: MemberStatus): FleetStatus => ({
     generatedAt: '2026-01-01T00:00:00.000Z',
     sources: Object.fromEntries(SOURCES.map((n) => [n, { ok: true, error: null }])) as FleetStatus['sources'],
+    newestAmi: null,
     members: [m],
     strays: [],
     queues: [],

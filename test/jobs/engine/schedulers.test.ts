@@ -226,7 +226,7 @@ describe('job schedulers', () => {
         .map((id) => `${id}: rejected: replayed schedule run: ${SWEEP_ID} already ran in this slot`),
     );
     const slot = scheduleSlot(defs[0] as ScheduleDef, clock).slot;
-    expect(await redis.get(keys.scheduleSlot(SWEEP_ID, slot))).toBe(ran[0]);
+    expect(await redis.get(keys.scheduleSlot(FLEET_QUEUE, SWEEP_ID, slot))).toBe(ran[0]);
 
     // The next slot on the worker's clock: one run again, however many copies.
     clock += 3_600_000;

@@ -23,6 +23,10 @@ import { fastSettings, harness, keyPair, startWorker } from '../../support/jobs.
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const SYNC_ID = 'clawdinator-github-sync';
+// `every` schedules run in the middle of their slots (schedulers.ts): a 15-minute sync or a
+// 45-minute refresh would first run minutes after the upsert. The runs below use the same
+// definitions with a period a test can wait for; the real periods are asserted as defined.
+const TEST_EVERY_MS = 10_000;
 let server: TestRedis;
 let conn: { host: string; port: number };
 let world: OrgWorld | undefined;
@@ -78,7 +82,9 @@ describe('GitHub schedules', () => {
     org.addItem('widgets', { kind: 'issue', title: 'x', author: 'alice', labels: [], comments: 0 });
     world = await orgWorld(org);
     const w = world;
-    expect(FLEET_SCHEDULES).toContainEqual({ id: SYNC_ID, type: GITHUB_SYNC, every: 15 * 60_000, data: {} });
+    expect(FLEET_SCHEDULES).toContainEqual({ id: SYNC_ID, type: GITHUB_SYNC, every: GITHUB_SYNC_EVERY_MS, data: {} });
+    expect(GITHUB_SYNC_EVERY_MS).toBe(15 * 60_000);
+    const defs = FLEET_SCHEDULES.map((d) => (d.id === SYNC_ID ? { ...d, every: TEST_EVERY_MS } : d));
 
     const completed: Job[] = [];
     const failed: string[] = [];
@@ -102,7 +108,7 @@ describe('GitHub schedules', () => {
           redis: server.client(),
           signer,
           types: t,
-          defs: FLEET_SCHEDULES,
+          defs,
           workerId: `${host}-1`,
         });
     });
@@ -121,7 +127,7 @@ describe('GitHub schedules', () => {
     const next = (await fleet.getJobs(['delayed'])).filter((j) => j.repeatJobKey === SYNC_ID);
     expect(next).toHaveLength(1);
     const slot = (job: Job) => Number(String(job.id).split(':').pop());
-    expect(slot(next[0] as Job) - slot(completed[0] as Job)).toBe(GITHUB_SYNC_EVERY_MS);
+    expect(slot(next[0] as Job) - slot(completed[0] as Job)).toBe(TEST_EVERY_MS);
   }, 60_000);
 
   it('the token refresh: on the host’s own queue, run by its worker for itself; refused for another host', async () => {
@@ -151,6 +157,8 @@ describe('GitHub schedules', () => {
       { id: TOKEN_SCHEDULE_ID, type: GITHUB_TOKEN, every: 45 * 60_000, data: { host: 'clawdinator-2' } },
     ]);
     expect(hostSchedules(undefined)).toEqual([]);
+    const agentToken = github.agentToken as NonNullable<GitHubJobDeps['agentToken']>;
+    const testDefs = hostSchedules({ agentToken: { ...agentToken, refreshMs: TEST_EVERY_MS } });
     const own = queue(hostQueue('clawdinator-2'));
     const t = types(github);
     const upserted = await upsertSchedules({
@@ -158,7 +166,7 @@ describe('GitHub schedules', () => {
       redis: server.client(),
       signer,
       types: t,
-      defs,
+      defs: testDefs,
       workerId: 'clawdinator-2-1',
       leaseKey: keys.hostSchedulerLeader('clawdinator-2'),
     });
@@ -168,7 +176,8 @@ describe('GitHub schedules', () => {
 
     const worker = startWorker(
       hostQueue('clawdinator-2'),
-      { ...h.deps(server.client(), conn), types: t },
+      // The worker admits its host's schedules beside the fleet's, as `clawdinator worker` does.
+      { ...h.deps(server.client(), conn), types: t, schedules: testDefs },
       fastSettings,
     );
     closers.push(() => worker.close());
@@ -178,11 +187,17 @@ describe('GitHub schedules', () => {
     expect(world.sim.mints.find((m) => m.body.repositories !== undefined)?.body.repositories).toEqual(['openclaw']);
     expect(readFileSync(join(dir, 'github-app.env'), 'utf8')).toContain(`GITHUB_TOKEN=${token}\n`);
     expect(statSync(join(dir, 'github-app.env')).gid).toBe(4242);
+    // Its slot is recorded for this host's queue: every host's refresh has this scheduler id
+    // and runs in the same slots, so a fleet-wide key would let one host's run refuse the rest.
+    expect(await server.client().keys('clawdinator:schedule-slot:*')).toEqual([
+      expect.stringMatching(
+        new RegExp(`^clawdinator:schedule-slot:${hostQueue('clawdinator-2')}:${TOKEN_SCHEDULE_ID}:\\d+$`),
+      ),
+    ]);
     // The result in Redis names the expiry, never the token.
     expect(JSON.stringify(done.returnvalue)).not.toContain(token);
 
     // Another host's worker given this job refuses it: the files live on their own host.
-    const agentToken = github.agentToken as NonNullable<GitHubJobDeps['agentToken']>;
     const other = githubTokenJob({ github: { agentToken: { ...agentToken, host: 'clawdinator-3' } } });
     await expect(other.run({ data: { host: 'clawdinator-2' } } as Parameters<typeof other.run>[0])).rejects.toThrow(
       "refused: this worker does not write clawdinator-2's GitHub token",

@@ -71,4 +71,44 @@ describe('plan summary', () => {
     const elsewhere = summarize({ resource_changes: [change('aws_instance.other', ['create'])] });
     expect(withinSummary(elsewhere, saved)).toBe(false);
   });
+
+  it('learns the import action: an import block adopts what a killed apply made, within its saved create', () => {
+    const importing = (address: string, actions: string[], id: string) => ({
+      address,
+      mode: 'managed',
+      change: { actions, importing: { id } },
+    });
+    const resumed = summarize({
+      resource_changes: [
+        importing('aws_instance.host', ['no-op'], 'i-0abc'),
+        importing('aws_iam_role.role', ['update'], 'clawdinator-3'),
+        change('aws_iam_instance_profile.profile', ['create']),
+      ],
+    });
+    expect(resumed).toEqual({
+      add: 1,
+      change: 0,
+      destroy: 0,
+      import: 2,
+      resources: [
+        { address: 'aws_iam_instance_profile.profile', action: 'create' },
+        { address: 'aws_iam_role.role', action: 'import' },
+        { address: 'aws_instance.host', action: 'import' },
+      ],
+    });
+    expect(formatSummary(resumed)).toBe(
+      '2 to import, 1 to add, 0 to change, 0 to destroy: aws_iam_instance_profile.profile (create), aws_iam_role.role (import), aws_instance.host (import)',
+    );
+    const saved = summarize({
+      resource_changes: ['aws_instance.host', 'aws_iam_role.role', 'aws_iam_instance_profile.profile'].map((a) =>
+        change(a, ['create']),
+      ),
+    });
+    expect(withinSummary(resumed, saved)).toBe(true);
+    // An import of something the saved plan did not create is beyond it.
+    expect(withinSummary(resumed, summarize({ resource_changes: [change('aws_iam_role.role', ['create'])] }))).toBe(
+      false,
+    );
+    expect(unaskedDestroys(resumed, {})).toEqual([]);
+  });
 });

@@ -1,7 +1,9 @@
 // The spawn job across worker deaths, with real processes: two fleet workers (the production
 // worker and job types, each in its own process) share one Redis and one simulated cloud,
 // served by this process over loopback HTTP. The first is SIGKILLed after the apply and
-// before the host is online; the second resumes the job and finishes it.
+// before the host is online, or in the apply itself — after RunInstances, before the
+// simulated terraform saved its state —; the second resumes the job and finishes it, with
+// one instance in the cloud at the end.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -122,5 +124,68 @@ describe('spawn, resumed by another worker process', () => {
     const ops = (await sim.memory.read('ops.md')).content.toString();
     expect(ops.match(/spawn clawdinator-3:/g)).toHaveLength(1);
     expect(second.exitCode).toBeNull();
+  });
+
+  it('SIGKILLed in the apply after the launch, before the state was saved: the next worker imports it, one instance', async () => {
+    const server = await startRedis();
+    cleanup.push(() => server.stop());
+    const redis: Redis = server.client();
+    const sim = simFleet(redis);
+    cleanup.push(() => sim.close());
+    // The simulated terraform's state write, after RunInstances, is held: the first worker dies there.
+    let saving: () => void = () => {};
+    const stateWrite = new Promise<void>((r) => {
+      saving = r;
+    });
+    let held = false;
+    const http = await serveSim(sim.cloud, async (method) => {
+      if (method !== 'putJson' || held) return;
+      held = true;
+      saving();
+      await new Promise(() => {});
+    });
+    cleanup.push(() => http.close());
+
+    const first = await fleetWorker(server, sim, http.url);
+    const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
+    const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
+    const enqueuer = new Enqueuer(connection, server.client(), types, {
+      keyId: 'operator:ops',
+      key: operator.privateKey,
+    });
+    cleanup.push(() => enqueuer.close());
+    const queue = new Queue(FLEET_QUEUE, { connection });
+    cleanup.push(() => queue.close());
+    const { jobId } = await enqueuer.enqueue({
+      type: 'spawn',
+      data: { name: 'clawdinator-3' },
+      principal: { kind: 'cli', operator: 'ops' },
+      requestId: 'killed-in-apply',
+    });
+
+    await stateWrite;
+    const launched = (await sim.cloud.listFleetInstances()).filter((i) => i.name === 'clawdinator-3');
+    expect(launched).toHaveLength(1);
+    expect(launched[0]?.tags['clawdinator:job']).toBe(jobId);
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    expect(await sim.cloud.getJson(SIM_BUCKET, 'clawdinator/clawdinator-3.tfstate')).toBeNull();
+
+    await fleetWorker(server, sim, http.url);
+    await until('the job to complete', async () =>
+      (await queue.getJobState(jobId)) === 'completed' ? true : undefined,
+    );
+    const job = await queue.getJob(jobId);
+    // One instance in the cloud, launched once, the one the job reports and the state holds.
+    const members = (await sim.cloud.listFleetInstances()).filter((i) => i.name === 'clawdinator-3');
+    expect(members.map((i) => i.instanceId)).toEqual([launched[0]?.instanceId]);
+    expect(sim.cloud.calls.byOperation.RunInstances).toBe(1);
+    expect(sim.cloud.calls.byOperation.CreateRole).toBe(1);
+    expect(job?.returnvalue.instanceId).toBe(launched[0]?.instanceId);
+    const state = (await sim.cloud.getJson(SIM_BUCKET, 'clawdinator/clawdinator-3.tfstate')) as {
+      resources: Record<string, string>;
+    };
+    expect(state.resources['aws_instance.host']).toBe(launched[0]?.instanceId);
+    expect(await redis.lrange(APPLIES, 0, -1)).toHaveLength(2);
   });
 });

@@ -4,6 +4,7 @@
 // a stray is refused before anything changes.
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { SimCloud } from '../../../jobs/cloud/sim.js';
+import { keys } from '../../../jobs/engine/keys.js';
 import type { FileRegistryStore } from '../../../jobs/registry/file.js';
 import { agentKeySecret } from '../../../jobs/types/spawn.js';
 import { SIM_AMI, SIM_BUCKET, simMember } from '../../support/fleet.js';
@@ -57,6 +58,34 @@ describe('stray-cleanup', () => {
     expect(Object.keys((await registry.read()).registry)).not.toContain('clawdinator-2');
     expect(await cloud.secretExists(agentKeySecret('clawdinator-2'))).toBe(false);
     expect(await cloud.listKeys(SIM_BUCKET, 'bootstrap/clawdinator-2/')).toEqual([]);
+  });
+
+  it('one end when its last attempt fails: the step, the cause, what is left and the command to finish', async () => {
+    const stray = await cloud.launchInstance({ name: 'clawdinator-7', ami: SIM_AMI, instanceType: 't3.large' });
+    cloud.faults.arm('TerminateInstances', { code: 'RequestLimitExceeded', times: 3 });
+    const job = await cleanup(stray);
+    expect(job.attemptsMade).toBe(3);
+    expect((await cloud.describeInstance(stray)).state).toBe('running');
+    const results = (await suite.redis.xrange(keys.events, '-', '+'))
+      .map(([, f]) => JSON.parse(f[1] as string).event)
+      .filter((e) => e.kind === 'result' && e.jobId === job.id);
+    expect(results).toEqual([
+      expect.objectContaining({
+        ok: false,
+        text: expect.stringMatching(
+          new RegExp(
+            `^cleanup ${stray} failed at terminate: .*RequestLimitExceeded.* ${stray} still runs; run \`clawdinator fleet cleanup ${stray} --yes\` again: it goes on from what is there.$`,
+          ),
+        ),
+      }),
+    ]);
+    const day = new Date().toISOString().slice(0, 10);
+    const audit = (await suite.sim.memory.read(`audit/${day}.md`)).content.toString();
+    expect(audit.split('\n').filter((l) => l.includes(`job=${job.id} `) && l.includes('→ failed:'))).toHaveLength(1);
+    // Finished by the same command.
+    const again = await cleanup(stray);
+    expect(again.failedReason).toBeUndefined();
+    expect((await cloud.describeInstance(stray)).state).toBe('terminated');
   });
 
   it('refuses what is not a stray, changing nothing', async () => {

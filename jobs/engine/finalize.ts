@@ -1,0 +1,495 @@
+// One end for every job. Whatever ends a job — a refusal, an unrecoverable error, the last
+// attempt failed, a cancel, a removal, a stall past the limit — the same finalization runs,
+// exactly once: the job type's undo of what its saved steps say was made, locks released,
+// the request spent, an audit line, and a final message to the requester naming the step,
+// the cause and the next command (the type's `finalize`, job-type.ts).
+//
+// A stall past the limit and a removal end a job without any processor code running, so the
+// finalization cannot live in the processor alone. It runs from wherever the end is seen:
+//   - the processor's own final failure (worker.ts), which waits for it;
+//   - BullMQ's `failed` events (the Worker's and, for every process, QueueEvents') and its
+//     `removed` events (QueueEvents);
+//   - a periodic sweep over the jobs not finalized yet (`keys.openJobs`), for ends that no
+//     event reached (a worker that died, events read by nobody).
+// All of them race for one marker, `keys.finalized(job)`, taken with SET NX: the winner runs
+// it, the others do nothing. The marker is a lease ("running:<owner>", renewed while it runs)
+// until the end, then "done". A finalizer that crashes part-way lets its lease lapse; the
+// sweep takes the marker again and runs the finalization again: it is resumed, never
+// skipped. What must not run twice (the audit line) goes through `end.once`, whose results
+// are kept in `keys.finalizing(job)`; the rest is idempotent. An undo that fails is retried
+// by the sweep; after MAX_ATTEMPTS the job ends anyway, and its message says what is left.
+//
+// A removed job's data is gone from BullMQ: the journal `keys.openJobs` keeps each open job's
+// data (the signed request and its saved steps), written at enqueue and at each step save.
+// Everything read back is verified before an undo acts on it: the request's signature with
+// its principal's key, the saved steps with the workers' key. An undo never acts on steps
+// that do not verify; a request that does not verify gets no reply and spends no nonce.
+import { type KeyObject, randomBytes } from 'node:crypto';
+import { type Job, type MinimalQueue, type Queue, QueueEvents } from 'bullmq';
+import type { Redis, RedisOptions } from 'ioredis';
+import { errorLine } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { redactText } from '../../lib/redact.js';
+import { verifyPayload } from '../signing.js';
+import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
+import { appendJobLog } from './job-log.js';
+import type { AnyJobType, EndKind, FinalReport, JobEnd } from './job-type.js';
+import { type OpenJob, parseOpenJob } from './journal.js';
+import { keys } from './keys.js';
+import { eventArgs } from './notify.js';
+import type { JobTypes, Signer } from './queues.js';
+import { verifyStepState } from './steps.js';
+
+/** How long a finalizer holds the marker without renewing it; a crashed one's lapses after this. */
+export const DEFAULT_FINALIZE_LEASE_MS = 5 * 60_000;
+/** An undo that failed this often ends the job anyway, saying what is left. */
+export const MAX_ATTEMPTS = 3;
+/** The "done" marker outlives the failed job kept for inspection (30 days, queues.ts RETENTION). */
+const DONE_TTL_SECONDS = 35 * 86_400;
+/**
+ * After a success the marker only has to outlast events still in flight about the job: no
+ * sweep looks at a completed job, and a schedule's run every minute must not leave a key
+ * for a month.
+ */
+const SUCCESS_TTL_SECONDS = 3600;
+/** A request spent by a job that never ran (no nonce record yet): kept past any request's age. */
+const SPENT_NONCE_TTL_SECONDS = 2 * 86_400;
+/**
+ * A journal entry whose job is not in its queue counts as removed only after this: an
+ * enqueue writes the entry just before it adds the job.
+ */
+const REMOVED_GRACE_MS = 60_000;
+/** Discord shows 2000 characters; the rest of a long message is in the job's log. */
+const MAX_MESSAGE = 1800;
+
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+// The end's bookkeeping in one step, by the holder of the marker only (ARGV[1]; '' for a
+// success, which takes a free marker): the marker set "done", the journal entry and the
+// finalization's progress deleted, the member's lock released if this job holds it, the
+// request spent, the cancel flag deleted and the result event added (signed by the caller
+// with the workers' key: Lua cannot sign) — all or nothing, so a crash never sends the
+// result twice or leaves it unsent.
+// KEYS: marker, journal, progress, lock, nonce, cancel, events.
+// ARGV: owner, job id, has lock, has nonce, done TTL, spent-nonce TTL, then XADD's arguments (or none).
+const FINISH = `local m = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if m then return 0 end
+elseif m ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], 'done', 'EX', ARGV[5])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+if ARGV[3] == '1' and redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
+if ARGV[4] == '1' then
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    redis.call('SET', KEYS[5], 'done:' .. ARGV[2], 'KEEPTTL')
+  else
+    redis.call('SET', KEYS[5], 'done:' .. ARGV[2], 'EX', ARGV[6])
+  end
+end
+redis.call('DEL', KEYS[6])
+if #ARGV > 6 then redis.call('XADD', KEYS[7], unpack(ARGV, 7)) end
+return 1`;
+
+/** What a job's end looks like from outside its processor. */
+export interface Ending {
+  jobId: string;
+  /** The job's name (BullMQ's), which must be the signed type. */
+  name: string;
+  /** The job's data as stored: the envelope and its saved steps. */
+  data: unknown;
+  how: EndKind;
+  cause: string;
+  /** A job scheduler's run: signed once for its template ('*'). */
+  repeatJobKey?: string;
+  /** When the request was added (ms), for the elapsed time of the result. */
+  startedAt?: number;
+}
+
+export interface FinalizerDeps {
+  redis: Redis;
+  types: JobTypes;
+  /** The public key for a key id, or null (as the worker's). */
+  publicKey(keyId: string): Promise<KeyObject | null>;
+  /** The workers' public key: saved steps must verify with it before an undo uses them. */
+  stepKey: KeyObject;
+  /** The workers' key: signs the result event (notify.ts), which the gateways verify. */
+  signer: Signer;
+  log: Logger;
+  /** Who this finalizer is, in the marker (host, pid). */
+  owner: string;
+  leaseMs?: number;
+  /** Where job log lines are written (the worker or a queue of the job's). */
+  logQueue(): MinimalQueue | undefined;
+}
+
+interface Verified {
+  envelope: Envelope;
+  type: AnyJobType | undefined;
+  /** The request's data parsed with its type's schema; undefined if the type or version is unknown here. */
+  data: unknown;
+  /** The saved steps when they verify, else empty. */
+  steps: Record<string, unknown>;
+}
+
+/** What a stall past the limit says, in the requester's terms. */
+function causeOf(how: EndKind, failedReason: string): string {
+  return how === 'stalled' ? `its workers stopped responding (${failedReason})` : failedReason;
+}
+
+/** What ended a job, from its failedReason (stalls and cancels are told apart). */
+export function endKindOf(failedReason: string): EndKind {
+  if (/stalled more than allowable limit/.test(failedReason)) return 'stalled';
+  if (/^cancelled: /.test(failedReason)) return 'cancelled';
+  if (/^(refused|rejected): /.test(failedReason)) return 'refused';
+  return 'failed';
+}
+
+/** The step a job ended at: the first of its type's steps it did not save. */
+export function stepOf(
+  type: AnyJobType | undefined,
+  data: unknown,
+  envelope: Envelope,
+  saved: Record<string, unknown>,
+) {
+  const order = data === undefined ? [] : (type?.steps?.(data, envelope.signed.principal) ?? []);
+  return order.find((name) => !Object.hasOwn(saved, name)) ?? 'checks';
+}
+
+function oneLine(text: string): string {
+  const line = redactText(text.replace(/[\p{Cc}\u202a-\u202e\u2066-\u2069]+/gu, ' ').trim());
+  return line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE - 1)}…` : line;
+}
+
+export class Finalizer {
+  private readonly leaseMs: number;
+
+  constructor(private readonly deps: FinalizerDeps) {
+    this.leaseMs = deps.leaseMs ?? DEFAULT_FINALIZE_LEASE_MS;
+  }
+
+  /**
+   * Finalizes a job that ended without success, unless another finalizer has it or it is
+   * done: then null. An undo that fails leaves the job to the sweep (null) until its last try.
+   */
+  async end(ending: Ending): Promise<FinalReport | null> {
+    const { redis, log } = this.deps;
+    const marker = keys.finalized(ending.jobId);
+    const owner = `running:${this.deps.owner}:${randomBytes(6).toString('hex')}`;
+    if ((await redis.set(marker, owner, 'PX', this.leaseMs, 'NX')) !== 'OK') return null;
+    const renew = setInterval(() => {
+      redis.eval(RENEW, 1, marker, owner, this.leaseMs).catch(() => {});
+    }, this.leaseMs / 3);
+    renew.unref();
+    try {
+      const verified = await this.verify(ending);
+      const report = await this.report(ending, verified, owner);
+      if (report === null) return null;
+      report.message = oneLine(report.message);
+      await this.log(ending.jobId, `ended: ${report.message}`);
+      const finished = await this.finish(ending.jobId, owner, verified, ending.startedAt, {
+        ok: false,
+        text: report.message,
+        type: verified?.envelope.signed.type ?? ending.name,
+      });
+      if (!finished) log.warn({ job: ending.jobId }, 'finalization lost its marker before the end: left to the sweep');
+      else log.info({ job: ending.jobId, how: ending.how }, 'job finalized');
+      return finished ? report : null;
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /** A job that succeeded: the same bookkeeping (lock, nonce, journal, result event), once. */
+  async succeeded(job: Job, envelope: Envelope, type: AnyJobType, text: string): Promise<void> {
+    const verified: Verified = { envelope, type, data: undefined, steps: {} };
+    // A schedule's successful runs are routine; only their failures are worth a message.
+    const event = envelope.signed.principal.kind === 'schedule' ? undefined : { ok: true, text, type: type.name };
+    const done = await this.finish(
+      job.id as string,
+      '',
+      verified,
+      job.timestamp,
+      event,
+      type.instanceOf?.(envelope.signed.data),
+    );
+    if (!done) this.deps.log.warn({ job: job.id }, 'a finished job was already being finalized');
+  }
+
+  /** BullMQ's `failed` event (the Worker's or QueueEvents'): only a job failed for good ends. */
+  async onFailed(job: Job | undefined): Promise<void> {
+    if (job === undefined || job.id === undefined) return;
+    if ((await job.getState()) !== 'failed') return; // a retry is coming
+    const reason = job.failedReason ?? 'failed';
+    const how = endKindOf(reason);
+    await this.end({
+      jobId: job.id,
+      name: job.name,
+      data: job.data,
+      how,
+      cause: causeOf(how, reason),
+      repeatJobKey: job.repeatJobKey,
+      startedAt: job.timestamp,
+    });
+  }
+
+  /** A removed job (QueueEvents' `removed`): its data comes from the journal. */
+  async onRemoved(jobId: string): Promise<void> {
+    const raw = await this.deps.redis.hget(keys.openJobs, jobId);
+    if (raw === null) return;
+    const entry = parseOpenJob(raw);
+    if (entry === undefined) return;
+    await this.end(await this.removedEnding(jobId, entry));
+  }
+
+  /**
+   * Finalizes the jobs of `queue` that ended without being finalized: failed ones, and
+   * removed ones (gone from the queue, still in the journal). Returns how many it finalized.
+   */
+  async sweep(queue: Queue): Promise<number> {
+    const { redis, log } = this.deps;
+    let cursor = '0';
+    let count = 0;
+    do {
+      const [next, flat] = await redis.hscan(keys.openJobs, cursor, 'COUNT', 100);
+      cursor = next;
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const jobId = flat[i] as string;
+        const entry = parseOpenJob(flat[i + 1] as string);
+        if (entry === undefined) {
+          await redis.hdel(keys.openJobs, jobId);
+          continue;
+        }
+        if (entry.queue !== queue.name) continue;
+        try {
+          if (await this.sweepOne(queue, jobId, entry)) count++;
+        } catch (err) {
+          log.warn({ job: jobId, err: errorLine(err) }, 'finalization sweep: job left for the next sweep');
+        }
+      }
+    } while (cursor !== '0');
+    return count;
+  }
+
+  private async sweepOne(queue: Queue, jobId: string, entry: OpenJob): Promise<boolean> {
+    const { redis } = this.deps;
+    const marker = await redis.get(keys.finalized(jobId));
+    if (marker === 'done') {
+      await redis.hdel(keys.openJobs, jobId);
+      return false;
+    }
+    if (marker !== null) return false; // a finalizer holds it now
+    const state = await queue.getJobState(jobId);
+    if (state === 'completed') {
+      await redis.hdel(keys.openJobs, jobId);
+      return false;
+    }
+    if (state === 'failed') {
+      const job = await queue.getJob(jobId);
+      if (job === undefined) return false;
+      const reason = job.failedReason ?? 'failed';
+      const how = endKindOf(reason);
+      const ended = await this.end({
+        jobId,
+        name: job.name,
+        data: job.data,
+        how,
+        cause: causeOf(how, reason),
+        repeatJobKey: job.repeatJobKey,
+        startedAt: job.timestamp,
+      });
+      return ended !== null;
+    }
+    if (state === 'unknown' && Date.now() - entry.at > REMOVED_GRACE_MS) {
+      return (await this.end(await this.removedEnding(jobId, entry))) !== null;
+    }
+    return false;
+  }
+
+  // ── the parts ──────────────────────────────────────────────────────────────────────
+
+  /** A removed job, from the journal; `jobs cancel` leaves who cancelled it in the cancel flag. */
+  private async removedEnding(jobId: string, entry: OpenJob): Promise<Ending> {
+    const name = (entry.data as { signed?: { type?: unknown } } | null)?.signed?.type;
+    const by = await this.deps.redis.get(keys.cancel(jobId));
+    return {
+      jobId,
+      name: typeof name === 'string' ? name : '?',
+      data: entry.data,
+      how: by === null ? 'removed' : 'cancelled',
+      cause:
+        by === null ? `removed: ${jobId} was removed before it ended` : `cancelled: ${jobId} was cancelled by ${by}`,
+      startedAt: entry.at,
+    };
+  }
+
+  private async verify(ending: Ending): Promise<Verified | undefined> {
+    const parsed = envelopeSchema.safeParse(ending.data);
+    if (!parsed.success) return undefined;
+    const envelope = parsed.data;
+    const { signed } = envelope;
+    if (signed.keyId !== expectedKeyId(signed.principal) || envelope.signature === undefined) return undefined;
+    const key = await this.deps.publicKey(signed.keyId);
+    if (key === null || !verifyPayload(signed, envelope.signature, key)) return undefined;
+    const scheduled =
+      signed.principal.kind === 'schedule' &&
+      signed.jobId === '*' &&
+      ending.repeatJobKey === signed.principal.scheduler;
+    if ((!scheduled && signed.jobId !== ending.jobId) || ending.name !== signed.type) return undefined;
+    const type = this.deps.types.get(signed.type);
+    const data = type !== undefined && type.version === signed.schema ? type.schema.safeParse(signed.data) : undefined;
+    const stepsOk = verifyStepState({ id: ending.jobId } as Job, envelope, this.deps.stepKey);
+    if (!stepsOk) this.deps.log.warn({ job: ending.jobId }, 'saved steps do not verify: nothing is undone from them');
+    return {
+      envelope,
+      type,
+      data: data?.success ? data.data : undefined,
+      steps: stepsOk ? (envelope.steps ?? {}) : {},
+    };
+  }
+
+  /** The type's finalization (undo, audit, message), or the engine's own message. */
+  private async report(ending: Ending, verified: Verified | undefined, owner: string): Promise<FinalReport | null> {
+    const plain: FinalReport = { message: plainMessage(ending) };
+    const type = verified?.type;
+    if (verified === undefined || type?.finalize === undefined || verified.data === undefined) return plain;
+    const { redis, log } = this.deps;
+    const { signed } = verified.envelope;
+    let written = Promise.resolve();
+    const end: JobEnd<unknown> = {
+      jobId: ending.jobId,
+      data: verified.data,
+      principal: signed.principal,
+      requestId: signed.requestId,
+      steps: verified.steps,
+      step: stepOf(type, verified.data, verified.envelope, verified.steps),
+      how: ending.how,
+      cause: ending.cause,
+      log: log.child({ job: ending.jobId, type: type.name, finalize: true }),
+      output: (line) => {
+        written = written.then(() => this.log(ending.jobId, redactText(line)));
+      },
+      once: (name, fn) => this.once(ending.jobId, name, fn),
+    };
+    try {
+      const report = await type.finalize(end);
+      await written;
+      return report;
+    } catch (err) {
+      await written;
+      const progress = keys.finalizing(ending.jobId);
+      const attempts = await redis.hincrby(progress, 'attempts', 1);
+      await redis.expire(progress, DONE_TTL_SECONDS);
+      await this.log(ending.jobId, `clean-up failed (try ${attempts} of ${MAX_ATTEMPTS}): ${errorLine(err)}`);
+      if (attempts < MAX_ATTEMPTS) {
+        log.warn({ job: ending.jobId, attempts, err: errorLine(err) }, 'finalization failed: the sweep tries again');
+        await redis.eval(RELEASE, 1, keys.finalized(ending.jobId), owner);
+        return null;
+      }
+      return {
+        message: `${plain.message}. Its clean-up failed ${attempts} times (${errorLine(err)}): see \`jobs show ${ending.jobId}\` for what is left`,
+      };
+    }
+  }
+
+  private async once<T>(jobId: string, name: string, fn: () => Promise<T>): Promise<T> {
+    const { redis } = this.deps;
+    const progress = keys.finalizing(jobId);
+    const field = `once:${name}`;
+    const kept = await redis.hget(progress, field);
+    if (kept !== null) return JSON.parse(kept) as T;
+    const value = await fn();
+    await redis.hset(progress, field, JSON.stringify(value ?? null));
+    await redis.expire(progress, DONE_TTL_SECONDS);
+    return value;
+  }
+
+  private async log(jobId: string, line: string): Promise<void> {
+    const queue = this.deps.logQueue();
+    if (queue === undefined) return;
+    // A removed job has no log left to write to.
+    await appendJobLog(queue, jobId, line).catch(() => {});
+  }
+
+  private async finish(
+    jobId: string,
+    owner: string,
+    verified: Verified | undefined,
+    startedAt: number | undefined,
+    event: { ok: boolean; text: string; type: string } | undefined,
+    instance?: string,
+  ): Promise<boolean> {
+    const signed = verified?.envelope.signed;
+    const member =
+      instance ??
+      (verified?.type !== undefined && verified.data !== undefined
+        ? verified.type.instanceOf?.(verified.data)
+        : undefined);
+    // A scheduler's template is signed for every run: its nonce is not this run's to spend.
+    const nonce = signed !== undefined && signed.jobId !== '*' ? signed.nonce : undefined;
+    // Signed here, before the script: Lua cannot sign, and an event the script does not add
+    // (the marker was lost) is simply never sent.
+    const xadd =
+      event === undefined
+        ? []
+        : eventArgs(this.deps.signer, {
+            kind: 'result',
+            jobId,
+            type: event.type,
+            reply: signed?.reply,
+            ok: event.ok,
+            text: event.text,
+            startedAt,
+          }).slice(1);
+    const result = await this.deps.redis.eval(
+      FINISH,
+      7,
+      keys.finalized(jobId),
+      keys.openJobs,
+      keys.finalizing(jobId),
+      keys.instanceLock(member ?? '-'),
+      keys.nonce(nonce ?? '-'),
+      keys.cancel(jobId),
+      keys.events,
+      owner,
+      jobId,
+      member === undefined ? '0' : '1',
+      nonce === undefined ? '0' : '1',
+      owner === '' ? SUCCESS_TTL_SECONDS : DONE_TTL_SECONDS,
+      SPENT_NONCE_TTL_SECONDS,
+      ...xadd,
+    );
+    return result === 1;
+  }
+}
+
+function plainMessage(ending: Ending): string {
+  switch (ending.how) {
+    case 'removed':
+      return `removed: ${ending.jobId} was removed before it ended`;
+    case 'stalled':
+      return `failed: ${ending.cause}`;
+    default:
+      return ending.cause;
+  }
+}
+
+/** BullMQ's events for a queue, in every process that runs a worker on it. */
+export function watchEnds(
+  queueName: string,
+  connection: RedisOptions,
+  finalizer: Finalizer,
+  queue: Queue,
+  log: Logger,
+): QueueEvents {
+  const events = new QueueEvents(queueName, { connection });
+  events.on('error', (err) => log.warn({ err: errorLine(err) }, 'queue events error'));
+  const run = (what: string, fn: () => Promise<unknown>) =>
+    void fn().catch((err) => log.warn({ err: errorLine(err), what }, 'finalization failed: left to the sweep'));
+  events.on('failed', ({ jobId }) => run('failed', async () => finalizer.onFailed(await queue.getJob(jobId))));
+  events.on('removed', ({ jobId }) => run('removed', () => finalizer.onRemoved(jobId)));
+  return events;
+}

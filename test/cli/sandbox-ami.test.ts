@@ -1,0 +1,104 @@
+// The image script (test/fixtures/sandbox-ami.txt) through the built binary: /rebuild-ami
+// rollout:canary reaches "canary online on ami-…", /status shows the canary on the new image
+// and the other member flagged as older; hostile and unknown revs are refused; the stand-in
+// image is in the simulated bucket; no secret anywhere.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { projectPath } from '../../lib/paths.js';
+import { CLI, type CliResult, tempDir } from '../support/cli.js';
+
+const SCRIPT = projectPath('test', 'fixtures', 'sandbox-ami.txt');
+
+function run(cwd: string, args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** The output of one script line: from its echo to the next line's. */
+function section(stdout: string, line: string, nth = 0): string {
+  const parts = stdout.split(/\n(?=!?> )/).filter((p) => p.replace(/^!/, '').startsWith(`> ${line}\n`));
+  const part = parts[nth];
+  if (part === undefined) throw new Error(`no output for line ${line} (#${nth})`);
+  return part;
+}
+
+describe('the image sandbox script', () => {
+  it('rebuilds, rolls out to the canary, and /status flags the member on the older image', async () => {
+    const dir = tempDir('clawdinator-sandbox-ami-');
+    const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', SCRIPT]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('8 lines ok, 0 failed');
+
+    // The confirmation, then the stage list as the job goes, the import's bar, the canary.
+    expect(section(r.stdout, '/rebuild-ami rollout:canary')).toMatch(
+      /\[button Rebuild and roll out \(canary\)\] press with: \/press rebuild-ami:confirm:canary:\d+:\d+\n/,
+    );
+    const pressed = section(r.stdout, '/press confirm');
+    expect(pressed).toContain('**▶ resolve** · build · upload · import · register · rollout');
+    expect(pressed).toContain('✓ resolve · ✓ build · ✓ upload · **▶ import** · register · rollout');
+    expect(pressed).toMatch(/▰+▱* \d+%\nimport: import-snap-[0-9a-f]+ /);
+    // Which peer builds is said by the rebuild itself; the peer's own lines are relayed only
+    // when a poll sees its job running, so a fast build may show none of them.
+    expect(pressed).toMatch(/build: clawdinator-2 builds 5a4dbee \(job ami-build-[0-9a-f]+\)/);
+    const canary = pressed.match(/rollout: canary online on (ami-[0-9a-f]+): clawdinator-2/);
+    const ami = canary?.[1] as string;
+    expect(ami).toBeDefined();
+    expect(pressed).toMatch(
+      new RegExp(
+        `✅ \`rebuild-ami-[^\`]+\` ${ami} \\(clawdinator-nixos-\\d{14}\\) from 5a4dbee \\(main\\), built by clawdinator-2: available; canary online on ${ami} \\(clawdinator-2\\)`,
+      ),
+    );
+
+    const status = section(r.stdout, '/status');
+    expect(status).toMatch(new RegExp(`🟢 clawdinator-2 {2}online {2}i-[0-9a-f]+ {2}${ami} {2}rev sandbox\\n`));
+    expect(status).toMatch(
+      /🟢 clawdinator-1 {2}online {2}i-[0-9a-f]+ {2}ami-0c1a3d5a4d0b0e001 {2}rev sandbox {2}⚠️ older image\n/,
+    );
+    expect(section(r.stdout, '/status name:clawdinator-1')).toContain(
+      `AMI: ami-0c1a3d5a4d0b0e001 (registry: ami-0c1a3d5a4d0b0e001) ⚠️ older than the newest image ${ami}`,
+    );
+
+    expect(section(r.stdout, '/rebuild-ami rev:$(reboot)')).toContain('rev "$(reboot)" is not a revision');
+    expect(section(r.stdout, '/rebuild-ami rev:no-such-branch')).toMatch(
+      /❌ `rebuild-ami-[^`]+` refused: no-such-branch is not a commit, branch or tag of sandbox\/clawdinators/,
+    );
+
+    const registry = JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8'));
+    expect(registry['clawdinator-2'].ami).toBe(ami);
+    expect(registry['clawdinator-1'].ami).toBe('ami-0c1a3d5a4d0b0e001');
+    const cloud = JSON.parse(readFileSync(join(dir, 'cloud.json'), 'utf8')) as { objects: string[] };
+    expect(cloud.objects.filter((k) => k.startsWith('images/'))).toEqual([
+      expect.stringMatching(/^images\/clawdinator-nixos-\d{14}-5a4dbee\.raw$/),
+    ]);
+    expect(readFileSync(join(dir, 'images', 'clawdinator-stand-in-5a4dbeef0c1a.raw'), 'utf8')).toContain(
+      'CLAWDINATOR SANDBOX STAND-IN IMAGE',
+    );
+    const ops = readFileSync(join(dir, 'memory', 'ops.md'), 'utf8');
+    expect(ops).toMatch(
+      new RegExp(
+        `UTC rebuild-ami: ${ami} \\(clawdinator-nixos-\\d{14}\\) from 5a4dbeef0c1a3d5a4d0b0e0015a4dbeef0c1a3d5 \\(main\\), built by clawdinator-2`,
+      ),
+    );
+    expect(ops).toMatch(new RegExp(`UTC replace clawdinator-2: i-[0-9a-f]+ → i-[0-9a-f]+ \\(${ami}\\)`));
+    expect(r.stdout).not.toContain('sandbox-discord-token-');
+    expect(r.stdout).not.toContain('PRIVATE KEY');
+  });
+});

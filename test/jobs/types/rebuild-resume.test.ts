@@ -1,0 +1,128 @@
+// The rebuild across a worker's death, with real processes: two fleet workers (the production
+// worker and job types, each in its own process) share one Redis and one simulated cloud,
+// served by this process over loopback HTTP. The first is SIGKILLed while it polls the import
+// task it started; the second resumes polling the same task — no second ImportSnapshot — and
+// registers the image.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { Queue } from 'bullmq';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
+import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
+import { jobTypes } from '../../../jobs/types/index.js';
+import { projectPath } from '../../../lib/paths.js';
+import { MAIN_SHA, REPO } from '../../support/ami.js';
+import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { keyPair } from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+import { serveSim } from '../../support/sim-server.js';
+
+const operator = keyPair();
+const cleanup: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => {});
+  cleanup.length = 0;
+});
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function fleetWorker(server: TestRedis, sim: SimFleet, simUrl: string): Promise<ChildProcess> {
+  const config = {
+    port: server.port,
+    simUrl,
+    dir: sim.dir,
+    bucket: SIM_BUCKET,
+    keys: { 'operator:ops': operator.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
+    ami: { repo: REPO, refs: { main: MAIN_SHA } },
+  };
+  const child = spawn(
+    process.execPath,
+    [projectPath('dist/test/support/fleet-worker-process.js'), JSON.stringify(config)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  cleanup.push(() => {
+    child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
+  });
+  return child;
+}
+
+describe('rebuild-ami, resumed by another worker process', () => {
+  it('SIGKILLed while polling its import: the next worker polls the same task, no second ImportSnapshot', async () => {
+    const server = await startRedis();
+    cleanup.push(() => server.stop());
+    const redis = server.client();
+    const sim = simFleet(redis);
+    cleanup.push(() => sim.close());
+    // The first look at the import task is held: the first worker is stuck polling it.
+    let polled: () => void = () => {};
+    const firstPoll = new Promise<void>((r) => {
+      polled = r;
+    });
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    const looks: unknown[] = [];
+    const http = await serveSim(sim.cloud, async (method, args) => {
+      if (method !== 'describeImportSnapshot') return;
+      looks.push(args[0]);
+      polled();
+      await released;
+    });
+    cleanup.push(() => http.close());
+
+    const first = await fleetWorker(server, sim, http.url);
+    const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
+    const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
+    const enqueuer = new Enqueuer(connection, server.client(), types, {
+      keyId: 'operator:ops',
+      key: operator.privateKey,
+    });
+    cleanup.push(() => enqueuer.close());
+    const queue = new Queue(FLEET_QUEUE, { connection });
+    cleanup.push(() => queue.close());
+    const { jobId } = await enqueuer.enqueue({
+      type: 'rebuild-ami',
+      data: { build: 'local' },
+      principal: { kind: 'cli', operator: 'ops' },
+      requestId: 'resume-while-importing',
+    });
+
+    await firstPoll;
+    const steps = ((await queue.getJob(jobId))?.data.steps ?? {}) as Record<string, unknown>;
+    const { importTaskId } = steps.import as { importTaskId: string };
+    expect(importTaskId).toMatch(/^import-snap-[0-9a-f]+$/);
+    expect(steps['import-wait']).toBeUndefined();
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+
+    await fleetWorker(server, sim, http.url);
+    release();
+    await until('the job to complete', async () =>
+      (await queue.getJobState(jobId)) === 'completed' ? true : undefined,
+    );
+
+    const job = await queue.getJob(jobId);
+    expect(job?.returnvalue.summary).toMatch(/^ami-[0-9a-f]+ \(clawdinator-nixos-\d{14}\) from 5a4dbee \(main\)/);
+    const ops = sim.cloud.calls.byOperation;
+    expect(ops.ImportSnapshot).toBe(1);
+    expect(ops.RegisterImage).toBe(1);
+    // Every look, the dead worker's and the survivor's, was at the one task it started.
+    expect(looks.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(looks)).toEqual(new Set([importTaskId]));
+    expect(job?.data.steps?.import).toEqual({ importTaskId });
+    expect((await sim.cloud.describeImportSnapshot(importTaskId)).status).toBe('completed');
+  });
+});
