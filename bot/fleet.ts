@@ -17,6 +17,7 @@ import {
   signerFrom,
   workersPublicKey,
 } from '../jobs/engine/setup.js';
+import { doctorMember, type HostOpsDeps, memberLogs } from '../jobs/host/ops.js';
 import { createRedis } from '../jobs/redis.js';
 import { parsePublicKey } from '../jobs/signing.js';
 import { fleetStatus } from '../jobs/status.js';
@@ -28,7 +29,12 @@ import type { Claim } from './dispatch.js';
 import { botJobAdmin, botJobs, JobMessages, redisClaim, TokenStore } from './engine.js';
 import { startRelay } from './relay.js';
 import type { RequestSocket } from './request-socket.js';
-import type { BotDeps } from './types.js';
+import type { BotDeps, HostOps } from './types.js';
+
+/** /doctor and /logs over a cloud and the registry (the gateway's, the sandbox's). */
+export function hostOps(deps: HostOpsDeps): HostOps {
+  return { doctor: (name) => doctorMember(deps, name), logs: (request) => memberLogs(deps, request) };
+}
 
 export interface FleetLink {
   claim: Claim;
@@ -80,6 +86,8 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   deps.status = (detail) =>
     fleetStatus({ registry, cloud, redis, workersKey, queues: [queue], prices: config.modelPrices, detail });
   deps.fleetNames = async () => Object.keys(await registry());
+  // /doctor and /logs: the member's host over SSM, through the deployer role like /status.
+  deps.host = hostOps({ cloud, registry });
   let relay: { stop(): Promise<void> } | undefined;
   let requests: RequestSocket | undefined;
   return {

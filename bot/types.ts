@@ -4,6 +4,7 @@
 
 import type { AuditTrail } from '../jobs/audit.js';
 import type { ReplyTarget } from '../jobs/engine/envelope.js';
+import type { DoctorReport, LogsReport, LogsRequest } from '../jobs/host/ops.js';
 import type { FleetStatus } from '../jobs/status.js';
 import type { Actor } from '../lib/actor.js';
 import type { AuthorizationPolicy } from '../lib/authorize.js';
@@ -140,6 +141,14 @@ export interface BotDeps {
   status?: (detail?: string) => Promise<FleetStatus>;
   /** The registry's member names alone (autocomplete: never waits for the cloud). */
   fleetNames?: () => Promise<string[]>;
+  /** A member's host over SSM (/doctor, /logs), when the fleet is configured. */
+  host?: HostOps;
+}
+
+/** What /doctor and /logs ask of a member's host (jobs/host/ops.ts over the gateway's cloud). */
+export interface HostOps {
+  doctor(name: unknown): Promise<DoctorReport>;
+  logs(request: LogsRequest): Promise<LogsReport>;
 }
 
 /** The settings a command's registered definition may depend on. */

@@ -5,14 +5,18 @@
 // operator's key (CLAWDINATOR_JOB_KEY_ID=operator:<name>), and wait for their outcome;
 // `fleet cleanup` queues the stray-cleanup job the health sweep's stray alerts name.
 // `fleet bundle <name>` (re)uploads a member's bootstrap bundle (the original's
-// upload-bootstrap.sh): only what changed goes up.
+// upload-bootstrap.sh): only what changed goes up. `fleet update` queues a deploy (as /deploy);
+// `fleet doctor` and `fleet logs` ask a member's host over SSM (as /doctor and /logs).
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_LOG_UNIT, LOG_LINES_DEFAULT, LOG_LINES_MAX, LOG_UNITS } from '../infra/host-document.js';
 import { createAwsCloud } from '../jobs/cloud/aws.js';
 import { FLEET_QUEUE } from '../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../jobs/engine/queues.js';
 import { connectionFrom, registryReader, signerFrom, workersPublicKey } from '../jobs/engine/setup.js';
+import { checkRev } from '../jobs/github/revision.js';
+import { checkTarget } from '../jobs/host/ops.js';
 import { createRedis } from '../jobs/redis.js';
 import { fleetStatus, formatMember, formatStatus } from '../jobs/status.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -20,7 +24,9 @@ import { loadConfig } from '../lib/config.js';
 import { ConfigError, OperationError, UsageError } from '../lib/errors.js';
 
 export function command(): Command {
-  const fleet = new Command('fleet').description('the fleet: status, spawn, retire, replace, cleanup');
+  const fleet = new Command('fleet').description(
+    'the fleet: status, spawn, retire, replace, cleanup, update, doctor, logs',
+  );
   fleet
     .command('status')
     .description('each member from the registry, EC2, SSM and its heartbeat; queue counts; next scheduled runs')
@@ -116,6 +122,42 @@ export function command(): Command {
       await runAsOperator('stray-cleanup', { target }, opts.timeout);
     });
   fleet
+    .command('update')
+    .description('deploy a revision to the fleet, canary first, rolled back on failure (as /deploy)')
+    .option('--rev <rev>', 'sha, short sha, branch or tag (default: the head of CLAWDINATOR_PROJECT_BRANCH)', parseRev)
+    .option('--target <target>', 'all (canary first) or one member', parseTarget, 'all')
+    .option('--timeout <seconds>', 'how long to wait for the outcome', '7200')
+    .action(async (opts: { rev?: string; target: string; timeout: string }) => {
+      await runAsOperator(
+        'deploy',
+        { ...(opts.rev === undefined ? {} : { rev: opts.rev }), target: opts.target },
+        opts.timeout,
+      );
+    });
+  fleet
+    .command('doctor')
+    .description("the verification checklist on a member's host over SSM (as /doctor); exit 1 when a check fails")
+    .argument('<name>', 'a member of the fleet registry')
+    .action(async (name: string) => {
+      const { doctorMember } = await import('../jobs/host/ops.js');
+      const report = await doctorMember(await hostDeps(), name);
+      process.stdout.write(`${report.text}\n`);
+      if (report.checks.some((c) => c.state === 'fail')) process.exitCode = 1;
+    });
+  fleet
+    .command('logs')
+    .description("the last lines of a unit's journal on a member's host over SSM, redacted on the host (as /logs)")
+    .argument('<name>', 'a member of the fleet registry')
+    .option('--unit <unit>', `one of ${LOG_UNITS.join(', ')}`, DEFAULT_LOG_UNIT)
+    .option('--lines <n>', `how many, at most ${LOG_LINES_MAX}`, String(LOG_LINES_DEFAULT))
+    .action(async (name: string, opts: { unit: string; lines: string }) => {
+      const { memberLogs, checkLines, checkMember, checkUnit } = await import('../jobs/host/ops.js');
+      // Every value checked before any setting is read or any call made.
+      const request = { name: checkMember(name), unit: checkUnit(opts.unit), lines: checkLines(opts.lines) };
+      const report = await memberLogs(await hostDeps(), request);
+      process.stdout.write(`${report.text}\n`);
+    });
+  fleet
     .command('bundle')
     .description('(re)upload a member’s bootstrap bundle: config, workspace templates, repo seeds, manifest')
     .argument('<name>', 'a member of the fleet registry')
@@ -123,6 +165,31 @@ export function command(): Command {
       await uploadMemberBundle(name);
     });
   return fleet;
+}
+
+function parseRev(value: string): string {
+  try {
+    return checkRev(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function parseTarget(value: string): string {
+  try {
+    return checkTarget(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** What `fleet doctor|logs` ask through: AWS with this machine's settings, the registry. */
+async function hostDeps() {
+  const config = loadConfig(['fleetRegistryPath', 'fleetRegistryBackend', 'awsRegion', 'deployerRoleArn']);
+  return {
+    cloud: createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn }),
+    registry: registryReader(config),
+  };
 }
 
 /** `fleet bundle`: the member's bundle from the registry entry, as spawn uploads it. */

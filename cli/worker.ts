@@ -18,6 +18,7 @@ import { JobTypes } from '../jobs/engine/queues.js';
 import { fleetSchedules, upsertSchedules } from '../jobs/engine/schedulers.js';
 import { connectionFrom, publicKeys, registryReader, signerFrom } from '../jobs/engine/setup.js';
 import { startWorker } from '../jobs/engine/worker.js';
+import { fastLaneSchedules } from '../jobs/fastlane/deps.js';
 import { githubJobDeps, hostSchedules, tokenAtStart } from '../jobs/github/setup.js';
 import { createRedis } from '../jobs/redis.js';
 import { jobTypes } from '../jobs/types/index.js';
@@ -29,6 +30,7 @@ import { stopRequested } from '../lib/signals.js';
 import { version } from '../lib/version.js';
 import { MemoryStore } from '../memory/store.js';
 import { amiDeps } from './ami-deps.js';
+import { fastLaneDeps } from './fastlane-deps.js';
 import { fleetDeps } from './fleet-deps.js';
 
 const SCHEDULE_CHECK_MS = 60_000;
@@ -101,6 +103,9 @@ export function command(): Command {
       });
       if (ami === undefined)
         log.warn('CLAWDINATOR_PROJECT_REPO or CLAWDINATOR_BOOTSTRAP_BUCKET unset: image jobs will fail');
+      // This host deploys its peers, and leaves its own switch to a peer's worker.
+      const lane = await fastLaneDeps({ cloud: fleet?.cloud, hostName: config.hostName, log });
+      if (lane === undefined) log.warn('CLAWDINATOR_PROJECT_REPO unset: deploys will fail');
       const types = new JobTypes(
         jobTypes({
           redis,
@@ -113,13 +118,16 @@ export function command(): Command {
           instanceTypes: config.instanceTypes,
           github,
           ami,
+          lane,
         }),
       );
       // The same definitions on every host: the leader upserts them, every worker admits their
-      // runs by them. With the weekly image prune, and the image rebuild when a cron is set.
+      // runs by them. With the weekly image prune, and the image rebuild and the self-update
+      // when their crons are set.
       const schedules = [
         ...fleetSchedules({ healthSweepMs: config.healthSweepSeconds * 1000 }),
         ...amiSchedules(loadConfig(['amiPruneCron', 'amiRebuildCron'])),
+        ...fastLaneSchedules(loadConfig(['selfUpdateCron'])),
       ];
       const deps = {
         connection,

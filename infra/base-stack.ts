@@ -30,10 +30,12 @@ import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-pub
 import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration/index.js';
 import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning/index.js';
 import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group/index.js';
+import { SsmDocument } from '@cdktf/provider-aws/lib/ssm-document/index.js';
 import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security-group-egress-rule/index.js';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js';
 import { TerraformIterator, TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
+import { HOST_DOCUMENT, hostDocumentContent } from './host-document.js';
 import {
   APP_TAG,
   AUDIT_PREFIX,
@@ -216,6 +218,14 @@ export class BaseStack extends TerraformStack {
         ],
       }),
     });
+    // What the control plane may run on a host over SSM: the shipped host script's actions
+    // with checked parameters (switch, doctor, logs).
+    new SsmDocument(this, 'host_document', {
+      name: HOST_DOCUMENT,
+      documentType: 'Command',
+      documentFormat: 'JSON',
+      content: hostDocumentContent(),
+    });
     const fleetTag = { StringEquals: { 'aws:ResourceTag/app': APP_TAG.app } };
     const stateArn = `arn:${partition}:s3:::${stateBucket}`;
     new IamRolePolicy(this, 'deployer_policy', {
@@ -340,10 +350,12 @@ export class BaseStack extends TerraformStack {
           Resource: iamArn(`instance-profile${INSTANCE_ROLE_PATH}*`),
         },
         {
-          Sid: 'RunShellScript',
+          // Our document only (infra/host-document.ts): never AWS-RunShellScript, so this
+          // role cannot run an arbitrary root shell on a host.
+          Sid: 'RunHostDocument',
           Effect: 'Allow',
           Action: 'ssm:SendCommand',
-          Resource: `arn:${partition}:ssm:${region}::document/AWS-RunShellScript`,
+          Resource: `arn:${partition}:ssm:${region}:${account}:document/${HOST_DOCUMENT}`,
         },
         {
           Sid: 'RunOnFleetInstances',

@@ -44,6 +44,8 @@ const entrySchema = z
       .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id like ami-0123456789abcdef0')
       .optional(),
     agentPublicKey: z.string().includes('PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
+    // Deploys and image rollouts change the members flagged so first (registry order otherwise).
+    canary: z.boolean().optional(),
     // The member's agent runtime, where it differs from the fleet's (lib/agent-config.ts):
     // role, channels, model, raw openclaw settings. Checked here, so a registry that turns the
     // Discord interrupt rule off or opens DMs is refused before anything uses it.

@@ -19,7 +19,9 @@ import { errorLine } from '../lib/errors.js';
 import { type BuildInfo, formatBuildInfo, readBuildInfos } from './build-info.js';
 import { CloudError } from './cloud/errors.js';
 import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
-import { type Heartbeat, readHeartbeats } from './engine/heartbeat.js';
+import { type Heartbeat, parseHeartbeat } from './engine/heartbeat.js';
+import { keys } from './engine/keys.js';
+import { LAST_DEPLOY_KEY, type LastDeploy, parseLastDeploy } from './fastlane/deps.js';
 import { formatUsage, type ModelPrices, type UsageTotals, usageTotals } from './usage.js';
 
 export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing' | 'unknown';
@@ -59,9 +61,13 @@ export interface MemberStatus {
     memoryShared: boolean | null;
     /** Whether the host was built from a flake with a committed flake.lock; null: unknown. */
     locked: boolean | null;
+    /** Since when the host runs `revision` (its last switch); null: the worker does not say. */
+    switchedAt: string | null;
   } | null;
   /** Its instance runs an image older than the newest available image of ours (a rollout is due). */
   olderImage: boolean;
+  /** Its heartbeat reports a revision other than the last successful deploy's. */
+  notOnLastDeploy: boolean;
   /** Today's model usage (UTC day) from the heartbeat, priced with the settings; null: not reported. */
   usage?: (UsageTotals & { day: string }) | null;
   /** What the host was built from (its worker's copy of /etc/clawdinator/build-info.json). */
@@ -80,6 +86,8 @@ export interface FleetStatus {
   generatedAt: string;
   /** Each source's answer; members and strays show only what the sources that answered say. */
   sources: Record<SourceName, SourceStatus>;
+  /** The last deploy that ran to its end (its sha, whether it succeeded, when, its job); null: none or heartbeats unavailable. */
+  lastDeploy: LastDeploy | null;
   /** The newest available image of ours, what the fleet converges on; null when there is none. */
   newestAmi: string | null;
   members: MemberStatus[];
@@ -168,10 +176,11 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
 
   const registry = await ask('registry', deps.registry);
   const names = Object.keys(registry ?? {}).sort();
-  const [instances, heartbeats, newest, builds] = await Promise.all([
+  const [instances, redisState, newest, builds] = await Promise.all([
     ask('ec2', () => deps.cloud.listFleetInstances()),
-    // Verified: a forged or expired heartbeat reads as absent, never as an online member.
-    ask('heartbeats', () => readHeartbeats(deps.redis, names, deps.workersKey)),
+    // Verified: a forged or expired heartbeat reads as absent, never as an online member. The
+    // last deploy comes in the same round trip.
+    ask('heartbeats', () => readRedisState(deps.redis, names, deps.workersKey, now)),
     // The newest image is one DescribeImages call, whatever the fleet's size; its own source,
     // so an image listing that fails costs only the "older image" mark.
     ask('images', () => deps.cloud.findLatestAmi()),
@@ -181,6 +190,9 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
       readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
     ),
   ]);
+  const heartbeats = redisState?.heartbeats ?? null;
+  const lastDeploy = redisState?.lastDeploy ?? null;
+  const deployed = lastDeploy?.ok ? lastDeploy.sha : null;
   const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
   for (const i of instances ?? []) {
@@ -234,8 +246,10 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
             instanceIdError: hb.instanceIdError ?? null,
             memoryShared: hb.memoryShared ?? null,
             locked: hb.locked ?? null,
+            switchedAt: hb.switchedAt === undefined ? null : new Date(hb.switchedAt).toISOString(),
           }
         : null,
+      notOnLastDeploy: deployed !== null && hb !== null && hb.revision !== deployed,
       olderImage:
         newestAmi !== null && instance != null && instance.state !== 'terminated' && instance.imageId !== newestAmi,
       usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
@@ -252,12 +266,30 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   return {
     generatedAt: new Date(now).toISOString(),
     sources,
+    lastDeploy,
     newestAmi,
     members,
     strays,
     queues,
     schedules: (schedules ?? []).map((s) => ({ id: s.key, next: s.next ? new Date(s.next).toISOString() : null })),
   };
+}
+
+/** Every member's heartbeat (verified) and the last deploy, in one Redis round trip (one MGET). */
+async function readRedisState(
+  redis: Redis,
+  names: string[],
+  workersKey: KeyObject,
+  now: number,
+): Promise<{ heartbeats: Map<string, Heartbeat | null>; lastDeploy: LastDeploy | null }> {
+  const values = await redis.mget([...names.map((n) => keys.heartbeat(n)), LAST_DEPLOY_KEY]);
+  const heartbeats = new Map(
+    names.map((n, i) => {
+      const raw = values[i] ?? null;
+      return [n, raw === null ? null : parseHeartbeat(raw, n, workersKey, now)];
+    }),
+  );
+  return { heartbeats, lastDeploy: parseLastDeploy(values[names.length] ?? null) };
 }
 
 async function queueCounts(queue: Queue): Promise<QueueCounts> {
@@ -307,6 +339,17 @@ export function hostWarnings(m: MemberStatus): string[] {
   return out;
 }
 
+/** "rev 5a4dbeef since 2026-11-24 20:41": the revision the host reports and since when. */
+function revisionText(hb: NonNullable<MemberStatus['heartbeat']>): string {
+  const since = hb.switchedAt ? ` since ${hb.switchedAt.slice(0, 16).replace('T', ' ')}` : '';
+  return `rev ${hb.revision.slice(0, 8)}${since}`;
+}
+
+function deployWarning(status: FleetStatus, m: MemberStatus): string[] {
+  if (!m.notOnLastDeploy || status.lastDeploy === null) return [];
+  return [`⚠️ not on the last deploy's ${status.lastDeploy.sha.slice(0, 8)}`];
+}
+
 /** The one-glance table for Discord and the terminal. */
 export function formatStatus(status: FleetStatus): string {
   const missing = unavailableSources(status).map((line) => `⚠️ ${line}`);
@@ -316,8 +359,9 @@ export function formatStatus(status: FleetStatus): string {
       m.state,
       m.instanceId ?? '—',
       m.ami ?? m.registryAmi ?? '—',
-      m.heartbeat ? `rev ${m.heartbeat.revision.slice(0, 8)}` : '—',
+      m.heartbeat ? revisionText(m.heartbeat) : '—',
       ...(m.usage ? [`models today: ${formatUsage(m.usage)}`] : []),
+      ...deployWarning(status, m),
       ...hostWarnings(m).map((w) => `⚠️ ${w}`),
       ...(m.olderImage ? ['⚠️ older image'] : []),
     ].join('  '),
@@ -326,10 +370,14 @@ export function formatStatus(status: FleetStatus): string {
     (c) => `${c.queue}: ${c.waiting} waiting, ${c.active} active, ${c.delayed} delayed, ${c.failed} failed`,
   );
   const s = status.schedules.map((x) => `${x.id}: next ${x.next ?? '—'}`);
+  const last = status.lastDeploy;
+  const deploy = last
+    ? [`last deploy: ${last.sha.slice(0, 8)} ${last.ok ? 'succeeded' : 'FAILED'} at ${last.at} (job ${last.jobId})`]
+    : [];
   const strays = status.strays.map(
     (x) => `⚠️ ${x.instanceId} (${x.name ?? 'no name'}) is tagged as a fleet member but not in the registry`,
   );
-  return [...missing, ...rows, ...strays, '', ...q, ...s].join('\n').trim();
+  return [...missing, ...rows, ...strays, '', ...deploy, ...q, ...s].join('\n').trim();
 }
 
 export function formatMember(status: FleetStatus, name: string): string | null {
@@ -346,10 +394,11 @@ export function formatMember(status: FleetStatus, name: string): string | null {
     `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
     `SSM: ${m.ssm ?? (ssm.ok ? '—' : `unavailable (${ssm.error})`)}`,
     m.heartbeat
-      ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
+      ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}${m.heartbeat.switchedAt ? ` (since ${m.heartbeat.switchedAt})` : ''}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
       : heartbeats.ok
         ? 'worker: no heartbeat'
         : `worker: heartbeats unavailable (${heartbeats.error})`,
+    ...deployWarning(status, m),
     m.usage ? `models today (${m.usage.day} UTC): ${formatUsage(m.usage)}` : 'models today: not reported',
     ...(m.build ? formatBuildInfo(m.build, now) : ['build: not reported']),
     ...hostWarnings(m).map((w) => `⚠️ ${w}`),

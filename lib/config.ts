@@ -543,6 +543,37 @@ export const settings = {
     cronPattern.optional(),
     'a cron pattern (UTC) like 0 4 * * 1',
   ),
+  // The fast lane (/deploy, the self-update). A cron here, never a value in Redis: the schedule
+  // is part of the fleet's configuration (unset: no self-update, as the original in production).
+  selfUpdateCron: setting(
+    'CLAWDINATOR_SELF_UPDATE_CRON',
+    cronPattern.optional(),
+    'a cron pattern (UTC) like 0 3 * * *',
+  ),
+  // How long a host's switch may take (nix builds, then the host's own health check).
+  deploySwitchTimeoutSeconds: setting(
+    'CLAWDINATOR_DEPLOY_SWITCH_TIMEOUT',
+    z.coerce
+      .number()
+      .int()
+      .min(60)
+      .max(4 * 3600)
+      .default(1800),
+    'seconds from 60 to 14400',
+  ),
+  // After a member's switch: how long until its heartbeat must report the revision.
+  deployVerifySeconds: setting(
+    'CLAWDINATOR_DEPLOY_VERIFY_TIMEOUT',
+    z.coerce.number().int().min(10).max(3600).default(300),
+    'seconds from 10 to 3600',
+  ),
+  // Between two looks at a host's switch and its heartbeat (each look at the switch is one
+  // SendCommand and its GetCommandInvocation).
+  deployPollSeconds: setting(
+    'CLAWDINATOR_DEPLOY_POLL_SECONDS',
+    z.coerce.number().int().min(1).max(300).default(15),
+    'seconds from 1 to 300',
+  ),
   amiBootMode: setting(
     'CLAWDINATOR_AMI_BOOT_MODE',
     z.enum(['legacy-bios', 'uefi']).default('legacy-bios'),

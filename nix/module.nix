@@ -243,6 +243,38 @@ let
         // (x.serviceConfig or { });
     };
 
+  # The host scripts SSM runs as root through our document (units.json hostScripts): the
+  # deploy's switch, doctor's checklist, the journals. writeShellApplication runs shellcheck
+  # on each at build and puts only its inputs on its PATH.
+  hostScriptInputs = {
+    clawdinator = cfg.package;
+    inherit (pkgs)
+      jq
+      coreutils
+      gnused
+      gnugrep
+      gawk
+      findutils
+      util-linux
+      nix
+      nixos-rebuild
+      git
+      ;
+    systemd = config.systemd.package;
+  };
+  hostScripts = lib.mapAttrsToList (
+    name: script:
+    pkgs.writeShellApplication {
+      inherit name;
+      runtimeInputs = map (input: hostScriptInputs.${input}) script.runtimeInputs;
+      text = builtins.readFile (./. + "/${script.source}");
+    }
+  ) (removeAttrs contract.hostScripts [ "$comment" ]);
+  # The project's flake (github:<owner>/<repo>) the deploy switches this host to, at the sha it
+  # is asked for: the host's own setting, so whoever may send it commands can choose a commit
+  # of the project, never another repository.
+  hostFlake = cfg.settings.CLAWDINATOR_HOST_FLAKE or null;
+
   # The agents' memory tools, as the original's (same names, same flock(2) locks, exit 1 on a
   # lock timeout). memory-write takes the content from stdin, or from its second argument.
   memoryTool =
@@ -431,7 +463,7 @@ in
     environment.systemPackages = [
       cfg.package
       pkgs.util-linux
-    ] ++ memoryTools;
+    ] ++ memoryTools ++ hostScripts;
 
     # The agent's GitHub identity: gh reads the token files the worker keeps fresh (hosts.yml;
     # no GH_TOKEN in any environment, which gh would prefer and which would go stale), git the
@@ -449,6 +481,11 @@ in
       revision = if config.system.configurationRevision == null then "unknown" else config.system.configurationRevision;
       inherit (cfg) locked;
       version = cfg.package.version;
+    };
+
+    # What the host script reads besides instance.env: the flake deploys switch to.
+    environment.etc."clawdinator/host.env" = lib.mkIf (hostFlake != null) {
+      text = "CLAWDINATOR_HOST_FLAKE=${lib.removeSuffix "/" (builtins.head (builtins.match "(github:[^/]+/[^/]+).*" hostFlake))}\n";
     };
 
     systemd.tmpfiles.rules = map (d: "d ${d.path} ${d.mode} ${userOf d.user} ${groupOf d.group} -") contract.directories;

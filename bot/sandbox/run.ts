@@ -22,7 +22,7 @@
 // The fleet cap and the spawn rate come from the settings (CLAWDINATOR_FLEET_MAX_SIZE, 5 by
 // default; CLAWDINATOR_SPAWNS_PER_HOUR) and reach the lifecycle jobs through FleetDeps.
 
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -43,10 +43,12 @@ import { Enqueuer, JobTypes, type Signer } from '../../jobs/engine/queues.js';
 import { FLEET_SCHEDULES, upsertSchedules } from '../../jobs/engine/schedulers.js';
 import { eventTrust, publicKeys, registryReader } from '../../jobs/engine/setup.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import { type FastLaneDeps, fastLaneSchedules } from '../../jobs/fastlane/deps.js';
 import { createGitHubInstallation } from '../../jobs/github/app.js';
 import { syncOrg } from '../../jobs/github/org-sync.js';
 import { staticResolver } from '../../jobs/github/revision.js';
 import { SimGitHub } from '../../jobs/github/sim.js';
+import { doctorMember, memberLogs } from '../../jobs/host/ops.js';
 import { createRedis, redisOptions } from '../../jobs/redis.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { publicHalf } from '../../jobs/signing.js';
@@ -54,6 +56,7 @@ import { fleetStatus } from '../../jobs/status.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { Actor } from '../../lib/actor.js';
+import { loadConfig } from '../../lib/config.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { version } from '../../lib/version.js';
 import { initMemory } from '../../memory/init.js';
@@ -82,6 +85,7 @@ import {
   SANDBOX_ORG,
   SANDBOX_REFS,
   SANDBOX_REPO,
+  sandboxHostSecrets,
   sandboxOrg,
   sandboxPolicy,
   writeSigningKeys,
@@ -193,10 +197,18 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     cleanups.push(() => redis.disconnect());
 
     const clock: Clock = options.fast ? realClock : scaledClock(options.speed ?? DEFAULT_SPEED);
+    const planted = sandboxHostSecrets(randomBytes(6).toString('hex'));
     const cloud = createSimCloud({
       clock,
       timings: options.fast ? instantSimTimings : undefined,
       ...cloudSeed(registryAtStart),
+      // Hosts on the image's revision; `broken` never reports after its switch; secrets their
+      // journal leaked, which /logs shows redacted.
+      hosts: {
+        brokenRevisions: [SANDBOX_REFS.broken],
+        hostSecrets: planted.secrets,
+        journal: { 'clawdinator-worker': planted.leaks },
+      },
     });
     cleanups.push(() => cloud.close());
     // What the script left in the simulated cloud, for a look after it ended (the cloud
@@ -275,6 +287,17 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       architecture: 'x86_64',
       waits: options.fast ? { pollMs: 200, importPollMs: 200 } : { pollMs: 1000, importPollMs: 1000 },
     };
+    // The fast lane on the simulated hosts: this process's fleet worker is clawdinator-1's, so
+    // its own switch goes last and waits a little for a peer's worker (none runs the fleet
+    // queue here) before it switches itself.
+    const lane: FastLaneDeps = {
+      cloud,
+      resolver: staticResolver({ repo: SANDBOX_REPO, branch: SANDBOX_BRANCH, refs: SANDBOX_REFS }),
+      hostName: FIRST_HOST,
+      waits: options.fast
+        ? { pollMs: 500, verifyTimeoutMs: 3000, handoffMs: 2000 }
+        : { pollMs: 1000, verifyTimeoutMs: 60_000, handoffMs: 10_000 },
+    };
     const typeDeps: JobTypeDeps = {
       redis,
       registry,
@@ -284,10 +307,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       fleet,
       github: { sync },
       ami,
+      lane,
     };
     const types = new JobTypes(jobTypes(typeDeps));
     const gateway: Signer = { keyId: 'gateway', key: createPrivateKey(keys.gateway.privateKeyPem) };
     const workersKey = publicHalf(schedule.key);
+    // The schedules, as every worker keeps them: the self-update too, when
+    // CLAWDINATOR_SELF_UPDATE_CRON is set (the workers admit each one's runs by these).
+    const scheduleDefs = [...FLEET_SCHEDULES, ...fastLaneSchedules(loadConfig(['selfUpdateCron']))];
     const workerDeps = {
       connection,
       redis,
@@ -296,6 +323,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       policy: { policy: sandboxPolicy, redis, agentRequestsPerHour: 3 },
       log,
       stepSigner: schedule,
+      schedules: scheduleDefs,
     };
     const settings: WorkerSettings = {
       concurrency: 4,
@@ -321,24 +349,46 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await closeWorker(runtime.worker, log);
       await runtime.heartbeat.stop();
     };
-    const onOnline = (host: SimHost) => {
-      if (hosts.has(host.name) || orphans.has(host.instanceId)) return;
-      const worker = startWorker(hostQueue(host.name), workerDeps, settings);
-      // Signed with the workers' key, as a real host's worker signs its own.
-      const heartbeat = startHeartbeat({
+    // Each host's heartbeat, signed with the workers' key as a real host's worker signs its
+    // own (through the fault registry's heartbeat writes), reports the revision it runs and
+    // since when (as the worker reads its build info at every beat); a switch restarts the
+    // worker, or leaves it down.
+    const beat = (host: SimHost) =>
+      startHeartbeat({
         redis: heartbeatWrites(redis, cloud),
         signer: schedule,
         host: host.name,
         instanceId: host.instanceId,
         version,
-        revision: 'sandbox',
+        revision: 'unknown',
+        facts: async () => {
+          const { revision, switchedAt } = cloud.hostRevision(host);
+          return { revision, switchedAt };
+        },
         ttlSeconds: HEARTBEAT_TTL_SECONDS,
-        activeJobs: () => worker.active + (host.name === FIRST_HOST ? fleetWorker.active : 0),
+        activeJobs: () =>
+          (hosts.get(host.name)?.worker.active ?? 0) + (host.name === FIRST_HOST ? fleetWorker.active : 0),
         onError: (err) => log.warn({ host: host.name, err }, 'heartbeat failed'),
       });
-      hosts.set(host.name, { heartbeat, worker });
+    const onOnline = (host: SimHost) => {
+      if (hosts.has(host.name) || orphans.has(host.instanceId)) return;
+      const worker = startWorker(hostQueue(host.name), workerDeps, settings);
+      hosts.set(host.name, { heartbeat: beat(host), worker });
       log.info({ host: host.name, instanceId: host.instanceId }, 'sandbox: host online');
     };
+    const offSwitched = cloud.onHostSwitched(({ host, workerUp }) => {
+      const runtime = hosts.get(host.name);
+      if (runtime === undefined) return;
+      const old = runtime.heartbeat;
+      runtime.heartbeat = { stop: async () => {} };
+      void old
+        .stop()
+        .then(() => {
+          if (workerUp && hosts.get(host.name) === runtime) runtime.heartbeat = beat(host);
+        })
+        .catch((err) => log.warn({ err }, 'sandbox: heartbeat restart failed'));
+    });
+    cleanups.push(() => offSwitched());
     const offOnline = cloud.onHostOnline(onOnline);
     const offOffline = cloud.onHostOffline((host) => {
       void stopHost(host.name).catch((err) => log.warn({ err }, 'sandbox: host stop failed'));
@@ -359,7 +409,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           redis,
           signer: schedule,
           types,
-          defs: FLEET_SCHEDULES,
+          defs: scheduleDefs,
           workerId: `sandbox-${process.pid}`,
         });
         if (r.leader) log.info({ upserted: r.upserted, verified: r.verified }, 'schedules upserted');
@@ -407,6 +457,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           detail,
         }),
       fleetNames: async () => Object.keys(await registry()),
+      host: {
+        doctor: (name) => doctorMember({ cloud, registry }, name),
+        logs: (request) => memberLogs({ cloud, registry }, request),
+      },
     };
     // The console has one command Discord never sees: /sim, failures and strays on purpose.
     const sim = simCommand({

@@ -40,7 +40,25 @@ export const SANDBOX_REFS = {
   v1: '0ddba11c1a3d5a4d0b0e0010ddba11c1a3d5a4d0',
   // The commit the sandbox's starting image (SANDBOX_AMI) was built from.
   v0: '00c1a3d5a4d0b0e00100c1a3d5a4d0b0e0010000',
+  // A commit whose hosts switch and pass their own check, but whose worker never reports
+  // again: /deploy rev:broken shows the control plane's rollback.
+  broken: 'b40ce0b40ce0b40ce0b40ce0b40ce0b40ce0b40c',
 } as const;
+
+/**
+ * The secret files every simulated host holds (under /run/clawdinator-ops on a real one), and
+ * journal lines that leaked them: /logs shows them redacted, as the host script does.
+ */
+export function sandboxHostSecrets(seed: string): { secrets: Record<string, string>; leaks: string[] } {
+  const redis = `sandbox-redis-${seed}`;
+  return {
+    secrets: { 'redis-password': redis, 'discord-token': `sandbox-ops-bot-token-${seed}` },
+    leaks: [
+      `redis: AUTH ${redis} failed (WRONGPASS), retrying`,
+      `github: fetched with Authorization: token ghs_${seed}${seed}sandboxsandbox`,
+    ],
+  };
+}
 
 export function tokenSecretName(name: string): string {
   return `clawdinator/discord-token/${name}`;

@@ -1,5 +1,6 @@
-// SSM half of the AWS adapter: run shell commands on hosts (`AWS-RunShellScript`), wait for
-// their result, and read each host's agent ping status. Loaded on first use by aws.ts.
+// SSM half of the AWS adapter: run a Command document on hosts (ours, `clawdinator-host`:
+// infra/host-document.ts), wait for its result, and read each host's agent ping status.
+// Loaded on first use by aws.ts.
 import {
   GetCommandInvocationCommand,
   type GetCommandInvocationCommandOutput,
@@ -10,8 +11,8 @@ import {
 import { UsageError } from '../../lib/errors.js';
 import type { AwsContext } from './aws.js';
 import { toCloudError, waitTimeout } from './errors.js';
-import { chunks, forEachLimited, idList, isTerminalCommandStatus, tail } from './shared.js';
-import { type InvocationResult, type PingStatus, type SendCommandOptions, SSM_DOCUMENT } from './types.js';
+import { chunks, forEachLimited, idList, isTerminalCommandStatus } from './shared.js';
+import type { CommandRequest, InvocationResult, PingStatus, SendCommandOptions } from './types.js';
 
 /** DescribeInstanceInformation returns at most 50 a page: one batch of ids is one call. */
 export const PING_BATCH = 50;
@@ -35,20 +36,20 @@ export class SsmService {
     private readonly context: AwsContext,
   ) {}
 
-  async sendCommand(instanceIds: string[], commands: string[], options: SendCommandOptions): Promise<string> {
+  async sendCommand(instanceIds: string[], command: CommandRequest, options: SendCommandOptions): Promise<string> {
     if (instanceIds.length === 0 || instanceIds.length > MAX_TARGETS) {
       throw new UsageError(`SendCommand: needs 1 to ${MAX_TARGETS} instances, got ${instanceIds.length}`);
     }
     try {
       const out = await this.client.send(
         new SendCommandCommand({
-          DocumentName: SSM_DOCUMENT,
+          DocumentName: command.document,
           InstanceIds: instanceIds,
           Comment: options.comment.slice(0, 100),
           TimeoutSeconds: DELIVERY_TIMEOUT_SECONDS,
-          // Each element is one line of the script SSM writes on the host; nothing is joined
-          // or quoted here, so no input is ever re-parsed by a shell on this side.
-          Parameters: { commands, executionTimeout: [String(options.timeoutSeconds)] },
+          // Typed parameters, checked by SSM against the document's patterns and handed to
+          // the script as environment variables: nothing is quoted or joined into a shell line.
+          Parameters: command.parameters,
         }),
       );
       const commandId = out.Command?.CommandId;
@@ -77,8 +78,8 @@ export class SsmService {
           status: out.Status as InvocationResult['status'],
           // -1 is SSM's "the script never ran".
           exitCode: code === undefined || code === -1 ? null : code,
-          stdoutTail: tail(out.StandardOutputContent ?? ''),
-          stderrTail: tail(out.StandardErrorContent ?? ''),
+          stdout: out.StandardOutputContent ?? '',
+          stderr: out.StandardErrorContent ?? '',
         };
       }
       if (clock.now() + ssmPollMs > deadline) {

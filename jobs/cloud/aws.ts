@@ -25,6 +25,7 @@ import type {
   AmiInfo,
   BucketOptions,
   Cloud,
+  CommandRequest,
   DeregisterResult,
   DownloadResult,
   FleetInstance,
@@ -256,8 +257,8 @@ class AwsCloud implements Cloud {
     return (await this.s3Service()).createBucketIfMissing(bucket, options);
   }
 
-  async sendCommand(instanceIds: string[], commands: string[], options: SendCommandOptions): Promise<string> {
-    return (await this.ssmService()).sendCommand(instanceIds, commands, options);
+  async sendCommand(instanceIds: string[], command: CommandRequest, options: SendCommandOptions): Promise<string> {
+    return (await this.ssmService()).sendCommand(instanceIds, command, options);
   }
 
   async waitForInvocation(

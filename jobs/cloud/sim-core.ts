@@ -22,6 +22,8 @@ export interface SimTimings {
   imageAvailableMs: number;
   /** SSM invocation `InProgress` → done, unless the command handler says otherwise. */
   commandMs: number;
+  /** A host's detached switch (nixos-rebuild switch and its health check) → its result file. */
+  switchMs: number;
 }
 
 /** Roughly what AWS takes; run it on a scaled clock to watch it at a human pace. */
@@ -32,6 +34,7 @@ export const defaultSimTimings: SimTimings = {
   importMs: 20 * 60_000,
   imageAvailableMs: 3 * 60_000,
   commandMs: 10_000,
+  switchMs: 90_000,
 };
 
 /** Every transition at once: for measuring orchestration overhead alone. */
@@ -42,6 +45,7 @@ export const instantSimTimings: SimTimings = {
   importMs: 0,
   imageAvailableMs: 0,
   commandMs: 0,
+  switchMs: 0,
 };
 
 /**

@@ -198,6 +198,11 @@ export class SimEc2 {
     return instance.instanceId;
   }
 
+  /** An image's tags (its `clawdinator:revision`: what a host launched from it runs first). */
+  imageTags(imageId: string): Tags | undefined {
+    return this.images.get(imageId)?.tags;
+  }
+
   onHostOnline(listener: (host: SimHost) => void): () => void {
     this.onlineListeners.add(listener);
     for (const instance of this.instances.values()) if (instance.announced) listener(hostOf(instance));

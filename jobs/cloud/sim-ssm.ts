@@ -1,23 +1,21 @@
 // The simulated SSM, as aws-ssm.ts sees it: an instance's agent is `Online` once it has booted
 // and bootstrapped (or as forced by the sandbox), SendCommand refuses a host whose agent is not
-// online as AWS does, and what a command does on a host is decided by a handler (the sandbox's
-// hosts, a test's script), its result ready after its duration on the sim's clock.
+// online, and parameters our document's rules refuse (InvalidParameters), as AWS does. What a
+// command does on a host is decided by a handler — by default the simulated hosts
+// (sim-hosts.ts) for our document; a test may set its own — its result ready after its
+// duration on the sim's clock.
 import { CloudError, waitTimeout } from './errors.js';
-import { chunks, idList, tail } from './shared.js';
+import { chunks, idList } from './shared.js';
 import { anyResource, type SimCore } from './sim-core.js';
 import { hostOf, type SimEc2, type SimHost, type SimInstance } from './sim-ec2.js';
-import {
-  type CommandStatus,
-  type InvocationResult,
-  type PingStatus,
-  type SendCommandOptions,
-  SSM_DOCUMENT,
-} from './types.js';
+import { SimHosts } from './sim-hosts.js';
+import type { CommandRequest, CommandStatus, InvocationResult, PingStatus, SendCommandOptions } from './types.js';
 
 export interface SimCommandRun {
   commandId: string;
   host: SimHost;
-  commands: string[];
+  document: string;
+  parameters: Record<string, string[]>;
   comment: string;
 }
 
@@ -41,31 +39,43 @@ interface SimInvocation {
 
 export class SimSsm {
   commandHandler: SimCommandHandler;
+  /** Every command delivered to a host, in order (tests and the bench read what was asked). */
+  readonly sent: SimCommandRun[] = [];
   private readonly invocations = new Map<string, SimInvocation>();
 
   constructor(
     private readonly core: SimCore,
     private readonly ec2: SimEc2,
+    hosts: SimHosts,
     commandHandler: SimCommandHandler | undefined,
   ) {
-    this.commandHandler = commandHandler ?? (() => ({ exitCode: 0 }));
+    this.commandHandler = commandHandler ?? ((run) => hosts.handle(run) ?? { exitCode: 0 });
   }
 
   async sendCommand(
     principal: string,
     instanceIds: string[],
-    commands: string[],
+    command: CommandRequest,
     options: SendCommandOptions,
   ): Promise<string> {
     const { arns } = this.core;
     await this.core.call(principal, 'ssm', 'SendCommand', idList(instanceIds), [
-      { action: 'ssm:SendCommand', resource: arns.document(SSM_DOCUMENT), context: {} },
+      { action: 'ssm:SendCommand', resource: arns.document(command.document), context: {} },
       ...instanceIds.map((id) => ({
         action: 'ssm:SendCommand',
         resource: arns.instance(id),
         context: tagContext(this.ec2.instances.get(id)?.tags ?? {}),
       })),
     ]);
+    const invalid = SimHosts.check(command.document, command.parameters);
+    if (invalid !== null) {
+      throw new CloudError({
+        operation: 'SendCommand',
+        resource: command.document,
+        code: 'InvalidParameters',
+        detail: invalid,
+      });
+    }
     const targets = instanceIds.map((id) => {
       const instance = this.ec2.instances.get(id);
       if (instance === undefined || this.pingOf(instance) !== 'Online') {
@@ -80,12 +90,15 @@ export class SimSsm {
     });
     const commandId = this.core.newCommandId();
     for (const instance of targets) {
-      const result = await this.commandHandler({
+      const run: SimCommandRun = {
         commandId,
         host: hostOf(instance),
-        commands: [...commands],
+        document: command.document,
+        parameters: structuredClone(command.parameters),
         comment: options.comment.slice(0, 100),
-      });
+      };
+      this.sent.push(run);
+      const result = await this.commandHandler(run);
       const doneAt = this.core.clock.now() + (result.durationMs ?? this.core.timings.commandMs);
       this.invocations.set(`${commandId}/${instance.instanceId}`, {
         commandId,
@@ -121,8 +134,9 @@ export class SimSsm {
           instanceId,
           status,
           exitCode,
-          stdoutTail: tail(stdout ?? ''),
-          stderrTail: tail(stderr ?? ''),
+          // What SSM keeps of a command's output.
+          stdout: (stdout ?? '').slice(0, 24_000),
+          stderr: (stderr ?? '').slice(0, 8_000),
         };
       }
       await this.core.sleepUntil(Math.min(invocation.doneAt, deadline), deadline, () =>

@@ -15,6 +15,7 @@ import type { SimCallRecord, SimCalls } from './sim-calls.js';
 import { type SimAuthorizer, SimCore, type SimTimings } from './sim-core.js';
 import { type SimAmiSeed, SimEc2, type SimHost, type SimInstanceSeed, type SimLaunchInput } from './sim-ec2.js';
 import type { Fault, FaultRegistry } from './sim-faults.js';
+import { SimHosts, type SimHostsOptions, type SimSwitchEvent } from './sim-hosts.js';
 import { SimIam } from './sim-iam.js';
 import { SimS3 } from './sim-s3.js';
 import { SimSecrets } from './sim-secrets.js';
@@ -23,6 +24,7 @@ import type {
   AmiInfo,
   BucketOptions,
   Cloud,
+  CommandRequest,
   DeregisterResult,
   DownloadResult,
   FleetInstance,
@@ -43,6 +45,7 @@ export type { AuthRequest, SimCallRecord, SimCalls } from './sim-calls.js';
 export { defaultSimTimings, instantSimTimings, type SimAuthorizer, type SimTimings } from './sim-core.js';
 export type { SimAmiSeed, SimHost, SimInstanceSeed, SimLaunchInput } from './sim-ec2.js';
 export { BUILTIN_FAULTS, type Fault, FaultRegistry } from './sim-faults.js';
+export { SIM_BASE_REVISION, type SimHostsOptions, type SimSwitchEvent } from './sim-hosts.js';
 export type { SimCommandHandler, SimCommandResult, SimCommandRun } from './sim-ssm.js';
 
 /** Who makes the calls unless a view says otherwise: the jobs, with the deployer role. */
@@ -68,6 +71,8 @@ export interface SimCloudOptions {
   commandHandler?: SimCommandHandler;
   /** Decides each authorization of each call (the IAM test); default: all allowed. */
   authorize?: SimAuthorizer;
+  /** The hosts' revisions, broken revisions, secret files and journals (sim-hosts.ts). */
+  hosts?: SimHostsOptions;
 }
 
 export interface SimCloud extends Cloud {
@@ -103,7 +108,13 @@ export interface SimCloud extends Cloud {
   onHostOnline(listener: (host: SimHost) => void): () => void;
   /** Called when an online host starts shutting down; returns an unsubscribe. */
   onHostOffline(listener: (host: SimHost) => void): () => void;
+  /** Called when a host's switch ends (the sandbox restarts its heartbeat); returns an unsubscribe. */
+  onHostSwitched(listener: (event: SimSwitchEvent) => void): () => void;
+  /** The revision a host runs and since when (what its worker's heartbeat reports). */
+  hostRevision(host: SimHost): { revision: string; switchedAt: number };
   setCommandHandler(handler: SimCommandHandler): void;
+  /** The commands delivered to hosts so far: host name, document, parameters (one value each). */
+  sentCommands(): { host: string; instanceId: string; document: string; parameters: Record<string, string> }[];
   /** Forces (or with null, stops forcing) an instance's SSM ping status: a host gone silent. */
   setPingStatus(instanceId: string, status: PingStatus | null): void;
   /** The next call of `operation` (e.g. `TerminateInstances`) fails with this AWS error code. */
@@ -116,13 +127,14 @@ export function createSimCloud(options: SimCloudOptions = {}): SimCloud {
   const core = new SimCore(options);
   const s3 = new SimS3(core, options.buckets ?? []);
   const ec2 = new SimEc2(core, s3, options.failImportWith ?? null, options);
-  const ssm = new SimSsm(core, ec2, options.commandHandler);
+  const hosts = new SimHosts(core, (imageId) => ec2.imageTags(imageId)?.['clawdinator:revision'], options.hosts);
+  const ssm = new SimSsm(core, ec2, hosts, options.commandHandler);
   const secrets = new SimSecrets(core, options.secrets ?? {});
   const iam = new SimIam(
     core,
     (options.fleet ?? []).map((seed) => seed.name),
   );
-  return new Sim({ core, ec2, s3, ssm, secrets, iam }, DEPLOYER_PRINCIPAL);
+  return new Sim({ core, ec2, s3, ssm, secrets, iam, hosts }, DEPLOYER_PRINCIPAL);
 }
 
 interface Services {
@@ -131,6 +143,7 @@ interface Services {
   s3: SimS3;
   ssm: SimSsm;
   secrets: SimSecrets;
+  hosts: SimHosts;
   iam: SimIam;
 }
 
@@ -202,8 +215,25 @@ class Sim implements SimCloud {
     return this.s.ec2.onHostOffline(listener);
   }
 
+  onHostSwitched(listener: (event: SimSwitchEvent) => void): () => void {
+    return this.s.hosts.onSwitched(listener);
+  }
+
+  hostRevision(host: SimHost): { revision: string; switchedAt: number } {
+    return this.s.hosts.revisionOf(host);
+  }
+
   setCommandHandler(handler: SimCommandHandler): void {
     this.s.ssm.commandHandler = handler;
+  }
+
+  sentCommands(): { host: string; instanceId: string; document: string; parameters: Record<string, string> }[] {
+    return this.s.ssm.sent.map((run) => ({
+      host: run.host.name,
+      instanceId: run.host.instanceId,
+      document: run.document,
+      parameters: Object.fromEntries(Object.entries(run.parameters).map(([k, v]) => [k, v[0] ?? ''])),
+    }));
   }
 
   setPingStatus(instanceId: string, status: PingStatus | null): void {
@@ -216,6 +246,7 @@ class Sim implements SimCloud {
 
   close(): void {
     this.s.ec2.close();
+    this.s.hosts.close();
   }
 
   // ── EC2 ──────────────────────────────────────────────────────────────────────────────
@@ -310,8 +341,8 @@ class Sim implements SimCloud {
 
   // ── SSM ──────────────────────────────────────────────────────────────────────────────
 
-  sendCommand(instanceIds: string[], commands: string[], options: SendCommandOptions): Promise<string> {
-    return this.s.ssm.sendCommand(this.principal, instanceIds, commands, options);
+  sendCommand(instanceIds: string[], command: CommandRequest, options: SendCommandOptions): Promise<string> {
+    return this.s.ssm.sendCommand(this.principal, instanceIds, command, options);
   }
   waitForInvocation(
     commandId: string,

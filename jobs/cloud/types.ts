@@ -18,7 +18,6 @@ export const CLIENT_TOKEN_TAG = 'clawdinator-client-token';
 /** The VM Import service role the base stack creates, as in the original. */
 export const VM_IMPORT_ROLE = 'vmimport';
 export const ROOT_DEVICE = '/dev/xvda';
-export const SSM_DOCUMENT = 'AWS-RunShellScript';
 
 export type Tags = Record<string, string>;
 
@@ -123,11 +122,15 @@ export interface BucketOptions {
   encrypted: boolean;
 }
 
+/** A command on hosts: an SSM Command document and its parameters (each a list, as SSM takes them). */
+export interface CommandRequest {
+  document: string;
+  parameters: Record<string, string[]>;
+}
+
 export interface SendCommandOptions {
   /** Shown in the SSM console; cut to 100 characters. */
   comment: string;
-  /** Execution timeout of the script on the host. */
-  timeoutSeconds: number;
 }
 
 export type CommandStatus = 'Success' | 'Failed' | 'Cancelled' | 'TimedOut';
@@ -138,8 +141,9 @@ export interface InvocationResult {
   status: CommandStatus;
   /** The script's exit code; null when it never ran. */
   exitCode: number | null;
-  stdoutTail: string;
-  stderrTail: string;
+  /** What SSM kept of the output (its first 24 000 characters of stdout, 8 000 of stderr). */
+  stdout: string;
+  stderr: string;
 }
 
 export type PingStatus = 'Online' | 'ConnectionLost' | 'Inactive' | 'Unknown';
@@ -204,8 +208,8 @@ export interface Cloud {
   createBucketIfMissing(bucket: string, options: BucketOptions): Promise<boolean>;
 
   // SSM
-  /** Runs `commands` as the lines of one `AWS-RunShellScript` script; returns the command id. */
-  sendCommand(instanceIds: string[], commands: string[], options: SendCommandOptions): Promise<string>;
+  /** Runs an SSM Command document (ours: infra/host-document.ts) on the instances; returns the command id. */
+  sendCommand(instanceIds: string[], command: CommandRequest, options: SendCommandOptions): Promise<string>;
   waitForInvocation(
     commandId: string,
     instanceId: string,

@@ -45,6 +45,8 @@ export const heartbeatSchema = z.object({
   memoryShared: z.boolean().optional(),
   /** Whether the host's build came from a flake with a committed flake.lock; null: unknown. */
   locked: z.boolean().nullable().optional(),
+  /** When the host switched to `revision` (ms since the epoch): /run/current-system's change. */
+  switchedAt: z.number().int().positive().optional(),
   /** This member's model usage today, as its model proxy counted it (jobs/usage.ts). */
   usage: dayUsageSchema.optional(),
 });
@@ -201,7 +203,12 @@ function verifiedRecord(raw: string, workersKey: KeyObject) {
   return record;
 }
 
-function parseHeartbeat(raw: string, host: string, workersKey: KeyObject, now: number): Heartbeat | null {
+/**
+ * One stored heartbeat, verified; null when malformed, unsigned, forged, expired or filed
+ * under another host's key. For a reader that fetches heartbeats with other keys in one MGET
+ * (/status: with the last deploy).
+ */
+export function parseHeartbeat(raw: string, host: string, workersKey: KeyObject, now: number): Heartbeat | null {
   const record = verifiedRecord(raw, workersKey);
   if (record === null || now > record.expiresAt) return null;
   const parsed = heartbeatSchema.safeParse(record.heartbeat);

@@ -10,14 +10,17 @@
 //   locked         whether that build came from a flake with a committed flake.lock.
 //   memoryShared   whether the memory dir is the shared file system (NFS: EFS through its TLS
 //                  tunnel), not a local directory left by a failed mount.
+//   switchedAt     when /run/current-system last changed (a switch replaces the link): since
+//                  when the host runs its revision, shown by /status.
 //
 // `--instance-id` / `--revision` given to the worker override what is learned.
-import { readFile, statfs } from 'node:fs/promises';
+import { lstat, readFile, statfs } from 'node:fs/promises';
 import { errorLine } from '../../lib/errors.js';
 
 /** f_type of an NFS mount (linux/magic.h NFS_SUPER_MAGIC). */
 export const NFS_SUPER_MAGIC = 0x6969;
 export const CURRENT_SYSTEM_REVISION = '/run/current-system/configurationRevision';
+export const CURRENT_SYSTEM = '/run/current-system';
 export const INSTANCE_ID_UNAVAILABLE = 'unavailable';
 
 export interface HostFacts {
@@ -28,6 +31,8 @@ export interface HostFacts {
   /** null: the build info does not say (no build info). */
   locked: boolean | null;
   memoryShared: boolean;
+  /** When the current system was switched to; absent where there is no /run/current-system. */
+  switchedAt?: number;
 }
 
 export interface HostFactsOptions {
@@ -37,6 +42,8 @@ export interface HostFactsOptions {
   imds: { instanceId(): Promise<string> };
   buildInfoFile: string;
   revisionFile?: string;
+  /** The current system's link (default /run/current-system). */
+  currentSystem?: string;
   memoryDir: string;
   /** Called when the instance id cannot be learned, once per distinct reason. */
   onUnavailable?: (reason: string) => void;
@@ -83,9 +90,18 @@ export function hostFacts(options: HostFactsOptions): () => Promise<HostFacts> {
     }
   }
 
+  async function switchedAt(): Promise<Pick<HostFacts, 'switchedAt'>> {
+    try {
+      const at = Math.floor((await lstat(options.currentSystem ?? CURRENT_SYSTEM)).mtimeMs);
+      return at > 0 ? { switchedAt: at } : {};
+    } catch {
+      return {};
+    }
+  }
+
   return async () => {
-    const [id, b, shared] = await Promise.all([instanceId(), build(), memoryShared()]);
-    return { ...id, ...b, memoryShared: shared };
+    const [id, b, shared, switched] = await Promise.all([instanceId(), build(), memoryShared(), switchedAt()]);
+    return { ...id, ...b, memoryShared: shared, ...switched };
   };
 }
 

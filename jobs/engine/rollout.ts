@@ -9,6 +9,7 @@
 // otherwise swallow the next request.
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { FleetRegistry } from '../../infra/registry.js';
 import { RELEASE_SCRIPT } from './locks.js';
 
 /** The fleet-wide lock of rollouts and deploys. */
@@ -57,13 +58,23 @@ async function holderEnded(queues: HolderQueues, holder: string): Promise<boolea
 }
 
 /**
- * The order a fleet-wide change goes through the members: by name, numbers compared as
- * numbers (clawdinator-2 before clawdinator-10), the first one the canary — except that the
- * host running the change goes last (never deploy yourself while a peer can be changed first;
- * if it is replaced in the end, a peer's worker resumes the job from its saved steps).
+ * The order a fleet-wide change goes through the members: the members flagged `canary` in the
+ * registry first, then the rest, each group by name, numbers compared as numbers
+ * (clawdinator-2 before clawdinator-10), the first one the canary — except that the host
+ * running the change goes last (never deploy yourself while a peer can be changed first; if
+ * it is replaced in the end, a peer's worker resumes the job from its saved steps).
  */
-export function canaryOrder(members: string[], ownHost?: string): string[] {
-  const byName = [...new Set(members)].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+export function canaryOrder(members: string[], ownHost?: string, canaries: Iterable<string> = []): string[] {
+  const flagged = new Set(canaries);
+  const byName = [...new Set(members)].sort(
+    (a, b) => Number(flagged.has(b)) - Number(flagged.has(a)) || a.localeCompare(b, 'en', { numeric: true }),
+  );
   if (ownHost === undefined || !byName.includes(ownHost)) return byName;
   return [...byName.filter((m) => m !== ownHost), ownHost];
+}
+
+/** The registry's members in canary order (its `canary` flags honoured), `ownHost` last. */
+export function fleetOrder(registry: FleetRegistry, ownHost?: string): string[] {
+  const canaries = Object.entries(registry).flatMap(([name, entry]) => (entry.canary ? [name] : []));
+  return canaryOrder(Object.keys(registry), ownHost, canaries);
 }

@@ -43,9 +43,12 @@ export interface ScheduleDef {
 }
 
 /**
- * The fleet queue's schedules. Self-update and the per-host token refresh are host-local:
- * they are upserted into each host's own queue, one upsertSchedules call per host queue with
- * that host's definitions (jobs/github/setup.ts hostSchedules).
+ * The fleet queue's schedules that always run. Those with a cron from the settings join them
+ * in the worker: the image prune and rebuild (jobs/ami/deps.ts), the self-update — a fleet-wide
+ * deploy, so one scheduler for the fleet queue, however many workers upsert it
+ * (jobs/fastlane/deps.ts). The per-host token refresh is host-local: upserted into each host's
+ * own queue, one upsertSchedules call per host queue with that host's definitions
+ * (jobs/github/setup.ts hostSchedules).
  */
 export function fleetSchedules(settings: { healthSweepMs?: number } = {}): ScheduleDef[] {
   return [

@@ -5,9 +5,11 @@ import type { MemoryStore } from '../../memory/store.js';
 import type { AmiDeps } from '../ami/deps.js';
 import type { AuditTrail } from '../audit.js';
 import type { AnyJobType } from '../engine/job-type.js';
+import type { FastLaneDeps } from '../fastlane/deps.js';
 import type { GitHubJobDeps } from '../github/setup.js';
 import { amiBuildJob } from './ami-build.js';
 import { amiPruneJob } from './ami-prune.js';
+import { deployJob } from './deploy.js';
 import { githubSyncJob } from './github-sync.js';
 import { githubTokenJob } from './github-token.js';
 import { healthSweep } from './health-sweep.js';
@@ -41,6 +43,8 @@ export interface JobTypeDeps {
   github?: GitHubJobDeps;
   /** What the image jobs act on (rebuild-ami, ami-build, ami-prune); schema-only without it. */
   ami?: AmiDeps;
+  /** What the fast lane acts on (deploy, the self-update); schema-only without it. */
+  lane?: FastLaneDeps;
 }
 
 export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
@@ -95,5 +99,13 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     }),
     amiBuildJob({ ami: deps.ami }),
     amiPruneJob({ redis: deps.redis, registry: deps.registry, ami: deps.ami, opsChannelId: deps.opsChannelId }),
+    deployJob({
+      redis: deps.redis,
+      registry: deps.registry,
+      lane: deps.lane,
+      memory: deps.memory,
+      audit: deps.audit,
+      opsChannelId: deps.opsChannelId,
+    }),
   ];
 }

@@ -1,4 +1,4 @@
-// What the lifecycle jobs (spawn, retire, replace) share: how a run is named in registry
+// What the lifecycle jobs (spawn, retire, replace; deploy's records) share: how a run is named in registry
 // commits, ops.md and the audit, which runner refusals are final, and how an agent's
 // destructive request waits for a human.
 import { UnrecoverableError } from 'bullmq';
@@ -15,7 +15,7 @@ import { publish } from '../engine/notify.js';
 import type { Signer } from '../engine/queues.js';
 import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
 
-export type LifecycleAction = 'spawn' | 'retire' | 'replace' | 'cleanup';
+export type LifecycleAction = 'spawn' | 'retire' | 'replace' | 'cleanup' | 'deploy';
 
 /** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
 export async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {

@@ -62,7 +62,7 @@ import type { FinalReport, JobContext, JobEnd, JobType } from '../engine/job-typ
 import { FLEET_QUEUE, hostQueue, keys } from '../engine/keys.js';
 import { publish } from '../engine/notify.js';
 import { Enqueuer, JobTypes } from '../engine/queues.js';
-import { canaryOrder, FLEET_ROLLOUT_LOCK, releaseJobLock, takeJobLock } from '../engine/rollout.js';
+import { canaryOrder, FLEET_ROLLOUT_LOCK, fleetOrder, releaseJobLock, takeJobLock } from '../engine/rollout.js';
 import { scopedSteps } from '../engine/scoped-steps.js';
 import { revSchema } from '../github/revision.js';
 import { publicHalf } from '../signing.js';
@@ -442,7 +442,7 @@ class Rebuild {
       this.waits.fleetLockTimeoutMs,
     );
     const { members } = await this.step('rollout', 'rollout-plan', async () => {
-      const order = canaryOrder(Object.keys(await deps.registry()), this.ami.hostName);
+      const order = fleetOrder(await deps.registry(), this.ami.hostName);
       const chosen = ctx.data.rollout === 'canary' ? order.slice(0, 1) : order;
       if (chosen.length === 0) throw new RefusedError('refused: the registry has no member to roll out to');
       await this.say('rollout', `${ctx.data.rollout}: ${chosen.join(', ')}, one at a time, onto ${imageId}`);

@@ -2,6 +2,7 @@
 // file of its area; run a subset with `npm run bench -- <name> …`.
 import { rebuildOverhead } from './ami.js';
 import { cloudFleetStatus } from './cloud.js';
+import { deployOverhead } from './deploy.js';
 import { gatewayIdleRss, interactionLatency } from './discord.js';
 import { githubSync300 } from './github.js';
 import { synthBudget, synthReference } from './infra.js';
@@ -22,6 +23,7 @@ const benches: Record<string, Bench> = {
   'status-500': fleetStatus500,
   'spawn-overhead': spawnOverhead,
   'rebuild-overhead': rebuildOverhead,
+  'deploy-overhead': deployOverhead,
   'jobs-start-latency': jobStartLatency,
   'jobs-throughput': jobThroughput,
   'worker-idle-rss': workerIdleRss,

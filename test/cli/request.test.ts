@@ -273,9 +273,11 @@ describe('clawdinator request over the gateway’s socket', () => {
     expect(readFileSync(join(dir, 'github-app.env'), 'utf8')).toContain(`GITHUB_TOKEN=${token}\n`);
     expect(r.stdout).not.toContain(token);
     // Signed as the agent, run on this host's queue, counted in its hourly rate.
-    const job = await new Queue(hostQueue('clawdinator-1'), {
+    const own = new Queue(hostQueue('clawdinator-1'), {
       connection: { host: '127.0.0.1', port: suite.server.port },
-    }).getJob((lines[0] as string).slice('queued '.length));
+    });
+    suite.defer(() => own.close());
+    const job = await own.getJob((lines[0] as string).slice('queued '.length));
     expect(job?.data.signed.principal).toEqual({ kind: 'agent', host: 'clawdinator-1' });
     expect(await suite.redis.get(keys.agentRate('clawdinator-1', Math.floor(Date.now() / 3_600_000)))).toBe('1');
 
@@ -370,10 +372,9 @@ describe('clawdinator request over the gateway’s socket', () => {
   });
 
   it('the socket is 0660 in its directory; a directory others could enter or the agent could write is refused', async () => {
-    const { socket, dir } = await gateway();
+    const { h, socket, dir } = await gateway();
     expect(statSync(socket.path).mode & 0o7777).toBe(0o660);
     expect(statSync(dir).mode & 0o7777).toBe(0o2750);
-    const h = suite.harness();
     const start = (path: string) =>
       startRequestSocket({
         path,

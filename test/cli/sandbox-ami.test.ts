@@ -68,9 +68,12 @@ describe('the image sandbox script', () => {
     );
 
     const status = section(r.stdout, '/status');
-    expect(status).toMatch(new RegExp(`🟢 clawdinator-2 {2}online {2}i-[0-9a-f]+ {2}${ami} {2}rev sandbox\\n`));
+    // Each host runs the revision its image was built from (the image's revision tag).
     expect(status).toMatch(
-      /🟢 clawdinator-1 {2}online {2}i-[0-9a-f]+ {2}ami-0c1a3d5a4d0b0e001 {2}rev sandbox {2}⚠️ older image\n/,
+      new RegExp(`🟢 clawdinator-2 {2}online {2}i-[0-9a-f]+ {2}${ami} {2}rev 5a4dbeef since [0-9: -]+\\n`),
+    );
+    expect(status).toMatch(
+      /🟢 clawdinator-1 {2}online {2}i-[0-9a-f]+ {2}ami-0c1a3d5a4d0b0e001 {2}rev 00c1a3d5 since [0-9: -]+ {2}⚠️ older image\n/,
     );
     expect(section(r.stdout, '/status name:clawdinator-1')).toContain(
       `AMI: ami-0c1a3d5a4d0b0e001 (registry: ami-0c1a3d5a4d0b0e001) ⚠️ older than the newest image ${ami}`,

@@ -271,6 +271,27 @@ describe('stacks', () => {
     expect(base.resource.aws_iam_role.vmimport.name).toBe('vmimport');
   });
 
+  it('runs commands on hosts only through our document, whose parameters SSM checks', () => {
+    const doc = base.resource.aws_ssm_document.host_document;
+    expect(doc).toMatchObject({ name: 'clawdinator-host', document_type: 'Command', document_format: 'JSON' });
+    const content = JSON.parse(doc.content);
+    expect(content.parameters.sha).toMatchObject({ allowedPattern: '^([0-9a-f]{40})?$', interpolationType: 'ENV_VAR' });
+    expect(content.parameters.unit.allowedValues).toContain('clawdinator-worker');
+    expect(content.parameters.lines.allowedPattern).toBe('^[1-9][0-9]{0,2}$');
+    // The values reach the script as variables, never as text of the command.
+    const run: string[] = content.mainSteps[0].inputs.runCommand;
+    expect(run.at(-1)).toBe(
+      'exec /run/current-system/sw/bin/clawdinator-host "$SSM_action" "$SSM_sha" "$SSM_run" "$SSM_unit" "$SSM_lines"',
+    );
+    const policy = JSON.parse(base.resource.aws_iam_role_policy.deployer_policy.policy);
+    const sends = policy.Statement.filter((s: Json) => [s.Action].flat().includes('ssm:SendCommand'));
+    expect(sends.map((s: Json) => s.Resource)).toEqual([
+      'arn:${data.aws_partition.partition.partition}:ssm:${data.aws_region.region.region}:${data.aws_caller_identity.account.account_id}:document/clawdinator-host',
+      'arn:${data.aws_partition.partition.partition}:ec2:${data.aws_region.region.region}:${data.aws_caller_identity.account.account_id}:instance/*',
+    ]);
+    expect(JSON.stringify(policy)).not.toContain('AWS-RunShellScript');
+  });
+
   it('lets the deployer tag an imported snapshot as ours only with our tag keys, so prune can delete it', () => {
     const policy = JSON.parse(base.resource.aws_iam_role_policy.deployer_policy.policy);
     const tag = policy.Statement.find((s: Json) => s.Sid === 'TagImportedSnapshots');

@@ -3,8 +3,12 @@
 // the files the bootstrap installs are the ones the units read, the boot order holds, and Nix
 // reads the file (nix-instantiate --eval, where nix-bin is installed).
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { HOST_DOCUMENT, HOST_SCRIPT, LOG_UNITS, RUN_PATTERN } from '../../infra/host-document.js';
 import { OPS_SECRET_FILES } from '../../jobs/bootstrap/bundle.js';
+import { projectPath } from '../../lib/paths.js';
 import { readContract, UNITS_FILE } from '../support/units.js';
 
 const contract = readContract();
@@ -20,6 +24,32 @@ function secretFilesNamed(env: Record<string, string>): string[] {
 }
 
 describe('nix/units.json', () => {
+  it('the host script: its source exists, it answers our document, and its allow-list and checks are the document’s', () => {
+    const scripts = Object.entries(contract.hostScripts).filter(([name]) => name !== '$comment');
+    expect(scripts.map(([name, s]) => [name, s.document])).toEqual([[basename(HOST_SCRIPT), HOST_DOCUMENT]]);
+    const [, script] = scripts[0] as [string, { source: string }];
+    const path = projectPath('nix', script.source);
+    expect(existsSync(path)).toBe(true);
+    const text = readFileSync(path, 'utf8');
+    // The journals /logs may read: every unit the module runs, and the same list as the document.
+    const listed = /log_units=\(([^)]*)\)/.exec(text)?.[1]?.split(/\s+/).filter(Boolean);
+    expect(listed).toEqual([...LOG_UNITS]);
+    for (const unit of [...Object.keys(units), 'memory.mount']) expect(LOG_UNITS).toContain(unit);
+    // The same value rules as the document's parameters, checked again on the host.
+    expect(text).toContain('^[0-9a-f]{40}$');
+    expect(text).toContain(RUN_PATTERN.replace('^(', '^').replace(')?$', '$'));
+    // Its result files live in a directory the module makes, root's alone.
+    expect(contract.directories).toContainEqual({
+      $comment: expect.any(String),
+      path: contract.paths.deployState,
+      mode: '0700',
+      user: 'root',
+      group: 'root',
+    });
+    expect(text).toContain('state_dir=$root/var/lib/clawdinator/deploy');
+    expect(contract.paths.deployState).toBe('/var/lib/clawdinator/deploy');
+  });
+
   it('the ops secrets are the bootstrap’s: same files, same secret names', () => {
     expect(contract.opsSecrets).toEqual(OPS_SECRET_FILES);
   });

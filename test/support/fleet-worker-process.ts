@@ -2,8 +2,9 @@
 // worker and job types on a shared Redis, the simulated cloud of the test process (over
 // loopback HTTP: test/support/sim-server.ts), the simulated deployer, and the registry and
 // memory folders the test made. Each apply is counted in Redis (`test:applies`, by pid).
-// With `ami`, the image pipeline too (the sandbox's stand-in build, in this process).
-// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}, ami?, settings?}>'`.
+// With `ami`, the image pipeline too (the sandbox's stand-in build, in this process); with
+// `lane`, the fast lane (deploy), as the worker of `lane.hostName`.
+// `node fleet-worker-process.js '<json: {port, simUrl, dir, bucket, keys: {id: pem}, ami?, lane?, settings?}>'`.
 import { createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -13,6 +14,7 @@ import { SimDeployer } from '../../jobs/deploy/sim.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
+import type { FastLaneDeps } from '../../jobs/fastlane/deps.js';
 import { staticResolver } from '../../jobs/github/revision.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import { jobTypes } from '../../jobs/types/index.js';
@@ -30,6 +32,8 @@ const config = JSON.parse(process.argv[2] ?? '{}') as {
   keys: Record<string, string>;
   /** The image pipeline too (rebuild-ami, built in this process): the refs revs resolve among. */
   ami?: { repo: string; refs: Record<string, string> };
+  /** The fast lane too (deploy): the refs revs resolve among, and this worker's host. */
+  lane?: { repo: string; refs: Record<string, string>; hostName?: string };
   /** Worker settings beside the defaults below (stall limits, the finalizer's lease and sweep). */
   settings?: Partial<WorkerSettings>;
 };
@@ -81,8 +85,14 @@ const ami: AmiDeps | undefined = config.ami && {
   architecture: 'x86_64',
   waits: { pollMs: 50, importPollMs: 50 },
 };
+const lane: FastLaneDeps | undefined = config.lane && {
+  cloud,
+  resolver: staticResolver({ repo: config.lane.repo, branch: 'main', refs: config.lane.refs }),
+  hostName: config.lane.hostName,
+  waits: { pollMs: 50, switchTimeoutMs: 30_000, verifyTimeoutMs: 10_000, handoffMs: 30_000 },
+};
 const types = new JobTypes(
-  jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet, ami }),
+  jobTypes({ redis, registry: async () => (await registry.read()).registry, memory, fleet, ami, lane }),
 );
 const w = startWorker(
   FLEET_QUEUE,

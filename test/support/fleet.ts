@@ -7,8 +7,15 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../../infra/registry.js';
 import type { InfraSettings } from '../../infra/settings.js';
-import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
+import {
+  createSimCloud,
+  instantSimTimings,
+  type SimCloud,
+  type SimHost,
+  type SimHostsOptions,
+} from '../../jobs/cloud/sim.js';
 import { SimDeployer } from '../../jobs/deploy/sim.js';
+import { keys } from '../../jobs/engine/keys.js';
 import { FileRegistryStore } from '../../jobs/registry/file.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import { MemoryStore } from '../../memory/store.js';
@@ -45,6 +52,8 @@ export interface SimFleetOptions {
   members?: string[];
   /** The images the cloud has (default clawdinator-nixos, SIM_AMI); spawn picks the newest, the first. */
   amis?: { name: string; imageId: string }[];
+  /** What the simulated hosts run and hold (revisions, broken revisions, secret files, journals). */
+  hosts?: SimHostsOptions;
 }
 
 /** A registry entry as spawn writes it, on SIM_AMI. */
@@ -72,13 +81,20 @@ export function simFleet(redis: Redis, options: SimFleetOptions = {}): SimFleet 
     amis: options.amis ?? [{ name: 'clawdinator-nixos', imageId: SIM_AMI }],
     fleet: members.map((name) => ({ name })),
     buckets: [SIM_BUCKET],
+    hosts: options.hosts,
   });
   // Every host online (the members from the start, each new one once it boots) writes its
-  // heartbeat with its own instance id, as its worker would: a spawn or replace waits for it,
-  // a retire needs a healthy host left.
-  cloud.onHostOnline((host) => {
-    void writeHeartbeat(redis, { host: host.name, instanceId: host.instanceId });
-  });
+  // heartbeat with its own instance id and the revision it runs, signed as its worker would: a
+  // spawn or replace waits for it, a retire needs a healthy host left, a deploy checks the
+  // revision. A switch restarts the worker (a new heartbeat with the new revision), or leaves it down.
+  const beat = (host: SimHost) =>
+    writeHeartbeat(redis, {
+      host: host.name,
+      instanceId: host.instanceId,
+      revision: cloud.hostRevision(host).revision,
+    });
+  cloud.onHostOnline((host) => void beat(host));
+  cloud.onHostSwitched(({ host, workerUp }) => void (workerUp ? beat(host) : redis.del(keys.heartbeat(host.name))));
   const fleet: FleetDeps = {
     cloud,
     deployer: new SimDeployer({

@@ -128,7 +128,7 @@ export class GitHubStandin {
     const path = decodeURIComponent(url.pathname);
     const body = await readBody(req);
     const mint = path.match(/^\/app\/installations\/([^/]+)\/access_tokens$/);
-    if (req.method === 'POST' && mint) return this.mint(req, res, mint[1] as string);
+    if (req.method === 'POST' && mint) return this.mint(req, res, mint[1] as string, body);
     const [owner, repo] = this.options.repo.split('/');
     const prefix = `/repos/${owner}/${repo}/`;
     if (!path.startsWith(prefix)) return this.send(req, res, 404, { message: 'Not Found' });
@@ -173,12 +173,17 @@ export class GitHubStandin {
     return this.send(req, res, 404, { message: 'Not Found' });
   }
 
-  private mint(req: IncomingMessage, res: ServerResponse, installationId: string) {
+  /** What each mint asked for: a token scoped to repositories and permissions, or the installation's. */
+  readonly mintRequests: { repositories?: string[]; permissions?: Record<string, string> }[] = [];
+
+  private mint(req: IncomingMessage, res: ServerResponse, installationId: string, body: string) {
     const refused = this.checkJwt(req.headers.authorization);
     if (refused !== null) {
       return this.send(req, res, 401, { message: 'A JSON web token could not be decoded' }, refused);
     }
     if (installationId !== this.options.installationId) return this.send(req, res, 404, { message: 'Not Found' });
+    const asked = (body ? JSON.parse(body) : {}) as { repositories?: string[]; permissions?: Record<string, string> };
+    this.mintRequests.push(asked);
     const token = `ghs_${randomBytes(18).toString('base64url')}`;
     const expiresAt = Date.now() + this.tokenLifetimeMs;
     this.live.set(token, expiresAt);
@@ -186,7 +191,8 @@ export class GitHubStandin {
     this.send(req, res, 201, {
       token,
       expires_at: new Date(expiresAt).toISOString().replace(/\.\d+Z$/, 'Z'),
-      permissions: this.permissions,
+      // A scoped token gets what was asked, as GitHub does (within what the App has).
+      permissions: asked.permissions ?? this.permissions,
       repository_selection: 'selected',
     });
   }

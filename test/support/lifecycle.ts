@@ -1,6 +1,7 @@
 // A lifecycle harness over a simulated fleet (test/support/fleet.ts): the real worker running
 // the real job types on the fleet queue, Enqueuers signing as an operator, an agent
 // (clawdinator-1) or the gateway, and a way to run a job until it completed or failed.
+import { createPublicKey } from 'node:crypto';
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
@@ -12,7 +13,7 @@ import type { WorkerSettings } from '../../jobs/engine/worker.js';
 import { type JobTypeDeps, jobTypes } from '../../jobs/types/index.js';
 import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
-import { createLogger } from '../../lib/log.js';
+import { createLogger, type Logger } from '../../lib/log.js';
 import { type SimFleet, type SimFleetOptions, simFleet } from './fleet.js';
 import { keyPair, lifecycleSettings, startWorker, testStepSigner } from './jobs.js';
 import { startRedis, type TestRedis } from './redis.js';
@@ -25,11 +26,13 @@ export interface LifecycleOptions {
   fleet?: Partial<FleetDeps>;
   /** Wraps the simulated deployer, to change what a plan or an apply does. */
   deployer?: (sim: Deployer) => Deployer;
-  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types, the images. */
-  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes' | 'ami'>;
+  /** More for the job types: the ops channel, how long an agent's request waits for a human, the allowed instance types, the image and fast lanes. */
+  types?: Pick<JobTypeDeps, 'opsChannelId' | 'agentConfirmSeconds' | 'instanceTypes' | 'ami' | 'lane'>;
   /** Who may do what (default: nobody is allowed anything by policy). */
   policy?: AuthorizationPolicy;
   agentRequestsPerHour?: number;
+  /** The worker's log (default: silent); a test that searches logs for a planted secret gives one. */
+  log?: Logger;
   /** The request id of `run`'s `n`th job on this fleet (default `req-<type>-<name>-<n>`). */
   requestId?: (type: string, name: string, n: number) => string;
   /** The worker's settings beside lifecycleSettings (stall limits, the finalizer's sweep). */
@@ -41,9 +44,9 @@ export interface Lifecycle {
   queue: Queue;
   /** The keys the worker knows: the operator's (operator:ops), clawdinator-1's agent's, the gateway's. */
   keys: Record<'operator' | 'agent' | 'gateway', ReturnType<typeof keyPair>>;
-  signers: Record<'operator' | 'agent' | 'gateway', Signer>;
-  /** An Enqueuer signing as `who` (one each, closed with the harness). */
-  enqueuer(who: 'operator' | 'agent' | 'gateway'): Enqueuer;
+  signers: Record<'operator' | 'agent' | 'gateway' | 'schedule', Signer>;
+  /** An Enqueuer signing as `who` (one each, closed with the harness); `schedule`: the workers' key. */
+  enqueuer(who: 'operator' | 'agent' | 'gateway' | 'schedule'): Enqueuer;
   /** Queues a job as `principal` (an operator by default) and waits until it completed or failed. */
   run(type: string, data: { name: string } & Record<string, unknown>, principal?: Principal): Promise<Job<Envelope>>;
   /** Waits until the job completed or failed. */
@@ -100,8 +103,10 @@ export function lifecycleHarness(
     operator: { keyId: 'operator:ops', key: keys.operator.privateKey },
     agent: { keyId: 'agent:clawdinator-1', key: keys.agent.privateKey },
     gateway: { keyId: 'gateway', key: keys.gateway.privateKey },
+    // The workers' own key signs the schedules' jobs (and each save of step results).
+    schedule: testStepSigner,
   };
-  const known = new Map(Object.entries(signers).map(([who, s]) => [s.keyId, keys[who as keyof typeof keys].publicKey]));
+  const known = new Map(Object.values(signers).map((s) => [s.keyId, createPublicKey(s.key)]));
   const worker = startWorker(
     FLEET_QUEUE,
     {
@@ -110,7 +115,7 @@ export function lifecycleHarness(
       types,
       publicKey: async (id) => known.get(id) ?? null,
       policy: { policy: options.policy ?? {}, redis, agentRequestsPerHour: options.agentRequestsPerHour ?? 3 },
-      log: createLogger('silent'),
+      log: options.log ?? createLogger('silent'),
       stepSigner: testStepSigner,
     },
     { ...lifecycleSettings, ...options.settings },

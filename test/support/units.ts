@@ -45,6 +45,8 @@ export interface HostContract {
     requires: string[];
     conditionPathExists: string;
   };
+  /** Scripts the module installs, run as root by SSM through the named document. */
+  hostScripts: Record<string, { source: string; document: string; runtimeInputs: string[] }>;
   order: string[];
   units: Record<string, UnitDescription>;
 }

@@ -124,12 +124,13 @@ describe('console adapter', () => {
     expect(after).toEqual(before.filter((p) => !p.startsWith('audit')));
   });
 
-  it('answers honestly what it cannot do here: no job engine, commands not built yet', async () => {
+  it('answers honestly what it cannot do here: no job engine, no fleet', async () => {
     expect(await session.run('/spawn name:clawdinator-3')).toBe(false);
     expect(printed()).toContain('The job engine is not configured on this gateway.');
     expect(await session.run('/rebuild-ami')).toBe(false);
-    expect(await session.run('/deploy')).toBe(true);
-    expect(printed()).toContain('/deploy is not available yet');
+    expect(await session.run('/deploy')).toBe(false);
+    expect(await session.run('/doctor name:clawdinator-1')).toBe(false);
+    expect(printed()).toContain('The fleet is not configured on this gateway.');
     expect(await session.run('/spawn name:x')).toBe(false);
     expect(await session.run('/spawn name:clawdinator-3 instance-type:huge')).toBe(false);
     expect(await session.run('/nonsense')).toBe(false);

@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Sandbox, startSandbox } from '../../../bot/sandbox/run.js';
-import { registryEntry, SANDBOX_AMI, SANDBOX_OPS_CHANNEL } from '../../../bot/sandbox/world.js';
+import { registryEntry, SANDBOX_AMI, SANDBOX_OPS_CHANNEL, SANDBOX_REFS } from '../../../bot/sandbox/world.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../../../jobs/engine/keys.js';
 import { redisOptions } from '../../../jobs/redis.js';
 import { tempDir } from '../../support/cli.js';
@@ -49,7 +49,9 @@ describe('sandbox (in-process, --fast)', () => {
     const result = await sandbox.runLine('/status', { waitMs: 5000 });
     expect(result).toEqual({ ok: true, jobs: [] });
     expect(printed()).toContain('**Fleet** — 1 online');
-    expect(printed()).toMatch(/🟢 clawdinator-1 {2}online {2}i-[0-9a-f]{17} {2}ami-0c1a3d5a4d0b0e001 {2}rev sandbox/);
+    expect(printed()).toMatch(
+      /🟢 clawdinator-1 {2}online {2}i-[0-9a-f]{17} {2}ami-0c1a3d5a4d0b0e001 {2}rev 00c1a3d5 since \d{4}-\d\d-\d\d \d\d:\d\d/,
+    );
     const status = await sandbox.deps.status?.();
     expect(status?.members[0]).toMatchObject({ name: 'clawdinator-1', state: 'online', ssm: 'Online' });
     expect(status?.schedules.map((s) => s.id).sort()).toEqual(['clawdinator-github-sync', 'clawdinator-health-sweep']);
@@ -125,7 +127,8 @@ describe('sandbox (in-process, --fast)', () => {
       const m = (await sandbox.deps.status?.())?.members.find((x) => x.name === 'clawdinator-2');
       return m?.state === 'online' ? m : undefined;
     });
-    expect(member.heartbeat?.revision).toBe('sandbox');
+    // The revision of the image it was launched from (its `clawdinator:revision` tag).
+    expect(member.heartbeat?.revision).toBe(SANDBOX_REFS.v0);
     const redis = new Redis(sandbox.redisUrl);
     const queue = new Queue(hostQueue('clawdinator-2'), { connection: redisOptions({ redisUrl: sandbox.redisUrl }) });
     try {

@@ -3,6 +3,7 @@
 // occurrences and nothing else; an authorizer that denies makes the call fail as AWS does,
 // before it changes anything.
 import { describe, expect, it } from 'vitest';
+import { HOST_DOCUMENT, hostCommandParameters } from '../../../infra/host-document.js';
 import { ManualClock } from '../../../jobs/cloud/clock.js';
 import { CloudError } from '../../../jobs/cloud/errors.js';
 import { createSimCloud, FaultRegistry } from '../../../jobs/cloud/sim.js';
@@ -102,9 +103,8 @@ describe('faults', () => {
     const first = await failure(sim.pingStatus([id]));
     expect(first).toBeInstanceOf(CloudError);
     expect(first).toMatchObject({ operation: 'DescribeInstanceInformation', kind: 'unavailable', retryable: true });
-    expect(await failure(sim.sendCommand([id], ['true'], { comment: 'x', timeoutSeconds: 60 }))).toBeInstanceOf(
-      CloudError,
-    );
+    const doctor = { document: HOST_DOCUMENT, parameters: hostCommandParameters({ action: 'doctor' }) };
+    expect(await failure(sim.sendCommand([id], doctor, { comment: 'x' }))).toBeInstanceOf(CloudError);
     // Other services are untouched, and the third SSM call succeeds.
     expect(await sim.listFleetInstances()).toHaveLength(1);
     expect((await sim.pingStatus([id])).get(id)).toBe('Online');

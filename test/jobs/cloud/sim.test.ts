@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HOST_DOCUMENT, hostCommandParameters } from '../../../infra/host-document.js';
 import { ManualClock, scaledClock } from '../../../jobs/cloud/clock.js';
 import { CloudError } from '../../../jobs/cloud/errors.js';
 import { createSimCloud, instantSimTimings, type SimHost } from '../../../jobs/cloud/sim.js';
@@ -15,7 +16,9 @@ const timings = {
   importMs: 600_000,
   imageAvailableMs: 120_000,
   commandMs: 5_000,
+  switchMs: 90_000,
 };
+const doctorCommand = { document: HOST_DOCUMENT, parameters: hostCommandParameters({ action: 'doctor' }) };
 const dir = mkdtempSync(join(tmpdir(), 'clawdinator-sim-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -190,20 +193,24 @@ describe('the image pipeline', () => {
 });
 
 describe('SSM', () => {
-  it('runs a command list through the handler: InProgress, then the result', async () => {
+  it('runs a command through the handler: InProgress, then the result', async () => {
     const { clock, sim } = world();
     const [host] = await sim.listFleetInstances();
     const id = host?.instanceId as string;
-    sim.setCommandHandler(({ commands, host }) =>
-      commands.some((c) => c.includes('nixos-rebuild'))
+    sim.setCommandHandler(({ parameters, host }) =>
+      parameters.action?.[0] === 'switch-start'
         ? { exitCode: 1, stderr: `error: building ${host.name} failed`, durationMs: 60_000 }
         : { exitCode: 0, stdout: 'ok' },
     );
 
-    const cmd = await sim.sendCommand([id], ['nixos-rebuild switch --flake .#clawdinator-1'], {
-      comment: 'deploy',
-      timeoutSeconds: 600,
-    });
+    const cmd = await sim.sendCommand(
+      [id],
+      {
+        document: HOST_DOCUMENT,
+        parameters: hostCommandParameters({ action: 'switch-start', sha: 'b'.repeat(40), run: 'r1' }),
+      },
+      { comment: 'deploy' },
+    );
     const result = sim.waitForInvocation(cmd, id, { timeoutSeconds: 600 });
     await clock.advance(60_000);
     expect(await result).toEqual({
@@ -211,15 +218,36 @@ describe('SSM', () => {
       instanceId: id,
       status: 'Failed',
       exitCode: 1,
-      stdoutTail: '',
-      stderrTail: 'error: building clawdinator-1 failed',
+      stdout: '',
+      stderr: 'error: building clawdinator-1 failed',
     });
+  });
+
+  it("refuses parameters our document's rules refuse (InvalidParameters), before the host sees them", async () => {
+    const { sim } = world();
+    const [host] = await sim.listFleetInstances();
+    let ran = 0;
+    sim.setCommandHandler(() => {
+      ran++;
+      return { exitCode: 0 };
+    });
+    const hostile = {
+      action: ['switch-start'],
+      sha: ['$(reboot)'],
+      run: ['r1'],
+      unit: ['clawdinator-worker'],
+      lines: ['1'],
+    };
+    await expect(
+      sim.sendCommand([host?.instanceId as string], { document: HOST_DOCUMENT, parameters: hostile }, { comment: 'c' }),
+    ).rejects.toThrow(/InvalidParameters/);
+    expect(ran).toBe(0);
   });
 
   it('refuses a host whose agent is not online, as SendCommand does', async () => {
     const { sim } = world();
     const id = await sim.launchInstance({ name: 'clawdinator-2', ami: 'ami-seed', instanceType: 't3.large' });
-    await expect(sim.sendCommand([id], ['true'], { comment: 'c', timeoutSeconds: 60 })).rejects.toThrow(
+    await expect(sim.sendCommand([id], doctorCommand, { comment: 'c' })).rejects.toThrow(
       `SendCommand ${id}: instance not managed by SSM or not online (InvalidInstanceId)`,
     );
     const [host] = await sim.listFleetInstances();

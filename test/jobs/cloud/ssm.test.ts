@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { HOST_DOCUMENT, hostCommandParameters } from '../../../infra/host-document.js';
 import { createAwsCloud } from '../../../jobs/cloud/aws.js';
 import { ManualClock } from '../../../jobs/cloud/clock.js';
 
@@ -20,26 +21,35 @@ const cloud = createAwsCloud({ clients: { ssm: client }, clock });
 beforeEach(() => ssm.reset());
 
 describe('send-command', () => {
-  it('runs the command list as AWS-RunShellScript lines, never joined into one shell string', async () => {
+  it('runs our document with typed parameters (one value each), never a shell line', async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
-    const commands = [
-      'set -euo pipefail',
-      'nixos-rebuild switch --flake "github:openclaw/x/$REV#clawdinator-1"',
-      "echo '; rm -rf /'",
-    ];
-
-    const id = await cloud.sendCommand(['i-1'], commands, {
-      comment: 'deploy abc123 to clawdinator-1',
-      timeoutSeconds: 1800,
+    const parameters = hostCommandParameters({
+      action: 'switch-start',
+      sha: 'a'.repeat(40),
+      run: 'deploy-1-clawdinator-1',
     });
+
+    const id = await cloud.sendCommand(
+      ['i-1'],
+      { document: HOST_DOCUMENT, parameters },
+      {
+        comment: 'deploy aaaaaaa to clawdinator-1',
+      },
+    );
 
     expect(id).toBe('cmd-1');
     expect(ssm.commandCalls(SendCommandCommand)[0]?.args[0].input).toEqual({
-      DocumentName: 'AWS-RunShellScript',
+      DocumentName: 'clawdinator-host',
       InstanceIds: ['i-1'],
-      Comment: 'deploy abc123 to clawdinator-1',
+      Comment: 'deploy aaaaaaa to clawdinator-1',
       TimeoutSeconds: 600,
-      Parameters: { commands, executionTimeout: ['1800'] },
+      Parameters: {
+        action: ['switch-start'],
+        sha: ['a'.repeat(40)],
+        run: ['deploy-1-clawdinator-1'],
+        unit: ['clawdinator-worker'],
+        lines: ['100'],
+      },
     });
   });
 
@@ -60,9 +70,10 @@ describe('send-command', () => {
     const result = await cloud.waitForInvocation('cmd-1', 'i-1', { timeoutSeconds: 60 });
 
     expect(result).toMatchObject({ commandId: 'cmd-1', instanceId: 'i-1', status: 'Failed', exitCode: 2 });
-    expect(result.stdoutTail).toHaveLength(4000);
-    expect(result.stdoutTail.endsWith('building the system configuration...')).toBe(true);
-    expect(result.stderrTail).toBe('error: flake has no output');
+    // All SSM kept, for the caller to parse (doctor's lines, a journal) or cut to a tail.
+    expect(result.stdout).toHaveLength(5036);
+    expect(result.stdout.endsWith('building the system configuration...')).toBe(true);
+    expect(result.stderr).toBe('error: flake has no output');
     expect(ssm.commandCalls(GetCommandInvocationCommand)).toHaveLength(3);
     expect(ssm.commandCalls(GetCommandInvocationCommand)[0]?.args[0].input).toEqual({
       CommandId: 'cmd-1',
@@ -83,7 +94,8 @@ describe('send-command', () => {
     ssm
       .on(SendCommandCommand)
       .rejects({ name: 'InvalidInstanceId', message: 'Instances [[i-1]] not in a valid state' });
-    await expect(cloud.sendCommand(['i-1'], ['true'], { comment: 'c', timeoutSeconds: 60 })).rejects.toThrow(
+    const doctor = { document: HOST_DOCUMENT, parameters: hostCommandParameters({ action: 'doctor' }) };
+    await expect(cloud.sendCommand(['i-1'], doctor, { comment: 'c' })).rejects.toThrow(
       'SendCommand i-1: instance not managed by SSM or not online (InvalidInstanceId)',
     );
   });

@@ -1,0 +1,203 @@
+// Bench row of the fast lane: a deploy of a 10-member simulated fleet with zero delays (the
+// hosts' switches end at once; the job looks again every 10 ms), request → every member on the
+// sha and verified by its heartbeat. Beside it, in the same run on a fleet of its own, the bare
+// work: the same ten switches driven straight through the simulated cloud (token stored,
+// switch-start, switch-status until done, token deleted, the heartbeat read until it reports
+// the sha), one member after the other, with the same 10 ms looks — no queue, no signed
+// steps, no locks. Printed for both: wall time, SSM calls, Redis commands (MONITOR).
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { hostCommandParameters } from '../../infra/host-document.js';
+import { readHeartbeats } from '../../jobs/engine/heartbeat.js';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
+import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
+import { startWorker } from '../../jobs/engine/worker.js';
+import { deployTokenSecret } from '../../jobs/fastlane/deps.js';
+import { staticResolver } from '../../jobs/github/revision.js';
+import { publicHalf } from '../../jobs/signing.js';
+import { jobTypes } from '../../jobs/types/index.js';
+import { createLogger } from '../../lib/log.js';
+import { type SimFleet, simFleet } from '../support/fleet.js';
+import { keyPair, lifecycleSettings, testStepSigner } from '../support/jobs.js';
+import { startRedis, type TestRedis } from '../support/redis.js';
+import type { Row } from './table.js';
+
+const MEMBERS = Array.from({ length: 10 }, (_, i) => `clawdinator-${i + 1}`);
+const POLL_MS = 10;
+const TOKEN = 'BenchFlakeToken000000000000000001';
+// The branch head the deploy resolves (test/support/lane.ts's refs; that module needs vitest).
+const MAIN_SHA = '5a4dbeef0c1a3d5a4d0b0e0015a4dbeef0c1a3d5';
+const WORKERS_KEY = publicHalf(testStepSigner.key);
+
+interface Run {
+  wallMs: number;
+  ssm: number;
+  /** Commands Redis received from clients, and those run inside scripts (BullMQ's Lua). */
+  redis: { client: number; script: number };
+  /** switch-start commands per member. */
+  starts: Map<string, number>;
+  /** Members whose heartbeat reports the sha at the end. */
+  onSha: number;
+  failed?: string;
+}
+
+/** The revision a member's heartbeat reports, verified with the workers' key as the job reads it. */
+async function revisionOf(redis: Redis, member: string): Promise<string | undefined> {
+  return (await readHeartbeats(redis, [member], WORKERS_KEY)).get(member)?.revision;
+}
+
+/** Counts the commands Redis receives while `counting()` says so. */
+async function monitor(server: TestRedis, counting: () => boolean) {
+  const counts = { client: 0, script: 0 };
+  const m = await server.client().monitor();
+  m.on('monitor', (_time: string, _args: string[], source: string) => {
+    if (!counting()) return;
+    if (source === 'lua') counts.script++;
+    else counts.client++;
+  });
+  return { counts, stop: () => m.disconnect() };
+}
+
+async function outcome(sim: SimFleet, redis: Redis, wallMs: number, counts: Run['redis'], failed?: string) {
+  const starts = new Map<string, number>();
+  for (const c of sim.cloud.sentCommands()) {
+    if (c.parameters.action === 'switch-start') starts.set(c.host, (starts.get(c.host) ?? 0) + 1);
+  }
+  let onSha = 0;
+  for (const m of MEMBERS) {
+    if ((await revisionOf(redis, m)) === MAIN_SHA) onSha++;
+  }
+  return { wallMs, ssm: sim.cloud.calls.ssm, redis: { ...counts }, starts, onSha, failed } satisfies Run;
+}
+
+/** The deploy job, run by the real worker, queued by an operator's Enqueuer. */
+async function project(): Promise<Run> {
+  const server = await startRedis();
+  const redis = server.client();
+  const sim = simFleet(redis, { members: MEMBERS });
+  const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
+  const lane = {
+    cloud: sim.cloud,
+    resolver: staticResolver({ repo: 'openclaw/clawdinators', branch: 'main', refs: { main: MAIN_SHA } }),
+    tokens: { mint: async () => TOKEN },
+    waits: { pollMs: POLL_MS, switchTimeoutMs: 60_000, verifyTimeoutMs: 60_000, handoffMs: 60_000 },
+  };
+  const types = new JobTypes(
+    jobTypes({
+      redis,
+      registry: async () => (await sim.registry.read()).registry,
+      memory: sim.memory,
+      fleet: sim.fleet,
+      lane,
+    }),
+  );
+  const operator = keyPair();
+  const worker = startWorker(
+    FLEET_QUEUE,
+    {
+      connection,
+      redis: server.client(),
+      types,
+      publicKey: async (id) => (id === 'operator:ops' ? operator.publicKey : null),
+      policy: { policy: {}, redis, agentRequestsPerHour: 3 },
+      log: createLogger('silent'),
+      stepSigner: testStepSigner,
+    },
+    lifecycleSettings,
+  );
+  const enqueuer = new Enqueuer(connection, server.client(), types, {
+    keyId: 'operator:ops',
+    key: operator.privateKey,
+  });
+  const queue = new Queue(FLEET_QUEUE, { connection });
+  await queue.waitUntilReady();
+  let counting = false;
+  const mon = await monitor(server, () => counting);
+  sim.cloud.resetCalls();
+  counting = true;
+  const t = performance.now();
+  const { jobId } = await enqueuer.enqueue({
+    type: 'deploy',
+    data: { target: 'all' },
+    principal: { kind: 'cli', operator: 'ops' },
+    requestId: 'bench-deploy',
+  });
+  let state = await queue.getJobState(jobId);
+  while (state !== 'completed' && state !== 'failed') {
+    await new Promise((r) => setTimeout(r, 5));
+    state = await queue.getJobState(jobId);
+  }
+  const wallMs = performance.now() - t;
+  counting = false;
+  const job = await queue.getJob(jobId);
+  const run = await outcome(sim, redis, wallMs, mon.counts, state === 'failed' ? job?.failedReason : undefined);
+  mon.stop();
+  await worker.close();
+  await enqueuer.close();
+  await queue.close();
+  sim.close();
+  await server.stop();
+  return run;
+}
+
+/** The same switches through the simulated cloud alone, one member after the other. */
+async function floor(): Promise<Run> {
+  const server = await startRedis();
+  const redis = server.client();
+  const sim = simFleet(redis, { members: MEMBERS });
+  const { cloud } = sim;
+  const ask = async (instanceId: string, params: Parameters<typeof hostCommandParameters>[0]) => {
+    const id = await cloud.sendCommand(
+      [instanceId],
+      { document: 'clawdinator-host', parameters: hostCommandParameters(params) },
+      { comment: 'bench' },
+    );
+    const result = await cloud.waitForInvocation(id, instanceId, { timeoutSeconds: 60 });
+    return JSON.parse(result.stdout.trim().split('\n').at(-1) as string) as { state: string };
+  };
+  const later = () => new Promise((r) => setTimeout(r, POLL_MS));
+  let counting = false;
+  const mon = await monitor(server, () => counting);
+  cloud.resetCalls();
+  counting = true;
+  const t = performance.now();
+  const instances = await cloud.listFleetInstances();
+  for (const [i, m] of MEMBERS.entries()) {
+    const instanceId = instances.find((x) => x.name === m)?.instanceId as string;
+    const run = `bench-${i}`;
+    await cloud.putSecret(deployTokenSecret(m), TOKEN, { clientToken: run });
+    await ask(instanceId, { action: 'switch-start', sha: MAIN_SHA, run });
+    while ((await ask(instanceId, { action: 'switch-status', run })).state === 'running') await later();
+    await cloud.deleteSecret(deployTokenSecret(m));
+    for (;;) {
+      if ((await revisionOf(redis, m)) === MAIN_SHA) break;
+      await later();
+    }
+  }
+  const wallMs = performance.now() - t;
+  counting = false;
+  const run = await outcome(sim, redis, wallMs, mon.counts);
+  mon.stop();
+  sim.close();
+  await server.stop();
+  return run;
+}
+
+export async function deployOverhead(): Promise<Row[]> {
+  const bare = await floor();
+  const ours = await project();
+  const once = MEMBERS.every((m) => ours.starts.get(m) === 1);
+  const ok = ours.failed === undefined && ours.onSha === MEMBERS.length && once;
+  const show = (r: Run) =>
+    `${(r.wallMs / 1000).toFixed(2)} s; SSM ${r.ssm} calls; Redis ${r.redis.client} commands sent (+ ${r.redis.script} inside scripts)`;
+  return [
+    {
+      what: `deploy orchestration, request → ${MEMBERS.length} members switched one by one and verified by their heartbeats, simulated cloud with zero delays (${POLL_MS} ms looks, a flake token per switch)`,
+      project: `${ours.failed ? `FAILED (${ours.failed.split('\n')[0]}) ` : ''}${show(ours)}; switch-start per member: ${once ? 'exactly 1' : [...ours.starts.entries()].map(([m, n]) => `${m} ${n}`).join(', ')}; ${ours.onSha}/${MEMBERS.length} on the sha`,
+      floor: `the same switches straight through the simulated cloud: ${show(bare)}`,
+      ratio: ours.wallMs / bare.wallMs,
+      budget: 'printed with its cloud calls; each switch started exactly once',
+      ok,
+    },
+  ];
+}
