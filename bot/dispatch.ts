@@ -139,7 +139,9 @@ export function createDispatcher(modules: CommandModule[], deps: BotDeps, claim:
         : `Something went wrong (interaction ${inv.id}); the details are in the log.`;
       if (!known) deps.log.error({ err, interaction: inv.id }, 'handler failed');
       outcome = `failed: ${message}`;
-      await res.fail(message).catch((e) => deps.log.error({ err: e, interaction: inv.id }, 'error reply failed'));
+      await res
+        .fail(message, { unexpected: !known })
+        .catch((e) => deps.log.error({ err: e, interaction: inv.id }, 'error reply failed'));
     }
     if (inv.kind !== 'autocomplete') await audit(deps, inv, outcome);
   }

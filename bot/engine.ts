@@ -7,6 +7,7 @@ import { type ApprovalButton, type DecideOutcome, recordDecision } from '../jobs
 import type { Principal, ReplyTarget } from '../jobs/engine/envelope.js';
 import { FLEET_QUEUE, keys } from '../jobs/engine/keys.js';
 import type { EnqueueResult, Enqueuer, Signer } from '../jobs/engine/queues.js';
+import { readStrayOffer, restoreStrayOffer, takeStrayOffer, type VerifiedOffer } from '../jobs/engine/stray-offer.js';
 import type { Actor } from '../lib/actor.js';
 import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Claim } from './dispatch.js';
@@ -73,11 +74,25 @@ export interface BotJobs {
    * signed with the gateway's key (the worker verifies it). Absent without that key.
    */
   decide?(press: ApprovalButton & { actor: Actor; at: number; customId: string }): Promise<DecideOutcome>;
+  /**
+   * The health sweep's signed offers to clean up a stray (stray-offer.ts), verified with the
+   * workers' public key. Absent without it.
+   */
+  strays?: StrayOffers;
+}
+
+export interface StrayOffers {
+  /** The offer for `target`, if it verifies; null otherwise. */
+  read(target: string): Promise<VerifiedOffer | null>;
+  /** The first confirmed press takes it: false when another did, or it changed since it was read. */
+  take(offer: VerifiedOffer): Promise<boolean>;
+  /** Back, when its job could not be queued. */
+  restore(offer: VerifiedOffer): Promise<void>;
 }
 
 /**
  * `approvals`: what signs and stores an answer to an agent's request (the gateway's own key),
- * and the workers' public key, which the job's pending record must verify against.
+ * and the workers' public key, which the job's pending record (and a stray's offer) must verify against.
  */
 export function botJobs(
   enqueuer: Enqueuer,
@@ -88,6 +103,12 @@ export function botJobs(
       enqueuer.enqueue({ type, data, principal: discordPrincipal(actor), requestId, reply }),
   };
   if (approvals !== undefined) {
+    const { redis, workersKey } = approvals;
+    jobs.strays = {
+      read: (target) => readStrayOffer(redis, target, workersKey),
+      take: (offer) => takeStrayOffer(redis, offer),
+      restore: (offer) => restoreStrayOffer(redis, offer),
+    };
     jobs.decide = async ({ actor, ...press }) => {
       const by = discordPrincipal(actor);
       if (by.kind !== 'discord') throw new Error('unreachable');

@@ -85,6 +85,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
   deps.status = (detail) =>
     fleetStatus({ registry, cloud, redis, workersKey, queues: [queue], prices: config.modelPrices, detail });
+  deps.fleetNames = async () => Object.keys(await registry());
   // /doctor and /logs: the member's host over SSM, through the deployer role like /status.
   deps.host = hostOps({ cloud, registry });
   let relay: { stop(): Promise<void> } | undefined;

@@ -1,7 +1,7 @@
 // How a job event looks in Discord: a compact progress view (a bar, the current step, the
 // elapsed time), then the result. Events are data from workers; this is the only renderer.
-// A confirmation's buttons never come from the event: the caller passes those of the job's
-// signed pending record (approval.ts: readPending), or none.
+// Buttons never come from the event: the caller passes those of the job's signed pending
+// record (approval.ts: readPending) or of a stray's signed offer (stray-offer.ts), or none.
 import { REBUILD_STAGES, rebuildStageOf } from '../jobs/ami/stages.js';
 import type { JobEvent } from '../jobs/engine/notify.js';
 import type { Button, Reply } from './types.js';
@@ -33,7 +33,7 @@ export function renderEvent(event: JobEvent, now: number, buttons: Button[] = []
     case 'result':
       return { content: `${event.ok ? '✅' : '❌'} ${job} ${event.text}${since}`.trim() };
     case 'alert':
-      return { content: `🚨 ${event.text}` };
+      return buttons.length > 0 ? { content: `🚨 ${event.text}`, buttons } : { content: `🚨 ${event.text}` };
     case 'confirm':
       return buttons.length > 0 ? { content: `❓ ${event.text}`, buttons } : { content: `❓ ${event.text}` };
   }

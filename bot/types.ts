@@ -111,8 +111,11 @@ export interface Responder {
   followUp(reply: Reply): Promise<void>;
   showModal(modal: Modal): Promise<void>;
   autocomplete(choices: Choice[]): Promise<void>;
-  /** An ephemeral error, whatever was sent before. */
-  fail(message: string): Promise<void>;
+  /**
+   * An ephemeral error, whatever was sent before. `unexpected`: not a refusal or a known
+   * failure but a crash, shown as "Something went wrong" (the sandbox's scripts tell them apart).
+   */
+  fail(message: string, options?: { unexpected?: boolean }): Promise<void>;
   /** Where a job's progress goes; keeps what the transport needs to edit this reply later. */
   handOff(): Promise<ReplyTarget>;
 }
@@ -136,6 +139,8 @@ export interface BotDeps {
    * `detail` names the member shown in detail (its build info is read too).
    */
   status?: (detail?: string) => Promise<FleetStatus>;
+  /** The registry's member names alone (autocomplete: never waits for the cloud). */
+  fleetNames?: () => Promise<string[]>;
   /** A member's host over SSM (/doctor, /logs), when the fleet is configured. */
   host?: HostOps;
 }

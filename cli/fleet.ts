@@ -1,7 +1,9 @@
 // `clawdinator fleet …`: the fleet from a terminal. `fleet status [name] [--json]` prints
-// the same view as /status; `--json` prints FleetStatus (jobs/status.ts), a stable shape.
+// the same view as /status — a source that does not answer is marked, the others shown;
+// `--json` prints FleetStatus (jobs/status.ts), a stable shape with a per-source `sources`.
 // `fleet spawn|retire|replace` queue the same jobs as the slash commands, signed with this
-// operator's key (CLAWDINATOR_JOB_KEY_ID=operator:<name>), and wait for their outcome.
+// operator's key (CLAWDINATOR_JOB_KEY_ID=operator:<name>), and wait for their outcome;
+// `fleet cleanup` queues the stray-cleanup job the health sweep's stray alerts name.
 // `fleet bundle <name>` (re)uploads a member's bootstrap bundle (the original's
 // upload-bootstrap.sh): only what changed goes up. `fleet update` queues a deploy (as /deploy);
 // `fleet doctor` and `fleet logs` ask a member's host over SSM (as /doctor and /logs).
@@ -22,7 +24,9 @@ import { loadConfig } from '../lib/config.js';
 import { ConfigError, OperationError, UsageError } from '../lib/errors.js';
 
 export function command(): Command {
-  const fleet = new Command('fleet').description('the fleet: status, spawn, retire, replace, update, doctor, logs');
+  const fleet = new Command('fleet').description(
+    'the fleet: status, spawn, retire, replace, cleanup, update, doctor, logs',
+  );
   fleet
     .command('status')
     .description('each member from the registry, EC2, SSM and its heartbeat; queue counts; next scheduled runs')
@@ -103,6 +107,19 @@ export function command(): Command {
     .action(async (name: string, opts: { ami?: string; yes?: boolean; timeout: string }) => {
       if (!opts.yes) throw new UsageError(`replace destroys ${name}'s current instance: confirm with --yes`);
       await runAsOperator('replace', { name, ami: opts.ami }, opts.timeout);
+    });
+  fleet
+    .command('cleanup')
+    .description(
+      'end a stray the health sweep reported: terminate an instance of ours the registry does not know, or retire a member whose instance is gone (needs --yes)',
+    )
+    .argument('<target>', 'an instance id (i-…) or a registry member name')
+    .option('--yes', 'confirm: the instance is terminated, or the member retired')
+    .option('--timeout <seconds>', 'how long to wait for the outcome', '3600')
+    .action(async (target: string, opts: { yes?: boolean; timeout: string }) => {
+      const what = target.startsWith('i-') ? `terminates ${target}` : `retires ${target} from the registry`;
+      if (!opts.yes) throw new UsageError(`cleanup ${what}: confirm with --yes`);
+      await runAsOperator('stray-cleanup', { target }, opts.timeout);
     });
   fleet
     .command('update')

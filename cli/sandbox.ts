@@ -7,10 +7,10 @@ import { relative } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_SPEED, helpText, type Sandbox, startSandbox } from '../bot/sandbox/run.js';
-import { parseScript, readScript, runScript, type ScriptLine, summaryLine } from '../bot/sandbox/script.js';
+import { parseScript, readScript, runScript, type ScriptLine, summaryLine, verdict } from '../bot/sandbox/script.js';
 import { SANDBOX_AMI, SANDBOX_OPERATOR_ROLE, TOKEN_POOL } from '../bot/sandbox/world.js';
 import { hasSetting, loadConfig } from '../lib/config.js';
-import { OperationError } from '../lib/errors.js';
+import { errorLine, OperationError } from '../lib/errors.js';
 
 interface SandboxCliOptions {
   dir: string;
@@ -55,7 +55,7 @@ export function command(): Command {
     )
     .addHelpText(
       'after',
-      '\nScript lines: blank lines and # comments are skipped; a line starting with ! must be refused or fail.\nRedis: CLAWDINATOR_REDIS_URL if set, else redis-server from PATH on a free loopback port.',
+      '\nScript lines: blank lines and # comments are skipped; a line starting with ! must be refused or fail (not crash), and !{words} /command must say those words.\nRedis: CLAWDINATOR_REDIS_URL if set, else redis-server from PATH on a free loopback port.',
     )
     .action(async (opts: SandboxCliOptions) => {
       const script = opts.script === undefined ? undefined : await loadScript(opts.script);
@@ -175,20 +175,26 @@ async function interactive(
     if (line === 'help' || line === '?') {
       out.print(helpText());
     } else if (line !== '' && !line.startsWith('#')) {
-      const expectFailure = line.startsWith('!');
-      // Piped input is not echoed by a terminal: show which line the output belongs to.
-      if (!tty) out.print(`\n> ${line}`);
-      out.busy = true;
-      // Typed at a terminal, job progress arrives while you type; piped in, each line waits
-      // for its jobs so the output stays in order.
-      const running = sandbox.runLine(expectFailure ? line.slice(1) : line, {
-        waitMs: tty ? undefined : opts.timeout * 1000,
-      });
-      running.catch(() => {});
-      const result = await Promise.race([running, stopSignal.then(() => null)]);
-      out.busy = false;
-      if (result === null) break;
-      if (expectFailure && result.ok) out.print('(expected a refusal or failure, but it succeeded)');
+      let parsed: ScriptLine | undefined;
+      try {
+        parsed = parseScript(line)[0];
+      } catch (err) {
+        out.print(`⚠️ ${errorLine(err)}`);
+      }
+      if (parsed !== undefined) {
+        // Piped input is not echoed by a terminal: show which line the output belongs to.
+        if (!tty) out.print(`\n> ${line}`);
+        out.busy = true;
+        // Typed at a terminal, job progress arrives while you type; piped in, each line waits
+        // for its jobs so the output stays in order.
+        const running = sandbox.runLine(parsed.text, { waitMs: tty ? undefined : opts.timeout * 1000 });
+        running.catch(() => {});
+        const result = await Promise.race([running, stopSignal.then(() => null)]);
+        out.busy = false;
+        if (result === null) break;
+        const why = parsed.expectFailure ? verdict(parsed, result) : undefined;
+        if (why !== undefined) out.print(`(${why})`);
+      }
     }
     out.prompt();
   }

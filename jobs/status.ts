@@ -5,19 +5,35 @@
 // plus queue counts and the next scheduled runs. Today's model usage comes with each heartbeat; its estimated cost
 // is priced here with the settings' prices.
 //
+// Degrade, don't fail: each source (registry, EC2, EC2 images, SSM, heartbeats, queues) is
+// asked on its own, with a time limit, and one that fails or does not answer is marked with its cause
+// ("SSM: unavailable (AccessDeniedException on DescribeInstanceInformation)") while the
+// others are shown; a member's state is `unknown` where the missing source decides it.
+//
 // `--json` output (stable; scripts may rely on it): FleetStatus below.
 import type { KeyObject } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FleetRegistry } from '../infra/registry.js';
+import { errorLine } from '../lib/errors.js';
 import { type BuildInfo, formatBuildInfo, readBuildInfos } from './build-info.js';
+import { CloudError } from './cloud/errors.js';
 import type { Cloud, FleetInstance, PingStatus } from './cloud/types.js';
 import { type Heartbeat, parseHeartbeat } from './engine/heartbeat.js';
 import { keys } from './engine/keys.js';
 import { LAST_DEPLOY_KEY, type LastDeploy, parseLastDeploy } from './fastlane/deps.js';
 import { formatUsage, type ModelPrices, type UsageTotals, usageTotals } from './usage.js';
 
-export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing';
+export type MemberState = 'online' | 'booting' | 'silent' | 'stopped' | 'missing' | 'unknown';
+
+export const SOURCES = ['registry', 'ec2', 'images', 'ssm', 'heartbeats', 'queues'] as const;
+export type SourceName = (typeof SOURCES)[number];
+
+/** What one source answered: `ok`, or why not in one line (`<code> on <operation>` for AWS). */
+export interface SourceStatus {
+  ok: boolean;
+  error: string | null;
+}
 
 export interface MemberStatus {
   name: string;
@@ -68,7 +84,9 @@ export interface QueueCounts {
 
 export interface FleetStatus {
   generatedAt: string;
-  /** The last deploy that ran to its end (its sha, whether it succeeded, when, its job); null: none. */
+  /** Each source's answer; members and strays show only what the sources that answered say. */
+  sources: Record<SourceName, SourceStatus>;
+  /** The last deploy that ran to its end (its sha, whether it succeeded, when, its job); null: none or heartbeats unavailable. */
   lastDeploy: LastDeploy | null;
   /** The newest available image of ours, what the fleet converges on; null when there is none. */
   newestAmi: string | null;
@@ -90,10 +108,22 @@ export interface StatusDeps {
   workersKey: KeyObject;
   queues: Queue[];
   now?: () => number;
+  /** How long one source may take before it is marked as not answering; default 10 s. */
+  sourceTimeoutMs?: number;
   /** USD per million tokens (CLAWDINATOR_MODEL_PRICES); without: usage shows no cost. */
   prices?: ModelPrices;
   /** The member shown in detail: its build info is read too (one more Redis command, beside the heartbeats). */
   detail?: string;
+}
+
+const DEFAULT_SOURCE_TIMEOUT_MS = 10_000;
+
+class NoAnswer extends Error {}
+
+/** Why a source did not answer, in one line: AWS's code and the operation, or the error's line. */
+export function sourceError(err: unknown): string {
+  if (err instanceof CloudError) return `${err.code} on ${err.operation}`;
+  return errorLine(err);
 }
 
 function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
@@ -102,49 +132,101 @@ function pickInstance(instances: FleetInstance[]): FleetInstance | undefined {
   return [...instances].sort((a, b) => rank(a) - rank(b))[0];
 }
 
-export function memberState(instance: FleetInstance | undefined, hasHeartbeat: boolean, now: number): MemberState {
+/**
+ * A member's state from what is known: `instance` undefined when EC2 lists none, null when
+ * EC2 did not answer; `hasHeartbeat` null when the heartbeats could not be read.
+ */
+export function memberState(
+  instance: FleetInstance | undefined | null,
+  hasHeartbeat: boolean | null,
+  now: number,
+): MemberState {
+  // A heartbeat is a worker alive on the host, whatever EC2 could say.
+  if (instance === null) return hasHeartbeat === true ? 'online' : 'unknown';
   if (instance === undefined || instance.state === 'terminated') return 'missing';
   if (instance.state !== 'running' && instance.state !== 'pending') return 'stopped';
-  if (hasHeartbeat && instance.state === 'running') return 'online';
+  if (hasHeartbeat === true && instance.state === 'running') return 'online';
   const launched = instance.launchTime ? Date.parse(instance.launchTime) : now;
-  return instance.state === 'pending' || now - launched < BOOT_GRACE_MS ? 'booting' : 'silent';
+  if (instance.state === 'pending' || now - launched < BOOT_GRACE_MS) return 'booting';
+  return hasHeartbeat === null ? 'unknown' : 'silent';
 }
 
 export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
   const now = deps.now?.() ?? Date.now();
-  const registry = await deps.registry();
-  const names = Object.keys(registry).sort();
-  // The newest image is one DescribeImages call, whatever the fleet's size.
-  const [instances, { heartbeats, lastDeploy }, newest, builds] = await Promise.all([
-    deps.cloud.listFleetInstances(),
-    readRedisState(deps.redis, names, deps.workersKey, now),
-    deps.cloud.findLatestAmi(),
-    readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
+  const timeoutMs = deps.sourceTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS;
+  const sources = Object.fromEntries(SOURCES.map((s) => [s, { ok: true, error: null }])) as Record<
+    SourceName,
+    SourceStatus
+  >;
+  /** The source's answer, or null with the source marked unavailable. */
+  const ask = async <T>(source: SourceName, work: () => Promise<T>): Promise<T | null> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new NoAnswer(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([work(), late]);
+    } catch (err) {
+      sources[source] = { ok: false, error: sourceError(err) };
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const registry = await ask('registry', deps.registry);
+  const names = Object.keys(registry ?? {}).sort();
+  const [instances, redisState, newest, builds] = await Promise.all([
+    ask('ec2', () => deps.cloud.listFleetInstances()),
+    // Verified: a forged or expired heartbeat reads as absent, never as an online member. The
+    // last deploy comes in the same round trip.
+    ask('heartbeats', () => readRedisState(deps.redis, names, deps.workersKey, now)),
+    // The newest image is one DescribeImages call, whatever the fleet's size; its own source,
+    // so an image listing that fails costs only the "older image" mark.
+    ask('images', () => deps.cloud.findLatestAmi()),
+    // Beside the heartbeats, from the same Redis: a failure marks the heartbeats' source (the
+    // heartbeats read on their own, so the members' states keep them).
+    ask('heartbeats', () =>
+      readBuildInfos(deps.redis, deps.detail !== undefined && names.includes(deps.detail) ? [deps.detail] : []),
+    ),
   ]);
+  const heartbeats = redisState?.heartbeats ?? null;
+  const lastDeploy = redisState?.lastDeploy ?? null;
   const deployed = lastDeploy?.ok ? lastDeploy.sha : null;
   const newestAmi = newest?.imageId ?? null;
   const byName = new Map<string, FleetInstance[]>();
-  for (const i of instances) {
+  for (const i of instances ?? []) {
     if (i.name === null) continue;
     byName.set(i.name, [...(byName.get(i.name) ?? []), i]);
   }
-  const chosen = new Map(names.map((n) => [n, pickInstance(byName.get(n) ?? [])]));
-  const live = [...chosen.values()].filter((i): i is FleetInstance => i !== undefined && i.state !== 'terminated');
-  const [pings, queues, schedules] = await Promise.all([
+  const chosen = new Map(
+    names.map((n): [string, FleetInstance | undefined | null] => [
+      n,
+      instances === null ? null : pickInstance(byName.get(n) ?? []),
+    ]),
+  );
+  const live = [...chosen.values()].filter((i): i is FleetInstance => i != null && i.state !== 'terminated');
+  if (instances === null) sources.ssm = { ok: false, error: 'not asked: EC2 did not answer' };
+  const [pings, queued] = await Promise.all([
     live.length > 0
-      ? deps.cloud.pingStatus(live.map((i) => i.instanceId))
+      ? ask('ssm', () => deps.cloud.pingStatus(live.map((i) => i.instanceId)))
       : Promise.resolve(new Map<string, PingStatus>()),
-    Promise.all(deps.queues.map(queueCounts)),
-    deps.queues.length > 0 ? deps.queues[0]?.getJobSchedulers() : Promise.resolve([]),
+    ask('queues', () =>
+      Promise.all([
+        Promise.all(deps.queues.map(queueCounts)),
+        deps.queues.length > 0 ? (deps.queues[0]?.getJobSchedulers() ?? []) : Promise.resolve([]),
+      ]),
+    ),
   ]);
+  const [queues, schedules] = queued ?? [[], []];
 
   const members = names.map((name): MemberStatus => {
-    const entry = registry[name];
+    const entry = registry?.[name];
     const instance = chosen.get(name);
-    const hb = heartbeats.get(name) ?? null;
+    const hb: Heartbeat | null = heartbeats?.get(name) ?? null;
     return {
       name,
-      state: memberState(instance, hb !== null, now),
+      state: memberState(instance, heartbeats === null ? null : hb !== null, now),
       instanceType: entry?.instanceType ?? '',
       registryAmi: entry?.ami ?? null,
       instanceId: instance?.instanceId ?? null,
@@ -152,7 +234,7 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
       ami: instance?.imageId ?? null,
       launchTime: instance?.launchTime ?? null,
       privateIp: instance?.privateIp ?? null,
-      ssm: instance ? (pings.get(instance.instanceId) ?? null) : null,
+      ssm: instance ? (pings?.get(instance.instanceId) ?? null) : null,
       heartbeat: hb
         ? {
             at: new Date(hb.at).toISOString(),
@@ -169,19 +251,21 @@ export async function fleetStatus(deps: StatusDeps): Promise<FleetStatus> {
         : null,
       notOnLastDeploy: deployed !== null && hb !== null && hb.revision !== deployed,
       olderImage:
-        newestAmi !== null &&
-        instance !== undefined &&
-        instance.state !== 'terminated' &&
-        instance.imageId !== newestAmi,
+        newestAmi !== null && instance != null && instance.state !== 'terminated' && instance.imageId !== newestAmi,
       usage: hb?.usage ? { day: hb.usage.day, ...usageTotals(hb.usage, deps.prices ?? {}) } : null,
-      ...(builds.has(name) ? { build: builds.get(name) ?? null } : {}),
+      ...(builds?.has(name) ? { build: builds.get(name) ?? null } : {}),
     };
   });
-  const strays = instances
-    .filter((i) => i.state !== 'terminated' && (i.name === null || !(i.name in registry)))
-    .map((i) => ({ instanceId: i.instanceId, name: i.name, state: i.state }));
+  // Without the registry, nothing can be called a stray.
+  const strays =
+    registry === null
+      ? []
+      : (instances ?? [])
+          .filter((i) => i.state !== 'terminated' && (i.name === null || !(i.name in registry)))
+          .map((i) => ({ instanceId: i.instanceId, name: i.name, state: i.state }));
   return {
     generatedAt: new Date(now).toISOString(),
+    sources,
     lastDeploy,
     newestAmi,
     members,
@@ -219,7 +303,30 @@ async function queueCounts(queue: Queue): Promise<QueueCounts> {
   };
 }
 
-const ICON: Record<MemberState, string> = { online: '🟢', booting: '🟡', silent: '🟠', stopped: '⚪', missing: '🔴' };
+const ICON: Record<MemberState, string> = {
+  online: '🟢',
+  booting: '🟡',
+  silent: '🟠',
+  stopped: '⚪',
+  missing: '🔴',
+  unknown: '❔',
+};
+
+const SOURCE_LABEL: Record<SourceName, string> = {
+  registry: 'registry',
+  ec2: 'EC2',
+  images: 'EC2 images',
+  ssm: 'SSM',
+  heartbeats: 'heartbeats',
+  queues: 'queues',
+};
+
+/** "SSM: unavailable (AccessDeniedException on DescribeInstanceInformation)", one per source that failed. */
+export function unavailableSources(status: FleetStatus): string[] {
+  return SOURCES.filter((s) => !status.sources[s].ok).map(
+    (s) => `${SOURCE_LABEL[s]}: unavailable (${status.sources[s].error ?? 'no answer'})`,
+  );
+}
 
 /** What a host's own heartbeat says is wrong with it: each a short warning. */
 export function hostWarnings(m: MemberStatus): string[] {
@@ -245,6 +352,7 @@ function deployWarning(status: FleetStatus, m: MemberStatus): string[] {
 
 /** The one-glance table for Discord and the terminal. */
 export function formatStatus(status: FleetStatus): string {
+  const missing = unavailableSources(status).map((line) => `⚠️ ${line}`);
   const rows = status.members.map((m) =>
     [
       `${ICON[m.state]} ${m.name}`,
@@ -269,22 +377,27 @@ export function formatStatus(status: FleetStatus): string {
   const strays = status.strays.map(
     (x) => `⚠️ ${x.instanceId} (${x.name ?? 'no name'}) is tagged as a fleet member but not in the registry`,
   );
-  return [...rows, ...strays, '', ...deploy, ...q, ...s].join('\n').trim();
+  return [...missing, ...rows, ...strays, '', ...deploy, ...q, ...s].join('\n').trim();
 }
 
 export function formatMember(status: FleetStatus, name: string): string | null {
   const m = status.members.find((x) => x.name === name);
   const now = Date.parse(status.generatedAt);
   if (m === undefined) return null;
+  const { ec2, ssm, heartbeats } = status.sources;
   return [
     `${ICON[m.state]} **${m.name}** — ${m.state}`,
-    `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`,
+    ec2.ok
+      ? `instance: ${m.instanceId ?? '—'} (${m.ec2State ?? 'none'}), ${m.instanceType}`
+      : `instance: EC2 unavailable (${ec2.error}), ${m.instanceType}`,
     `AMI: ${m.ami ?? '—'} (registry: ${m.registryAmi ?? '—'})${m.olderImage ? ` ⚠️ older than the newest image ${status.newestAmi}` : ''}`,
     `launched: ${m.launchTime ?? '—'}, private IP: ${m.privateIp ?? '—'}`,
-    `SSM: ${m.ssm ?? '—'}`,
+    `SSM: ${m.ssm ?? (ssm.ok ? '—' : `unavailable (${ssm.error})`)}`,
     m.heartbeat
       ? `worker: v${m.heartbeat.version} rev ${m.heartbeat.revision}${m.heartbeat.switchedAt ? ` (since ${m.heartbeat.switchedAt})` : ''}, ${m.heartbeat.activeJobs} active jobs, last heartbeat ${m.heartbeat.at}`
-      : 'worker: no heartbeat',
+      : heartbeats.ok
+        ? 'worker: no heartbeat'
+        : `worker: heartbeats unavailable (${heartbeats.error})`,
     ...deployWarning(status, m),
     m.usage ? `models today (${m.usage.day} UTC): ${formatUsage(m.usage)}` : 'models today: not reported',
     ...(m.build ? formatBuildInfo(m.build, now) : ['build: not reported']),

@@ -160,6 +160,37 @@ export class MemoryStore {
   }
 
   /**
+   * Replaces the content with what `change` makes of it, read and written under one exclusive
+   * lock through the locked descriptor, creating the file (and its folders) when missing;
+   * `change` returning null leaves the file as it is. The file is reached and checked as every
+   * open here is (walk.ts: no links followed, a regular file with one link, a FIFO refused
+   * before a byte is read). `readLimit` lets a caller read a file over the cap in order to
+   * shrink it (the ops log's rotation); what is written stays within the cap.
+   */
+  async update(
+    path: string,
+    change: (current: Buffer) => Promise<Buffer | string | null>,
+    options: LockOptions & { readLimit?: number } = {},
+  ): Promise<WriteResult | null> {
+    const limit = Math.max(options.readLimit ?? this.maxBytes, this.maxBytes);
+    const target = await this.open(path, 'create', limit);
+    try {
+      await this.lock(target, 'exclusive', options);
+      const current = await this.readLocked(target, limit);
+      const next = await change(current);
+      if (next === null) return null;
+      const data = this.checkContent(target.relative, next);
+      if (current.length > 0) await saveBackup(target, current);
+      await writeAll(target.file, data, 0);
+      await target.file.truncate(data.length);
+      await target.file.datasync();
+      return { path: target.relative, bytes: data.length, sha256: sha256(data) };
+    } finally {
+      await close(target);
+    }
+  }
+
+  /**
    * Runs `fn` while holding the exclusive lock (the drop-in for the shell `memory-edit`).
    * Creates the file when missing, as flock(1) does for the command it runs. `fn` gets the
    * file's path under the root as configured: the command it runs opens that path itself.
@@ -227,9 +258,10 @@ export class MemoryStore {
 
   /**
    * Walks to the file from a descriptor of the root (walk.ts), creating missing folders for
-   * `create`. The file is a regular file with one link and within the cap, or an error.
+   * `create`. The file is a regular file with one link and within `limit` (the cap unless a
+   * caller reads more to shrink it), or an error.
    */
-  private async open(path: string, mode: OpenMode): Promise<Opened> {
+  private async open(path: string, mode: OpenMode, limit = this.maxBytes): Promise<Opened> {
     const { relative, segments } = parseMemoryPath(this.root, path);
     const name = segments[segments.length - 1] as string;
     let dir = await openRoot(this.root);
@@ -245,7 +277,7 @@ export class MemoryStore {
       const opened = await openFileAt(dir, name, relative, flags);
       if (opened === null) throw new MemoryError('not-found', `no such file: ${relative}`);
       // Refused before any lock is taken or any byte read.
-      if (opened.stats.size > this.maxBytes) {
+      if (opened.stats.size > limit) {
         await opened.handle.close();
         throw this.tooLarge(relative, opened.stats.size, 'is');
       }
@@ -257,18 +289,18 @@ export class MemoryStore {
   }
 
   /** fstat(2) under the lock: what the agent changed while we waited is checked again. */
-  private async statLocked(target: Opened): Promise<Stats> {
+  private async statLocked(target: Opened, limit = this.maxBytes): Promise<Stats> {
     const st = await target.file.stat().catch((err) => {
       throw ioError(target.relative, err);
     });
     checkRegular(st, target.relative);
-    if (st.size > this.maxBytes) throw this.tooLarge(target.relative, st.size, 'is');
+    if (st.size > limit) throw this.tooLarge(target.relative, st.size, 'is');
     return st;
   }
 
-  /** The whole content through the locked descriptor, never more than the cap. */
-  private async readLocked(target: Opened): Promise<Buffer> {
-    const { size } = await this.statLocked(target);
+  /** The whole content through the locked descriptor, never more than `limit` (the cap). */
+  private async readLocked(target: Opened, limit = this.maxBytes): Promise<Buffer> {
+    const { size } = await this.statLocked(target, limit);
     const chunks: Buffer[] = [];
     let total = 0;
     // One read for a file that stays as fstat saw it; more if it grew since (no locker of ours).
@@ -278,8 +310,8 @@ export class MemoryStore {
       if (bytesRead === 0) break;
       chunks.push(buf.subarray(0, bytesRead));
       total += bytesRead;
-      if (total > this.maxBytes) throw this.tooLarge(target.relative, total, 'is over');
-      buf = Buffer.allocUnsafe(Math.min(64 * 1024, this.maxBytes + 1 - total));
+      if (total > limit) throw this.tooLarge(target.relative, total, 'is over');
+      buf = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1 - total));
     }
     return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
   }

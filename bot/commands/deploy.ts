@@ -9,11 +9,12 @@ import { checkRev } from '../../jobs/github/revision.js';
 import { checkTarget } from '../../jobs/host/ops.js';
 import { OperationError } from '../../lib/errors.js';
 import type { CommandModule } from '../types.js';
-import { NAME_MAX, REV_MAX } from './options.js';
+import { DESTRUCTIVE_DEFAULT_PERMISSIONS, NAME_MAX, REV_MAX } from './options.js';
 
 export const data = new SlashCommandBuilder()
   .setName('deploy')
   .setDescription('Switch the fleet to a revision of this project, canary first, rolled back on failure')
+  .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
   .addStringOption((o) =>
     o.setName('rev').setDescription('sha, branch or tag (default: the project branch)').setMaxLength(REV_MAX),
   )

@@ -92,6 +92,26 @@ function requiredPath(inv: CommandInvocation): string {
   return path;
 }
 
+/** Discord's limit on an autocomplete choice's name and value. */
+const CHOICE_MAX = 100;
+
+/** A path as a choice: itself, or `…` and its end when longer than a choice holds. */
+export function choicePath(path: string): string {
+  return path.length <= CHOICE_MAX ? path : `…${path.slice(-(CHOICE_MAX - 1))}`;
+}
+
+/**
+ * The path an option names: a choice shortened by `choicePath` stands for the one file whose
+ * shortened path it is; anything else is the path as given (the store checks it).
+ */
+async function pathOf(inv: CommandInvocation, deps: BotDeps): Promise<string> {
+  const path = requiredPath(inv);
+  if (!path.startsWith('…')) return path;
+  const matches = (await deps.memory.list('')).filter((e) => e.path.length > CHOICE_MAX && choicePath(e.path) === path);
+  if (matches.length > 1) throw new UsageError(`${path} matches ${matches.length} files; give the whole path.`);
+  return matches[0]?.path ?? path;
+}
+
 /** The text to write: exactly one of `content` and `file`, checked against the cap before the store is touched. */
 async function contentOf(inv: CommandInvocation, deps: BotDeps): Promise<Buffer> {
   const text = stringOption(inv, 'content');
@@ -118,7 +138,7 @@ function parseEditId(customId: string): { path: string; sha256: string } {
 }
 
 async function read(inv: CommandInvocation, res: Responder, deps: BotDeps): Promise<void> {
-  const file = await deps.memory.read(requiredPath(inv));
+  const file = await deps.memory.read(await pathOf(inv, deps));
   const heading = `**${file.path}** (${formatBytes(file.content.length)})`;
   await res.send(textOrFile(heading, file.content.toString('utf8'), basename(file.path), 'md'));
 }
@@ -136,7 +156,7 @@ async function list(inv: CommandInvocation, res: Responder, deps: BotDeps): Prom
 }
 
 async function write(inv: CommandInvocation, res: Responder, deps: BotDeps, mode: 'write' | 'append'): Promise<void> {
-  const path = requiredPath(inv);
+  const path = await pathOf(inv, deps);
   const content = await contentOf(inv, deps);
   const result = mode === 'write' ? await deps.memory.write(path, content) : await deps.memory.append(path, content);
   const verb = mode === 'write' ? 'Wrote' : 'Appended to';
@@ -146,7 +166,7 @@ async function write(inv: CommandInvocation, res: Responder, deps: BotDeps, mode
 }
 
 async function edit(inv: CommandInvocation, res: Responder, deps: BotDeps): Promise<void> {
-  const path = requiredPath(inv);
+  const path = await pathOf(inv, deps);
   let file: Awaited<ReturnType<BotDeps['memory']['read']>>;
   try {
     file = await deps.memory.read(path, { waitSeconds: EDIT_LOCK_WAIT_SECONDS });
@@ -186,10 +206,11 @@ async function saveEdit(inv: ModalInvocation, res: Responder, deps: BotDeps): Pr
 async function suggestPaths(inv: AutocompleteInvocation, deps: BotDeps): Promise<Choice[]> {
   const needle = inv.focused.value.toLowerCase();
   const entries = await deps.memory.list('');
+  // Discord refuses the whole answer past 25 choices or 100 characters in one of them.
   return entries
     .filter((e) => e.path.toLowerCase().includes(needle))
     .slice(0, 25)
-    .map((e) => ({ name: e.path, value: e.path }));
+    .map((e) => ({ name: choicePath(e.path), value: choicePath(e.path) }));
 }
 
 export const memory: CommandModule = {

@@ -8,7 +8,7 @@ import { SlashCommandBuilder } from '@discordjs/builders';
 import { checkRev } from '../../jobs/github/revision.js';
 import { OperationError, RefusedError, UsageError } from '../../lib/errors.js';
 import type { BotDeps, ButtonInvocation, CommandModule, Responder } from '../types.js';
-import { REV_MAX } from './options.js';
+import { DESTRUCTIVE_DEFAULT_PERMISSIONS, REV_MAX } from './options.js';
 import { CONFIRM_SECONDS } from './replace.js';
 
 const ROLLOUTS = ['none', 'canary', 'all'] as const;
@@ -19,6 +19,7 @@ const CONFIRM_REV_MAX = 40;
 export const data = new SlashCommandBuilder()
   .setName('rebuild-ami')
   .setDescription('Build a new base image (AMI) from a revision, optionally rolled out')
+  .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
   .addStringOption((o) =>
     o.setName('rev').setDescription('sha, branch or tag (default: the project branch)').setMaxLength(REV_MAX),
   )

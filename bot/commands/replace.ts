@@ -10,7 +10,7 @@ import { instanceName } from '../../lib/config.js';
 import { OperationError, RefusedError, UsageError } from '../../lib/errors.js';
 import type { ButtonInvocation, CommandModule, Responder } from '../types.js';
 import { agentQuestion, answerAgent } from './agent-answer.js';
-import { AMI_MAX, AMI_MIN, NAME_MAX, NAME_MIN } from './options.js';
+import { AMI_MAX, AMI_MIN, DESTRUCTIVE_DEFAULT_PERMISSIONS, NAME_MAX, NAME_MIN } from './options.js';
 
 /** Long enough to read the question, short enough that a forgotten button goes stale. */
 export const CONFIRM_SECONDS = 5 * 60;
@@ -21,6 +21,7 @@ const AMI_ID = /^ami-[0-9a-f]{8,17}$/;
 export const data = new SlashCommandBuilder()
   .setName('replace')
   .setDescription('Replace a CLAWDINATOR with a new instance (asks for confirmation)')
+  .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
   .addStringOption((o) =>
     o
       .setName('name')

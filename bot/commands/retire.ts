@@ -5,12 +5,16 @@
 // <expiresAtSeconds>` — so any gateway can handle the press without shared state. Only the
 // user who asked may press them, and only until they expire; the job checks everything
 // again (the registry, a healthy host left) when it runs.
+//
+// The same permission answers two other kinds of button: an agent's question
+// (agent-answer.ts) and a health-sweep alert's stray (stray-answer.ts).
 import { SlashCommandBuilder } from '@discordjs/builders';
 import { instanceName } from '../../lib/config.js';
 import { OperationError, RefusedError, UsageError } from '../../lib/errors.js';
 import type { ButtonInvocation, CommandModule, Responder } from '../types.js';
 import { agentQuestion, answerAgent } from './agent-answer.js';
-import { NAME_MAX, NAME_MIN } from './options.js';
+import { DESTRUCTIVE_DEFAULT_PERMISSIONS, NAME_MAX, NAME_MIN } from './options.js';
+import { answerStray, strayPress } from './stray-answer.js';
 
 /** Long enough to read the question, short enough that a forgotten button goes stale. */
 export const CONFIRM_SECONDS = 5 * 60;
@@ -18,6 +22,7 @@ export const CONFIRM_SECONDS = 5 * 60;
 export const data = new SlashCommandBuilder()
   .setName('retire')
   .setDescription('Destroy a CLAWDINATOR (asks for confirmation)')
+  .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
   .addStringOption((o) =>
     o
       .setName('name')
@@ -83,6 +88,9 @@ export const retire: CommandModule = {
     // An agent's question in the ops channel: any human allowed /retire answers it.
     const asked = agentQuestion(inv, 'retire');
     if (asked !== null) return answerAgent(asked, inv, res, deps);
+    // A health-sweep alert's stray, or its confirmation: /retire's permission, stray-cleanup's job.
+    const stray = strayPress(inv);
+    if (stray !== null) return answerStray(stray, inv, res, deps);
     const pending = parseButton(inv.customId);
     if (inv.actor.userId !== pending.userId) {
       throw new RefusedError(`Only <@${pending.userId}>, who asked, can answer this retire confirmation.`);

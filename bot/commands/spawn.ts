@@ -4,7 +4,7 @@ import { SlashCommandBuilder } from '@discordjs/builders';
 import { DEFAULT_INSTANCE_TYPES } from '../../lib/config.js';
 import { OperationError } from '../../lib/errors.js';
 import type { CommandModule } from '../types.js';
-import { AMI_MAX, AMI_MIN, NAME_MAX, NAME_MIN } from './options.js';
+import { AMI_MAX, AMI_MIN, DESTRUCTIVE_DEFAULT_PERMISSIONS, NAME_MAX, NAME_MIN } from './options.js';
 
 /**
  * The command's definition with `instanceTypes` as the instance-type choices: the same list
@@ -14,6 +14,7 @@ export function spawnDefinition(instanceTypes: readonly string[]) {
   return new SlashCommandBuilder()
     .setName('spawn')
     .setDescription('Create a new CLAWDINATOR')
+    .setDefaultMemberPermissions(DESTRUCTIVE_DEFAULT_PERMISSIONS)
     .addStringOption((o) =>
       o
         .setName('name')

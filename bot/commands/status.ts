@@ -1,6 +1,9 @@
-// /status [name]: the fleet at a glance, or one member in detail.
+// /status [name]: the fleet at a glance, or one member in detail. A source that does not
+// answer (EC2, SSM, the heartbeats …) is marked with its cause; the rest is still shown.
+// Name autocomplete reads the registry alone: Discord drops an answer slower than 3 s, and
+// the cloud is what is slow when it is.
 import { SlashCommandBuilder } from '@discordjs/builders';
-import { formatMember, formatStatus } from '../../jobs/status.js';
+import { formatMember, formatStatus, unavailableSources } from '../../jobs/status.js';
 import { OperationError, UsageError } from '../../lib/errors.js';
 import { textOrFile } from '../render.js';
 import type { CommandModule } from '../types.js';
@@ -32,11 +35,12 @@ export const status: CommandModule = {
         acc[m.state] = (acc[m.state] ?? 0) + 1;
         return acc;
       }, {});
+      const partial = unavailableSources(fleet).length > 0 ? ' (partial: a source did not answer)' : '';
       const heading = `**Fleet** — ${
         Object.entries(counts)
           .map(([k, v]) => `${v} ${k}`)
           .join(', ') || 'no members'
-      }`;
+      }${partial}`;
       await res.send(textOrFile(heading, formatStatus(fleet), 'status.txt'));
       return;
     }
@@ -45,11 +49,12 @@ export const status: CommandModule = {
     await res.send({ content: detail });
   },
   async autocomplete(inv, deps) {
-    if (deps.status === undefined) return [];
-    const fleet = await deps.status();
-    return fleet.members
-      .filter((m) => m.name.includes(inv.focused.value))
+    if (deps.fleetNames === undefined) return [];
+    const names = await deps.fleetNames();
+    return names
+      .filter((n) => n.includes(inv.focused.value))
+      .sort()
       .slice(0, 25)
-      .map((m) => ({ name: m.name, value: m.name }));
+      .map((n) => ({ name: n, value: n }));
   },
 };

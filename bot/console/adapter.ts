@@ -1,6 +1,7 @@
 // The console adapter: the same handlers driven from terminal lines, printing what Discord
 // would show (text, attachments by name, buttons with their ids, forms with their fields).
-//   /memory read path:ops.md        a slash command; values with spaces in quotes
+//   /memory read path:ops.md        a slash command; values with spaces in quotes; a bare
+//                                   word is the next option in order (/memory read ops.md)
 //   /memory write path:x.md file:@./local.md   an attachment from a local file
 //   /press <button-id>              press a button that was shown
 //   /press confirm                  press the last shown button whose id has that word as
@@ -112,14 +113,16 @@ export function parseCommand(
   const values: Record<string, OptionValue> = {};
   for (const word of rest) {
     const cut = word.indexOf(':');
-    const key = cut < 0 ? word : word.slice(0, cut);
-    const opt = options.find((o) => o.name === key);
-    if (cut < 0 || opt === undefined) {
+    const named = cut < 0 ? undefined : options.find((o) => o.name === word.slice(0, cut));
+    // A bare word is the next option not given yet, in the command's order (`/sim fail apply`).
+    const opt = named ?? (cut < 0 ? options.find((o) => values[o.name] === undefined) : undefined);
+    if (opt === undefined) {
+      const key = cut < 0 ? word : word.slice(0, cut);
       throw new UsageError(
         `${label}: unknown option "${key}" (options: ${options.map((o) => o.name).join(', ') || 'none'})`,
       );
     }
-    values[key] = convert(opt, word.slice(cut + 1), `${label} ${key}`);
+    values[opt.name] = convert(opt, named === undefined ? word : word.slice(cut + 1), `${label} ${opt.name}`);
   }
   for (const opt of options) {
     if (opt.required && values[opt.name] === undefined)
@@ -128,9 +131,13 @@ export function parseCommand(
   return { ...base, kind: 'command', command: name, subcommand, options: values };
 }
 
+// Counted per process, not per session: two sessions in one process (a test's alice and bob)
+// running lines in the same millisecond must not make the same interaction id, which the
+// dispatcher's claim would then drop as a duplicate.
+let consoleSeq = 0;
+
 /** A console user's session: runs lines and says whether each did what it should. */
 export class ConsoleSession {
-  private seq = 0;
   private readonly forms = new Map<string, Modal>();
   /** Ids of the buttons shown, oldest first (the last few are enough for `/press <word>`). */
   private readonly buttons: string[] = [];
@@ -143,19 +150,27 @@ export class ConsoleSession {
 
   /** Runs one line; false when it was refused or failed. */
   async run(line: string): Promise<boolean> {
+    return (await this.attempt(line)).ok;
+  }
+
+  /**
+   * Runs one line and says how it ended: ok, or what refused it (a line Discord would not
+   * accept, the policy, the handler's error) or crashed ("Something went wrong").
+   */
+  async attempt(line: string): Promise<{ ok: boolean; failure?: ConsoleFailure }> {
     const words = tokenize(line.trim());
-    if (words.length === 0) return true;
-    const base = { id: `console-${process.pid}-${Date.now()}-${++this.seq}`, actor: { ...this.actor } };
+    if (words.length === 0) return { ok: true };
+    const base = { id: `console-${process.pid}-${Date.now()}-${++consoleSeq}`, actor: { ...this.actor } };
     let inv: Invocation;
     try {
       inv = this.parse(words, base);
     } catch (err) {
       this.print(`⚠️ ${errorLine(err)}`);
-      return false;
+      return { ok: false, failure: { kind: 'refused', text: errorLine(err) } };
     }
     const res = new ConsoleResponder(this.print, this.forms, (ids) => this.shown(ids), inv.id, inv.actor.channelId);
     await this.dispatcher.handle(inv, res);
-    return !res.failed;
+    return res.failure === undefined ? { ok: true } : { ok: false, failure: res.failure };
   }
 
   /** Buttons shown outside a reply to a line (e.g. a job's confirmation request), for `/press <word>`. */
@@ -198,9 +213,15 @@ export class ConsoleSession {
   }
 }
 
+/** Why a console line did not succeed. */
+export interface ConsoleFailure {
+  kind: 'refused' | 'crashed';
+  text: string;
+}
+
 class ConsoleResponder implements Responder {
   acknowledged = false;
-  failed = false;
+  failure: ConsoleFailure | undefined;
 
   constructor(
     private readonly print: (text: string) => void,
@@ -253,8 +274,8 @@ class ConsoleResponder implements Responder {
     this.print(choices.map((c) => `  ${c.name}`).join('\n'));
   }
 
-  async fail(message: string): Promise<void> {
-    this.failed = true;
+  async fail(message: string, options: { unexpected?: boolean } = {}): Promise<void> {
+    this.failure = { kind: options.unexpected ? 'crashed' : 'refused', text: message };
     this.acknowledged = true;
     this.print(`⚠️ ${message} (only you can see this)`);
   }

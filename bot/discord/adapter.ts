@@ -112,9 +112,17 @@ function fieldsOf(interaction: ModalSubmitInteraction): Record<string, string> {
   return out;
 }
 
+/**
+ * Every message the bot sends pings nobody: a file named `@everyone.md`, a job's text or a
+ * member's note quoted back must not notify a guild (Discord parses mentions in content
+ * unless told not to).
+ */
+export const NO_MENTIONS = { parse: [] };
+
 function payload(reply: Reply) {
   return {
     content: reply.content ?? '',
+    allowedMentions: NO_MENTIONS,
     files: (reply.files ?? []).map((f) => new AttachmentBuilder(f.data, { name: f.name })),
     components:
       reply.buttons && reply.buttons.length > 0
@@ -200,14 +208,14 @@ export function responderFor(interaction: Interaction, tokens?: TokenStore): Res
     async fail(message) {
       const text = `⚠️ ${message}`;
       if (!deferred && !replied) {
-        await repliable.reply({ content: text, flags: MessageFlags.Ephemeral });
+        await repliable.reply({ content: text, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
         replied = true;
       } else if (deferred && ephemeralAck) {
-        await repliable.editReply({ content: text, files: [], components: [] });
+        await repliable.editReply({ content: text, files: [], components: [], allowedMentions: NO_MENTIONS });
       } else {
         // A public reply or "thinking…" cannot turn ephemeral: remove it, say it privately.
         if (deferred && !replied) await repliable.deleteReply().catch(() => {});
-        await repliable.followUp({ content: text, flags: MessageFlags.Ephemeral });
+        await repliable.followUp({ content: text, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
       }
     },
   };

@@ -6,7 +6,7 @@ import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js'
 import type { Logger } from '../../lib/log.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { TokenStore } from '../engine.js';
-import { invocationOf, responderFor } from './adapter.js';
+import { invocationOf, NO_MENTIONS, responderFor } from './adapter.js';
 
 export interface GatewayOptions {
   token: string;
@@ -35,7 +35,12 @@ export function attachmentOriginsFor(apiUrl: string): string[] {
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { dispatcher, log } = options;
-  const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: options.apiUrl } });
+  // No mentions by default too, for any message sent past the adapter (see NO_MENTIONS).
+  const client = new Client({
+    intents: [GatewayIntentBits.Guilds],
+    rest: { api: options.apiUrl },
+    allowedMentions: NO_MENTIONS,
+  });
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
 

@@ -27,6 +27,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { loadInfraSettings } from '../../infra/settings.js';
 import { StandInImageBuilder } from '../../jobs/ami/builder.js';
 import type { AmiDeps } from '../../jobs/ami/deps.js';
@@ -65,9 +66,10 @@ import { ConsoleSession } from '../console/adapter.js';
 import { createDispatcher } from '../dispatch.js';
 import { botJobAdmin, botJobs, redisClaim } from '../engine.js';
 import { renderEvent } from '../progress.js';
-import { questionButtons } from '../relay.js';
+import { eventButtons } from '../relay.js';
 import type { BotDeps, Button, Reply } from '../types.js';
 import { type SandboxRedis, startSandboxRedis } from './redis.js';
+import { simCommand } from './sim-command.js';
 import { type JobEnd, JobTracker } from './tracker.js';
 import {
   cloudSeed,
@@ -76,6 +78,7 @@ import {
   FIRST_HOST,
   memberActor,
   operatorActor,
+  SANDBOX_AMI,
   SANDBOX_BRANCH,
   SANDBOX_BUCKET,
   SANDBOX_OPS_CHANNEL,
@@ -116,10 +119,18 @@ export interface SandboxOptions {
   redisCommand?: string;
 }
 
+/** Why a line did not succeed: a refusal (or a handler's error), a job that failed, or a crash. */
+export interface LineFailure {
+  kind: 'refused' | 'failed' | 'crashed';
+  text: string;
+}
+
 export interface LineResult {
   /** The handler did not refuse or fail, and every job it started succeeded. */
   ok: boolean;
   jobs: JobEnd[];
+  /** What said no, when something did. */
+  failures?: LineFailure[];
 }
 
 export interface Sandbox {
@@ -327,7 +338,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const fleetWorker = startWorker(FLEET_QUEUE, workerDeps, settings);
     cleanups.push(() => closeWorker(fleetWorker, log));
 
-    // Every online host runs its own worker (its host queue) and publishes its heartbeat.
+    // Every online host runs its own worker (its host queue) and publishes its heartbeat —
+    // but an orphan (`/sim orphan`: launched outside any spawn) never bootstrapped, so none.
+    const orphans = new Set<string>();
     const hosts = new Map<string, HostRuntime>();
     const stopHost = async (name: string) => {
       const runtime = hosts.get(name);
@@ -337,11 +350,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await runtime.heartbeat.stop();
     };
     // Each host's heartbeat, signed with the workers' key as a real host's worker signs its
-    // own, reports the revision it runs and since when (as the worker reads its build info at
-    // every beat); a switch restarts the worker, or leaves it down.
+    // own (through the fault registry's heartbeat writes), reports the revision it runs and
+    // since when (as the worker reads its build info at every beat); a switch restarts the
+    // worker, or leaves it down.
     const beat = (host: SimHost) =>
       startHeartbeat({
-        redis,
+        redis: heartbeatWrites(redis, cloud),
         signer: schedule,
         host: host.name,
         instanceId: host.instanceId,
@@ -357,7 +371,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         onError: (err) => log.warn({ host: host.name, err }, 'heartbeat failed'),
       });
     const onOnline = (host: SimHost) => {
-      if (hosts.has(host.name)) return;
+      if (hosts.has(host.name) || orphans.has(host.instanceId)) return;
       const worker = startWorker(hostQueue(host.name), workerDeps, settings);
       hosts.set(host.name, { heartbeat: beat(host), worker });
       log.info({ host: host.name, instanceId: host.instanceId }, 'sandbox: host online');
@@ -442,12 +456,21 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           now: () => cloud.clock.now(),
           detail,
         }),
+      fleetNames: async () => Object.keys(await registry()),
       host: {
         doctor: (name) => doctorMember({ cloud, registry }, name),
         logs: (request) => memberLogs({ cloud, registry }, request),
       },
     };
-    const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
+    // The console has one command Discord never sees: /sim, failures and strays on purpose.
+    const sim = simCommand({
+      cloud,
+      registry,
+      ami: SANDBOX_AMI,
+      instanceType: DEFAULT_INSTANCE_TYPE,
+      onOrphan: (instanceId) => orphans.add(instanceId),
+    });
+    const dispatcher = createDispatcher([...commands, sim], deps, redisClaim(redis));
     const session = new ConsoleSession(dispatcher, actor, options.print);
     // The gateways' group exists before the first line runs, so no event of its jobs is missed.
     await redis.xgroup('CREATE', redisKeys.events, GATEWAY_GROUP, '$', 'MKSTREAM').catch((err: Error) => {
@@ -463,10 +486,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       },
       async ({ event }) => {
         if (shown(event)) {
-          const buttons =
-            event.kind === 'confirm'
-              ? await questionButtons(redis, workersKey, event.jobId, event.reply?.channelId, Date.now())
-              : [];
+          const buttons = await eventButtons(redis, workersKey, event, event.reply?.channelId, Date.now());
           options.print(renderForConsole(event, buttons));
           session.shown(buttons.map((b) => b.id));
         }
@@ -490,12 +510,18 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       github: { url: github.url, org: SANDBOX_ORG },
       async runLine(line, runOptions = {}) {
         tracker.take();
-        const handled = await session.run(line);
+        const handled = await session.attempt(line);
         const jobs = runOptions.waitMs === undefined ? [] : await tracker.wait(tracker.take(), runOptions.waitMs);
         // No result event (the job ended without one, or has not ended): say what is known.
         for (const end of jobs) if (end.kind === 'timeout' || end.kind === 'state') options.print(`⚠️ ${end.text}`);
         const jobsOk = jobs.every((j) => (j.kind === 'result' || j.kind === 'state' ? j.ok : j.kind === 'confirm'));
-        return { ok: handled && jobsOk, jobs };
+        const failures: LineFailure[] = [
+          ...(handled.failure === undefined ? [] : [handled.failure]),
+          ...jobs.flatMap((j): LineFailure[] =>
+            (j.kind === 'result' || j.kind === 'state') && !j.ok ? [{ kind: 'failed', text: j.text }] : [],
+          ),
+        ];
+        return { ok: handled.ok && jobsOk, jobs, ...(failures.length > 0 ? { failures } : {}) };
       },
       waitForJobs(timeoutMs) {
         return tracker.wait(tracker.take(), timeoutMs);
@@ -510,6 +536,28 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     await runCleanups();
     throw err;
   }
+}
+
+/**
+ * The simulated hosts' heartbeat writes, each one consulting the `heartbeat` fault: an armed
+ * fault skips one write (as a host whose worker hangs or cannot reach Redis), so a script can
+ * make a host go silent and watch the health sweep notice.
+ */
+function heartbeatWrites(redis: Redis, cloud: SimCloud): Redis {
+  return new Proxy(redis, {
+    get(target, prop) {
+      if (prop === 'set') {
+        return (...args: Parameters<Redis['set']>) => {
+          const fault = cloud.faults.take('heartbeat');
+          if (fault !== undefined)
+            return Promise.reject(new Error(fault.message ?? 'heartbeat write skipped (/sim fail heartbeat)'));
+          return (target.set as (...a: unknown[]) => unknown)(...args);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }
 
 /**
@@ -550,6 +598,9 @@ export function helpText(): string {
   return [
     'Slash commands (options as name:value, values with spaces in "quotes"):',
     ...commands.map((c) => `  /${c.data.name.padEnd(width)} ${c.data.description}`),
+    '  /sim fail <what> [times:N] [code:X]   the simulated world fails the next N times (console only)',
+    '  /sim faults                     what can fail, and what is armed',
+    '  /sim orphan <name>              an instance tagged as ours that the registry does not know',
     '  /press <button-id>              press a button that was shown',
     '  /press confirm                  press the last shown button with that word in its id',
     '  /submit <form-id> field=value   answer a form',

@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -45,7 +46,44 @@ const MAX_PARTS = 10_000;
 const QUEUE = 4;
 
 export function createS3Service(context: AwsContext, client?: S3Client): S3Service {
-  return new S3Service(client ?? new S3Client(context.clientConfig));
+  if (client !== undefined) return new S3Service(client);
+  // Path-style addressing for a local endpoint: `<bucket>.localhost` resolves on few machines
+  // (the SDK already addresses an IP endpoint by path, not a name). Decided per request from
+  // the endpoint the SDK resolved — the option, or AWS_ENDPOINT_URL(_S3) from its own chain,
+  // which it reads only when the first request is made.
+  const pathStyle = async () => {
+    const host = await endpointHost(built.config as ResolvedEndpoint);
+    return host !== undefined && pathStyleFor(host);
+  };
+  const built: S3Client = new S3Client({
+    ...context.clientConfig,
+    // The endpoint parameter takes a provider (ClientInputEndpointParameters); S3InputConfig's
+    // narrower `boolean` hides that in the intersected config type.
+    forcePathStyle: pathStyle as unknown as boolean,
+  });
+  return new S3Service(built);
+}
+
+/** The parts of the S3 client's resolved configuration that say where it sends requests. */
+interface ResolvedEndpoint {
+  isCustomEndpoint?: boolean;
+  endpoint?: () => Promise<{ hostname: string }>;
+  ignoreConfiguredEndpointUrls?: boolean;
+  /** AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / the profile's endpoint_url, as the SDK loads it. */
+  serviceConfiguredEndpoint?: () => Promise<string | undefined>;
+}
+
+async function endpointHost(config: ResolvedEndpoint): Promise<string | undefined> {
+  if (config.isCustomEndpoint) return (await config.endpoint?.())?.hostname;
+  if (config.ignoreConfiguredEndpointUrls) return undefined;
+  const configured = await config.serviceConfiguredEndpoint?.();
+  return configured ? new URL(configured).hostname : undefined;
+}
+
+/** An IP address, `localhost` or a `*.localhost` name: no virtual-hosted bucket names there. */
+export function pathStyleFor(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost');
 }
 
 export class S3Service {

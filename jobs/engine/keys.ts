@@ -9,6 +9,8 @@ export const keys = {
   cancel: (jobId: string) => `clawdinator:cancel:${jobId}`,
   heartbeat: (host: string) => `clawdinator:heartbeat:${host}`,
   health: (host: string) => `clawdinator:health:${host}`,
+  /** An instance of ours the registry does not know, as the health sweep first reported it. */
+  healthStray: (instanceId: string) => `clawdinator:health-stray:${instanceId}`,
   schedulerLeader: 'clawdinator:scheduler-leader',
   /** The lease of a host queue's own schedules (its worker alone upserts them). */
   hostSchedulerLeader: (host: string) => `clawdinator:scheduler-leader:${host}`,
@@ -18,6 +20,8 @@ export const keys = {
   eventSeen: (eventId: string) => `clawdinator:event-seen:${eventId}`,
   /** A job's signed confirmation question: the only source of the buttons rendered for it. */
   pending: (jobId: string) => `clawdinator:pending:${jobId}`,
+  /** The health sweep's signed offer to clean up a stray (stray-offer.ts): its button's only source. */
+  strayOffer: (target: string) => `clawdinator:pending:stray:${target}`,
   /**
    * The run a scheduler's slot admitted: a second run in the same slot is a replay. Per queue:
    * every host's own queue has a scheduler of the same id (its agent's token refresh), all

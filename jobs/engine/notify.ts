@@ -39,6 +39,11 @@ export const jobEventSchema = z.object({
   percent: z.number().min(0).max(100).optional(),
   ok: z.boolean().optional(),
   startedAt: z.number().optional(),
+  /**
+   * An alert's offer: the target of the health sweep's signed stray-cleanup offer
+   * (stray-offer.ts), whose button the relay shows once the offer verifies. Never a button.
+   */
+  offer: z.string().max(60).optional(),
   at: z.number(),
 });
 export type JobEvent = z.output<typeof jobEventSchema>;

@@ -173,6 +173,30 @@ export class Enqueuer {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    const queues = [...this.queues.values()];
+    await startedUp(queues);
+    await Promise.all(queues.map((q) => q.close()));
+  }
+}
+
+/** How long a close waits for connections still starting up (see startedUp). */
+const STARTUP_GRACE_MS = 5000;
+
+/**
+ * Waits (a few seconds at most: Redis may be down) until BullMQ components have connected.
+ * One closed while its connection still starts up is disconnected, and the start-up commands
+ * BullMQ sent without awaiting them reject unhandled ("Connection is closed"), which crashes
+ * a process that treats unhandled rejections as fatal: a worker or queue stopped right after
+ * it started (a gateway refusing its settings, a test) waits for them first.
+ */
+export async function startedUp(components: { waitUntilReady(): Promise<unknown> }[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, STARTUP_GRACE_MS);
+  });
+  try {
+    await Promise.race([Promise.allSettled(components.map((c) => c.waitUntilReady())), grace]);
+  } finally {
+    clearTimeout(timer);
   }
 }

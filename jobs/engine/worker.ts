@@ -20,7 +20,7 @@ import type { AnyJobType } from './job-type.js';
 import { keys } from './keys.js';
 import { type EventInput, publish } from './notify.js';
 import { chargeAgentRate, checkPolicy, type PolicyContext } from './policy.js';
-import type { JobTypes, Signer } from './queues.js';
+import { type JobTypes, type Signer, startedUp } from './queues.js';
 import { FLEET_SCHEDULES, type ScheduleDef, scheduleSlot } from './schedulers.js';
 import { Steps, verifyStepState } from './steps.js';
 
@@ -330,6 +330,8 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     },
     async close() {
       clearInterval(sweep);
+      // Not while its connections still start up (queues.ts: startedUp).
+      await startedUp([running, events, queue]);
       await running.close();
       await Promise.all([...pending]);
       await events.close();

@@ -17,6 +17,7 @@ import { rebuildAmiJob } from './rebuild-ami.js';
 import { replaceJob } from './replace.js';
 import { retireJob } from './retire.js';
 import { type FleetDeps, spawnJob } from './spawn.js';
+import { strayCleanupJob } from './stray-cleanup.js';
 
 export interface JobTypeDeps {
   redis: Redis;
@@ -51,6 +52,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
     healthSweep({
       redis: deps.redis,
       fleet: async () => Object.keys(await deps.registry()),
+      cloud: deps.fleet?.cloud,
       opsChannelId: deps.opsChannelId,
     }),
     spawnJob({
@@ -59,6 +61,7 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       audit: deps.audit,
       fleet: deps.fleet,
       instanceTypes: deps.instanceTypes,
+      opsChannelId: deps.opsChannelId,
     }),
     retireJob({
       redis: deps.redis,
@@ -75,6 +78,13 @@ export function jobTypes(deps: JobTypeDeps): AnyJobType[] {
       fleet: deps.fleet,
       opsChannelId: deps.opsChannelId,
       agentConfirmSeconds: deps.agentConfirmSeconds,
+    }),
+    strayCleanupJob({
+      redis: deps.redis,
+      memory: deps.memory,
+      audit: deps.audit,
+      fleet: deps.fleet,
+      opsChannelId: deps.opsChannelId,
     }),
     githubSyncJob({ github: deps.github }),
     githubTokenJob({ github: deps.github }),

@@ -4,15 +4,18 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { errorLine, OperationError, RefusedError } from '../../lib/errors.js';
-import { MemoryError, type MemoryStore } from '../../memory/store.js';
+import type { Logger } from '../../lib/log.js';
+import { appendOpsLine } from '../../memory/ops-log.js';
+import type { MemoryStore } from '../../memory/store.js';
 import { AuditTrail } from '../audit.js';
 import { type Approval, ASKED_STEP, approvalButtonId, WAIT_STEP, writePending } from '../engine/approval.js';
 import { describePrincipal, type Principal } from '../engine/envelope.js';
 import type { FinalReport, JobContext, JobEnd } from '../engine/job-type.js';
 import { publish } from '../engine/notify.js';
+import type { Signer } from '../engine/queues.js';
 import { PlanRefusedError, type RunContext } from '../terraform/runner.js';
 
-export type LifecycleAction = 'spawn' | 'retire' | 'replace' | 'deploy';
+export type LifecycleAction = 'spawn' | 'retire' | 'replace' | 'cleanup' | 'deploy';
 
 /** The runner's refusals (unasked destroys, a plan beyond the saved one) cannot be retried away. */
 export async function refusedIsFinal<T>(fn: () => Promise<T>): Promise<T> {
@@ -62,10 +65,22 @@ export async function auditLifecycle(audit: AuditTrail, run: LifecycleRun, at: D
   });
 }
 
+/** Where a record that could not be written is reported: the ops channel, as the job's signer. */
+export interface RecordAlerts {
+  redis: Redis;
+  signer: Signer;
+  opsChannelId?: string;
+  log: Logger;
+}
+
 /**
  * The run's line in ops.md, in the original's style ("- <time> spawn <name>: <what> —
  * requested by …"), and its audit line. An append is not idempotent: a retried step looks
  * for its own line (tagged with the job id) first.
+ *
+ * Best-effort: the change is made by now (an instance runs, a host is gone), so a record
+ * that cannot be written (ops.md over the cap, not a file, locked too long) must not fail
+ * the job and send it into retries or clean-up. It becomes an alert in the ops channel.
  */
 export async function recordLifecycle(
   memory: MemoryStore,
@@ -73,18 +88,33 @@ export async function recordLifecycle(
   run: LifecycleRun,
   what: string,
   outcome: string,
+  alerts?: RecordAlerts,
 ) {
   const at = new Date();
   const tag = `(job ${run.jobId})`;
-  const ops = await memory.read('ops.md').catch((err) => {
-    if (err instanceof MemoryError && err.code === 'not-found') return null;
-    throw err;
+  const who = describePrincipal(run.principal);
+  let missed: string | undefined;
+  await appendOpsLine(memory, {
+    line: `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`,
+    tag,
+    now: at,
+  }).catch((err) => {
+    missed = `its line in ops.md was not written: ${errorLine(err)}`;
   });
-  if (!ops?.content.toString('utf8').includes(tag)) {
-    const who = describePrincipal(run.principal);
-    await memory.append('ops.md', `- ${clock(at)} ${run.action} ${run.name}: ${what} — requested by ${who} ${tag}`);
-  }
+  // The trail never throws: its journal line and S3 object are the record, the memory copy
+  // is best-effort and logged (jobs/audit.ts).
   await auditLifecycle(audit, run, at, outcome);
+  if (missed !== undefined && alerts !== undefined) {
+    const text = `${run.name}: ${run.action} done, but ${missed}`;
+    alerts.log.warn({ jobId: run.jobId }, text);
+    await publish(alerts.redis, alerts.signer, {
+      kind: 'alert',
+      jobId: run.jobId,
+      type: run.action,
+      text,
+      reply: alerts.opsChannelId === undefined ? undefined : { channelId: alerts.opsChannelId },
+    }).catch((err) => alerts.log.error({ err: errorLine(err) }, 'record alert not published'));
+  }
   return null;
 }
 
@@ -290,6 +320,8 @@ export abstract class LifecycleJob<D extends { name: string }> {
   /** The step running now: a failure names it. */
   protected current = 'checks';
   private readonly trail: AuditTrail;
+  /** Where a record that could not be written is reported (see reportRecordsTo). */
+  private recordAlerts?: Pick<RecordAlerts, 'redis' | 'opsChannelId'>;
 
   constructor(
     protected readonly ctx: JobContext<D>,
@@ -336,8 +368,15 @@ export abstract class LifecycleJob<D extends { name: string }> {
     return auditLifecycle(this.trail, this.lifecycle, new Date(), outcome);
   }
 
+  /** A record (ops.md, audit) that cannot be written becomes an alert there. */
+  reportRecordsTo(alerts: Pick<RecordAlerts, 'redis' | 'opsChannelId'>): this {
+    this.recordAlerts = { redis: alerts.redis, opsChannelId: alerts.opsChannelId };
+    return this;
+  }
+
   protected record(what: string, outcome: string): Promise<null> {
-    return recordLifecycle(this.memory, this.trail, this.lifecycle, what, outcome);
+    const alerts = this.recordAlerts && { ...this.recordAlerts, signer: this.ctx.signer, log: this.ctx.log };
+    return recordLifecycle(this.memory, this.trail, this.lifecycle, what, outcome, alerts);
   }
 
   protected failed(err: unknown): Error {

@@ -94,7 +94,7 @@ export function replaceJob(deps: ReplaceDeps): JobType<typeof dataSchema> {
           'replace: this worker has no cloud, deployer, registry store or memory configured',
         );
       }
-      return new Replace(ctx, deps, memory, fleet).run();
+      return new Replace(ctx, deps, memory, fleet).reportRecordsTo(deps).run();
     },
   };
 }

@@ -115,7 +115,7 @@ export function retireJob(deps: RetireDeps): JobType<typeof dataSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('retire: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Retire(ctx, deps, memory, fleet).run();
+      return new Retire(ctx, deps, memory, fleet).reportRecordsTo(deps).run();
     },
   };
 }

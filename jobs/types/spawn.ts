@@ -140,6 +140,8 @@ export interface SpawnDeps {
   /** Where the outcome is audited (jobs/audit.ts); default: the journal and the memory copy. */
   audit?: AuditTrail;
   fleet?: FleetDeps;
+  /** Where an ops.md line that could not be written is reported. */
+  opsChannelId?: string;
   /** The instance types a spawn may use (CLAWDINATOR_INSTANCE_TYPES); default DEFAULT_INSTANCE_TYPES. */
   instanceTypes?: readonly string[];
 }
@@ -205,7 +207,7 @@ export function spawnJob(deps: SpawnDeps): JobType<SpawnSchema> {
       if (fleet === undefined || memory === undefined) {
         throw new UnrecoverableError('spawn: this worker has no cloud, deployer, registry store or memory configured');
       }
-      return new Spawn(ctx, deps.redis, memory, fleet, instanceTypes, deps.audit).run();
+      return new Spawn(ctx, deps.redis, memory, fleet, instanceTypes, deps.audit).reportRecordsTo(deps).run();
     },
   };
 }

@@ -1,24 +1,32 @@
 // Workers' events reach Discord through the relay: the deferred reply is edited with
 // progress and the result while the interaction token lives; after it expires (a shortened
-// clock here), the result is posted to the channel instead. Only events that verify are
-// rendered: unsigned ones, ones signed by an agent's key, ones moved to another channel and
-// replays are dropped and logged without a Discord call, and a question's buttons come only
-// from its job's signed pending record.
+// clock here), the result is posted to the channel instead; when the message is gone, the
+// result is posted, once. Only events that verify are rendered: unsigned ones, ones signed by
+// an agent's key, ones moved to another channel and replays are dropped and logged without a
+// Discord call, and a question's buttons come only from its job's signed pending record.
 import { Writable } from 'node:stream';
+import { REST, Routes } from 'discord.js';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { commands } from '../../bot/commands/index.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../bot/discord/gateway.js';
 import { createDispatcher } from '../../bot/dispatch.js';
-import { redisClaim, TokenStore } from '../../bot/engine.js';
-import { startRelay } from '../../bot/relay.js';
+import { JobMessages, redisClaim, TokenStore } from '../../bot/engine.js';
+import { type RelayOptions, renderToDiscord, startRelay } from '../../bot/relay.js';
 import { approvalButtonId, type Pending, writePending } from '../../jobs/engine/approval.js';
 import { keys } from '../../jobs/engine/keys.js';
-import { type EventInput, type EventTrust, publish, signEvent } from '../../jobs/engine/notify.js';
+import {
+  type EventInput,
+  type EventTrust,
+  type JobEvent,
+  publish,
+  signEvent,
+  type VerifiedEvent,
+} from '../../jobs/engine/notify.js';
 import type { Signer } from '../../jobs/engine/queues.js';
 import { createLogger } from '../../lib/log.js';
 import { ALICE, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL, OTHER_CHANNEL } from '../support/bot.js';
-import { DiscordStandIn, type RestCall } from '../support/discord-standin.js';
+import { DiscordStandIn, type MessageRecord, type RestCall } from '../support/discord-standin.js';
 import { keyPair, testStepSigner, testWorkersKey } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
@@ -109,6 +117,15 @@ async function start(tokenTtlMs: number): Promise<{ tokens: TokenStore; interact
 
 const content = (c: RestCall) => (c.body as { content?: string } | undefined)?.content ?? '';
 
+/** An event as the consumer hands it over once it verified (renderToDiscord called directly). */
+function verified(event: Omit<JobEvent, 'id'>): VerifiedEvent {
+  return { event: { ...event, id: `test-event-${event.jobId}-${event.kind}` }, keyId: 'schedule', streamId: '1-0' };
+}
+
+function renderOptions(over: Partial<RelayOptions> & Pick<RelayOptions, 'rest' | 'tokens'>): RelayOptions {
+  return { redis, trust, workersKey: testWorkersKey, consumer: 'a', log: createLogger('silent'), ...over };
+}
+
 describe('relay', () => {
   it('edits the reply with progress, then the result', async () => {
     const { interactionId, token } = await start(60_000);
@@ -160,6 +177,88 @@ describe('relay', () => {
     expect(posted.auth).toMatch(/^Bot /);
     expect(standIn.calls.filter((c) => c.method === 'PATCH' && c.path.includes(token)).length).toBe(editsBefore);
     expect(standIn.channelMessages(OPS_CHANNEL)).toHaveLength(1);
+  });
+
+  it('a deleted progress message: the result goes to the channel, exactly once with two relays racing', async () => {
+    const { interactionId, tokens } = await start(60_000);
+    const reply = { channelId: OPS_CHANNEL, interactionId };
+    await publish(redis, workers, { kind: 'progress', jobId: 'spawn-5', reply, text: 'apply', percent: 40 });
+    await standIn.waitForCall((c) => c.method === 'PATCH' && content(c).includes('apply'));
+    // Someone deletes the reply the job's progress was editing.
+    const original = standIn.responsesFor(interactionId).original as MessageRecord;
+    original.deleted = true;
+    // A second gateway with its own REST client (another host); both get the result, as when
+    // one took the event over from the other after it posted and died before acknowledging.
+    const other = new REST({ api: standIn.apiUrl }).setToken(TOKEN);
+    const event = verified({
+      kind: 'result',
+      jobId: 'spawn-5',
+      reply,
+      ok: false,
+      text: 'clawdinator-5: apply failed: Error: quota',
+      at: Date.now(),
+    });
+    const outcomes = await Promise.all([
+      renderToDiscord(event, renderOptions({ rest: gateway.client.rest, tokens })),
+      renderToDiscord(event, renderOptions({ rest: other, tokens, consumer: 'b' })),
+    ]);
+    expect(outcomes).toEqual(['posted', 'posted']);
+    const posted = standIn.channelMessages(OPS_CHANNEL);
+    expect(posted.map((m) => m.content)).toEqual(['❌ `spawn-5` clawdinator-5: apply failed: Error: quota']);
+    const posts = standIn.calls.filter((c) => c.method === 'POST' && c.path === `/channels/${OPS_CHANNEL}/messages`);
+    expect(posts).toHaveLength(2);
+    for (const post of posts) {
+      expect(post.body).toMatchObject({ enforce_nonce: true, allowed_mentions: { parse: [] } });
+      expect(String((post.body as { nonce: string }).nonce).length).toBeLessThanOrEqual(25);
+    }
+    const nonces = posts.map((p) => (p.body as { nonce: string }).nonce);
+    expect(nonces[0]).toBe(nonces[1]);
+    // Through the stream as well: the result of another job, its reply deleted, lands once.
+    await publish(redis, workers, { kind: 'result', jobId: 'spawn-6', reply, ok: true, text: 'clawdinator-6 online' });
+    await standIn.waitForCall((c) => c.method === 'POST' && content(c).includes('clawdinator-6 online'));
+    expect(standIn.channelMessages(OPS_CHANNEL)).toHaveLength(2);
+  });
+
+  it('an expired token (401, 50027) still in the token store: the result is posted to the channel', async () => {
+    const { interactionId } = await start(60_000);
+    standIn.expireInteraction(interactionId);
+    const reply = { channelId: OPS_CHANNEL, interactionId };
+    await publish(redis, workers, { kind: 'progress', jobId: 'spawn-7', reply, text: 'apply', percent: 40 });
+    await publish(redis, workers, { kind: 'result', jobId: 'spawn-7', reply, ok: true, text: 'clawdinator-7 online' });
+    const posted = await standIn.waitForCall((c) => c.method === 'POST' && content(c).includes('clawdinator-7'));
+    expect(content(posted)).toBe('✅ `spawn-7` clawdinator-7 online');
+    // The progress is not posted: a channel should not fill with progress bars.
+    expect(standIn.channelMessages(OPS_CHANNEL).map((m) => m.content)).toEqual([content(posted)]);
+  });
+
+  it("an agent's request whose question was deleted: the result goes to the ops channel", async () => {
+    const { tokens } = await start(60_000);
+    const messages = new JobMessages(redis);
+    const question = await gateway.client.rest.post(Routes.channelMessages(OPS_CHANNEL), {
+      body: { content: '❓ clawdinator-2 asks to retire clawdinator-4' },
+    });
+    const questionId = (question as { id: string }).id;
+    await messages.save('retire-agent-1', { channelId: OPS_CHANNEL, messageId: questionId });
+    await messages.answered('retire-agent-1');
+    (standIn.message(questionId) as MessageRecord).deleted = true;
+    const outcome = await renderToDiscord(
+      verified({
+        kind: 'result',
+        jobId: 'retire-agent-1',
+        reply: { channelId: OPS_CHANNEL },
+        ok: true,
+        text: 'clawdinator-4 retired',
+        at: Date.now(),
+      }),
+      renderOptions({ rest: gateway.client.rest, tokens, messages }),
+    );
+    expect(outcome).toBe('posted');
+    expect(
+      standIn
+        .channelMessages(OPS_CHANNEL)
+        .filter((m) => !m.deleted)
+        .map((m) => m.content),
+    ).toEqual(['✅ `retire-agent-1` clawdinator-4 retired']);
   });
 
   it('the same interaction delivered twice is handled once (claimed in Redis)', async () => {

@@ -19,12 +19,14 @@ const _AMI = 'ami-00000000000000a11';
 let server: TestRedis;
 let env: Record<string, string>;
 let stop: () => Promise<void>;
+let cloud: ReturnType<typeof simFleet>['cloud'];
 
 beforeAll(async () => {
   server = await startRedis();
   const redis = server.client();
   const sim = simFleet(redis);
   const { dir, registry, memory, fleet } = sim;
+  cloud = sim.cloud;
   const operator = generateSigningKeyPair();
   writeFileSync(join(dir, 'operator.pem'), operator.privateKeyPem, { mode: 0o600 });
   const publicKey = parsePublicKey(operator.publicKeyPem);
@@ -57,7 +59,7 @@ afterAll(async () => {
   await server.stop();
 });
 
-describe('clawdinator fleet spawn|retire|replace', () => {
+describe('clawdinator fleet spawn|retire|replace|cleanup', () => {
   it('spawn queues the job as the operator and prints its progress and outcome', async () => {
     const r = await runCli(['fleet', 'spawn', 'clawdinator-3'], { env });
     expect(r.stderr).toBe('');
@@ -82,5 +84,22 @@ describe('clawdinator fleet spawn|retire|replace', () => {
     expect(notOperator.stderr).toContain('must be operator:<name>');
     const badName = await runCli(['fleet', 'spawn', 'evil;rm'], { env });
     expect(badName.code).toBe(2);
+  });
+
+  it('cleanup needs --yes; it terminates a stray instance of ours and refuses a registry member’s', async () => {
+    const unconfirmed = await runCli(['fleet', 'cleanup', 'i-0123456789abcdef0'], { env });
+    expect(unconfirmed).toMatchObject({
+      code: 2,
+      stderr: 'clawdinator: cleanup terminates i-0123456789abcdef0: confirm with --yes\n',
+    });
+    const stray = await cloud.launchInstance({ name: 'clawdinator-7', ami: _AMI, instanceType: 't3.large' });
+    const r = await runCli(['fleet', 'cleanup', stray, '--yes'], { env });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^queued stray-cleanup-cli-/);
+    expect(r.stdout).toContain(`${stray} (clawdinator-7) terminated: it was not in the registry`);
+    const member = await runCli(['fleet', 'cleanup', 'clawdinator-1', '--yes'], { env });
+    expect(member.code).toBe(1);
+    expect(member.stderr).toMatch(/^clawdinator: refused: clawdinator-1 has an instance \(i-[0-9a-f]+, running\)/);
   });
 });

@@ -11,18 +11,22 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditTrail } from '../../jobs/audit.js';
 import { bootstrap } from '../../jobs/bootstrap/install.js';
 import type { AuthRequest, SimCallRecord } from '../../jobs/cloud/sim.js';
+import type { JobContext } from '../../jobs/engine/job-type.js';
+import { keys } from '../../jobs/engine/keys.js';
 import { deployTokenSecret } from '../../jobs/fastlane/deps.js';
 import { doctorMember, memberLogs } from '../../jobs/host/ops.js';
 import { writeDeployToken } from '../../jobs/host/token.js';
 import { publicHalf } from '../../jobs/signing.js';
 import { fleetStatus } from '../../jobs/status.js';
+import { type HealthSweepResult, healthSweep } from '../../jobs/types/health-sweep.js';
+import { STRAY_CLEANUP } from '../../jobs/types/stray-cleanup.js';
 import { createLogger } from '../../lib/log.js';
 import { hostWorkers, rebuild, simAmiDeps } from '../support/ami.js';
 import { tempDir } from '../support/cli.js';
 import { SIM_AMI, SIM_BUCKET, simMember } from '../support/fleet.js';
 import { testStepSigner } from '../support/jobs.js';
 import { runDeploy, simLane } from '../support/lane.js';
-import { lifecycleSuite } from '../support/lifecycle.js';
+import { lifecycleSuite, OPERATOR } from '../support/lifecycle.js';
 import { evaluate, type PrincipalPolicies, synthesizedPolicies, type Verdict } from './policies.js';
 import { terraformCalls } from './terraform-calls.js';
 
@@ -145,6 +149,56 @@ describe('IAM against the calls', () => {
       'TerminateInstances',
       'DescribeInstanceInformation',
     ]) {
+      expect(operations).toContain(op);
+    }
+    expect(await check(records)).toEqual([]);
+  });
+
+  it('the health sweep (every minute) and stray-cleanup, under the deployer role: listing, terminating, retiring', async () => {
+    // What a spawn that died after its launch leaves, and a member whose instance is gone:
+    // made without the policy, as they are the situation, not what is tested.
+    suite.sim.cloud.setAuthorizer(null);
+    const stray = await suite.sim.cloud.launchInstance({
+      name: 'clawdinator-9',
+      ami: SIM_AMI,
+      instanceType: 't3.large',
+    });
+    const gone = (await suite.sim.cloud.listFleetInstances()).find((i) => i.name === 'clawdinator-2');
+    await suite.sim.cloud.terminateInstance(gone?.instanceId as string);
+    await suite.redis.del(keys.heartbeat('clawdinator-2'));
+    enforcePolicies();
+    suite.sim.cloud.resetCalls();
+
+    const sweep = healthSweep({ redis: suite.redis, fleet: async () => MEMBERS, cloud: suite.sim.cloud });
+    const ctx = {
+      jobId: 'repeat:clawdinator-health-sweep:1',
+      data: {},
+      principal: { kind: 'schedule', scheduler: 'clawdinator-health-sweep' },
+      requestId: 'clawdinator-health-sweep',
+      steps: undefined as never,
+      signer: testStepSigner,
+      log: createLogger('silent'),
+      progress: async () => {},
+    } satisfies JobContext<Record<string, never>>;
+    const swept = (await sweep.run(ctx)) as HealthSweepResult;
+    // EC2 answered under the policy: the stray is seen (an authorizer denial would be "unknown").
+    expect(swept).toMatchObject({ strays: 1, unknown: 0 });
+
+    const h = suite.harness();
+    for (const [n, target] of [stray, 'clawdinator-2'].entries()) {
+      const { jobId } = await h.enqueuer('operator').enqueue({
+        type: STRAY_CLEANUP,
+        data: { target },
+        principal: OPERATOR,
+        requestId: `iam-cleanup-${n}`,
+      });
+      const job = await h.finished(jobId);
+      expect(job.failedReason).toBeUndefined();
+    }
+    const records = suite.sim.cloud.records();
+    expect(new Set(records.map((r) => r.principal))).toEqual(new Set(['deployer']));
+    const operations = new Set(records.map((r) => r.operation));
+    for (const op of ['DescribeInstances', 'TerminateInstances', 'DeleteSecret']) {
       expect(operations).toContain(op);
     }
     expect(await check(records)).toEqual([]);

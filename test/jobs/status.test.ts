@@ -6,7 +6,7 @@ import type { FleetRegistry } from '../../infra/registry.js';
 import { ManualClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings } from '../../jobs/cloud/sim.js';
 import { keys } from '../../jobs/engine/keys.js';
-import { fleetStatus, formatMember, formatStatus } from '../../jobs/status.js';
+import { fleetStatus, formatMember, formatStatus, SOURCES } from '../../jobs/status.js';
 import { keyPair, testWorkersKey, writeHeartbeat } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
@@ -196,6 +196,142 @@ describe('fleetStatus', () => {
     expect(sim.calls.ec2).toBe(2);
     expect(sim.calls.ssm).toBe(10);
     expect(roundTrips).toBe(1);
+    sim.close();
+  });
+
+  it('SSM failing: EC2 and heartbeats still answer; SSM is marked unavailable with its cause', async () => {
+    const clock = new ManualClock({ auto: true });
+    const sim = createSimCloud({
+      clock,
+      timings: instantSimTimings,
+      amis: [{ name: 'base', imageId: 'ami-0123456789abcdef0' }],
+      fleet: [{ name: 'clawdinator-1' }, { name: 'clawdinator-2' }],
+    });
+    const instances = await sim.listFleetInstances();
+    const id = (n: string) => instances.find((i) => i.name === n)?.instanceId as string;
+    await heartbeat('clawdinator-1', id('clawdinator-1'));
+    sim.faults.arm('ssm', { code: 'AccessDeniedException' });
+    const status = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1', 'clawdinator-2']),
+      cloud: sim,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+      now: () => clock.now(),
+    });
+    expect(status.sources).toEqual({
+      registry: { ok: true, error: null },
+      ec2: { ok: true, error: null },
+      images: { ok: true, error: null },
+      ssm: { ok: false, error: 'AccessDeniedException on DescribeInstanceInformation' },
+      heartbeats: { ok: true, error: null },
+      queues: { ok: true, error: null },
+    });
+    expect(status.members.map((m) => [m.name, m.state, m.instanceId, m.ssm])).toEqual([
+      ['clawdinator-1', 'online', id('clawdinator-1'), null],
+      ['clawdinator-2', 'silent', id('clawdinator-2'), null],
+    ]);
+    expect(status.members[0]?.heartbeat).toMatchObject({ revision: 'abc123' });
+    const table = formatStatus(status);
+    expect(table).toContain('⚠️ SSM: unavailable (AccessDeniedException on DescribeInstanceInformation)');
+    expect(table).toContain('🟢 clawdinator-1  online');
+    expect(table).not.toContain('AWS is unreachable');
+    expect(formatMember(status, 'clawdinator-1')).toContain('SSM: unavailable');
+    sim.close();
+  });
+
+  it('DescribeImages failing: only the "older image" mark is lost, with its cause; the members are as they are', async () => {
+    const clock = new ManualClock({ auto: true });
+    const sim = createSimCloud({
+      clock,
+      timings: instantSimTimings,
+      amis: [{ name: 'base', imageId: 'ami-0123456789abcdef0' }],
+      fleet: [{ name: 'clawdinator-1' }],
+    });
+    const [instance] = await sim.listFleetInstances();
+    await heartbeat('clawdinator-1', instance?.instanceId as string);
+    sim.faults.arm('DescribeImages', { code: 'UnauthorizedOperation' });
+    const status = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1']),
+      cloud: sim,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+      now: () => clock.now(),
+    });
+    expect(SOURCES.filter((s) => !status.sources[s].ok)).toEqual(['images']);
+    expect(status.sources.images).toEqual({ ok: false, error: 'UnauthorizedOperation on DescribeImages' });
+    expect(status.newestAmi).toBeNull();
+    expect(status.members.map((m) => [m.name, m.state, m.olderImage])).toEqual([['clawdinator-1', 'online', false]]);
+    expect(formatStatus(status)).toContain('⚠️ EC2 images: unavailable (UnauthorizedOperation on DescribeImages)');
+    sim.close();
+  });
+
+  it('EC2 failing: heartbeats still tell who is online; others are unknown, never "missing"', async () => {
+    const sim = createSimCloud({
+      clock: new ManualClock({ auto: true }),
+      timings: instantSimTimings,
+      amis: [{ name: 'base', imageId: 'ami-0123456789abcdef0' }],
+      fleet: [{ name: 'clawdinator-1' }, { name: 'clawdinator-2' }],
+    });
+    const instances = await sim.listFleetInstances();
+    await heartbeat('clawdinator-1', instances[0]?.instanceId as string);
+    sim.faults.arm('DescribeInstances', { code: 'UnauthorizedOperation' });
+    const status = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1', 'clawdinator-2']),
+      cloud: sim,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+    });
+    expect(status.sources.ec2).toEqual({ ok: false, error: 'UnauthorizedOperation on DescribeInstances' });
+    expect(status.sources.ssm).toEqual({ ok: false, error: 'not asked: EC2 did not answer' });
+    expect(status.members.map((m) => [m.name, m.state])).toEqual([
+      ['clawdinator-1', 'online'],
+      ['clawdinator-2', 'unknown'],
+    ]);
+    expect(status.strays).toEqual([]);
+    expect(formatStatus(status)).toContain('⚠️ EC2: unavailable (UnauthorizedOperation on DescribeInstances)');
+    sim.close();
+  });
+
+  it('the registry failing or a source that does not answer in time: the rest is still shown', async () => {
+    const sim = createSimCloud({
+      clock: new ManualClock({ auto: true }),
+      timings: instantSimTimings,
+      amis: [{ name: 'base' }],
+      fleet: [{ name: 'clawdinator-1' }],
+    });
+    const broken = await fleetStatus({
+      registry: async () => {
+        throw new Error('fleet registry infra/fleet.json is not valid JSON');
+      },
+      cloud: sim,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+    });
+    expect(broken.sources.registry).toEqual({
+      ok: false,
+      error: 'fleet registry infra/fleet.json is not valid JSON',
+    });
+    expect(broken.members).toEqual([]);
+    expect(broken.queues).toHaveLength(1);
+    const hanging = {
+      listFleetInstances: () => new Promise<never>(() => {}),
+      pingStatus: (ids: string[]) => sim.pingStatus(ids),
+      findLatestAmi: () => sim.findLatestAmi(),
+    };
+    const slow = await fleetStatus({
+      registry: async () => registryOf(['clawdinator-1']),
+      cloud: hanging,
+      redis,
+      workersKey: testWorkersKey,
+      queues: [queue],
+      sourceTimeoutMs: 50,
+    });
+    expect(slow.sources.ec2).toEqual({ ok: false, error: 'no answer within 0.05 s' });
+    expect(slow.members.map((m) => m.state)).toEqual(['unknown']);
     sim.close();
   });
 });

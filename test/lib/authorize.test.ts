@@ -21,7 +21,12 @@ describe('authorize', () => {
   it('opens reads wider than writes, by the most specific key', () => {
     const reader = actor({ userId: BOB, roles: [READER_ROLE], channelId: OTHER_CHANNEL });
     expect(authorize(policy, 'memory read', reader)).toEqual({ allowed: true });
+    // Allowed nowhere: told so, not sent looking for another channel.
     expect(authorize(policy, 'memory write', reader)).toEqual({
+      allowed: false,
+      reason: 'You are not allowed to use /memory write.',
+    });
+    expect(authorize(policy, 'memory write', actor({ channelId: OTHER_CHANNEL }))).toEqual({
       allowed: false,
       reason: '/memory write is not available in this channel.',
     });

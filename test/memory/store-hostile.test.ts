@@ -118,6 +118,8 @@ describe('special files named like a note: a one-line error, no lock held', () =
     write: (s: MemoryStore, p: string) => s.write(p, 'pwned\n'),
     append: (s: MemoryStore, p: string) => s.append(p, 'pwned'),
     edit: (s: MemoryStore, p: string) => s.withExclusiveLock(p, async () => 'ran'),
+    // The control plane's ops.md log and its month files (memory/ops-log.ts) go through it.
+    update: (s: MemoryStore, p: string) => s.update(p, async () => 'pwned\n'),
   };
 
   async function expectRefusedEverywhere(path: string, message: RegExp): Promise<void> {

@@ -375,6 +375,54 @@ describe('DiscordStandIn with the real discord.js client', () => {
     expect(summary(standIn.calls)).toEqual(['GET /gateway/bot 401']);
   });
 
+  it("refuses an autocomplete answer over Discord's limits, as Discord does (400 Invalid Form Body)", async () => {
+    const client = await connect();
+    const answers = new Map<string, { name: string; value: string }[]>();
+    const done = handleInteractions(client, async (i) => {
+      if (i.isAutocomplete()) await i.respond(answers.get(i.options.getFocused()) ?? []);
+    });
+    const long = 'x'.repeat(101);
+    answers.set(
+      'many',
+      Array.from({ length: 26 }, (_, n) => ({ name: `c${n}`, value: `c${n}` })),
+    );
+    answers.set('long', [{ name: long, value: 'ok' }]);
+    answers.set('fine', [{ name: 'x'.repeat(100), value: 'x'.repeat(100) }]);
+    const ask = (value: string) =>
+      standIn.injectAutocomplete({
+        name: 'memory',
+        options: [{ type: 3, name: 'path', value, focused: true }],
+        user: operator,
+        channelId: CHANNEL,
+      });
+    for (const value of ['many', 'long']) {
+      const { id } = ask(value);
+      await expect(done(id)).rejects.toThrow(/Invalid Form Body/);
+      expect(standIn.responsesFor(id).callbacks).toEqual([]);
+    }
+    const { id } = ask('fine');
+    await done(id);
+    expect(standIn.responsesFor(id).callbacks).toHaveLength(1);
+  });
+
+  it('enforce_nonce: the same nonce in the same channel returns the first message, once', async () => {
+    const client = await connect();
+    const channel = client.channels.cache.get(CHANNEL);
+    if (channel === undefined || !channel.isSendable()) throw new Error('no channel');
+    const [a, b] = await Promise.all([
+      channel.send({ content: 'result', nonce: 'spawn-3-result', enforceNonce: true }),
+      channel.send({ content: 'result again', nonce: 'spawn-3-result', enforceNonce: true }),
+    ]);
+    expect(a.id).toBe(b.id);
+    // Without enforce_nonce, or with another nonce, a message is made each time.
+    await channel.send({ content: 'plain', nonce: 'spawn-3-result' });
+    await channel.send({ content: 'other', nonce: 'spawn-4-result', enforceNonce: true });
+    expect(standIn.channelMessages(CHANNEL).map((m) => m.content)).toEqual(['result', 'plain', 'other']);
+    await expect(channel.send({ content: 'x', nonce: 'n'.repeat(26), enforceNonce: true })).rejects.toThrow(
+      /Invalid Form Body/,
+    );
+  });
+
   it('reads and changes the guild: messages, files, reactions, channels, roles, members, DMs', async () => {
     const client = await connect([GatewayIntentBits.Guilds, GatewayIntentBits.GuildMembers]);
     const guild = client.guilds.cache.get(GUILD);

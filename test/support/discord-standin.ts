@@ -44,6 +44,8 @@ const BOT_PERMISSIONS = String((1n << 51n) - 1n - 8n);
 const HEARTBEAT_INTERVAL_MS = 41_250;
 // Bounded so a long bench run does not grow memory; a resume only needs the recent tail.
 const RESUME_BACKLOG = 1000;
+// Discord checks a nonce's uniqueness "in the past few minutes".
+const NONCE_WINDOW_MS = 5 * 60_000;
 
 export interface StandInUser {
   id: string;
@@ -381,6 +383,8 @@ export class DiscordStandIn {
   private readonly messages = new Map<string, MessageRecord>();
   private readonly messagesByChannel = new Map<string, MessageRecord[]>();
   private readonly attachmentData = new Map<string, AttachmentRecord>();
+  /** `channel:author:nonce` → the message created with it, for `enforce_nonce`. */
+  private readonly nonces = new Map<string, { messageId: string; at: number }>();
 
   constructor(options: DiscordStandInOptions = {}) {
     this.appId = options.appId ?? snowflake();
@@ -1153,7 +1157,16 @@ export class DiscordStandIn {
     });
     this.addRoute('POST', '/channels/:channel/messages', ({ params, payload, files }) => {
       const channel = this.requireChannel(params.channel as string);
+      // enforce_nonce: the same author, channel and nonce within a few minutes returns the
+      // message made first and creates none (what makes a post idempotent across gateways).
+      const nonceKey = this.nonceKey(channel.id, payload);
+      const first = nonceKey === null ? undefined : this.nonces.get(nonceKey);
+      if (first !== undefined && Date.now() - first.at < NONCE_WINDOW_MS) {
+        const existing = this.messages.get(first.messageId);
+        if (existing !== undefined) return ok(this.apiMessage(existing));
+      }
       const message = this.newMessage(channel.id, payload, files, { type: 0, webhook: false });
+      if (nonceKey !== null) this.nonces.set(nonceKey, { messageId: message.id, at: Date.now() });
       let list = this.messagesByChannel.get(channel.id);
       if (list === undefined) {
         list = [];
@@ -1261,6 +1274,20 @@ export class DiscordStandIn {
     });
   }
 
+  /** The dedupe key of a create-message payload with `enforce_nonce`; null when it has none. */
+  private nonceKey(channelId: string, payload: Record<string, unknown>): string | null {
+    const nonce = payload.nonce;
+    if (nonce === undefined || nonce === null) {
+      if (payload.enforce_nonce === true) throw formError('nonce', 'required with enforce_nonce');
+      return null;
+    }
+    // Discord: an integer or a string of at most 25 characters.
+    const valid = (typeof nonce === 'string' && nonce.length <= 25) || Number.isInteger(nonce);
+    if (!valid) throw formError('nonce', 'must be an integer or a string of at most 25 characters');
+    if (payload.enforce_nonce !== true) return null;
+    return `${channelId}:${this.botUser.id}:${String(nonce)}`;
+  }
+
   // --- interaction responses -------------------------------------------------------------------
 
   private interactionCallback({ call, params, payload, files }: HandlerInput): Reply {
@@ -1274,6 +1301,7 @@ export class DiscordStandIn {
       throw formError('type', `callback type ${String(type)} is not valid for interaction type ${it.type}`);
     }
     const data = record(payload.data);
+    if (type === CallbackType.AutocompleteResult) autocompleteError(data);
     it.callbacks.push(payload.data === undefined ? { type } : { type, data: payload.data });
     const opts = { type: 20, webhook: true };
     switch (type) {
@@ -1776,6 +1804,20 @@ function formError(field: string, detail: string): ApiError {
   return new ApiError(400, 50035, 'Invalid Form Body', {
     [field]: { _errors: [{ code: 'STANDIN_INVALID', message: detail }] },
   });
+}
+
+/** Discord refuses the whole answer when one choice breaks a limit (400 Invalid Form Body). */
+function autocompleteError(data: Record<string, unknown>): void {
+  const choices = Array.isArray(data.choices) ? data.choices.map(record) : [];
+  if (choices.length > 25) throw formError('data.choices', 'Must be 25 or fewer in length.');
+  for (const [i, choice] of choices.entries()) {
+    for (const field of ['name', 'value'] as const) {
+      const v = choice[field];
+      if (typeof v === 'string' && (v.length < 1 || v.length > 100)) {
+        throw formError(`data.choices.${i}.${field}`, 'Must be between 1 and 100 in length.');
+      }
+    }
+  }
 }
 
 /** Which callback types Discord accepts for which interaction type. */

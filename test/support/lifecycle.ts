@@ -159,6 +159,8 @@ export function lifecycleHarness(
       return finished(jobId);
     },
     async close() {
+      // Started up first: BullMQ's start-up commands on a connection closed mid-way reject unhandled.
+      await queue.waitUntilReady().catch(() => {});
       await queue.close();
       for (const e of [...enqueuers.values()].reverse()) await e.close();
       await worker.close();

@@ -97,8 +97,9 @@ describe('console adapter', () => {
     session.actor = actor({ userId: BOB, userName: 'bob', roles: [READER_ROLE], channelId: OTHER_CHANNEL });
     expect(await session.run('/memory read path:ops.md')).toBe(true);
     expect(await session.run('/memory write path:ops.md content:x')).toBe(false);
-    expect(printed()).toContain('/memory write is not available in this channel. (only you can see this)');
-    expect(auditLines().at(-1)).toContain('→ "refused: /memory write is not available in this channel."');
+    // Readers may write nowhere: told so, not sent looking for another channel.
+    expect(printed()).toContain('You are not allowed to use /memory write. (only you can see this)');
+    expect(auditLines().at(-1)).toContain('→ "refused: You are not allowed to use /memory write."');
     session.actor = actor({ guildId: null });
     expect(await session.run('/status')).toBe(false);
     expect(printed()).toContain('not available in direct messages');

@@ -34,6 +34,72 @@ describe('sandbox scripts', () => {
     expect(printed).toEqual(['\n> /ok', '\n!> /fails', '\n!> /ok', '\n> /fails', '\n!> /slow']);
   });
 
+  it('!{words}: the refusal or failure must say them; a crash is never the failure a ! line expects', async () => {
+    const lines = parseScript(
+      [
+        '!{already in the registry} /spawn name:clawdinator-1',
+        '!{ALREADY  in the Registry}/spawn name:clawdinator-1',
+        '!{not in the registry} /spawn name:clawdinator-1',
+        '!{apply failed} /spawn name:clawdinator-3',
+        '!/broken',
+        '!/harness',
+        '!{anything} /broken',
+        '/harness',
+      ].join('\n'),
+    );
+    expect(lines[0]).toEqual({
+      number: 1,
+      text: '/spawn name:clawdinator-1',
+      expectFailure: true,
+      expectWords: 'already in the registry',
+    });
+    const results: Record<string, LineResult> = {
+      '/spawn name:clawdinator-1': {
+        ok: false,
+        jobs: [],
+        failures: [{ kind: 'failed', text: 'refused: clawdinator-1 is already in the registry' }],
+      },
+      '/spawn name:clawdinator-3': {
+        ok: false,
+        jobs: [{ jobId: 'spawn-1', kind: 'result', ok: false, text: 'clawdinator-3: apply failed: Error: quota' }],
+        failures: [{ kind: 'failed', text: 'clawdinator-3: apply failed: Error: quota' }],
+      },
+      '/broken': {
+        ok: false,
+        jobs: [],
+        failures: [{ kind: 'crashed', text: 'Something went wrong (interaction 1); the details are in the log.' }],
+      },
+    };
+    const summary = await runScript(lines, {
+      runLine: async (line) => {
+        const result = results[line];
+        if (result === undefined) throw new TypeError('the harness fell over');
+        return result;
+      },
+      print: () => {},
+      stopping: () => false,
+    });
+    expect(summary.failed.map((f) => [f.line.number, f.why])).toEqual([
+      [
+        3,
+        'expected a refusal or failure saying "not in the registry", but it said: refused: clawdinator-1 is already in the registry',
+      ],
+      [
+        5,
+        'expected a refusal or failure, but it crashed: Something went wrong (interaction 1); the details are in the log.',
+      ],
+      [6, 'expected a refusal or failure, but it crashed: the harness fell over'],
+      [
+        7,
+        'expected a refusal or failure, but it crashed: Something went wrong (interaction 1); the details are in the log.',
+      ],
+      [8, 'crashed: the harness fell over'],
+    ]);
+    expect(summary.ok).toBe(3);
+    expect(() => parseScript('/status\n!{unclosed /spawn name:x\n')).toThrow(/line 2: .*\{words\}/);
+    expect(() => parseScript('!{} /spawn name:x\n')).toThrow(/line 1: /);
+  });
+
   it('stops between lines when asked to', async () => {
     let stop = false;
     const summary = await runScript(parseScript('/a\n/b\n/c\n'), {

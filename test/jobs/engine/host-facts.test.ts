@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hostFacts, NFS_SUPER_MAGIC } from '../../../jobs/engine/host-facts.js';
-import { type FleetStatus, formatMember, formatStatus, type MemberStatus } from '../../../jobs/status.js';
+import { type FleetStatus, formatMember, formatStatus, type MemberStatus, SOURCES } from '../../../jobs/status.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'clawdinator-facts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -112,6 +112,7 @@ describe('/status shows what a host says is wrong with it', () => {
   });
   const status = (m: MemberStatus): FleetStatus => ({
     generatedAt: '2026-01-01T00:00:00.000Z',
+    sources: Object.fromEntries(SOURCES.map((n) => [n, { ok: true, error: null }])) as FleetStatus['sources'],
     lastDeploy: null,
     newestAmi: null,
     members: [m],

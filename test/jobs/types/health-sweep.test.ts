@@ -1,14 +1,17 @@
 // The health sweep on a real redis-server, with its clock injected: one alert per change of
 // state, never one per sweep, and a grace period for hosts it has never seen.
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../jobs/cloud/clock.js';
+import { createSimCloud, instantSimTimings, type SimCloud } from '../../../jobs/cloud/sim.js';
 import type { JobContext } from '../../../jobs/engine/job-type.js';
 import { keys } from '../../../jobs/engine/keys.js';
 import type { JobEvent } from '../../../jobs/engine/notify.js';
+import { readStrayOffer } from '../../../jobs/engine/stray-offer.js';
 import { type HealthSweepResult, healthSweep } from '../../../jobs/types/health-sweep.js';
 import { createLogger } from '../../../lib/log.js';
 import { OPS_CHANNEL } from '../../support/bot.js';
-import { testStepSigner, writeHeartbeat } from '../../support/jobs.js';
+import { testStepSigner, testWorkersKey, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 
 const MIN = 60_000;
@@ -151,5 +154,119 @@ describe('health sweep', () => {
     await beat('clawdinator-2', T0 + 5 * MIN);
     await sweepAt(T0 + 5 * MIN);
     expect(await alerts()).toHaveLength(1);
+  });
+
+  describe('with the cloud', () => {
+    let sim: SimCloud;
+    const withCloud = () =>
+      healthSweep({
+        redis: server.client(),
+        fleet: async () => fleet,
+        cloud: sim,
+        opsChannelId: OPS_CHANNEL,
+        now: () => clock,
+      });
+    beforeEach(() => {
+      sim = createSimCloud({
+        clock: new ManualClock({ auto: true }),
+        timings: instantSimTimings,
+        amis: [{ name: 'base', imageId: 'ami-0123456789abcdef0' }],
+        fleet: [{ name: 'clawdinator-1' }, { name: 'clawdinator-2' }],
+      });
+    });
+    afterEach(() => sim.close());
+    const instanceOf = async (name: string) =>
+      (await sim.listFleetInstances()).find((i) => i.name === name)?.instanceId as string;
+
+    it('AWS cannot be asked: "no heartbeat, cannot ask AWS", never a false "silent"; then silent once AWS answers', async () => {
+      await beat('clawdinator-1', T0);
+      await beat('clawdinator-2', T0);
+      await sweepAt(T0, withCloud());
+      await redis.del(keys.heartbeat('clawdinator-2'));
+      await beat('clawdinator-1', T0 + 4 * MIN);
+      sim.faults.arm('DescribeInstances', { code: 'UnauthorizedOperation', times: 2 });
+      const blind = await sweepAt(T0 + 4 * MIN, withCloud());
+      expect(blind).toMatchObject({ silent: 0, unknown: 1, alerts: 1 });
+      await sweepAt(T0 + 5 * MIN, withCloud());
+      const texts = (await alerts()).map((e) => e.text);
+      expect(texts).toEqual([
+        'clawdinator-2: no heartbeat for 4 min (last seen 2026-11-24 20:41 UTC); cannot ask AWS whether its instance runs (UnauthorizedOperation on DescribeInstances)',
+      ]);
+      expect(texts.join('\n')).not.toContain('silent');
+      // AWS answers again: the instance runs, the host says nothing — silent, said once.
+      await sweepAt(T0 + 6 * MIN, withCloud());
+      await sweepAt(T0 + 7 * MIN, withCloud());
+      expect((await alerts()).map((e) => e.text).slice(1)).toEqual([
+        `clawdinator-2 silent for 6 min (last seen 2026-11-24 20:41 UTC); EC2: ${await instanceOf('clawdinator-2')} running`,
+      ]);
+    });
+
+    it('strays: an instance of ours the registry does not know, and a member whose instance is gone — one alert each', async () => {
+      fleet = ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'];
+      await beat('clawdinator-1', T0);
+      const orphan = await sim.launchInstance({
+        name: 'clawdinator-7',
+        ami: 'ami-0123456789abcdef0',
+        instanceType: 't3.large',
+      });
+      await sweepAt(T0, withCloud());
+      for (const minute of [1, 2, 25, 26]) {
+        await beat('clawdinator-1', T0 + minute * MIN);
+        await beat('clawdinator-2', T0 + minute * MIN);
+        await sweepAt(T0 + minute * MIN, withCloud());
+      }
+      const texts = (await alerts()).map((e) => e.text);
+      expect(texts).toEqual([
+        `stray: ${orphan} (clawdinator-7) is tagged app=clawdinator but not in the registry (running): \`clawdinator fleet cleanup ${orphan} --yes\` terminates it`,
+        'clawdinator-3 is in the registry, but EC2 has no instance of it (never seen since 2026-11-24 20:41 UTC): `clawdinator fleet cleanup clawdinator-3 --yes` retires the entry',
+      ]);
+      expect((await alerts()).every((e) => e.reply?.channelId === OPS_CHANNEL)).toBe(true);
+      // Each offers its clean-up: the alert names its target, the button is in the sweep's signed offer.
+      expect((await alerts()).map((e) => e.offer)).toEqual([orphan, 'clawdinator-3']);
+      const offer = async (target: string) => (await readStrayOffer(redis, target, testWorkersKey))?.offer;
+      expect(await offer(orphan)).toMatchObject({
+        action: 'terminate',
+        instanceName: 'clawdinator-7',
+        jobId: ctx.jobId,
+        channelId: OPS_CHANNEL,
+        buttons: [{ id: expect.stringMatching(new RegExp(`^retire:stray:${orphan}:\\d+$`)), style: 'danger' }],
+      });
+      expect(await offer('clawdinator-3')).toMatchObject({
+        action: 'retire',
+        buttons: [{ label: "Retire clawdinator-3's entry" }],
+      });
+      // A member that is back is offered no more; the stray still is.
+      await beat('clawdinator-3', T0 + 27 * MIN);
+      await sweepAt(T0 + 27 * MIN, withCloud());
+      const back = (await alerts()).at(-1);
+      expect(back?.text).toMatch(/^clawdinator-3 back/);
+      expect(back?.offer).toBeUndefined();
+      expect(await offer('clawdinator-3')).toBeUndefined();
+      expect(await offer(orphan)).toBeDefined();
+    });
+
+    it('without an ops channel, no offer is made (nobody could press it)', async () => {
+      const orphan = await sim.launchInstance({
+        name: 'clawdinator-7',
+        ami: 'ami-0123456789abcdef0',
+        instanceType: 't3.large',
+      });
+      const sweep = healthSweep({ redis: server.client(), fleet: async () => fleet, cloud: sim, now: () => clock });
+      await sweepAt(T0, sweep);
+      expect((await alerts()).map((e) => [e.offer, e.reply])).toEqual([[undefined, undefined]]);
+      expect(await redis.exists(keys.strayOffer(orphan))).toBe(0);
+    });
+
+    it('a member a job is working on (its instance lock held) is not reported while it lasts', async () => {
+      fleet = ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'];
+      await beat('clawdinator-1', T0);
+      await redis.set(keys.instanceLock('clawdinator-3'), 'spawn-req-3');
+      await sweepAt(T0, withCloud());
+      await beat('clawdinator-1', T0 + 30 * MIN);
+      await beat('clawdinator-2', T0 + 30 * MIN);
+      expect((await sweepAt(T0 + 30 * MIN, withCloud())).alerts).toBe(0);
+      await redis.del(keys.instanceLock('clawdinator-3'));
+      expect((await sweepAt(T0 + 31 * MIN, withCloud())).alerts).toBe(1);
+    });
   });
 });

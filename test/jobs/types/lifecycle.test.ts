@@ -1,5 +1,5 @@
 // What lifecycle jobs record: ops.md and the audit trail they share with the dispatcher.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditTrail } from '../../../jobs/audit.js';
@@ -56,13 +56,14 @@ describe('recordLifecycle', () => {
     );
   });
 
-  it('a FIFO planted as ops.md: the record step fails with one line instead of hanging', async () => {
+  it('a FIFO planted as ops.md: the record step ends instead of hanging; the audit is still written', async () => {
     rmSync(join(root, 'ops.md'));
     mkfifo(join(root, 'ops.md'));
-    await expect(recordLifecycle(memory, audit, run, 'online', 'spawned')).rejects.toThrow(
-      /^not a file: ops\.md is a FIFO$/,
-    );
-    expect(await cloud.listKeys(BUCKET, 'audit/')).toEqual([]);
+    // Records are best-effort (the change is made by then): the line is reported, not thrown
+    // (test/jobs/types/lifecycle-records.test.ts checks the alert and its cause).
+    await expect(recordLifecycle(memory, audit, run, 'online', 'spawned')).resolves.toBeNull();
+    expect(await cloud.listKeys(BUCKET, 'audit/')).toHaveLength(1);
+    expect(lstatSync(join(root, 'ops.md')).isFIFO()).toBe(true);
   });
 
   it('an audit copy that cannot be written does not fail the step', async () => {

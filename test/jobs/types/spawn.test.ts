@@ -85,8 +85,9 @@ describe('spawn', () => {
     expect(readFileSync(registry.historyPath, 'utf8')).toContain(
       'fleet: spawn clawdinator-3 — requested by operator ops via the CLI',
     );
+    // A new ops.md: the control plane's marker, then its line.
     expect((await memory.read('ops.md')).content.toString()).toMatch(
-      /^- \d{4}-\d\d-\d\d \d\d:\d\d UTC spawn clawdinator-3: i-[0-9a-f]+, ami-00000000000000a11, t3.large — requested by operator ops \(job spawn-req-clawdinator-3-1\)\n$/,
+      /^<!-- clawdinator: .* -->\n- \d{4}-\d\d-\d\d \d\d:\d\d UTC spawn clawdinator-3: i-[0-9a-f]+, ami-00000000000000a11, t3.large — requested by operator ops \(job spawn-req-clawdinator-3-1\)\n$/,
     );
     const day = new Date().toISOString().slice(0, 10);
     expect((await memory.read(`audit/${day}.md`)).content.toString()).toContain(
