@@ -73,6 +73,9 @@ export function signRequest(signer: Signer, request: Omit<SignedRequest, 'keyId'
   return { signed, signature: signPayload(signed, signer.key) };
 }
 
+/** The first retry's delay on a fleet (see Enqueuer's options). */
+export const RETRY_DELAY_MS = 5000;
+
 export class Enqueuer {
   private readonly queues = new Map<string, Queue>();
 
@@ -81,6 +84,12 @@ export class Enqueuer {
     private readonly redis: Redis,
     private readonly types: JobTypes,
     private readonly signer: Signer,
+    /**
+     * The first retry's delay (BullMQ's exponential backoff doubles it): 5 s on a fleet, where
+     * a retry waits out a throttled or briefly unreachable service; the fast sandbox and the
+     * tests take less, as they take zero cloud delays.
+     */
+    private readonly options: { retryDelayMs?: number } = {},
   ) {}
 
   queue(name: string): Queue {
@@ -152,24 +161,34 @@ export class Enqueuer {
     const queue = this.queue(queueName);
     const instance = type.instanceOf?.(data);
     if (instance !== undefined) await acquireInstanceLock(this.redis, queue, instance, jobId);
-    // Journaled before it exists, so a removal before it ever runs is still finalized
+    // Journaled with the add, so a removal before it ever runs is still finalized
     // (finalize.ts); the same request again keeps the first entry, as BullMQ keeps its job.
-    const journaled = (await this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope))) === 1;
-    try {
-      await queue.add(type.name, envelope, {
+    // Both at once, not one after the other: the journal is one more round trip on the path
+    // from request to start. The sweep gives an entry whose job it cannot find a grace period
+    // (REMOVED_GRACE_MS), so the entry may land a little before or after the job.
+    const [journal, added] = await Promise.allSettled([
+      this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope)),
+      queue.add(type.name, envelope, {
         jobId,
         deduplication: { id: requestId },
         attempts: type.attempts ?? 3,
-        backoff: { type: 'exponential', delay: 5000 },
+        backoff: { type: 'exponential', delay: this.options.retryDelayMs ?? RETRY_DELAY_MS },
         ...RETENTION,
-      });
-      // The same request again adds nothing: BullMQ keeps the job it has under this id.
-      return { jobId, queue: queueName };
-    } catch (err) {
-      if (journaled) await this.redis.hdel(keys.openJobs, jobId);
+      }),
+    ]);
+    if (added.status === 'rejected') {
+      if (journal.status === 'fulfilled' && journal.value === 1) await this.redis.hdel(keys.openJobs, jobId);
       if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
-      throw err;
+      throw added.reason;
     }
+    // Queued (or already there: the same request again adds nothing, BullMQ keeps the job it
+    // has under this id). A journal write that failed is tried once more; the job is never
+    // removed for it — it may be the first request's job — and without its entry only a
+    // removal before it runs would go unfinalized.
+    if (journal.status === 'rejected') {
+      await this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope)).catch(() => 0);
+    }
+    return { jobId, queue: queueName };
   }
 
   async close(): Promise<void> {

@@ -94,13 +94,19 @@ export async function rebuildOverhead(): Promise<Row[]> {
     const ops = calls.byOperation;
     const creates = ['PutObject', 'ImportSnapshot', 'RegisterImage', 'CreateTags', 'RunInstances'];
     const wanted: Record<string, number> = {
-      PutObject: 1,
       ImportSnapshot: 1,
       RegisterImage: 1,
       CreateTags: 1,
       RunInstances: rollout === 'canary' ? 1 : 0,
     };
-    const once = creates.every((op) => (ops[op] ?? 0) === wanted[op]);
+    // The image upload is the rebuild's one object; a rollout's replace also saves the
+    // member's terraform state (an update of an existing object, not a create of the rebuild).
+    const puts = sim.cloud
+      .records()
+      .filter((r) => r.operation === 'PutObject')
+      .map((r) => r.requests[0]?.resource.split(':::')[1] ?? '?');
+    const imagePuts = puts.filter((key) => /\/images\//.test(key)).length;
+    const once = imagePuts === 1 && creates.every((op) => op === 'PutObject' || (ops[op] ?? 0) === wanted[op]);
     const total = calls.ec2 + calls.s3 + calls.ssm + calls.secrets;
     await hosts.close();
     await h.close();
@@ -108,7 +114,7 @@ export async function rebuildOverhead(): Promise<Row[]> {
     await server.stop();
     rows.push({
       what: `rebuild-ami orchestration, request → ${rollout === 'none' ? 'image available' : 'canary online on it'}, simulated cloud with zero delays (peer build on its host queue, 10 ms polls${rollout === 'canary' ? ', the real synth of the canary’s stack' : ''})`,
-      project: `${job.failedReason ? `FAILED (${job.failedReason}) ` : ''}${(wall / 1000).toFixed(2)} s; ${total} cloud calls (EC2 ${calls.ec2}, S3 ${calls.s3}, SSM ${calls.ssm}); creates: ${creates.map((op) => `${op} ${ops[op] ?? 0}`).join(', ')}`,
+      project: `${job.failedReason ? `FAILED (${job.failedReason}) ` : ''}${(wall / 1000).toFixed(2)} s; ${total} cloud calls (EC2 ${calls.ec2}, S3 ${calls.s3}, SSM ${calls.ssm}); creates: ${creates.map((op) => `${op} ${ops[op] ?? 0}`).join(', ')} (objects put: ${puts.map((k) => k.replace(/^[^/]+\//, '')).join(', ')})`,
       floor: '—',
       ratio: null,
       budget: 'printed; each create exactly once',

@@ -13,6 +13,8 @@ import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
 
 export const EFFECTS = 'test:effects';
+/** Retries in tests wait this long first (a fleet waits 5 s): the retry, not the wait, is tested. */
+export const TEST_RETRY_DELAY_MS = 200;
 
 /** Two steps around a pause; each step's side effect is a line in a Redis list. */
 export const twoStep: JobType<z.ZodObject<{ name: z.ZodString; pauseMs: z.ZodNumber }>> = {
@@ -171,7 +173,9 @@ export function enqueuer(
   types: JobTypes,
   signer: Signer,
 ): Enqueuer {
-  return new Enqueuer({ ...connection, maxRetriesPerRequest: null }, redis, types, signer);
+  return new Enqueuer({ ...connection, maxRetriesPerRequest: null }, redis, types, signer, {
+    retryDelayMs: TEST_RETRY_DELAY_MS,
+  });
 }
 
 export { startWorker };

@@ -15,7 +15,7 @@ import type { FleetDeps } from '../../jobs/types/spawn.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { type SimFleet, type SimFleetOptions, simFleet } from './fleet.js';
-import { keyPair, lifecycleSettings, startWorker, testStepSigner } from './jobs.js';
+import { keyPair, lifecycleSettings, startWorker, TEST_RETRY_DELAY_MS, testStepSigner } from './jobs.js';
 import { startRedis, type TestRedis } from './redis.js';
 
 export const OPERATOR: Principal = { kind: 'cli', operator: 'ops' };
@@ -125,7 +125,7 @@ export function lifecycleHarness(
   const enqueuer = (who: keyof typeof signers) => {
     let e = enqueuers.get(who);
     if (e === undefined) {
-      e = new Enqueuer(connection, server.client(), types, signers[who]);
+      e = new Enqueuer(connection, server.client(), types, signers[who], { retryDelayMs: TEST_RETRY_DELAY_MS });
       enqueuers.set(who, e);
     }
     return e;
