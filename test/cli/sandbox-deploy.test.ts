@@ -47,7 +47,7 @@ describe('the fast-lane sandbox script', () => {
     const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', SCRIPT]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('15 lines ok, 0 failed');
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('17 lines ok, 0 failed');
 
     const deploy = section(r.stdout, '/deploy');
     expect(deploy).toContain(
@@ -80,6 +80,10 @@ describe('the fast-lane sandbox script', () => {
     );
     expect(section(r.stdout, '/logs name:clawdinator-2 unit:sshd')).toContain(
       '/logs unit: one of clawdinator-bootstrap',
+    );
+
+    expect(section(r.stdout, '/deploy rev:v0')).toMatch(
+      /deploy of 00c1a3d \(v0\) stopped at the canary clawdinator-2, step switch: the host's health step failed; the host rolled back to 5a4dbee by itself; .*untouched: clawdinator-3, clawdinator-1/,
     );
 
     const doctor = section(r.stdout, '/doctor name:clawdinator-2');
