@@ -1,50 +1,16 @@
-// The fast-lane script (test/fixtures/sandbox-deploy.txt) through the built binary: /deploy
-// switches three simulated hosts canary first (this console's own host last), a rerun
-// switches nobody, a commit whose canary never reports is rolled back with the rest
-// untouched, /status shows each member's revision and the last deploy; hostile values are
-// refused in one line; /doctor's checklist and /logs' journal come from the hosts with the
-// secrets they leaked redacted.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectPath } from '../../lib/paths.js';
-import { CLI, type CliResult, tempDir } from '../support/cli.js';
+import { tempDir } from '../support/cli.js';
+import { runSandbox, section } from '../support/sandbox-script.js';
 
 const SCRIPT = projectPath('test', 'fixtures', 'sandbox-deploy.txt');
-
-function run(cwd: string, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** The output of one script line: from its echo to the next line's. */
-function section(stdout: string, line: string, nth = 0): string {
-  const parts = stdout.split(/\n(?=!?> )/).filter((p) => p.replace(/^!/, '').startsWith(`> ${line}\n`));
-  const part = parts[nth];
-  if (part === undefined) throw new Error(`no output for line ${line} (#${nth})`);
-  return part;
-}
 
 describe('the fast-lane sandbox script', () => {
   it('deploys canary first, rolls a broken canary back, and asks the hosts from chat', async () => {
     const dir = tempDir('clawdinator-sandbox-deploy-');
-    const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', SCRIPT]);
+    const r = await runSandbox(dir, ['sandbox', '--fast', '--dir', dir, '--script', SCRIPT]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('17 lines ok, 0 failed');

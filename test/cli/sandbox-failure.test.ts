@@ -1,42 +1,11 @@
-// The failure script (test/fixtures/sandbox-failure.txt) through the built binary: a fault
-// armed from the console (`/sim fail apply times:5`), a spawn that fails with terraform's
-// cause after its retries, then the clean-up: the name free and a second spawn online.
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectPath } from '../../lib/paths.js';
-import { CLI, type CliResult, tempDir } from '../support/cli.js';
+import { tempDir } from '../support/cli.js';
+import { runSandbox, section } from '../support/sandbox-script.js';
 
 const FAILURE = projectPath('test', 'fixtures', 'sandbox-failure.txt');
-
-function run(cwd: string, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** The output of one script line: from its echo to the next line's. */
-function section(stdout: string, line: string, nth = 0): string {
-  const parts = stdout.split(/\n(?=!?> )/).filter((p) => p.replace(/^!/, '').startsWith(`> ${line}\n`));
-  const part = parts[nth];
-  if (part === undefined) throw new Error(`no output for line ${line} (#${nth})`);
-  return part;
-}
 
 describe('the failure sandbox script', () => {
   it('/sim fail apply times:5: the spawn fails after its retries, naming the step and terraform’s cause', async () => {
@@ -46,7 +15,7 @@ describe('the failure sandbox script', () => {
     const dir = tempDir('clawdinator-failure-');
     const script = join(dir, 'failure-first-half.txt');
     writeFileSync(script, `${upToFailure}\n/sim faults\n`);
-    const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', script]);
+    const r = await runSandbox(dir, ['sandbox', '--fast', '--dir', dir, '--script', script]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('4 lines ok, 0 failed');
@@ -64,7 +33,7 @@ describe('the failure sandbox script', () => {
 
   it('the whole script: the name is free after the clean-up and a second spawn goes online', async () => {
     const dir = tempDir('clawdinator-failure-');
-    const r = await run(dir, ['sandbox', '--fast', '--dir', dir, '--script', FAILURE]);
+    const r = await runSandbox(dir, ['sandbox', '--fast', '--dir', dir, '--script', FAILURE]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('7 lines ok, 0 failed');

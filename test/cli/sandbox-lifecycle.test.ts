@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectPath } from '../../lib/paths.js';
 import { CLI, type CliResult, tempDir } from '../support/cli.js';
+import { section } from '../support/sandbox-script.js';
 
 const LIFECYCLE = projectPath('test', 'fixtures', 'sandbox-lifecycle.txt');
 
@@ -29,14 +30,6 @@ function run(cwd: string, args: string[], env: Record<string, string>): Promise<
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
-}
-
-/** The output of one script line: from its echo to the next line's. */
-function section(stdout: string, line: string, nth = 0): string {
-  const parts = stdout.split(/\n(?=!?> )/).filter((p) => p.replace(/^!/, '').startsWith(`> ${line}\n`));
-  const part = parts[nth];
-  if (part === undefined) throw new Error(`no output for line ${line} (#${nth})`);
-  return part;
 }
 
 function filesUnder(dir: string): string[] {
