@@ -20,6 +20,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { type AuthorizationPolicy, authorize } from '../../lib/authorize.js';
 import { instanceName } from '../../lib/config.js';
+import { parseStored } from '../../lib/json.js';
 import { signPayload, verifyPayload } from '../signing.js';
 import { envelopeSchema, principalSchema, replySchema, requestIdSchema } from './envelope.js';
 import { keys } from './keys.js';
@@ -130,15 +131,9 @@ export async function writePending(redis: Redis, signer: Signer, pending: Pendin
 export async function readPending(redis: Redis, jobId: string, workersKey: KeyObject): Promise<Pending | null> {
   const raw = await redis.get(keys.pending(jobId));
   if (raw === null) return null;
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return null;
-  }
-  const stored = storedPendingSchema.safeParse(json);
-  if (!stored.success) return null;
-  const { pending, keyId, signature } = stored.data;
+  const stored = parseStored(storedPendingSchema, raw);
+  if (stored === null) return null;
+  const { pending, keyId, signature } = stored;
   if (!verifyPayload({ pending, keyId }, signature, workersKey)) return null;
   if (pending.jobId !== jobId || pending.permission !== pending.action) return null;
   const own = pending.buttons.every((b) => {
@@ -282,15 +277,9 @@ export async function readApproval(
 }
 
 async function verify(raw: string, expected: ApprovalExpectation, trust: ApprovalTrust): Promise<Approval | string> {
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return 'malformed';
-  }
-  const parsed = storedSchema.safeParse(json);
-  if (!parsed.success) return 'malformed';
-  const { approval, signature } = parsed.data;
+  const parsed = parseStored(storedSchema, raw);
+  if (parsed === null) return 'malformed';
+  const { approval, signature } = parsed;
   const key = await trust.publicKey('gateway');
   if (key === null || !verifyPayload(approval, signature, key)) return 'bad signature';
   const same =

@@ -21,6 +21,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
+import { parseStored } from '../../lib/json.js';
 import { signPayload, verifyPayload } from '../signing.js';
 import { dayUsageSchema } from '../usage.js';
 import { keys } from './keys.js';
@@ -183,15 +184,9 @@ function verifiedRecord(raw: string, workersKey: KeyObject) {
   let cache = verifiedCache.get(workersKey);
   const hit = cache?.get(raw);
   if (hit !== undefined) return hit;
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return null;
-  }
-  const stored = storedSchema.safeParse(json);
-  if (!stored.success) return null;
-  const { signature, ...signed } = stored.data;
+  const stored = parseStored(storedSchema, raw);
+  if (stored === null) return null;
+  const { signature, ...signed } = stored;
   if (!verifyPayload(signed, signature, workersKey)) return null;
   if (cache === undefined) {
     cache = new Map();

@@ -18,6 +18,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { instanceName } from '../../lib/config.js';
+import { parseStored } from '../../lib/json.js';
 import { signPayload, verifyPayload } from '../signing.js';
 import { replySchema } from './envelope.js';
 import { keys } from './keys.js';
@@ -128,15 +129,9 @@ export async function readStrayOffer(
   if (!strayTargetSchema.safeParse(target).success) return null;
   const raw = await redis.get(keys.strayOffer(target));
   if (raw === null) return null;
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return null;
-  }
-  const stored = storedSchema.safeParse(json);
-  if (!stored.success) return null;
-  const { offer, keyId, signature } = stored.data;
+  const stored = parseStored(storedSchema, raw);
+  if (stored === null) return null;
+  const { offer, keyId, signature } = stored;
   if (!verifyPayload({ offer, keyId }, signature, workersKey)) return null;
   if (offer.target !== target) return null;
   if (offer.buttons.some((b) => b.id !== strayButtonId(target, offer.expiresAt))) return null;
