@@ -8,9 +8,10 @@
 // right permission. Tests can protect the branch, add rules, grant only `contents: read`,
 // make PUTs fail with a given status, and hold reads until several are waiting (to make a
 // stale-sha race certain). Every request is recorded.
-import { createHash, generateKeyPairSync, type KeyObject, randomBytes, verify } from 'node:crypto';
+import { createHash, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkAppJwt } from '../../jobs/github/sim.js';
 
 export interface StandinRequest {
   method: string;
@@ -177,7 +178,7 @@ export class GitHubStandin {
   readonly mintRequests: { repositories?: string[]; permissions?: Record<string, string> }[] = [];
 
   private mint(req: IncomingMessage, res: ServerResponse, installationId: string, body: string) {
-    const refused = this.checkJwt(req.headers.authorization);
+    const refused = checkAppJwt(req.headers.authorization, this.options.publicKey, this.options.appId);
     if (refused !== null) {
       return this.send(req, res, 401, { message: 'A JSON web token could not be decoded' }, refused);
     }
@@ -195,32 +196,6 @@ export class GitHubStandin {
       permissions: asked.permissions ?? this.permissions,
       repository_selection: 'selected',
     });
-  }
-
-  /** null when the JWT is one GitHub would accept; otherwise why not. */
-  private checkJwt(header: string | undefined): string | null {
-    const match = header?.match(/^bearer (.+)$/i);
-    if (!match) return 'no bearer JWT';
-    const parts = (match[1] as string).split('.');
-    if (parts.length !== 3) return 'JWT shape';
-    const [h, p, s] = parts as [string, string, string];
-    let head: { alg?: string };
-    let claims: { iss?: unknown; iat?: unknown; exp?: unknown };
-    try {
-      head = JSON.parse(Buffer.from(h, 'base64url').toString());
-      claims = JSON.parse(Buffer.from(p, 'base64url').toString());
-    } catch {
-      return 'JWT encoding';
-    }
-    if (head.alg !== 'RS256') return 'JWT alg';
-    if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), this.options.publicKey, Buffer.from(s, 'base64url'))) {
-      return 'JWT signature';
-    }
-    if (String(claims.iss) !== this.options.appId) return 'JWT iss';
-    const now = Math.floor(Date.now() / 1000);
-    if (typeof claims.iat !== 'number' || typeof claims.exp !== 'number') return 'JWT iat/exp';
-    if (claims.iat > now + 60 || claims.exp <= now || claims.exp - claims.iat > 660) return 'JWT iat/exp';
-    return null;
   }
 
   private checkToken(req: IncomingMessage): string | null {
