@@ -121,6 +121,11 @@ export interface FinalizerDeps {
   log: Logger;
   /** Who this finalizer is, in the marker (host, pid). */
   owner: string;
+  /**
+   * How long a journaled job may be missing from its queue before the sweep takes it for
+   * removed (default 60 s): the journal entry and the job are written at once at enqueue.
+   */
+  removedGraceMs?: number;
   leaseMs?: number;
   /** Where job log lines are written (the worker or a queue of the job's). */
   logQueue(): MinimalQueue | undefined;
@@ -303,7 +308,7 @@ export class Finalizer {
       });
       return ended !== null;
     }
-    if (state === 'unknown' && Date.now() - entry.at > REMOVED_GRACE_MS) {
+    if (state === 'unknown' && Date.now() - entry.at > (this.deps.removedGraceMs ?? REMOVED_GRACE_MS)) {
       return (await this.end(await this.removedEnding(jobId, entry))) !== null;
     }
     return false;

@@ -45,6 +45,8 @@ export interface WorkerSettings {
   finalizeSweepMs?: number;
   /** How long a finalizer's marker lives without renewal (a crashed one's lapses); default 5 min. */
   finalizeLeaseMs?: number;
+  /** How long a journaled job may be missing from its queue before the sweep takes it for removed; default 60 s. */
+  removedGraceMs?: number;
 }
 
 const DEFAULT_FINALIZE_SWEEP_MS = 60_000;
@@ -179,6 +181,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
     log,
     owner: `${deps.host?.name ?? hostname()}:${process.pid}`,
     leaseMs: settings.finalizeLeaseMs,
+    removedGraceMs: settings.removedGraceMs,
     logQueue: () => worker,
   });
   const pending = new Set<Promise<unknown>>();

@@ -58,7 +58,7 @@ describe('the end of a deploy', () => {
       },
     }) as Cloud;
     const lane = simLane(sim, { cloud, tokens: { mint: async () => 'FlakeTokenForTheEndTest0000000001' } });
-    const h = suite.harness({ types: { lane }, settings: { finalizeSweepMs: 200 } });
+    const h = suite.harness({ types: { lane }, settings: { finalizeSweepMs: 200, removedGraceMs: 2000 } });
 
     const { jobId } = await queueDeploy(h, {});
     await until('the deploy to wait on clawdinator-2', async () => {
