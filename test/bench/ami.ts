@@ -125,12 +125,6 @@ export async function rebuildOverhead(): Promise<Row[]> {
   return rows;
 }
 
-/** Commands Redis received, from MONITOR: sent by clients, and run inside their scripts (BullMQ's Lua). */
-interface Counts {
-  client: number;
-  script: number;
-}
-
 /**
  * A job waiting on a 60-minute import, on a manual clock: each look at the task moves the
  * simulated clock on by the real poll interval (30 s), so the hour passes in 120 wake-ups of a
@@ -149,14 +143,8 @@ async function importWaitCommands(): Promise<Row> {
     timings: { ...instantSimTimings, importMs: 60 * 60_000 },
     buckets: [SIM_BUCKET],
   });
-  const counts: Counts = { client: 0, script: 0 };
-  let counting = false;
-  const monitor = await server.client().monitor();
-  monitor.on('monitor', (_time: string, _args: string[], source: string) => {
-    if (!counting) return;
-    if (source === 'lua') counts.script++;
-    else counts.client++;
-  });
+  const monitor = await server.monitor();
+  const counts = monitor.counts;
   let looks = 0;
   // The import's looks move the simulated clock by one poll interval each.
   const cloud = new Proxy(slow, {
@@ -164,9 +152,9 @@ async function importWaitCommands(): Promise<Row> {
       if (prop === 'describeImportSnapshot') {
         return async (id: string) => {
           looks++;
-          counting = true;
+          monitor.counting = true;
           const task = await target.describeImportSnapshot(id);
-          if (task.status === 'completed') counting = false;
+          if (task.status === 'completed') monitor.counting = false;
           await clock.advance(POLL_S * 1000);
           return task;
         };
@@ -182,16 +170,16 @@ async function importWaitCommands(): Promise<Row> {
   });
   const h = benchHarness(server, redis, sim, ami);
   // The idle worker alone, as long as the wait will take.
-  counting = true;
+  monitor.counting = true;
   await new Promise((r) => setTimeout(r, 120 * WAKE_MS * 1.5));
-  counting = false;
+  monitor.counting = false;
   const idle = { ...counts, ms: 120 * WAKE_MS * 1.5 };
   counts.client = 0;
   counts.script = 0;
   const t = performance.now();
   const job = await rebuild(h, { build: 'local' });
   const waitMs = performance.now() - t;
-  monitor.disconnect();
+  monitor.stop();
   await h.close();
   slow.close();
   sim.close();

@@ -19,7 +19,7 @@ import { jobTypes } from '../../jobs/types/index.js';
 import { createLogger } from '../../lib/log.js';
 import { type SimFleet, simFleet } from '../support/fleet.js';
 import { keyPair, lifecycleSettings, testStepSigner } from '../support/jobs.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { startRedis } from '../support/redis.js';
 import type { Row } from './table.js';
 
 const MEMBERS = Array.from({ length: 10 }, (_, i) => `clawdinator-${i + 1}`);
@@ -44,18 +44,6 @@ interface Run {
 /** The revision a member's heartbeat reports, verified with the workers' key as the job reads it. */
 async function revisionOf(redis: Redis, member: string): Promise<string | undefined> {
   return (await readHeartbeats(redis, [member], WORKERS_KEY)).get(member)?.revision;
-}
-
-/** Counts the commands Redis receives while `counting()` says so. */
-async function monitor(server: TestRedis, counting: () => boolean) {
-  const counts = { client: 0, script: 0 };
-  const m = await server.client().monitor();
-  m.on('monitor', (_time: string, _args: string[], source: string) => {
-    if (!counting()) return;
-    if (source === 'lua') counts.script++;
-    else counts.client++;
-  });
-  return { counts, stop: () => m.disconnect() };
 }
 
 async function outcome(sim: SimFleet, redis: Redis, wallMs: number, counts: Run['redis'], failed?: string) {
@@ -111,10 +99,9 @@ async function project(): Promise<Run> {
   });
   const queue = new Queue(FLEET_QUEUE, { connection });
   await queue.waitUntilReady();
-  let counting = false;
-  const mon = await monitor(server, () => counting);
+  const mon = await server.monitor();
   sim.cloud.resetCalls();
-  counting = true;
+  mon.counting = true;
   const t = performance.now();
   const { jobId } = await enqueuer.enqueue({
     type: 'deploy',
@@ -128,7 +115,7 @@ async function project(): Promise<Run> {
     state = await queue.getJobState(jobId);
   }
   const wallMs = performance.now() - t;
-  counting = false;
+  mon.counting = false;
   const job = await queue.getJob(jobId);
   const run = await outcome(sim, redis, wallMs, mon.counts, state === 'failed' ? job?.failedReason : undefined);
   mon.stop();
@@ -156,10 +143,9 @@ async function floor(): Promise<Run> {
     return JSON.parse(result.stdout.trim().split('\n').at(-1) as string) as { state: string };
   };
   const later = () => new Promise((r) => setTimeout(r, POLL_MS));
-  let counting = false;
-  const mon = await monitor(server, () => counting);
+  const mon = await server.monitor();
   cloud.resetCalls();
-  counting = true;
+  mon.counting = true;
   const t = performance.now();
   const instances = await cloud.listFleetInstances();
   for (const [i, m] of MEMBERS.entries()) {
@@ -175,7 +161,7 @@ async function floor(): Promise<Run> {
     }
   }
   const wallMs = performance.now() - t;
-  counting = false;
+  mon.counting = false;
   const run = await outcome(sim, redis, wallMs, mon.counts);
   mon.stop();
   sim.close();

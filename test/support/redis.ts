@@ -1,6 +1,7 @@
 // A real redis-server for tests, on a free loopback port (`--port 0` would disable TCP), in
 // a temp directory. `persist` turns on the append-only file so a restart keeps the data.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import { freePort } from '../../bot/sandbox/redis.js';
 import { tempDir } from './cli.js';
@@ -9,6 +10,8 @@ export interface TestRedis {
   url: string;
   port: number;
   client(): Redis;
+  /** Counts what Redis runs from now on (MONITOR): sent by clients, and run inside scripts. */
+  monitor(): Promise<Monitor>;
   stop(): Promise<void>;
   restart(): Promise<void>;
 }
@@ -62,6 +65,7 @@ export async function startRedis(options: { persist?: boolean; password?: string
       clients.push(r);
       return r;
     },
+    monitor: () => monitorCounts(port),
     async stop() {
       for (const c of clients) c.disconnect();
       await stopChild();
@@ -71,4 +75,47 @@ export async function startRedis(options: { persist?: boolean; password?: string
       child = await launch(port, dir, options.persist ?? false, options.password);
     },
   };
+}
+
+export interface Monitor {
+  /** Commands seen while `counting` is true. */
+  counts: { client: number; script: number };
+  counting: boolean;
+  stop(): void;
+}
+
+/**
+ * MONITOR on a raw socket. ioredis's own `monitor()` marks its connection as monitoring one
+ * tick after the OK, so monitor lines that arrive in the same chunk as the OK crash it with
+ * "Command queue state error" under load; each MONITOR line is one `+…` line, easy to count.
+ */
+function monitorCounts(port: number): Promise<Monitor> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const m: Monitor = { counts: { client: 0, script: 0 }, counting: false, stop: () => socket.destroy() };
+    let buffer = '';
+    let ok = false;
+    socket.setEncoding('utf8');
+    socket.on('error', reject);
+    socket.on('connect', () => socket.write('MONITOR\r\n'));
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      let nl = buffer.indexOf('\r\n');
+      while (nl >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 2);
+        nl = buffer.indexOf('\r\n');
+        if (!ok) {
+          if (line !== '+OK') return reject(new Error(`MONITOR refused: ${line}`));
+          ok = true;
+          resolve(m);
+          continue;
+        }
+        if (!m.counting) continue;
+        // "+<time> [<db> <source>] <args>": the source is "lua" inside a script.
+        if (/^\+\S+ \[\d+ lua\]/.test(line)) m.counts.script++;
+        else m.counts.client++;
+      }
+    });
+  });
 }
