@@ -28,7 +28,8 @@ import { z } from 'zod';
 import { OperationError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { MemoryError, type MemoryStore } from '../../memory/store.js';
-import { type GitHubInstallation, GitHubRefusedError, githubError } from './app.js';
+import type { GitHubInstallation } from './app.js';
+import { GitHubRefusedError, githubError } from './errors.js';
 
 export const PRS_FILE = 'github/prs.md';
 export const ISSUES_FILE = 'github/issues.md';

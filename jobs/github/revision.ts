@@ -8,7 +8,8 @@
 // before any lookup. Only the full 40-hex sha that GitHub answers ever reaches a command line.
 import { z } from 'zod';
 import { RefusedError, UsageError } from '../../lib/errors.js';
-import { type GitHubInstallation, githubError } from './app.js';
+import type { GitHubInstallation } from './app.js';
+import { githubError } from './errors.js';
 
 export const REV_MAX = 100;
 const REV_SHAPE = /^(?!-)(?!.*(\.\.|\/\/|@\{|\.lock$|\/$))[A-Za-z0-9._/-]+$/;

@@ -16,14 +16,8 @@
 import { type FleetRegistry, parseRegistry, RegistryError } from '../../infra/registry.js';
 import type { ClawError, RefusedError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import {
-  type GitHubAppOptions,
-  type GitHubInstallation,
-  GitHubRefusedError,
-  githubError,
-  githubFailure,
-  sharedInstallation,
-} from '../github/app.js';
+import { type GitHubAppOptions, type GitHubInstallation, sharedInstallation } from '../github/app.js';
+import { GitHubRefusedError, githubError, githubFailure } from '../github/errors.js';
 import { RegistryConflictError, type RegistryMutator, type RegistrySnapshot, type RegistryStore } from './types.js';
 
 const DEFAULT_ATTEMPTS = 5;

@@ -15,7 +15,8 @@ import {
   registryReader,
   registryStoreFrom,
 } from '../../../jobs/engine/setup.js';
-import { createGitHubInstallation, GitHubRefusedError, REFRESH_MARGIN_MS } from '../../../jobs/github/app.js';
+import { createGitHubInstallation, REFRESH_MARGIN_MS } from '../../../jobs/github/app.js';
+import { GitHubRefusedError } from '../../../jobs/github/errors.js';
 import { GitHubRegistryStore } from '../../../jobs/registry/github.js';
 import { RegistryConflictError } from '../../../jobs/registry/types.js';
 import { loadConfig } from '../../../lib/config.js';
