@@ -201,7 +201,7 @@ export async function gatewayIdleRss(): Promise<Row[]> {
   const project: number[] = [];
   const floor: number[] = [];
   try {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       floor.push(
         await idleRss(
           [projectPath('dist/test/bench/bare-gateway.js'), standIn.apiUrl, TOKEN, 'idle', redisUrl],
@@ -218,7 +218,7 @@ export async function gatewayIdleRss(): Promise<Row[]> {
   const ratio = median(project) / median(floor);
   return [
     {
-      what: 'gateway idle RSS after login, joined to Redis (relay, job engine), median of 3',
+      what: 'gateway idle RSS after login, joined to Redis (relay, job engine), median of 5 (alternating)',
       project: `${median(project).toFixed(0)} MiB`,
       floor: `bare logged-in discord.js Client with a BullMQ Queue + QueueEvents: ${median(floor).toFixed(0)} MiB`,
       ratio,

@@ -372,7 +372,7 @@ export async function workerIdleRss(): Promise<Row[]> {
   const project: number[] = [];
   const floor: number[] = [];
   try {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       floor.push(await idleRss(floorArgs));
       project.push(await idleRss(projectArgs));
     }
@@ -382,7 +382,7 @@ export async function workerIdleRss(): Promise<Row[]> {
   const ratio = median(project) / median(floor);
   return [
     {
-      what: 'worker idle RSS, ~3 s after connecting to Redis (median of 3)',
+      what: 'worker idle RSS, ~3 s after connecting to Redis (median of 5 (alternating))',
       project: `startWorker in a worker process (real job types; stands in for \`clawdinator worker\`): ${median(project).toFixed(0)} MiB`,
       floor: `bare BullMQ Worker process: ${median(floor).toFixed(0)} MiB`,
       ratio,
