@@ -2,7 +2,7 @@
 // Registration is a separate step (`register-commands`), never done here. On stop, new
 // interactions are ignored (another gateway of the fleet answers them) and the ones in
 // flight finish their replies before the client disconnects.
-import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
+import { Client, Events, GatewayIntentBits, type Interaction, Options } from 'discord.js';
 import type { Logger } from '../../lib/log.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { TokenStore } from '../engine.js';
@@ -40,6 +40,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     intents: [GatewayIntentBits.Guilds],
     rest: { api: options.apiUrl },
     allowedMentions: NO_MENTIONS,
+    // No message cache: the gateway never reads one (replies are edited by interaction
+    // token, the relay's messages by id over REST), and by default every reply it edits is
+    // kept, 200 per channel — objects that outlive a scavenge, fill the old generation and
+    // are marked on the main thread, pausing interactions for milliseconds.
+    makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
   });
   const inFlight = new Set<Promise<void>>();
   let stopping = false;

@@ -1,9 +1,9 @@
 // The real gateway code (discord.js Client, adapter, dispatcher, /memory) against the
 // loopback Discord stand-in: what the bot sends, in what order.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { commands } from '../../../bot/commands/index.js';
 import { attachmentOriginsFor, type Gateway, startGateway } from '../../../bot/discord/gateway.js';
 import { createDispatcher } from '../../../bot/dispatch.js';
@@ -125,6 +125,18 @@ describe('gateway against the loopback Discord', () => {
     expect(edit.seq).toBeGreaterThan(defer.seq);
     expect(payloadOf(edit).content).toContain('```md\n# Ops Memory');
     expect(edit.auth).toBeUndefined();
+  });
+
+  it('keeps no message it edited: the gateway has no message cache to fill', async () => {
+    const i = command('memory', 'read', { path: 'ops.md' });
+    await standIn.waitForCall(isEdit(i.token));
+    // The audit line is written once the edit has returned (and discord.js has built its Message).
+    await vi.waitFor(() =>
+      expect(existsSync(join(deps.root, 'audit/2026-11-24.md')) && auditText()).toContain('/memory read'),
+    );
+    const channel = gateway.client.channels.cache.get(OPS_CHANNEL);
+    expect(channel?.isTextBased()).toBe(true);
+    expect(channel?.isTextBased() ? channel.messages.cache.size : -1).toBe(0);
   });
 
   it('/memory read of a long file sends an attachment, not a truncated message', async () => {
