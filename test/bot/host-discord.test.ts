@@ -71,6 +71,17 @@ describe('the host from Discord', () => {
     expect(content(done)).toMatch(/^✅ `deploy-\d+` deployed 5a4dbee \(main\) to clawdinator-1, clawdinator-2/);
   });
 
+  it('/deploy to a member not in the registry: refused in one line, nothing queued', async () => {
+    const b = await bot();
+    b.deps.fleetNames = async () => Object.keys((await suite.sim.registry.read()).registry);
+    const i = command(b, 'deploy', [{ type: 3, name: 'target', value: 'clawdinator-9' }]);
+    // A refusal after the defer: the public "thinking…" goes, the line comes ephemerally.
+    const reply = await b.standIn.waitForCall((c) => c.method === 'POST' && c.path.endsWith(i.token));
+    expect(payload(reply).content).toBe('⚠️ clawdinator-9 is not in the fleet registry; /status lists the members.');
+    expect(payload(reply).flags).toBe(64);
+    expect(await suite.redis.keys(`bull:*:deploy-${i.id}*`)).toEqual([]);
+  });
+
   it('/doctor: the checklist, one line of evidence each', async () => {
     const b = await bot();
     const i = command(b, 'doctor', [{ type: 3, name: 'name', value: 'clawdinator-2' }]);
