@@ -19,9 +19,9 @@
 // O_EXCL|O_NOFOLLOW under a random name in the same directory, then renamed over
 // `.<name>.prev` (rename replaces a planted link, never follows it).
 import { isUtf8 } from 'node:buffer';
-import { createHash, randomBytes } from 'node:crypto';
 import { constants, type Dirent, type Stats } from 'node:fs';
 import { type FileHandle, lstat, open, readdir, rename, unlink } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { UsageError } from '../lib/errors.js';
 import { MemoryError } from './errors.js';
@@ -76,8 +76,13 @@ interface Opened {
   file: FileHandle;
 }
 
+// node:crypto on first use, not at import: `clawdinator memory read` never hashes, and loading
+// it (with the streams it pulls in) is ≈ 6 ms of a ≈ 0.15 s cold start.
+const nodeRequire = createRequire(import.meta.url);
+const crypto = () => nodeRequire('node:crypto') as typeof import('node:crypto');
+
 export function sha256(content: Buffer | string): string {
-  return createHash('sha256').update(content).digest('hex');
+  return crypto().createHash('sha256').update(content).digest('hex');
 }
 
 export class MemoryStore {
@@ -99,7 +104,16 @@ export class MemoryStore {
     try {
       await this.lock(target, 'shared', options);
       const content = await this.readLocked(target);
-      return { path: target.relative, content, sha256: sha256(content) };
+      let hash: string | undefined;
+      return {
+        path: target.relative,
+        content,
+        // Hashed when asked for (an edit's conflict check), not on every read.
+        get sha256() {
+          hash ??= sha256(content);
+          return hash;
+        },
+      };
     } finally {
       await close(target);
     }
@@ -360,7 +374,7 @@ async function writeAll(handle: FileHandle, data: Buffer, position: number): Pro
  * through its descriptor; rename(2) replaces whatever holds the backup's name, link or not.
  */
 async function saveBackup(target: Opened, content: Buffer): Promise<void> {
-  const temp = `.${target.name}.prev.${randomBytes(12).toString('hex')}.tmp`;
+  const temp = `.${target.name}.prev.${crypto().randomBytes(12).toString('hex')}.tmp`;
   const tempPath = at(target.dir, temp);
   let handle: FileHandle;
   try {
