@@ -3,7 +3,8 @@
 // `--script FILE`: run its lines, each waiting for the jobs it started; exit 0 only if every
 // line did what it expected (a `!` line must be refused or fail). Ctrl-C, SIGTERM and SIGHUP
 // stop everything the sandbox started; the directory (memory, registry, log) stays.
-import { relative } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_SPEED, helpText, type Sandbox, startSandbox } from '../bot/sandbox/run.js';
@@ -73,6 +74,9 @@ export function command(): Command {
       const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
       for (const s of signals) process.once(s, onStop);
 
+      // A script is written against a first start (clawdinator-1 alone): one run on a kept
+      // sandbox finds the fleet an earlier run left, and its failures should say so.
+      const kept = existsSync(join(opts.dir, 'fleet.json'));
       const out = new Printer();
       let sandbox: Sandbox | undefined;
       try {
@@ -90,7 +94,7 @@ export function command(): Command {
         out.print(banner(sandbox, opts, config.fleetMaxSize));
         if (stopRequested) return;
         if (script !== undefined) {
-          await scripted(sandbox, script, opts, out, stopSignal, () => stopRequested);
+          await scripted(sandbox, script, opts, out, stopSignal, () => stopRequested, kept);
         } else {
           await interactive(sandbox, opts, out, stopSignal);
         }
@@ -133,6 +137,7 @@ async function scripted(
   out: Printer,
   stopSignal: Promise<void>,
   stopping: () => boolean,
+  kept: boolean,
 ): Promise<void> {
   const run = runScript(lines, {
     runLine: (line) => sandbox.runLine(line, { waitMs: opts.timeout * 1000 }),
@@ -150,8 +155,11 @@ async function scripted(
   const first = summary.failed[0];
   if (first !== undefined || summary.interrupted) {
     const where = first ? `: line ${first.line.number} (${first.line.text}) ${first.why}` : '';
+    const hint = kept
+      ? ` (${opts.dir} was kept from an earlier run, with the fleet it left: remove it or pass another --dir for a fresh start)`
+      : '';
     throw new OperationError(
-      `sandbox: ${summary.failed.length} of ${lines.length} script lines did not do what they expected${where}`,
+      `sandbox: ${summary.failed.length} of ${lines.length} script lines did not do what they expected${where}${hint}`,
     );
   }
 }

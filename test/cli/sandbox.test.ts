@@ -115,6 +115,18 @@ describe('clawdinator sandbox --script', () => {
     );
   });
 
+  it('a script failing on a sandbox kept from an earlier run says so, and how to start fresh', async () => {
+    const dir = tempDir('clawdinator-sandbox-');
+    const spawn = script(['/spawn name:clawdinator-2']);
+    const first = await run(dir, ['sandbox', '--dir', dir, '--fast', '--script', spawn]);
+    expect(first.code).toBe(0);
+    const again = await run(dir, ['sandbox', '--dir', dir, '--fast', '--script', spawn]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(
+      `clawdinator: sandbox: 1 of 1 script lines did not do what they expected: line 1 (/spawn name:clawdinator-2) failed: refused: clawdinator-2 is already in the registry (${dir} was kept from an earlier run, with the fleet it left: remove it or pass another --dir for a fresh start)\n`,
+    );
+  });
+
   it('a missing script is a usage error: one line, exit 2, nothing started or made', async () => {
     const cwd = tempDir('clawdinator-sandbox-');
     const missing = join(cwd, 'no-such-script.txt');
