@@ -3,78 +3,16 @@
 // rollout), with its cloud calls; and what a job costs Redis while it waits on an hour-long
 // import: one delayed wake-up per 30-second poll, counted with INFO commandstats.
 
-import type { Job } from 'bullmq';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { AmiDeps } from '../../jobs/ami/deps.js';
 import { ManualClock } from '../../jobs/cloud/clock.js';
 import { createSimCloud, instantSimTimings, type SimCloud } from '../../jobs/cloud/sim.js';
-import type { Envelope } from '../../jobs/engine/envelope.js';
-import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
-import { jobTypes } from '../../jobs/types/index.js';
-import { createLogger } from '../../lib/log.js';
 import { hostWorkers, rebuild, simAmiDeps } from '../support/ami.js';
-import type { SimFleet } from '../support/fleet.js';
 import { SIM_BUCKET, simFleet } from '../support/fleet.js';
-import { keyPair, lifecycleSettings, testStepSigner } from '../support/jobs.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { startRedis } from '../support/redis.js';
+import { benchFleet } from './harness.js';
 import type { Row } from './table.js';
 
 const MEMBERS = ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'];
-
-/**
- * The fleet queue's worker and an operator's Enqueuer over a simulated fleet, as the lifecycle
- * harness makes them (that one registers vitest hooks; the bench runs outside vitest).
- */
-function benchHarness(server: TestRedis, redis: Redis, sim: SimFleet, ami: AmiDeps) {
-  const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-  const types = new JobTypes(
-    jobTypes({
-      redis,
-      registry: async () => (await sim.registry.read()).registry,
-      memory: sim.memory,
-      fleet: sim.fleet,
-      ami,
-    }),
-  );
-  const operator = keyPair();
-  const worker = startWorker(
-    FLEET_QUEUE,
-    {
-      connection,
-      redis: server.client(),
-      types,
-      publicKey: async (id) => (id === 'operator:ops' ? operator.publicKey : null),
-      policy: { policy: {}, redis, agentRequestsPerHour: 3 },
-      log: createLogger('silent'),
-      stepSigner: testStepSigner,
-    },
-    lifecycleSettings,
-  );
-  const enqueuer = new Enqueuer(connection, server.client(), types, {
-    keyId: 'operator:ops',
-    key: operator.privateKey,
-  });
-  const queue = new Queue(FLEET_QUEUE, { connection });
-  return {
-    types,
-    enqueuer: () => enqueuer,
-    async finished(jobId: string): Promise<Job<Envelope>> {
-      for (;;) {
-        const state = await queue.getJobState(jobId);
-        if (state === 'completed' || state === 'failed') return (await queue.getJob(jobId)) as Job<Envelope>;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    },
-    async close() {
-      await queue.close();
-      await enqueuer.close();
-      await worker.close();
-    },
-  };
-}
 
 export async function rebuildOverhead(): Promise<Row[]> {
   const rows: Row[] = [];
@@ -84,7 +22,7 @@ export async function rebuildOverhead(): Promise<Row[]> {
     const sim = simFleet(redis, { members: MEMBERS });
     // Zero delays in the cloud; the job's own waits look again every 10 ms.
     const ami = simAmiDeps(server, sim, { waits: { pollMs: 10, importPollMs: 10 } });
-    const h = benchHarness(server, redis, sim, ami);
+    const h = await benchFleet(server, redis, sim, { ami });
     const hosts = hostWorkers(server, redis, h, MEMBERS);
     sim.cloud.resetCalls();
     const t = performance.now();
@@ -168,7 +106,7 @@ async function importWaitCommands(): Promise<Row> {
     hostJobs: undefined,
     waits: { pollMs: WAKE_MS, importPollMs: WAKE_MS },
   });
-  const h = benchHarness(server, redis, sim, ami);
+  const h = await benchFleet(server, redis, sim, { ami });
   // The idle worker alone, as long as the wait will take.
   monitor.counting = true;
   await new Promise((r) => setTimeout(r, 120 * WAKE_MS * 1.5));

@@ -1,25 +1,13 @@
-// Bench row of the fast lane: a deploy of a 10-member simulated fleet with zero delays (the
-// hosts' switches end at once; the job looks again every 10 ms), request → every member on the
-// sha and verified by its heartbeat. Beside it, in the same run on a fleet of its own, the bare
-// work: the same ten switches driven straight through the simulated cloud (token stored,
-// switch-start, switch-status until done, token deleted, the heartbeat read until it reports
-// the sha), one member after the other, with the same 10 ms looks — no queue, no signed
-// steps, no locks. Printed for both: wall time, SSM calls, Redis commands (MONITOR).
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { hostCommandParameters } from '../../infra/host-document.js';
 import { readHeartbeats } from '../../jobs/engine/heartbeat.js';
-import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker } from '../../jobs/engine/worker.js';
 import { deployTokenSecret } from '../../jobs/fastlane/deps.js';
 import { staticResolver } from '../../jobs/github/revision.js';
 import { publicHalf } from '../../jobs/signing.js';
-import { jobTypes } from '../../jobs/types/index.js';
-import { createLogger } from '../../lib/log.js';
 import { type SimFleet, simFleet } from '../support/fleet.js';
-import { keyPair, lifecycleSettings, testStepSigner } from '../support/jobs.js';
+import { testStepSigner } from '../support/jobs.js';
 import { startRedis } from '../support/redis.js';
+import { benchFleet } from './harness.js';
 import type { Row } from './table.js';
 
 const MEMBERS = Array.from({ length: 10 }, (_, i) => `clawdinator-${i + 1}`);
@@ -63,65 +51,29 @@ async function project(): Promise<Run> {
   const server = await startRedis();
   const redis = server.client();
   const sim = simFleet(redis, { members: MEMBERS });
-  const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
   const lane = {
     cloud: sim.cloud,
     resolver: staticResolver({ repo: 'openclaw/clawdinators', branch: 'main', refs: { main: MAIN_SHA } }),
     tokens: { mint: async () => TOKEN },
     waits: { pollMs: POLL_MS, switchTimeoutMs: 60_000, verifyTimeoutMs: 60_000, handoffMs: 60_000 },
   };
-  const types = new JobTypes(
-    jobTypes({
-      redis,
-      registry: async () => (await sim.registry.read()).registry,
-      memory: sim.memory,
-      fleet: sim.fleet,
-      lane,
-    }),
-  );
-  const operator = keyPair();
-  const worker = startWorker(
-    FLEET_QUEUE,
-    {
-      connection,
-      redis: server.client(),
-      types,
-      publicKey: async (id) => (id === 'operator:ops' ? operator.publicKey : null),
-      policy: { policy: {}, redis, agentRequestsPerHour: 3 },
-      log: createLogger('silent'),
-      stepSigner: testStepSigner,
-    },
-    lifecycleSettings,
-  );
-  const enqueuer = new Enqueuer(connection, server.client(), types, {
-    keyId: 'operator:ops',
-    key: operator.privateKey,
-  });
-  const queue = new Queue(FLEET_QUEUE, { connection });
-  await queue.waitUntilReady();
+  const h = await benchFleet(server, redis, sim, { lane });
   const mon = await server.monitor();
   sim.cloud.resetCalls();
   mon.counting = true;
   const t = performance.now();
-  const { jobId } = await enqueuer.enqueue({
+  const { jobId } = await h.enqueuer().enqueue({
     type: 'deploy',
     data: { target: 'all' },
     principal: { kind: 'cli', operator: 'ops' },
     requestId: 'bench-deploy',
   });
-  let state = await queue.getJobState(jobId);
-  while (state !== 'completed' && state !== 'failed') {
-    await new Promise((r) => setTimeout(r, 5));
-    state = await queue.getJobState(jobId);
-  }
+  const job = await h.finished(jobId);
   const wallMs = performance.now() - t;
   mon.counting = false;
-  const job = await queue.getJob(jobId);
-  const run = await outcome(sim, redis, wallMs, mon.counts, state === 'failed' ? job?.failedReason : undefined);
+  const run = await outcome(sim, redis, wallMs, mon.counts, job.failedReason);
   mon.stop();
-  await worker.close();
-  await enqueuer.close();
-  await queue.close();
+  await h.close();
   sim.close();
   await server.stop();
   return run;
