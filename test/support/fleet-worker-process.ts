@@ -24,7 +24,7 @@ import { MemoryStore } from '../../memory/store.js';
 import { fastSettings, testStepSigner } from './jobs.js';
 import { APPLIES, simCloudClient } from './sim-server.js';
 
-const config = JSON.parse(process.argv[2] ?? '{}') as {
+export interface FleetWorkerConfig {
   port: number;
   simUrl: string;
   dir: string;
@@ -36,7 +36,9 @@ const config = JSON.parse(process.argv[2] ?? '{}') as {
   lane?: { repo: string; refs: Record<string, string>; hostName?: string };
   /** Worker settings beside the defaults below (stall limits, the finalizer's lease and sweep). */
   settings?: Partial<WorkerSettings>;
-};
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as FleetWorkerConfig;
 const connection = { host: '127.0.0.1', port: config.port, maxRetriesPerRequest: null };
 const redis = new Redis(connection);
 const cloud = simCloudClient(config.simUrl);

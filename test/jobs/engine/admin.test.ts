@@ -19,6 +19,7 @@ import {
   startWorker,
 } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
+import { until } from '../../support/until.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -80,16 +81,6 @@ function rawQueue(name: string): Queue {
   const q = new Queue(name, { connection: conn });
   closers.push(() => q.close());
   return q;
-}
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function finished(jobId: string): Promise<Job<Envelope>> {

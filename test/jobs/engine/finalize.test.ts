@@ -6,7 +6,7 @@
 //     it is undone once, with one audit line and one final message.
 //   - The worker finalizing it dies part-way through the undo: the sweep of another worker
 //     takes the finalization over once the dead one's lease lapses, and finishes it once.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,11 +15,12 @@ import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { startWorker, type WorkerSettings } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
-import { projectPath } from '../../../lib/paths.js';
 import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { startFleetWorker } from '../../support/fleet-worker.js';
 import { fastSettings, keyPair, testStepSigner } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 import { serveSim } from '../../support/sim-server.js';
+import { until } from '../../support/until.js';
 
 const operator = keyPair();
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -28,16 +29,6 @@ afterEach(async () => {
   for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => {});
   cleanup.length = 0;
 });
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Cloud calls held by the served cloud: a worker process that reaches one waits there. */
 class Holds {
@@ -107,30 +98,6 @@ async function world(): Promise<World> {
   };
 }
 
-async function fleetWorker(w: World, settings: Partial<WorkerSettings>): Promise<ChildProcess> {
-  const config = {
-    port: w.server.port,
-    simUrl: w.simUrl,
-    dir: w.sim.dir,
-    bucket: SIM_BUCKET,
-    keys: { 'operator:ops': operator.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-    settings,
-  };
-  const child = spawn(
-    process.execPath,
-    [projectPath('dist/test/support/fleet-worker-process.js'), JSON.stringify(config)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  cleanup.push(() => {
-    child.kill('SIGKILL');
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once('data', () => resolve());
-    child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
-  });
-  return child;
-}
-
 async function kill(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
   if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
@@ -167,7 +134,10 @@ function localWorker(w: World, settings: Partial<WorkerSettings>) {
 /** The job's worker dies in its bundle step, after the registry entry and the host key. */
 async function diesInBundle(w: World, requestId: string): Promise<string> {
   const bundle = w.holds.hold('putBytes');
-  const first = await fleetWorker(w, { lockDurationMs: 1500 });
+  const first = await startFleetWorker(
+    { ...w, operator: operator.publicKey, cleanup },
+    { settings: { lockDurationMs: 1500 } },
+  );
   const jobId = await w.enqueue(requestId);
   await bundle;
   await kill(first);
@@ -219,7 +189,10 @@ describe('ends without a processor, across worker processes', () => {
     const jobId = await diesInBundle(w, 'finalizer-dies');
     // The worker that finds the stall dies while undoing: after the registry entry, at the host key.
     const undoing = w.holds.hold('deleteSecret');
-    const finalizer = await fleetWorker(w, { maxStalledCount: 0, stalledIntervalMs: 200, finalizeLeaseMs: 1500 });
+    const finalizer = await startFleetWorker(
+      { ...w, operator: operator.publicKey, cleanup },
+      { settings: { maxStalledCount: 0, stalledIntervalMs: 200, finalizeLeaseMs: 1500 } },
+    );
     await undoing;
     await kill(finalizer);
     expect(Object.keys((await w.sim.registry.read()).registry)).toEqual(['clawdinator-1']);

@@ -15,6 +15,7 @@ import { createLogger } from '../../../lib/log.js';
 import { type SimFleet, simFleet, simMember } from '../../support/fleet.js';
 import { keyPair, lifecycleSettings, testStepSigner, writeHeartbeat } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
+import { until } from '../../support/until.js';
 
 const A = 'clawdinator-1';
 const B = 'clawdinator-3';
@@ -107,16 +108,6 @@ async function ask(type: 'retire' | 'replace', name: string): Promise<string> {
     requestId: `req-${++requests}`,
   });
   return jobId;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function finished(jobId: string): Promise<Job<Envelope>> {

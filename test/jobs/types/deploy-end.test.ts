@@ -11,19 +11,10 @@ import { deployTokenSecret, LAST_DEPLOY_KEY } from '../../../jobs/fastlane/deps.
 import { MAIN_SHA } from '../../support/ami.js';
 import { queueDeploy, simLane, switches } from '../../support/lane.js';
 import { lifecycleSuite } from '../../support/lifecycle.js';
+import { until } from '../../support/until.js';
 
 const MEMBERS = ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'];
 const suite = lifecycleSuite({ members: MEMBERS });
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('the end of a deploy', () => {
   it('removed while a member switches: locks released, its token deleted, the members said, recorded once', async () => {

@@ -1,22 +1,18 @@
-// Never deploy yourself, and a peer continues: with two workers of the fleet (each its own
-// host), each member is switched by the other's worker; a worker killed after the first
-// member is followed by a peer's (another process) that finishes the rest without switching
-// the first again.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
-import { projectPath } from '../../../lib/paths.js';
 import { MAIN_SHA, REPO } from '../../support/ami.js';
-import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { simFleet } from '../../support/fleet.js';
+import { startFleetWorker } from '../../support/fleet-worker.js';
 import { keyPair, lifecycleSettings, startWorker, testStepSigner } from '../../support/jobs.js';
 import { LANE_REFS, runDeploy, simLane, switches } from '../../support/lane.js';
 import { lifecycleSuite } from '../../support/lifecycle.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import { startRedis } from '../../support/redis.js';
 import { serveSim } from '../../support/sim-server.js';
+import { until } from '../../support/until.js';
 
 const MEMBERS = ['clawdinator-1', 'clawdinator-2', 'clawdinator-3'];
 
@@ -70,40 +66,6 @@ afterEach(async () => {
   cleanup.length = 0;
 });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function fleetWorker(server: TestRedis, sim: SimFleet, simUrl: string, hostName: string): Promise<ChildProcess> {
-  const config = {
-    port: server.port,
-    simUrl,
-    dir: sim.dir,
-    bucket: SIM_BUCKET,
-    keys: { 'operator:ops': operator.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-    lane: { repo: REPO, refs: LANE_REFS, hostName },
-  };
-  const child = spawn(
-    process.execPath,
-    [projectPath('dist/test/support/fleet-worker-process.js'), JSON.stringify(config)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  cleanup.push(() => {
-    child.kill('SIGKILL');
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once('data', () => resolve());
-    child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
-  });
-  return child;
-}
-
 describe('deploy, resumed by another worker process', () => {
   it('the worker dies after the first member: a peer finishes the rest, the first is never switched again', async () => {
     const server = await startRedis();
@@ -133,7 +95,10 @@ describe('deploy, resumed by another worker process', () => {
     });
     cleanup.push(() => http.close());
 
-    const first = await fleetWorker(server, sim, http.url, 'clawdinator-8');
+    const first = await startFleetWorker(
+      { server, sim, simUrl: http.url, operator: operator.publicKey, cleanup },
+      { lane: { repo: REPO, refs: LANE_REFS, hostName: 'clawdinator-8' } },
+    );
     const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
     const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
     const enqueuer = new Enqueuer(connection, server.client(), types, {
@@ -158,7 +123,10 @@ describe('deploy, resumed by another worker process', () => {
     await new Promise((r) => first.once('exit', r));
     refuse(new Error('the worker that asked is gone'));
 
-    await fleetWorker(server, sim, http.url, 'clawdinator-9');
+    await startFleetWorker(
+      { server, sim, simUrl: http.url, operator: operator.publicKey, cleanup },
+      { lane: { repo: REPO, refs: LANE_REFS, hostName: 'clawdinator-9' } },
+    );
     await until('the deploy to complete', async () =>
       (await queue.getJobState(jobId)) === 'completed' ? true : undefined,
     );

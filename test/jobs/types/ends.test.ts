@@ -15,6 +15,7 @@ import type { FileRegistryStore } from '../../../jobs/registry/file.js';
 import type { MemoryStore } from '../../../memory/store.js';
 import { SIM_BUCKET as BUCKET } from '../../support/fleet.js';
 import { type LifecycleOptions, lifecycleSuite } from '../../support/lifecycle.js';
+import { until } from '../../support/until.js';
 
 let redis: Redis;
 let cloud: SimCloud;
@@ -38,16 +39,6 @@ const results = async (jobId: string) =>
   (await redis.xrange(keys.events, '-', '+'))
     .map(([, f]) => JSON.parse(f[1] as string).event)
     .filter((e) => e.kind === 'result' && e.jobId === jobId);
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** A deployer whose plan (or apply) fails the first `times` calls, as a cloud quota would. */
 function failing(step: 'plan' | 'apply', times: number, message: string): LifecycleOptions['deployer'] {

@@ -1,20 +1,15 @@
-// The rebuild across a worker's death, with real processes: two fleet workers (the production
-// worker and job types, each in its own process) share one Redis and one simulated cloud,
-// served by this process over loopback HTTP. The first is SIGKILLed while it polls the import
-// task it started; the second resumes polling the same task — no second ImportSnapshot — and
-// registers the image.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { jobTypes } from '../../../jobs/types/index.js';
-import { projectPath } from '../../../lib/paths.js';
 import { MAIN_SHA, REPO } from '../../support/ami.js';
-import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { simFleet } from '../../support/fleet.js';
+import { startFleetWorker } from '../../support/fleet-worker.js';
 import { keyPair } from '../../support/jobs.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import { startRedis } from '../../support/redis.js';
 import { serveSim } from '../../support/sim-server.js';
+import { until } from '../../support/until.js';
 
 const operator = keyPair();
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -23,40 +18,6 @@ afterEach(async () => {
   for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => {});
   cleanup.length = 0;
 });
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function fleetWorker(server: TestRedis, sim: SimFleet, simUrl: string): Promise<ChildProcess> {
-  const config = {
-    port: server.port,
-    simUrl,
-    dir: sim.dir,
-    bucket: SIM_BUCKET,
-    keys: { 'operator:ops': operator.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-    ami: { repo: REPO, refs: { main: MAIN_SHA } },
-  };
-  const child = spawn(
-    process.execPath,
-    [projectPath('dist/test/support/fleet-worker-process.js'), JSON.stringify(config)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  cleanup.push(() => {
-    child.kill('SIGKILL');
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once('data', () => resolve());
-    child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
-  });
-  return child;
-}
 
 describe('rebuild-ami, resumed by another worker process', () => {
   it('SIGKILLed while polling its import: the next worker polls the same task, no second ImportSnapshot', async () => {
@@ -83,7 +44,10 @@ describe('rebuild-ami, resumed by another worker process', () => {
     });
     cleanup.push(() => http.close());
 
-    const first = await fleetWorker(server, sim, http.url);
+    const first = await startFleetWorker(
+      { server, sim, simUrl: http.url, operator: operator.publicKey, cleanup },
+      { ami: { repo: REPO, refs: { main: MAIN_SHA } } },
+    );
     const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
     const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
     const enqueuer = new Enqueuer(connection, server.client(), types, {
@@ -108,7 +72,10 @@ describe('rebuild-ami, resumed by another worker process', () => {
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
 
-    await fleetWorker(server, sim, http.url);
+    await startFleetWorker(
+      { server, sim, simUrl: http.url, operator: operator.publicKey, cleanup },
+      { ami: { repo: REPO, refs: { main: MAIN_SHA } } },
+    );
     release();
     await until('the job to complete', async () =>
       (await queue.getJobState(jobId)) === 'completed' ? true : undefined,

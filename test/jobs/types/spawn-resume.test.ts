@@ -1,21 +1,15 @@
-// The spawn job across worker deaths, with real processes: two fleet workers (the production
-// worker and job types, each in its own process) share one Redis and one simulated cloud,
-// served by this process over loopback HTTP. The first is SIGKILLed after the apply and
-// before the host is online, or in the apply itself — after RunInstances, before the
-// simulated terraform saved its state —; the second resumes the job and finishes it, with
-// one instance in the cloud at the end.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
 import { jobTypes } from '../../../jobs/types/index.js';
-import { projectPath } from '../../../lib/paths.js';
-import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
+import { SIM_BUCKET, simFleet } from '../../support/fleet.js';
+import { startFleetWorker } from '../../support/fleet-worker.js';
 import { keyPair } from '../../support/jobs.js';
-import { startRedis, type TestRedis } from '../../support/redis.js';
+import { startRedis } from '../../support/redis.js';
 import { APPLIES, serveSim } from '../../support/sim-server.js';
+import { until } from '../../support/until.js';
 
 const operator = keyPair();
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -24,41 +18,6 @@ afterEach(async () => {
   for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => {});
   cleanup.length = 0;
 });
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function fleetWorker(server: TestRedis, sim: SimFleet, simUrl: string): Promise<ChildProcess> {
-  const config = {
-    port: server.port,
-    simUrl,
-    dir: sim.dir,
-    bucket: SIM_BUCKET,
-    keys: { 'operator:ops': operator.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-  };
-  const child = spawn(
-    process.execPath,
-    [projectPath('dist/test/support/fleet-worker-process.js'), JSON.stringify(config)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  cleanup.push(() => {
-    child.kill('SIGKILL');
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once('data', () => resolve());
-    child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
-  });
-  return child;
-}
 
 describe('spawn, resumed by another worker process', () => {
   it('SIGKILLed after the apply, before online: the next worker finishes it without a second apply', async () => {
@@ -83,7 +42,7 @@ describe('spawn, resumed by another worker process', () => {
     });
     cleanup.push(() => http.close());
 
-    const first = await fleetWorker(server, sim, http.url);
+    const first = await startFleetWorker({ server, sim, simUrl: http.url, operator: operator.publicKey, cleanup });
     const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
     const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
     const enqueuer = new Enqueuer(connection, server.client(), types, {
@@ -108,7 +67,7 @@ describe('spawn, resumed by another worker process', () => {
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
 
-    const second = await fleetWorker(server, sim, http.url);
+    const second = await startFleetWorker({ server, sim, simUrl: http.url, operator: operator.publicKey, cleanup });
     release();
     await until('the job to complete', async () =>
       (await queue.getJobState(jobId)) === 'completed' ? true : undefined,
@@ -146,7 +105,7 @@ describe('spawn, resumed by another worker process', () => {
     });
     cleanup.push(() => http.close());
 
-    const first = await fleetWorker(server, sim, http.url);
+    const first = await startFleetWorker({ server, sim, simUrl: http.url, operator: operator.publicKey, cleanup });
     const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
     const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
     const enqueuer = new Enqueuer(connection, server.client(), types, {
@@ -171,7 +130,7 @@ describe('spawn, resumed by another worker process', () => {
     await new Promise((r) => first.once('exit', r));
     expect(await sim.cloud.getJson(SIM_BUCKET, 'clawdinator/clawdinator-3.tfstate')).toBeNull();
 
-    await fleetWorker(server, sim, http.url);
+    await startFleetWorker({ server, sim, simUrl: http.url, operator: operator.publicKey, cleanup });
     await until('the job to complete', async () =>
       (await queue.getJobState(jobId)) === 'completed' ? true : undefined,
     );
