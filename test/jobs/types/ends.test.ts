@@ -191,7 +191,9 @@ describe('one end for every lifecycle job', () => {
     const applied = waiting.data.steps?.apply as { instanceId: string } | undefined;
     const instanceId = applied?.instanceId as string;
     // Removed by hand (not `jobs cancel`, which flags a started job): no processor runs again.
-    await a.queue.remove(jobId);
+    // BullMQ refuses (0) to remove a locked job: between our look and the remove, the delay
+    // may have run out and a worker taken it for its next look; remove it between two runs.
+    await until('the job to be removed between two runs', async () => (await a.queue.remove(jobId)) === 1);
     await until('the removal to be finalized', async () => (await redis.get(keys.finalized(jobId))) === 'done');
 
     const message = `spawn clawdinator-3 stopped at ssm-online: removed: ${jobId} was removed before it ended. Left: ${instanceId} and its registry entry clawdinator-3; run \`clawdinator fleet retire clawdinator-3 --yes\` to remove them, or \`clawdinator fleet replace clawdinator-3 --yes\` for a new host.`;
