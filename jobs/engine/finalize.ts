@@ -55,8 +55,9 @@ const SUCCESS_TTL_SECONDS = 3600;
 /** A request spent by a job that never ran (no nonce record yet): kept past any request's age. */
 const SPENT_NONCE_TTL_SECONDS = 2 * 86_400;
 /**
- * A journal entry whose job is not in its queue counts as removed only after this: an
- * enqueue writes the entry just before it adds the job.
+ * A journal entry whose job is not in its queue counts as removed only after this. An
+ * enqueue writes the entry just after it adds the job, so a missing job is a removed one; the
+ * margin keeps a sweep from ever racing a job that is being added (a slow or retried add).
  */
 const REMOVED_GRACE_MS = 60_000;
 /** Discord shows 2000 characters; the rest of a long message is in the job's log. */

@@ -16,8 +16,8 @@ import {
   type SignedRequest,
 } from './envelope.js';
 import type { AnyJobType } from './job-type.js';
-import { openJobEntry } from './journal.js';
-import { FLEET_QUEUE, hostQueue, keys } from './keys.js';
+import { openJobArgs } from './journal.js';
+import { FLEET_QUEUE, hostQueue } from './keys.js';
 import { acquireInstanceLock, releaseInstanceLock } from './locks.js';
 
 export interface Signer {
@@ -161,32 +161,33 @@ export class Enqueuer {
     const queue = this.queue(queueName);
     const instance = type.instanceOf?.(data);
     if (instance !== undefined) await acquireInstanceLock(this.redis, queue, instance, jobId);
-    // Journaled with the add, so a removal before it ever runs is still finalized
-    // (finalize.ts); the same request again keeps the first entry, as BullMQ keeps its job.
-    // Both at once, not one after the other: the journal is one more round trip on the path
-    // from request to start. The sweep gives an entry whose job it cannot find a grace period
-    // (REMOVED_GRACE_MS), so the entry may land a little before or after the job.
-    const [journal, added] = await Promise.allSettled([
-      this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope)),
-      queue.add(type.name, envelope, {
+    let added: { id?: string };
+    try {
+      added = await queue.add(type.name, envelope, {
         jobId,
         deduplication: { id: requestId },
         attempts: type.attempts ?? 3,
         backoff: { type: 'exponential', delay: this.options.retryDelayMs ?? RETRY_DELAY_MS },
         ...RETENTION,
-      }),
-    ]);
-    if (added.status === 'rejected') {
-      if (journal.status === 'fulfilled' && journal.value === 1) await this.redis.hdel(keys.openJobs, jobId);
+      });
+    } catch (err) {
       if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
-      throw added.reason;
+      throw err;
     }
-    // Queued (or already there: the same request again adds nothing, BullMQ keeps the job it
-    // has under this id). A journal write that failed is tried once more; the job is never
+    // Journaled once added, so a removal before it ever runs is still finalized (finalize.ts).
+    // After the add, not before or beside it: every command is a write to a socket, and one
+    // ahead of the add delays the job's start by it. The first step save creates an entry not
+    // written yet, and a job finalized already is never journaled again (journal.ts). The
+    // same request again (BullMQ keeps the job it has under this id) keeps the first entry;
+    // a request merged into another job by its request id has no job of its own to journal
+    // (nor to hold the member's lock). A write that fails is tried once more; the job is never
     // removed for it — it may be the first request's job — and without its entry only a
     // removal before it runs would go unfinalized.
-    if (journal.status === 'rejected') {
-      await this.redis.hsetnx(keys.openJobs, jobId, openJobEntry(queueName, envelope)).catch(() => 0);
+    if (added.id !== jobId) {
+      if (instance !== undefined) await releaseInstanceLock(this.redis, instance, jobId);
+    } else {
+      const journal = openJobArgs(jobId, queueName, envelope);
+      await this.redis.eval(...journal).catch(() => this.redis.eval(...journal).catch(() => 0));
     }
     return { jobId, queue: queueName };
   }

@@ -15,7 +15,7 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { signPayload, verifyPayload } from '../signing.js';
 import type { Envelope } from './envelope.js';
-import { UPDATE_OPEN_JOB } from './journal.js';
+import { updateOpenJobArgs } from './journal.js';
 import { keys } from './keys.js';
 import type { Signer } from './queues.js';
 
@@ -119,6 +119,6 @@ export class Steps {
     const data = { ...this.job.data, steps, stepsSignature };
     await this.job.updateData(data);
     // The journal's copy: a job removed later is finalized from what its steps say it made.
-    await this.redis.eval(UPDATE_OPEN_JOB, 1, keys.openJobs, this.job.id as string, JSON.stringify(data));
+    await this.redis.eval(...updateOpenJobArgs(this.job.id as string, this.job.queueName, JSON.stringify(data)));
   }
 }

@@ -254,6 +254,9 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         (err) => log.warn({ job: job.id, err }, 'job log line not written'),
       );
       const output = jobLog;
+      // Made when a job first logs (most log nothing on a good run): a child logger serializes
+      // its bindings, work on the path from pickup to the processor's start.
+      let jobLogger: Logger | undefined;
       const result = await type.run({
         jobId: job.id as string,
         data,
@@ -262,7 +265,10 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         reply,
         steps,
         signer: deps.stepSigner,
-        log: log.child({ job: job.id, type: type.name }),
+        get log() {
+          jobLogger ??= log.child({ job: job.id, type: type.name });
+          return jobLogger;
+        },
         progress,
         output: (line) => output.line(line),
         secret: (value) => output.secret(value),

@@ -1,0 +1,114 @@
+// The journal of open jobs on a real redis-server: written by the enqueue once its job is
+// added (not before: a command ahead of the add delays the job's start), created by the first
+// step save when that write has not arrived yet, never written again for a job already
+// finalized, and not written for a request merged into another job.
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Principal } from '../../../jobs/engine/envelope.js';
+import { openJobArgs, parseOpenJob, updateOpenJobArgs } from '../../../jobs/engine/journal.js';
+import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
+import type { Enqueuer } from '../../../jobs/engine/queues.js';
+import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL } from '../../support/bot.js';
+import { enqueuer, harness } from '../../support/jobs.js';
+import { startRedis, type TestRedis } from '../../support/redis.js';
+
+let server: TestRedis;
+let redis: Redis;
+let gateway: Enqueuer;
+const h = harness();
+const alice: Principal = {
+  kind: 'discord',
+  userId: ALICE,
+  userName: 'alice',
+  roles: [OPERATOR_ROLE],
+  guildId: GUILD,
+  channelId: OPS_CHANNEL,
+};
+
+beforeAll(async () => {
+  server = await startRedis();
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  redis = server.client();
+  await redis.flushall();
+  gateway = enqueuer(server.client(), { host: '127.0.0.1', port: server.port }, h.types, h.gateway);
+});
+afterEach(async () => {
+  await gateway.close();
+  redis.disconnect();
+});
+
+const entry = async (jobId: string) => {
+  const raw = await redis.hget(keys.openJobs, jobId);
+  return raw === null ? undefined : parseOpenJob(raw);
+};
+
+describe('the journal of open jobs', () => {
+  it('an enqueue journals its job once added: the queue, the time and the signed request', async () => {
+    const before = Date.now();
+    const { jobId } = await gateway.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-1', pauseMs: 0 },
+      principal: alice,
+      requestId: 'journal-1',
+    });
+    const written = await entry(jobId);
+    expect(written).toMatchObject({ queue: FLEET_QUEUE, data: { signed: { jobId, requestId: 'journal-1' } } });
+    expect(written?.at).toBeGreaterThanOrEqual(before);
+  });
+
+  it('the enqueue’s write never recreates the entry of a job finalized before it arrived, nor replaces one', async () => {
+    await redis.set(keys.finalized('two-step-done'), 'done');
+    expect(await redis.eval(...openJobArgs('two-step-done', FLEET_QUEUE, { late: true }))).toBe(0);
+    expect(await redis.hexists(keys.openJobs, 'two-step-done')).toBe(0);
+
+    expect(await redis.eval(...openJobArgs('two-step-open', FLEET_QUEUE, { first: true }))).toBe(1);
+    expect(await redis.eval(...openJobArgs('two-step-open', FLEET_QUEUE, { second: true }))).toBe(0);
+    expect((await entry('two-step-open'))?.data).toEqual({ first: true });
+  });
+
+  it('a step save creates the entry not written yet, keeps its first head after, and never outlives the end', async () => {
+    const jobId = 'two-step-early';
+    await redis.eval(...updateOpenJobArgs(jobId, FLEET_QUEUE, '{"steps":{"first":1}}'));
+    const created = await entry(jobId);
+    expect(created).toMatchObject({ queue: FLEET_QUEUE, data: { steps: { first: 1 } } });
+    // The enqueue's write arrives late: the step's newer entry stays.
+    expect(await redis.eval(...openJobArgs(jobId, FLEET_QUEUE, { steps: {} }))).toBe(0);
+    await new Promise((r) => setTimeout(r, 5));
+    await redis.eval(...updateOpenJobArgs(jobId, FLEET_QUEUE, '{"steps":{"first":1,"second":2}}'));
+    expect(await entry(jobId)).toEqual({
+      queue: FLEET_QUEUE,
+      at: created?.at,
+      data: { steps: { first: 1, second: 2 } },
+    });
+    // Finalized (marker done, entry deleted): a save that comes after creates nothing.
+    await redis.set(keys.finalized(jobId), 'done');
+    await redis.hdel(keys.openJobs, jobId);
+    expect(await redis.eval(...updateOpenJobArgs(jobId, FLEET_QUEUE, '{"steps":{"late":3}}'))).toBe(0);
+    expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
+  });
+
+  it('a request merged into another job by its request id journals nothing and holds no lock of its own', async () => {
+    const first = await gateway.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-1', pauseMs: 0 },
+      principal: alice,
+      requestId: 'journal-same',
+    });
+    const merged = await gateway.enqueue({
+      type: 'destroy-step',
+      data: { name: 'clawdinator-2', pauseMs: 0 },
+      principal: alice,
+      requestId: 'journal-same',
+    });
+    expect(merged.jobId).not.toBe(first.jobId);
+    expect(await gateway.queue(FLEET_QUEUE).getJob(merged.jobId)).toBeUndefined();
+    expect(await redis.hexists(keys.openJobs, merged.jobId)).toBe(0);
+    expect(await redis.get(keys.instanceLock('clawdinator-2'))).toBeNull();
+    expect(await redis.get(keys.instanceLock('clawdinator-1'))).toBe(first.jobId);
+    expect(await entry(first.jobId)).toBeDefined();
+  });
+});
