@@ -26,6 +26,7 @@ await build({
     'test/support/fleet-worker-process.ts',
     'test/support/deployer-process.ts',
     'test/bench/bare-worker.ts',
+    'test/bench/start-worker.ts',
     'test/bench/engine-worker.ts',
     'test/support/model-standin-process.ts',
   ],
