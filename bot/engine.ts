@@ -8,6 +8,7 @@ import type { Principal, ReplyTarget } from '../jobs/engine/envelope.js';
 import { FLEET_QUEUE, keys } from '../jobs/engine/keys.js';
 import type { EnqueueResult, Enqueuer, Signer } from '../jobs/engine/queues.js';
 import { readStrayOffer, restoreStrayOffer, takeStrayOffer, type VerifiedOffer } from '../jobs/engine/stray-offer.js';
+import { publicHalf, signPayload, verifyPayload } from '../jobs/signing.js';
 import type { Actor } from '../lib/actor.js';
 import type { AuthorizationPolicy } from '../lib/authorize.js';
 import type { Claim } from './dispatch.js';
@@ -25,26 +26,65 @@ export interface StoredToken {
   token: string;
 }
 
-/** Interaction tokens in Redis, expiring with the token, so any gateway can edit the reply. */
-export class TokenStore {
+/**
+ * A record the gateways keep in Redis for each other, signed with the gateway's key over what
+ * it says and the key it sits under: one forged, altered or moved by a Redis writer reads as
+ * absent (the relay then posts to the channel instead of editing), never as another
+ * interaction's token or another message to overwrite.
+ */
+class SignedRecords<T extends object> {
+  private readonly publicKey: KeyObject;
+
   constructor(
     private readonly redis: Redis,
-    private readonly ttlMs = INTERACTION_TOKEN_TTL_MS,
-  ) {}
-
-  async save(interactionId: string, value: StoredToken): Promise<void> {
-    await this.redis.set(keys.interactionToken(interactionId), JSON.stringify(value), 'PX', this.ttlMs);
+    private readonly signer: Signer,
+    /** What the records are, in the signed payload: one kind's record never passes for another's. */
+    private readonly kind: string,
+  ) {
+    this.publicKey = publicHalf(signer.key);
   }
 
-  async get(interactionId: string): Promise<StoredToken | null> {
-    const raw = await this.redis.get(keys.interactionToken(interactionId));
+  encode(id: string, value: T): string {
+    return JSON.stringify({ ...value, signature: signPayload({ kind: this.kind, id, value }, this.signer.key) });
+  }
+
+  /** The record under `key` for `id`, if it verifies; `pick` keeps the fields of T (and checks them). */
+  async read(key: string, id: string, pick: (raw: Record<string, unknown>) => T | null): Promise<T | null> {
+    const raw = await this.redis.get(key);
     if (raw === null) return null;
     try {
-      const v = JSON.parse(raw) as StoredToken;
-      return typeof v.appId === 'string' && typeof v.token === 'string' ? v : null;
+      const parsed = JSON.parse(raw) as Record<string, unknown>;
+      const value = pick(parsed);
+      if (value === null || typeof parsed.signature !== 'string') return null;
+      return verifyPayload({ kind: this.kind, id, value }, parsed.signature, this.publicKey) ? value : null;
     } catch {
       return null;
     }
+  }
+}
+
+/** Interaction tokens in Redis, expiring with the token, so any gateway can edit the reply. */
+export class TokenStore {
+  private readonly records: SignedRecords<StoredToken>;
+
+  constructor(
+    private readonly redis: Redis,
+    /** The gateway's key: signs each record, and its public half verifies them. */
+    signer: Signer,
+    private readonly ttlMs = INTERACTION_TOKEN_TTL_MS,
+  ) {
+    this.records = new SignedRecords(redis, signer, 'interaction-token');
+  }
+
+  async save(interactionId: string, value: StoredToken): Promise<void> {
+    const record = this.records.encode(interactionId, { appId: value.appId, token: value.token });
+    await this.redis.set(keys.interactionToken(interactionId), record, 'PX', this.ttlMs);
+  }
+
+  async get(interactionId: string): Promise<StoredToken | null> {
+    return this.records.read(keys.interactionToken(interactionId), interactionId, (v) =>
+      typeof v.appId === 'string' && typeof v.token === 'string' ? { appId: v.appId, token: v.token } : null,
+    );
   }
 }
 
@@ -118,7 +158,8 @@ export function botJobs(
         ...press,
         by,
       });
-      if (outcome.outcome === 'recorded') await new JobMessages(approvals.redis).answered(press.jobId);
+      if (outcome.outcome === 'recorded')
+        await new JobMessages(approvals.redis, approvals.signer).answered(press.jobId);
       return outcome;
     };
   }
@@ -137,11 +178,19 @@ export interface JobMessage {
 const JOB_MESSAGE_TTL_SECONDS = 2 * 86_400;
 
 export class JobMessages {
-  constructor(private readonly redis: Redis) {}
+  private readonly records: SignedRecords<JobMessage>;
+
+  constructor(
+    private readonly redis: Redis,
+    /** The gateway's key, as for TokenStore: a forged record would point the relay at another message. */
+    signer: Signer,
+  ) {
+    this.records = new SignedRecords(redis, signer, 'job-message');
+  }
 
   async save(jobId: string, message: { channelId: string; messageId: string }): Promise<void> {
-    const value: JobMessage = { ...message, answered: false };
-    await this.redis.set(keys.jobMessage(jobId), JSON.stringify(value), 'EX', JOB_MESSAGE_TTL_SECONDS);
+    const value: JobMessage = { channelId: message.channelId, messageId: message.messageId, answered: false };
+    await this.redis.set(keys.jobMessage(jobId), this.records.encode(jobId, value), 'EX', JOB_MESSAGE_TTL_SECONDS);
   }
 
   /**
@@ -151,19 +200,16 @@ export class JobMessages {
   async answered(jobId: string): Promise<void> {
     const message = await this.get(jobId);
     if (message === null) return;
-    await this.redis.set(keys.jobMessage(jobId), JSON.stringify({ ...message, answered: true }), 'KEEPTTL');
+    const value = { ...message, answered: true };
+    await this.redis.set(keys.jobMessage(jobId), this.records.encode(jobId, value), 'KEEPTTL');
   }
 
   async get(jobId: string): Promise<JobMessage | null> {
-    const raw = await this.redis.get(keys.jobMessage(jobId));
-    if (raw === null) return null;
-    try {
-      const v = JSON.parse(raw) as Partial<Record<keyof JobMessage, unknown>>;
-      if (typeof v.channelId !== 'string' || typeof v.messageId !== 'string') return null;
-      return { channelId: v.channelId, messageId: v.messageId, answered: v.answered === true };
-    } catch {
-      return null;
-    }
+    return this.records.read(keys.jobMessage(jobId), jobId, (v) =>
+      typeof v.channelId === 'string' && typeof v.messageId === 'string' && typeof v.answered === 'boolean'
+        ? { channelId: v.channelId, messageId: v.messageId, answered: v.answered }
+        : null,
+    );
   }
 }
 

@@ -79,7 +79,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
   });
   const queue = new Queue(FLEET_QUEUE, { connection });
   const cloud = createAwsCloud({ region: config.awsRegion, deployerRoleArn: config.deployerRoleArn });
-  const tokens = new TokenStore(redis);
+  const tokens = new TokenStore(redis, signer);
   // The gateway's key also signs a human's answer to an agent's request.
   deps.jobs = botJobs(enqueuer, { redis, signer, workersKey });
   deps.jobAdmin = botJobAdmin(enqueuer, admin, deps.policy);
@@ -100,7 +100,7 @@ export function joinFleet(deps: BotDeps, log: Logger): FleetLink {
         workersKey,
         rest,
         tokens,
-        messages: new JobMessages(redis),
+        messages: new JobMessages(redis, signer),
         consumer: `${hostname()}-${process.pid}`,
         opsChannelId: config.opsChannelId,
         log,

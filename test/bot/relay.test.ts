@@ -75,7 +75,7 @@ afterEach(async () => {
 
 async function start(tokenTtlMs: number): Promise<{ tokens: TokenStore; interactionId: string; token: string }> {
   const deps = await botDeps();
-  const tokens = new TokenStore(redis, tokenTtlMs);
+  const tokens = new TokenStore(redis, gatewaySigner, tokenTtlMs);
   gateway = await startGateway({
     token: TOKEN,
     apiUrl: standIn.apiUrl,
@@ -233,7 +233,7 @@ describe('relay', () => {
 
   it("an agent's request whose question was deleted: the result goes to the ops channel", async () => {
     const { tokens } = await start(60_000);
-    const messages = new JobMessages(redis);
+    const messages = new JobMessages(redis, gatewaySigner);
     const question = await gateway.client.rest.post(Routes.channelMessages(OPS_CHANNEL), {
       body: { content: '❓ clawdinator-2 asks to retire clawdinator-4' },
     });
@@ -259,6 +259,67 @@ describe('relay', () => {
         .filter((m) => !m.deleted)
         .map((m) => m.content),
     ).toEqual(['✅ `retire-agent-1` clawdinator-4 retired']);
+  });
+
+  it('a forged, moved or unsigned token or question record is never used: the result is posted, nothing overwritten', async () => {
+    const { tokens, interactionId: theirs, token: theirToken } = await start(60_000);
+    const messages = new JobMessages(redis, gatewaySigner);
+    const result = (jobId: string, interactionId?: string) =>
+      verified({
+        kind: 'result',
+        jobId,
+        reply: { channelId: OPS_CHANNEL, ...(interactionId ? { interactionId } : {}) },
+        ok: true,
+        text: `${jobId} done`,
+        at: Date.now(),
+      });
+    // A job's reply names interaction 5001; a Redis writer puts under it the token of an
+    // interaction they hold: bare, and as the gateway's signed record of theirs, moved.
+    const signedTheirs = (await redis.get(keys.interactionToken(theirs))) as string;
+    await redis.set(keys.interactionToken('5001'), JSON.stringify({ appId: standIn.appId, token: theirToken }));
+    await redis.set(keys.interactionToken('5002'), signedTheirs);
+    // A question record pointing at another of the bot's messages: unsigned, and signed for another job.
+    const other = (await gateway.client.rest.post(Routes.channelMessages(OPS_CHANNEL), {
+      body: { content: 'keep me' },
+    })) as { id: string };
+    await redis.set(
+      keys.jobMessage('retire-agent-5'),
+      JSON.stringify({ channelId: OPS_CHANNEL, messageId: other.id, answered: true }),
+    );
+    await messages.save('retire-agent-9', { channelId: OPS_CHANNEL, messageId: other.id });
+    await redis.set(keys.jobMessage('retire-agent-6'), (await redis.get(keys.jobMessage('retire-agent-9'))) as string);
+    expect(await tokens.get('5001')).toBeNull();
+    expect(await tokens.get('5002')).toBeNull();
+    expect(await tokens.get(theirs)).toEqual({ appId: standIn.appId, token: theirToken });
+    expect(await messages.get('retire-agent-5')).toBeNull();
+    expect(await messages.get('retire-agent-6')).toBeNull();
+
+    const before = standIn.calls.length;
+    for (const event of [
+      result('spawn-5', '5001'),
+      result('spawn-6', '5002'),
+      result('retire-agent-5'),
+      result('retire-agent-6'),
+    ]) {
+      expect(await renderToDiscord(event, renderOptions({ rest: gateway.client.rest, tokens, messages }))).toBe(
+        'posted',
+      );
+    }
+    const calls = standIn.calls.slice(before);
+    expect(calls.filter((c) => c.path.includes(theirToken))).toEqual([]);
+    expect(calls.filter((c) => c.method === 'PATCH')).toEqual([]);
+    expect(standIn.message(other.id)?.content).toBe('keep me');
+    expect(
+      standIn
+        .channelMessages(OPS_CHANNEL)
+        .map((m) => m.content)
+        .filter((c) => c.includes(' done')),
+    ).toEqual([
+      '✅ `spawn-5` spawn-5 done',
+      '✅ `spawn-6` spawn-6 done',
+      '✅ `retire-agent-5` retire-agent-5 done',
+      '✅ `retire-agent-6` retire-agent-6 done',
+    ]);
   });
 
   it('the same interaction delivered twice is handled once (claimed in Redis)', async () => {

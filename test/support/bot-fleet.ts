@@ -146,7 +146,7 @@ export async function discordBot(
     deps.jobs = options.approvals
       ? botJobs(enqueuer, { redis, signer: h.signers.gateway, workersKey: testWorkersKey })
       : botJobs(enqueuer);
-    const tokens = new TokenStore(redis);
+    const tokens = new TokenStore(redis, h.signers.gateway);
     const gateway = await startGateway({
       token: options.token,
       apiUrl: standIn.apiUrl,
@@ -162,7 +162,7 @@ export async function discordBot(
       workersKey: testWorkersKey,
       rest: gateway.client.rest,
       tokens,
-      ...(options.approvals ? { messages: new JobMessages(redis) } : {}),
+      ...(options.approvals ? { messages: new JobMessages(redis, h.signers.gateway) } : {}),
       consumer: 'test',
       log: deps.log,
       blockMs: 100,
