@@ -52,8 +52,20 @@ const DONE_TTL_SECONDS = 35 * 86_400;
  * for a month.
  */
 const SUCCESS_TTL_SECONDS = 3600;
-/** A request spent by a job that never ran (no nonce record yet): kept past any request's age. */
+/**
+ * A spent request ("done:<job>" under its nonce), from the job's end: past any request's age,
+ * and past JOURNAL_MAX_AGE_MS after its end, so a journal entry of a job that ended is known
+ * for one as long as the sweep would act on it.
+ */
 const SPENT_NONCE_TTL_SECONDS = 2 * 86_400;
+/**
+ * A journal entry whose request was signed longer ago than this is no job's any more (no job
+ * runs for a day: waits time out in hours, retries back off in seconds): ignored and deleted,
+ * never finalized. An entry is a copy of a job's data at one step save; played back into the
+ * journal after its job ended, an early copy would otherwise be "removed" and its undo run
+ * against what the job made — a live member.
+ */
+const JOURNAL_MAX_AGE_MS = 86_400_000;
 /**
  * A journal entry whose job is not in its queue counts as removed only after this. An
  * enqueue writes the entry just after it adds the job, so a missing job is a removed one; the
@@ -84,13 +96,7 @@ redis.call('SET', KEYS[1], 'done', 'EX', ARGV[5])
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3])
 if ARGV[3] == '1' and redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
-if ARGV[4] == '1' then
-  if redis.call('EXISTS', KEYS[5]) == 1 then
-    redis.call('SET', KEYS[5], 'done:' .. ARGV[2], 'KEEPTTL')
-  else
-    redis.call('SET', KEYS[5], 'done:' .. ARGV[2], 'EX', ARGV[6])
-  end
-end
+if ARGV[4] == '1' then redis.call('SET', KEYS[5], 'done:' .. ARGV[2], 'EX', ARGV[6]) end
 redis.call('DEL', KEYS[6])
 if #ARGV > 6 then redis.call('XADD', KEYS[7], unpack(ARGV, 7)) end
 return 1`;
@@ -127,6 +133,8 @@ export interface FinalizerDeps {
    * removed (default 60 s): the journal entry and the job are written at once at enqueue.
    */
   removedGraceMs?: number;
+  /** How old a journaled request may be before its entry is taken for a copy (default a day). */
+  journalMaxAgeMs?: number;
   leaseMs?: number;
   /** Where job log lines are written (the worker or a queue of the job's). */
   logQueue(): MinimalQueue | undefined;
@@ -247,8 +255,28 @@ export class Finalizer {
     const raw = await this.deps.redis.hget(keys.openJobs, jobId);
     if (raw === null) return;
     const entry = parseOpenJob(raw);
-    if (entry === undefined) return;
+    if (entry === undefined || (await this.ended(jobId, entry))) return;
     await this.end(await this.removedEnding(jobId, entry));
+  }
+
+  /**
+   * True (and the entry deleted) when a journal entry is no open job's: its request was spent
+   * by the job's end ("done:<job>" under its nonce), or signed longer ago than any job runs.
+   * Either way it is a copy played back, and finalizing it would undo what a finished job made.
+   */
+  private async ended(jobId: string, entry: OpenJob): Promise<boolean> {
+    const signed = (entry.data as { signed?: { nonce?: unknown; issuedAt?: unknown; jobId?: unknown } } | null)?.signed;
+    const nonce = typeof signed?.nonce === 'string' ? signed.nonce : undefined;
+    const issuedAt = typeof signed?.issuedAt === 'number' ? signed.issuedAt : undefined;
+    const spent = nonce !== undefined && (await this.deps.redis.get(keys.nonce(nonce))) === `done:${jobId}`;
+    const old = issuedAt !== undefined && Date.now() - issuedAt > (this.deps.journalMaxAgeMs ?? JOURNAL_MAX_AGE_MS);
+    if (!spent && !old) return false;
+    this.deps.log.warn(
+      { job: jobId, why: spent ? 'its request was spent by its end' : 'older than any job' },
+      'a journal entry of a job that ended: ignored',
+    );
+    await this.deps.redis.hdel(keys.openJobs, jobId);
+    return true;
   }
 
   /**
@@ -310,6 +338,7 @@ export class Finalizer {
       return ended !== null;
     }
     if (state === 'unknown' && Date.now() - entry.at > (this.deps.removedGraceMs ?? REMOVED_GRACE_MS)) {
+      if (await this.ended(jobId, entry)) return false;
       return (await this.end(await this.removedEnding(jobId, entry))) !== null;
     }
     return false;

@@ -45,14 +45,14 @@ export function openJobArgs(
  * in Lua, which would change numbers and the bytes the step signature covers). An entry not
  * written yet (the enqueue's write comes after the add) is created here, one already
  * finalized never again. KEYS: journal, the job's finalized marker. ARGV: job id, the data's
- * JSON, the head for a new entry.
+ * JSON, the head for a new entry ('' to create none).
  */
 export const UPDATE_OPEN_JOB = `local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local head
 if raw then
   head = string.match(raw, '^({"queue":"[^"]*","at":%d+,"data":)')
   if not head then return 0 end
-elseif redis.call('EXISTS', KEYS[2]) == 0 then
+elseif ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then
   head = ARGV[3]
 else
   return 0
@@ -60,13 +60,19 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], head .. ARGV[2] .. '}')
 return 1`;
 
-/** The arguments of UPDATE_OPEN_JOB for `redis.eval`. */
+/**
+ * The arguments of UPDATE_OPEN_JOB for `redis.eval`. A scheduler's run is never journaled
+ * (`create` false): no enqueue adds it, and its request is the template, signed once for every
+ * run — as old as the schedule.
+ */
 export function updateOpenJobArgs(
   jobId: string,
   queue: string,
   dataJson: string,
+  create = true,
 ): [string, number, string, string, string, string, string] {
-  return [UPDATE_OPEN_JOB, 2, keys.openJobs, keys.finalized(jobId), jobId, dataJson, openJobHead(queue, Date.now())];
+  const head = create ? openJobHead(queue, Date.now()) : '';
+  return [UPDATE_OPEN_JOB, 2, keys.openJobs, keys.finalized(jobId), jobId, dataJson, head];
 }
 
 export function parseOpenJob(raw: string): OpenJob | undefined {

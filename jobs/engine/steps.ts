@@ -119,6 +119,9 @@ export class Steps {
     const data = { ...this.job.data, steps, stepsSignature };
     await this.job.updateData(data);
     // The journal's copy: a job removed later is finalized from what its steps say it made.
-    await this.redis.eval(...updateOpenJobArgs(this.job.id as string, this.job.queueName, JSON.stringify(data)));
+    const scheduled = this.job.data.signed.jobId === '*';
+    await this.redis.eval(
+      ...updateOpenJobArgs(this.job.id as string, this.job.queueName, JSON.stringify(data), !scheduled),
+    );
   }
 }

@@ -2,15 +2,18 @@
 // added (not before: a command ahead of the add delays the job's start), created by the first
 // step save when that write has not arrived yet, never written again for a job already
 // finalized, and not written for a request merged into another job.
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Principal } from '../../../jobs/engine/envelope.js';
-import { openJobArgs, parseOpenJob, updateOpenJobArgs } from '../../../jobs/engine/journal.js';
+import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
+import { openJobArgs, openJobEntry, parseOpenJob, updateOpenJobArgs } from '../../../jobs/engine/journal.js';
 import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
-import type { Enqueuer } from '../../../jobs/engine/queues.js';
-import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL } from '../../support/bot.js';
-import { enqueuer, harness } from '../../support/jobs.js';
+import { type Enqueuer, jobIdFor } from '../../../jobs/engine/queues.js';
+import { newNonce, signPayload } from '../../../jobs/signing.js';
+import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../../support/bot.js';
+import { enqueuer, fastSettings, harness, setEffectsClient, startWorker } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
+import { until } from '../../support/until.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -110,5 +113,73 @@ describe('the journal of open jobs', () => {
     expect(await redis.get(keys.instanceLock('clawdinator-2'))).toBeNull();
     expect(await redis.get(keys.instanceLock('clawdinator-1'))).toBe(first.jobId);
     expect(await entry(first.jobId)).toBeDefined();
+  });
+
+  it('a copy of a finished job’s entry played back into the journal is ignored, not finalized as removed', async () => {
+    const connection = { host: '127.0.0.1', port: server.port };
+    const w = startWorker(FLEET_QUEUE, h.deps(server.client(), connection, policy), {
+      ...fastSettings,
+      removedGraceMs: 0,
+    });
+    const queue = new Queue(FLEET_QUEUE, { connection });
+    setEffectsClient(redis);
+    try {
+      const { jobId } = await gateway.enqueue({
+        type: 'two-step',
+        data: { name: 'clawdinator-4', pauseMs: 400 },
+        principal: alice,
+        requestId: 'journal-copy',
+      });
+      // What a reader of Redis could keep: the entry as it was after the first step.
+      const early = await until('the first step in the journal', async () => {
+        const raw = await redis.hget(keys.openJobs, jobId);
+        return raw?.includes('"first"') ? raw : undefined;
+      });
+      await until('the job to end', async () => (await queue.getJobState(jobId)) === 'completed');
+      expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
+      // The job is gone from its queue (retention), its copy is played back.
+      await queue.remove(jobId);
+      await redis.hset(keys.openJobs, jobId, early);
+      const results = async () =>
+        (await redis.xrange(keys.events, '-', '+'))
+          .map(([, f]) => JSON.parse(f[1] as string).event)
+          .filter((e) => e.kind === 'result' && e.jobId === jobId);
+      expect(await w.finalizer.sweep(queue)).toBe(0);
+      await w.finalizer.onRemoved(jobId);
+      expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
+      expect((await results()).map((e) => e.ok)).toEqual([true]);
+
+      // A request signed two days ago (its spent mark long gone): no job runs that long.
+      const signed = {
+        type: 'two-step',
+        jobId: jobIdFor('two-step', 'journal-old'),
+        schema: 1,
+        data: { name: 'clawdinator-5', pauseMs: 0 },
+        principal: alice,
+        keyId: 'gateway',
+        issuedAt: Date.now() - 2 * 86_400_000,
+        nonce: newNonce(),
+        requestId: 'journal-old',
+      };
+      const old: Envelope = { signed, signature: signPayload(signed, h.gateway.key) };
+      await redis.hset(keys.openJobs, signed.jobId, openJobEntry(FLEET_QUEUE, old, Date.now() - 60_000));
+      expect(await w.finalizer.sweep(queue)).toBe(0);
+      expect(await redis.hexists(keys.openJobs, signed.jobId)).toBe(0);
+      expect(await results()).toHaveLength(1);
+
+      // The same, signed now: a job removed before it ran, finalized.
+      const fresh = { ...signed, jobId: jobIdFor('two-step', 'journal-new'), requestId: 'journal-new' };
+      fresh.issuedAt = Date.now();
+      const entry: Envelope = { signed: fresh, signature: signPayload(fresh, h.gateway.key) };
+      await redis.hset(keys.openJobs, fresh.jobId, openJobEntry(FLEET_QUEUE, entry, Date.now() - 60_000));
+      expect(await w.finalizer.sweep(queue)).toBe(1);
+      const removed = (await redis.xrange(keys.events, '-', '+'))
+        .map(([, f]) => JSON.parse(f[1] as string).event)
+        .filter((e) => e.kind === 'result' && e.jobId === fresh.jobId);
+      expect(removed).toEqual([expect.objectContaining({ ok: false })]);
+    } finally {
+      await w.close();
+      await queue.close();
+    }
   });
 });
