@@ -6,7 +6,6 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Job, Queue, Worker } from 'bullmq';
 import { z } from 'zod';
-import type { Principal } from '../../jobs/engine/envelope.js';
 import type { JobType } from '../../jobs/engine/job-type.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, jobIdFor, RETENTION, RETRY_DELAY_MS } from '../../jobs/engine/queues.js';
@@ -14,7 +13,7 @@ import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { generateSigningKeyPair, newNonce, signPayload, verifyPayload } from '../../jobs/signing.js';
 import { createLogger } from '../../lib/log.js';
 import { projectPath } from '../../lib/paths.js';
-import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../support/bot.js';
+import { alicePrincipal as alice, OPS_CHANNEL, policy } from '../support/bot.js';
 import { fastSettings, harness, testStepSigner } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { median, ms, percentile, type Row } from './table.js';
@@ -37,16 +36,6 @@ export const benchStart: JobType<z.ZodObject<{ n: z.ZodNumber }>> = {
     onStart(ctx.data.n);
     return { summary: 'started' };
   },
-};
-
-/** A Discord user allowed everything in the ops channel (the gateway signs for them). */
-const alice: Principal = {
-  kind: 'discord',
-  userId: ALICE,
-  userName: 'alice',
-  roles: [OPERATOR_ROLE],
-  guildId: GUILD,
-  channelId: OPS_CHANNEL,
 };
 
 /** Interaction-like request ids, unique across the whole run (deduplication is keyed by them). */

@@ -10,7 +10,7 @@ import { FLEET_QUEUE, keys } from '../../jobs/engine/keys.js';
 import { JobTypes } from '../../jobs/engine/queues.js';
 import { HEALTH_SWEEP } from '../../jobs/types/health-sweep.js';
 import { jobTypes } from '../../jobs/types/index.js';
-import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy, READER_ROLE } from '../support/bot.js';
+import { ALICE, alicePrincipal as alice, policy, READER_ROLE } from '../support/bot.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { enqueuer, fastSettings, harness, setEffectsClient, startWorker } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
@@ -20,14 +20,6 @@ let redis: Redis;
 let conn: { host: string; port: number };
 let env: Record<string, string>;
 const h = harness();
-const alice: Principal = {
-  kind: 'discord',
-  userId: ALICE,
-  userName: 'alice',
-  roles: [OPERATOR_ROLE],
-  guildId: GUILD,
-  channelId: OPS_CHANNEL,
-};
 const reader: Principal = { ...alice, roles: [READER_ROLE] };
 
 /** The public keys of the test's principals, as CLAWDINATOR_JOB_PUBLIC_KEYS gives them. */

@@ -2,6 +2,7 @@
 
 import type { Actor, BotDeps } from '../../bot/types.js';
 import { AuditTrail } from '../../jobs/audit.js';
+import type { Principal } from '../../jobs/engine/envelope.js';
 import type { AuthorizationPolicy } from '../../lib/authorize.js';
 import { createLogger } from '../../lib/log.js';
 import { initMemory } from '../../memory/init.js';
@@ -14,6 +15,16 @@ export const OTHER_CHANNEL = '200000000000000002';
 export const OPERATOR_ROLE = '300000000000000001';
 export const READER_ROLE = '300000000000000002';
 export const ALICE = '400000000000000001';
+
+/** Alice as a job's principal: an operator in the ops channel, for whom the gateway signs. */
+export const alicePrincipal: Extract<Principal, { kind: 'discord' }> = {
+  kind: 'discord',
+  userId: ALICE,
+  userName: 'alice',
+  roles: [OPERATOR_ROLE],
+  guildId: GUILD,
+  channelId: OPS_CHANNEL,
+};
 export const BOB = '400000000000000002';
 
 /** Operators may do everything in the ops channel; readers may read memory anywhere in the guild. */

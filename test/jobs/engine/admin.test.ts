@@ -8,7 +8,7 @@ import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
 import { FLEET_QUEUE, hostQueue, keys } from '../../../jobs/engine/keys.js';
 import { type Enqueuer, signRequest } from '../../../jobs/engine/queues.js';
 import { UsageError } from '../../../lib/errors.js';
-import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy, READER_ROLE } from '../../support/bot.js';
+import { ALICE, alicePrincipal as alice, policy, READER_ROLE } from '../../support/bot.js';
 import {
   EFFECTS,
   enqueuer,
@@ -25,14 +25,6 @@ let server: TestRedis;
 let redis: Redis;
 let conn: { host: string; port: number };
 const h = harness();
-const alice: Principal = {
-  kind: 'discord',
-  userId: ALICE,
-  userName: 'alice',
-  roles: [OPERATOR_ROLE],
-  guildId: GUILD,
-  channelId: OPS_CHANNEL,
-};
 const reader: Principal = { ...alice, roles: [READER_ROLE] };
 const operator: Principal = { kind: 'cli', operator: 'ops' };
 const HOST_QUEUE = hostQueue('clawdinator-2');

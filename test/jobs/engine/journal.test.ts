@@ -5,12 +5,12 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
+import type { Envelope } from '../../../jobs/engine/envelope.js';
 import { openJobArgs, openJobEntry, parseOpenJob, updateOpenJobArgs } from '../../../jobs/engine/journal.js';
 import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
 import { type Enqueuer, jobIdFor } from '../../../jobs/engine/queues.js';
 import { newNonce, signPayload } from '../../../jobs/signing.js';
-import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy } from '../../support/bot.js';
+import { alicePrincipal as alice, policy } from '../../support/bot.js';
 import { enqueuer, fastSettings, harness, setEffectsClient, startWorker } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 import { until } from '../../support/until.js';
@@ -19,14 +19,6 @@ let server: TestRedis;
 let redis: Redis;
 let gateway: Enqueuer;
 const h = harness();
-const alice: Principal = {
-  kind: 'discord',
-  userId: ALICE,
-  userName: 'alice',
-  roles: [OPERATOR_ROLE],
-  guildId: GUILD,
-  channelId: OPS_CHANNEL,
-};
 
 beforeAll(async () => {
   server = await startRedis();

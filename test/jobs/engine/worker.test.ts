@@ -7,7 +7,7 @@ import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
 import { AlreadyInProgress } from '../../../jobs/engine/locks.js';
 import { type Enqueuer, signRequest } from '../../../jobs/engine/queues.js';
 import { signPayload } from '../../../jobs/signing.js';
-import { ALICE, GUILD, OPERATOR_ROLE, OPS_CHANNEL, policy, READER_ROLE } from '../../support/bot.js';
+import { alicePrincipal as alice, policy, READER_ROLE } from '../../support/bot.js';
 import {
   EFFECTS,
   enqueuer,
@@ -23,14 +23,6 @@ let server: TestRedis;
 let redis: Redis;
 let conn: { host: string; port: number };
 const h = harness();
-const alice: Principal = {
-  kind: 'discord',
-  userId: ALICE,
-  userName: 'alice',
-  roles: [OPERATOR_ROLE],
-  guildId: GUILD,
-  channelId: OPS_CHANNEL,
-};
 const operator: Principal = { kind: 'cli', operator: 'ops' };
 let closers: (() => Promise<void>)[] = [];
 
