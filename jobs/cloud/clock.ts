@@ -19,10 +19,18 @@ export const realClock: Clock = {
 /** Real time sped up `speed` times: at 60, a 20-minute AMI import takes 20 s of wall time. */
 export function scaledClock(speed: number, start = Date.now()): Clock {
   if (!(speed > 0)) throw new RangeError(`clock speed must be positive, got ${speed}`);
-  const wallStart = Date.now();
+  // The monotonic clock, to the microsecond: at 1000× a millisecond of Date.now() is a
+  // simulated second, and a timer may fire up to a millisecond early by it (libuv measures
+  // from its cached loop time), so a sleep ran short by up to a simulated second.
+  const wallStart = performance.now();
+  const now = () => start + (performance.now() - wallStart) * speed;
   return {
-    now: () => start + (Date.now() - wallStart) * speed,
-    sleep: (ms, signal) => delay(Math.max(0, ms) / speed, undefined, { signal }),
+    now,
+    async sleep(ms, signal) {
+      const until = now() + Math.max(0, ms);
+      do await delay((until - now()) / speed, undefined, { signal });
+      while (now() < until);
+    },
   };
 }
 
