@@ -13,7 +13,16 @@ import { keys } from '../../jobs/engine/keys.js';
 import type { FileRegistryStore } from '../../jobs/registry/file.js';
 import { signPayload } from '../../jobs/signing.js';
 import type { MemoryStore } from '../../memory/store.js';
-import { ALICE, BOB, GUILD, OPERATOR_ROLE, OPS_CHANNEL, OTHER_CHANNEL, policy } from '../support/bot.js';
+import {
+  ALICE,
+  alicePrincipal,
+  BOB,
+  GUILD,
+  OPERATOR_ROLE,
+  OPS_CHANNEL,
+  OTHER_CHANNEL,
+  policy,
+} from '../support/bot.js';
 import { discordBot } from '../support/bot-fleet.js';
 import type { DiscordStandIn, MessageRecord } from '../support/discord-standin.js';
 import { SIM_AMI as AMI } from '../support/fleet.js';
@@ -342,14 +351,7 @@ describe("an agent's retire waits for a human in the ops channel", () => {
       action: 'retire',
       name: 'clawdinator-3',
       decision: 'confirm',
-      by: {
-        kind: 'discord',
-        userId: ALICE,
-        userName: 'alice',
-        roles: [OPERATOR_ROLE],
-        guildId: GUILD,
-        channelId: OPS_CHANNEL,
-      },
+      by: alicePrincipal,
       at: Date.now(),
       expiresAt,
     };
