@@ -2,8 +2,8 @@
 // project's branch) is checked by shape here and resolved to a full sha by the job before it
 // touches any host; the target is `all` (canary first) or one member. Not destructive — a
 // member whose switch fails is rolled back to what it ran — so no confirmation: the reply is
-// the job's, and its progress edits it. A target not in the registry is refused before queueing. A deploy already running answers with its sha, its
-// progress and its job.
+// the job's, and its progress edits it. A target not in the registry is refused before
+// queueing. A deploy already running answers with its sha, its progress and its job.
 import { SlashCommandBuilder } from '@discordjs/builders';
 import { checkRev } from '../../jobs/github/revision.js';
 import { checkTarget } from '../../jobs/host/ops.js';

@@ -130,11 +130,9 @@ export interface FinalizerDeps {
   owner: string;
   /**
    * How long a journaled job may be missing from its queue before the sweep takes it for
-   * removed (default 60 s): the journal entry and the job are written at once at enqueue.
+   * removed (default 60 s): a margin, so a sweep never races a job that is being added.
    */
   removedGraceMs?: number;
-  /** How old a journaled request may be before its entry is taken for a copy (default a day). */
-  journalMaxAgeMs?: number;
   leaseMs?: number;
   /** Where job log lines are written (the worker or a queue of the job's). */
   logQueue(): MinimalQueue | undefined;
@@ -265,11 +263,11 @@ export class Finalizer {
    * Either way it is a copy played back, and finalizing it would undo what a finished job made.
    */
   private async ended(jobId: string, entry: OpenJob): Promise<boolean> {
-    const signed = (entry.data as { signed?: { nonce?: unknown; issuedAt?: unknown; jobId?: unknown } } | null)?.signed;
+    const signed = (entry.data as { signed?: { nonce?: unknown; issuedAt?: unknown } } | null)?.signed;
     const nonce = typeof signed?.nonce === 'string' ? signed.nonce : undefined;
     const issuedAt = typeof signed?.issuedAt === 'number' ? signed.issuedAt : undefined;
     const spent = nonce !== undefined && (await this.deps.redis.get(keys.nonce(nonce))) === `done:${jobId}`;
-    const old = issuedAt !== undefined && Date.now() - issuedAt > (this.deps.journalMaxAgeMs ?? JOURNAL_MAX_AGE_MS);
+    const old = issuedAt !== undefined && Date.now() - issuedAt > JOURNAL_MAX_AGE_MS;
     if (!spent && !old) return false;
     this.deps.log.warn(
       { job: jobId, why: spent ? 'its request was spent by its end' : 'older than any job' },

@@ -48,8 +48,9 @@ export const keys = {
   finalizing: (jobId: string) => `clawdinator:finalizing:${jobId}`,
   /**
    * Jobs not finalized yet, job id → {queue, at, data}: written once the enqueue has added the
-   * job (or by its first step save), kept current at each step save, deleted at the end. A removed job's data is gone from BullMQ; its finalizer
-   * reads it here, and the sweep finds jobs that ended without being finalized.
+   * job (or by its first step save), kept current at each step save, deleted at the end. A
+   * removed job's data is gone from BullMQ; its finalizer reads it here, and the sweep finds
+   * jobs that ended without being finalized.
    */
   openJobs: 'clawdinator:open-jobs',
 } as const;

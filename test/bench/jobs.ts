@@ -2,9 +2,10 @@
 // concurrency, and the worker process's idle RSS. Each against a bare BullMQ Queue + Worker
 // with the same BullMQ options, on the same local redis-server, in the same run.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Job, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { JobType } from '../../jobs/engine/job-type.js';
 import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
@@ -18,7 +19,7 @@ import { fastSettings, harness, testStepSigner } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { median, ms, percentile, type Row } from './table.js';
 
-export const BARE_QUEUE = 'bench-bare';
+const BARE_QUEUE = 'bench-bare';
 
 /** Called with the job's number when a processor starts; set by the bench before each job. */
 let onStart: (n: number) => void = () => {};
@@ -27,7 +28,7 @@ export const setOnStart = (f: (n: number) => void) => {
 };
 
 /** The trivial job type of these rows: its processor only records that it started. */
-export const benchStart: JobType<z.ZodObject<{ n: z.ZodNumber }>> = {
+const benchStart: JobType<z.ZodObject<{ n: z.ZodNumber }>> = {
   name: 'bench-start',
   version: 1,
   schema: z.object({ n: z.number().int().min(0) }),
@@ -72,19 +73,7 @@ function projectTarget(server: TestRedis): Target {
       });
     },
     async work(settings) {
-      const w = startWorker(
-        FLEET_QUEUE,
-        {
-          connection,
-          redis,
-          types,
-          publicKey: async (id) => h.keys[id] ?? null,
-          policy: { policy, redis, agentRequestsPerHour: 3 },
-          log: createLogger('silent'),
-          stepSigner: testStepSigner,
-        },
-        settings,
-      );
+      const w = projectWorker(connection, redis, h.keys.gateway as KeyObject, settings);
       closers.push(() => w.close());
       await w.worker.waitUntilReady();
       return w.worker;
@@ -141,16 +130,7 @@ function floorTarget(server: TestRedis): Target {
       );
     },
     async work(settings) {
-      const worker = new Worker(
-        BARE_QUEUE,
-        async (job: Job<{ signed: { data: { n: number }; nonce: string }; signature: string }>) => {
-          const { signed, signature } = job.data;
-          if (!verifyPayload(signed, signature, publicKey)) throw new Error('bad signature');
-          await redis.set(`bench:nonce:${signed.nonce}`, job.id as string, 'EX', 600, 'NX');
-          onStart(signed.data.n);
-        },
-        bullmqOptions(connection, settings),
-      );
+      const worker = floorWorker(connection, redis, publicKey, settings);
       closers.push(() => worker.close());
       await worker.waitUntilReady();
       return worker;
@@ -169,7 +149,7 @@ const connectionTo = (server: TestRedis): Connection => ({
 });
 
 /** The BullMQ options startWorker derives from its settings, so both workers run the same timers. */
-export function bullmqOptions(connection: Connection, s: WorkerSettings) {
+function bullmqOptions(connection: Connection, s: WorkerSettings) {
   return {
     connection,
     concurrency: s.concurrency,
@@ -177,6 +157,40 @@ export function bullmqOptions(connection: Connection, s: WorkerSettings) {
     stalledInterval: s.stalledIntervalMs,
     maxStalledCount: s.maxStalledCount,
   };
+}
+
+/** The project's worker of these rows: startWorker with the bench type, the gateway's key and the tests' policy. */
+export function projectWorker(connection: Connection, redis: Redis, gatewayKey: KeyObject, settings: WorkerSettings) {
+  return startWorker(
+    FLEET_QUEUE,
+    {
+      connection,
+      redis,
+      types: new JobTypes([benchStart]),
+      publicKey: async (id) => (id === 'gateway' ? gatewayKey : null),
+      policy: { policy, redis, agentRequestsPerHour: 3 },
+      log: createLogger('silent'),
+      stepSigner: testStepSigner,
+    },
+    settings,
+  );
+}
+
+/**
+ * The floor's worker: a bare BullMQ Worker whose processor does the least the trust boundary
+ * costs (DESIGN.md) — one verify and one `SET NX` (the replay check) — before the start is recorded.
+ */
+export function floorWorker(connection: Connection, redis: Redis, publicKey: KeyObject, settings: WorkerSettings) {
+  return new Worker(
+    BARE_QUEUE,
+    async (job: Job<{ signed: { data: { n: number }; nonce: string }; signature: string }>) => {
+      const { signed, signature } = job.data;
+      if (!verifyPayload(signed, signature, publicKey)) throw new Error('bad signature');
+      await redis.set(`bench:nonce:${signed.nonce}`, job.id as string, 'EX', 600, 'NX');
+      onStart(signed.data.n);
+    },
+    bullmqOptions(connection, settings),
+  );
 }
 
 const sleep = (msecs: number) => new Promise((r) => setTimeout(r, msecs));

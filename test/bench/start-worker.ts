@@ -6,16 +6,10 @@
 // clock for every process), so the bench subtracts its own add time from it.
 // `node start-worker.js '<json: {port, side: "project" | "floor", publicKeyPem, settings}>'`.
 import { createPublicKey } from 'node:crypto';
-import { type Job, Worker } from 'bullmq';
+import type { Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
-import { JobTypes } from '../../jobs/engine/queues.js';
-import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
-import { verifyPayload } from '../../jobs/signing.js';
-import { createLogger } from '../../lib/log.js';
-import { policy } from '../support/bot.js';
-import { testStepSigner } from '../support/jobs.js';
-import { BARE_QUEUE, benchStart, bullmqOptions, setOnStart } from './jobs.js';
+import type { WorkerSettings } from '../../jobs/engine/worker.js';
+import { floorWorker, projectWorker, setOnStart } from './jobs.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as {
   port: number;
@@ -29,39 +23,10 @@ const publicKey = createPublicKey(config.publicKeyPem);
 const redis = new Redis(connection);
 setOnStart((n) => send({ started: n, at: process.hrtime.bigint().toString() }));
 
-let worker: Worker;
-let close: () => Promise<void>;
-if (config.side === 'project') {
-  const w = startWorker(
-    FLEET_QUEUE,
-    {
-      connection,
-      redis,
-      types: new JobTypes([benchStart]),
-      publicKey: async (id) => (id === 'gateway' ? publicKey : null),
-      policy: { policy, redis, agentRequestsPerHour: 3 },
-      log: createLogger('silent'),
-      stepSigner: testStepSigner,
-    },
-    config.settings,
-  );
-  worker = w.worker;
-  close = () => w.close();
-} else {
-  // The floor: BullMQ plus the least the trust boundary costs (DESIGN.md): one verify and one
-  // SET NX (the replay check) before the start is recorded.
-  worker = new Worker(
-    BARE_QUEUE,
-    async (job: Job<{ signed: { data: { n: number }; nonce: string }; signature: string }>) => {
-      const { signed, signature } = job.data;
-      if (!verifyPayload(signed, signature, publicKey)) throw new Error('bad signature');
-      await redis.set(`bench:nonce:${signed.nonce}`, job.id as string, 'EX', 600, 'NX');
-      send({ started: signed.data.n, at: process.hrtime.bigint().toString() });
-    },
-    bullmqOptions(connection, config.settings),
-  );
-  close = () => worker.close();
-}
+// The same workers as the in-process rows (jobs.ts): the project's, or the floor's.
+const running = config.side === 'project' ? projectWorker(connection, redis, publicKey, config.settings) : undefined;
+const worker: Worker = running?.worker ?? floorWorker(connection, redis, publicKey, config.settings);
+const close = () => (running ?? worker).close();
 worker.on('completed', (job: Job) =>
   send({ completed: (job.data as { signed: { data: { n: number } } }).signed.data.n }),
 );
