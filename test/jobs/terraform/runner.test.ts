@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockOwner } from '../../../jobs/terraform/lock.js';
 import { TerraformCancelledError } from '../../../jobs/terraform/process.js';
-import { PlanRefusedError, type RunContext, StateLockedError, Terraform } from '../../../jobs/terraform/runner.js';
+import {
+  type Plan,
+  PlanRefusedError,
+  type RunContext,
+  StateLockedError,
+  Terraform,
+} from '../../../jobs/terraform/runner.js';
 import { OperationError } from '../../../lib/errors.js';
 import { S3_KEY, S3_SECRET, type S3StandIn, startS3StandIn } from './s3-standin.js';
 import {
@@ -158,13 +164,17 @@ describe.skipIf(!HAS_TERRAFORM)('Terraform runner, local backend', () => {
     expect(Date.now() - started).toBeLessThan(4_000);
     expect(ctx.lines).toContain('Stopping operation...');
     await waitFor(() => processesIn(dir).length === 0, 'no process left in the stack directory', 3_000);
-    // The lock was released: the next plan runs. The half-made resource is tainted: its
-    // replacement is a destroy the guard refuses unless asked.
+    // The lock was released: the next plan runs (a held lock would fail it). What it plans for
+    // the half-made resource is terraform's to say: tainted, its replacement is a destroy the
+    // guard refuses unless asked. Once in CI, under load, the plan was not refused (the run did
+    // not show what it planned): a resource terraform stopped before recording is created
+    // again, and anything else fails here with what was planned.
     const next = await tf.plan({ stack: 'demo', dir }, context()).catch((e: unknown) => e);
-    expect(next).toBeInstanceOf(PlanRefusedError);
-    expect((next as PlanRefusedError).summary.resources).toEqual([
-      { address: 'terraform_data.slow', action: 'replace' },
-    ]);
+    if (next instanceof PlanRefusedError) {
+      expect(next.summary.resources).toEqual([{ address: 'terraform_data.slow', action: 'replace' }]);
+    } else {
+      expect((next as Plan).summary.resources).toEqual([{ address: 'terraform_data.slow', action: 'create' }]);
+    }
   });
 
   it('says which binary is missing in one line', async () => {
