@@ -248,8 +248,14 @@ export class Finalizer {
     });
   }
 
-  /** A removed job (QueueEvents' `removed`): its data comes from the journal. */
-  async onRemoved(jobId: string): Promise<void> {
+  /**
+   * A removed job (QueueEvents' `removed`): its data comes from the journal. The event is a
+   * hint, not a fact: the events stream is Redis data anyone with the Redis password can add
+   * to, and a `removed` of a job that still runs would undo its work under it. So the job
+   * must be gone from its queue.
+   */
+  async onRemoved(queue: Queue, jobId: string): Promise<void> {
+    if ((await queue.getJobState(jobId)) !== 'unknown') return;
     const raw = await this.deps.redis.hget(keys.openJobs, jobId);
     if (raw === null) return;
     const entry = parseOpenJob(raw);
@@ -523,6 +529,6 @@ export function watchEnds(
   const run = (what: string, fn: () => Promise<unknown>) =>
     void fn().catch((err) => log.warn({ err: errorLine(err), what }, 'finalization failed: left to the sweep'));
   events.on('failed', ({ jobId }) => run('failed', async () => finalizer.onFailed(await queue.getJob(jobId))));
-  events.on('removed', ({ jobId }) => run('removed', () => finalizer.onRemoved(jobId)));
+  events.on('removed', ({ jobId }) => run('removed', () => finalizer.onRemoved(queue, jobId)));
   return events;
 }

@@ -14,7 +14,7 @@ import { startRedis } from '../support/redis.js';
 import { median, ms, percentile, type Row } from './table.js';
 
 const WARMUP = 300;
-const ROUNDS = 3000;
+const ROUNDS = 10000;
 const BODY = JSON.stringify({
   model: 'claude-opus-4-6',
   max_tokens: 64,

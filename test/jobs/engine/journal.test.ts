@@ -107,6 +107,33 @@ describe('the journal of open jobs', () => {
     expect(await entry(first.jobId)).toBeDefined();
   });
 
+  it('a forged `removed` event of a running job is ignored: the job runs on and ends once, as itself', async () => {
+    const connection = { host: '127.0.0.1', port: server.port };
+    const w = startWorker(FLEET_QUEUE, h.deps(server.client(), connection, policy), fastSettings);
+    const queue = new Queue(FLEET_QUEUE, { connection });
+    setEffectsClient(redis);
+    try {
+      const { jobId } = await gateway.enqueue({
+        type: 'two-step',
+        data: { name: 'clawdinator-4', pauseMs: 600 },
+        principal: alice,
+        requestId: 'forged-removed',
+      });
+      await until('the job to run', async () => (await queue.getJobState(jobId)) === 'active');
+      // What BullMQ writes when a job is removed, written by anyone holding the Redis password.
+      await redis.xadd(`bull:${FLEET_QUEUE}:events`, '*', 'event', 'removed', 'jobId', jobId, 'prev', 'active');
+      await until('the job to end', async () => (await queue.getJobState(jobId)) === 'completed');
+      const results = (await redis.xrange(keys.events, '-', '+'))
+        .map(([, f]) => JSON.parse(f[1] as string).event)
+        .filter((e) => e.kind === 'result' && e.jobId === jobId);
+      expect(results).toEqual([expect.objectContaining({ ok: true, text: 'clawdinator-4 done' })]);
+      expect(await redis.get(keys.finalized(jobId))).toBe('done');
+    } finally {
+      await w.close();
+      await queue.close();
+    }
+  });
+
   it('a copy of a finished job’s entry played back into the journal is ignored, not finalized as removed', async () => {
     const connection = { host: '127.0.0.1', port: server.port };
     const w = startWorker(FLEET_QUEUE, h.deps(server.client(), connection, policy), {
@@ -137,7 +164,7 @@ describe('the journal of open jobs', () => {
           .map(([, f]) => JSON.parse(f[1] as string).event)
           .filter((e) => e.kind === 'result' && e.jobId === jobId);
       expect(await w.finalizer.sweep(queue)).toBe(0);
-      await w.finalizer.onRemoved(jobId);
+      await w.finalizer.onRemoved(queue, jobId);
       expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
       expect((await results()).map((e) => e.ok)).toEqual([true]);
 

@@ -3,7 +3,7 @@ import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Envelope, Principal } from '../../../jobs/engine/envelope.js';
-import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
+import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
 import { AlreadyInProgress } from '../../../jobs/engine/locks.js';
 import { type Enqueuer, signRequest } from '../../../jobs/engine/queues.js';
 import { signPayload } from '../../../jobs/signing.js';
@@ -207,6 +207,35 @@ describe('job engine', () => {
     expect(await effects()).toEqual([]);
   });
 
+  it('a rejected job leaves no replay record: a forged copy cannot spend a pending request', async () => {
+    worker();
+    const raw = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => raw.close());
+    const request = {
+      type: 'two-step',
+      jobId: 'two-step-pending',
+      schema: 1,
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'pending',
+    };
+    const genuine = signRequest(h.gateway, request);
+    // The replay check records a nonce only for a job that passed every other check: a
+    // forged or malformed copy carrying a pending request's nonce must not spend it.
+    const forged = { ...genuine, signed: { ...genuine.signed, data: { name: 'clawdinator-1', pauseMs: 0 } } };
+    await raw.add('two-step', forged, { jobId: 'two-step-pending' });
+    expect((await finished('two-step-pending')).failedReason).toBe('rejected: bad signature');
+    const malformed = { ...genuine, extra: true };
+    await raw.add('two-step', malformed, { jobId: 'two-step-malformed' });
+    expect((await finished('two-step-malformed')).failedReason).toBe('rejected: malformed job data');
+    expect(await redis.exists(keys.nonce(genuine.signed.nonce))).toBe(0);
+    // The genuine request, added once the forged job is gone, runs.
+    await (await raw.getJob('two-step-pending'))?.remove();
+    await raw.add('two-step', genuine, { jobId: 'two-step-pending' });
+    expect((await finished('two-step-pending')).returnvalue).toEqual({ summary: 'clawdinator-3 done' });
+    expect(await redis.get(keys.nonce(genuine.signed.nonce))).toMatch(/two-step-pending/);
+  });
+
   it('replays are refused: the same signed request under another id, or again after it ran', async () => {
     worker();
     const q = gatewayQueue();
@@ -377,6 +406,12 @@ describe('job engine', () => {
     });
     await new Promise((r) => setTimeout(r, 500));
     expect((await effects()).length).toBe(0);
+    // Left for another worker, and its replay record with it: the worker that runs it makes it.
+    const queue = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => queue.close());
+    const waiting = (await queue.getJob(jobId)) as Job<Envelope>;
+    expect(waiting.data.deferrals).toBeGreaterThan(0);
+    expect(await redis.exists(keys.nonce(waiting.data.signed.nonce))).toBe(0);
     worker();
     const job = await finished(jobId);
     expect(job.returnvalue).toEqual({ summary: 'clawdinator-3 done' });
