@@ -27,7 +27,6 @@ await build({
     'test/support/deployer-process.ts',
     'test/bench/bare-worker.ts',
     'test/bench/start-worker.ts',
-    'test/bench/engine-worker.ts',
     'test/support/model-standin-process.ts',
   ],
   outdir: 'dist',

@@ -3,7 +3,8 @@
 // with the same BullMQ options, on the same local redis-server, in the same run.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -15,6 +16,7 @@ import { generateSigningKeyPair, newNonce, signPayload, verifyPayload } from '..
 import { createLogger } from '../../lib/log.js';
 import { projectPath } from '../../lib/paths.js';
 import { alicePrincipal as alice, OPS_CHANNEL, policy } from '../support/bot.js';
+import { tempDir } from '../support/cli.js';
 import { fastSettings, harness, testStepSigner } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { median, ms, percentile, type Row } from './table.js';
@@ -381,19 +383,22 @@ function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN') / 1024;
 }
 
-/** Starts `node argv…`, waits for "ready" and then ~3 s idle, reads its RSS and stops it. */
-async function idleRss(argv: string[]): Promise<number> {
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts `node argv…`, waits for `ready` in its output and then ~3 s idle, reads its RSS and stops it. */
+async function idleRss(argv: string[], ready = 'ready\n', env?: NodeJS.ProcessEnv): Promise<number> {
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const ready = new Promise<void>((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     let out = '';
-    child.stdout.on('data', (d: Buffer) => {
+    const on = (d: Buffer) => {
       out += d.toString();
-      if (out.includes('ready\n')) resolve();
-    });
-    void exited.then((code) => reject(new Error(`${argv[0]} exited (${code}) before it was ready`)));
+      if (out.includes(ready)) resolve();
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', on);
+    void exited.then((code) =>
+      reject(new Error(`${argv[0]} exited (${code}) before it was ready: ${out.slice(-300)}`)),
+    );
   });
-  await ready;
   await sleep(3000);
   const rss = rssMiB(child.pid as number);
   child.kill('SIGTERM');
@@ -403,13 +408,41 @@ async function idleRss(argv: string[]): Promise<number> {
 
 export async function workerIdleRss(): Promise<Row[]> {
   const server = await startRedis();
-  const { publicKeyPem } = generateSigningKeyPair();
-  // The same BullMQ options in both processes; concurrency and stall timings as a worker runs them.
-  const settings: WorkerSettings = { ...fastSettings };
+  const dir = tempDir('bench-worker-');
+  const workers = generateSigningKeyPair();
+  writeFileSync(join(dir, 'workers.pem'), workers.privateKeyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'registry.json'), '{}\n');
+  mkdirSync(join(dir, 'memory'));
+  // `clawdinator worker` as a host's unit runs it, minus the cloud settings (its cloud SDKs
+  // load on first use): both queues, schedules, heartbeat, the real job types.
+  const env = {
+    PATH: process.env.PATH ?? '',
+    CLAWDINATOR_REDIS_URL: `redis://127.0.0.1:${server.port}`,
+    CLAWDINATOR_HOST_NAME: 'clawdinator-1',
+    CLAWDINATOR_JOB_SIGNING_KEY_FILE: join(dir, 'workers.pem'),
+    CLAWDINATOR_JOB_KEY_ID: 'schedule',
+    CLAWDINATOR_JOB_PUBLIC_KEYS: JSON.stringify({ schedule: workers.publicKeyPem }),
+    CLAWDINATOR_MEMORY_DIR: join(dir, 'memory'),
+    CLAWDINATOR_FLEET_REGISTRY: join(dir, 'registry.json'),
+    CLAWDINATOR_LOG_LEVEL: 'info',
+  };
   const projectArgs = [
-    projectPath('dist/test/bench/engine-worker.js'),
-    JSON.stringify({ port: server.port, keys: { gateway: publicKeyPem }, settings }),
+    projectPath('dist/cli/main.js'),
+    'worker',
+    '--instance-id',
+    'i-0123456789abcdef0',
+    '--revision',
+    'bench',
   ];
+  // The same BullMQ options in both processes, as the worker's defaults (lib/config.ts) set them.
+  const settings: WorkerSettings = {
+    concurrency: 4,
+    lockDurationMs: 30_000,
+    stalledIntervalMs: 30_000,
+    maxStalledCount: 5,
+    maxAgeSeconds: 300,
+    deferMs: 10_000,
+  };
   const { connection: _, ...options } = bullmqOptions(connectionTo(server), settings);
   const floorArgs = [projectPath('dist/test/bench/bare-worker.js'), JSON.stringify({ port: server.port, options })];
   const project: number[] = [];
@@ -417,7 +450,7 @@ export async function workerIdleRss(): Promise<Row[]> {
   try {
     for (let i = 0; i < 5; i++) {
       floor.push(await idleRss(floorArgs));
-      project.push(await idleRss(projectArgs));
+      project.push(await idleRss(projectArgs, 'worker ready', env));
     }
   } finally {
     await server.stop();
@@ -425,8 +458,8 @@ export async function workerIdleRss(): Promise<Row[]> {
   const ratio = median(project) / median(floor);
   return [
     {
-      what: 'worker idle RSS, ~3 s after connecting to Redis (median of 5 (alternating))',
-      project: `startWorker in a worker process (real job types; stands in for \`clawdinator worker\`): ${median(project).toFixed(0)} MiB`,
+      what: 'worker idle RSS, ~3 s after it is ready (median of 5 (alternating))',
+      project: `\`clawdinator worker\` (two queues, schedules, heartbeat, real job types): ${median(project).toFixed(0)} MiB`,
       floor: `bare BullMQ Worker process: ${median(floor).toFixed(0)} MiB`,
       ratio,
       budget: '≤ 1.15×',
