@@ -13,6 +13,7 @@ import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
 import { Enqueuer, JobTypes, jobIdFor, RETENTION, RETRY_DELAY_MS } from '../../jobs/engine/queues.js';
 import { startWorker, type WorkerSettings } from '../../jobs/engine/worker.js';
 import { generateSigningKeyPair, newNonce, signPayload, verifyPayload } from '../../jobs/signing.js';
+import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
 import { projectPath } from '../../lib/paths.js';
 import { alicePrincipal as alice, OPS_CHANNEL, policy } from '../support/bot.js';
@@ -434,16 +435,19 @@ export async function workerIdleRss(): Promise<Row[]> {
     '--revision',
     'bench',
   ];
-  // The same BullMQ options in both processes, as the worker's defaults (lib/config.ts) set them.
-  const settings: WorkerSettings = {
-    concurrency: 4,
-    lockDurationMs: 30_000,
-    stalledIntervalMs: 30_000,
-    maxStalledCount: 5,
-    maxAgeSeconds: 300,
+  // The same BullMQ options in both processes: the worker's defaults (lib/config.ts).
+  const d = loadConfig(
+    ['jobConcurrency', 'jobLockDurationMs', 'jobStalledIntervalMs', 'jobMaxStalledCount', 'jobMaxAgeSeconds'],
+    { env: {} },
+  );
+  const { connection: _, ...options } = bullmqOptions(connectionTo(server), {
+    concurrency: d.jobConcurrency,
+    lockDurationMs: d.jobLockDurationMs,
+    stalledIntervalMs: d.jobStalledIntervalMs,
+    maxStalledCount: d.jobMaxStalledCount,
+    maxAgeSeconds: d.jobMaxAgeSeconds,
     deferMs: 10_000,
-  };
-  const { connection: _, ...options } = bullmqOptions(connectionTo(server), settings);
+  });
   const floorArgs = [projectPath('dist/test/bench/bare-worker.js'), JSON.stringify({ port: server.port, options })];
   const project: number[] = [];
   const floor: number[] = [];
