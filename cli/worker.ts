@@ -215,8 +215,9 @@ export function command(): Command {
         activeJobs: () => workers.reduce((n, w) => n + w.active, 0),
         onError: (err) => log.warn({ err }, 'heartbeat failed'),
       });
-      const fleetQueue = new Queue(FLEET_QUEUE, { connection });
-      const ownQueue = new Queue(hostQueue(config.hostName), { connection });
+      // The schedulers' queues, through the worker's own client (no connection of their own).
+      const fleetQueue = new Queue(FLEET_QUEUE, { connection: redis });
+      const ownQueue = new Queue(hostQueue(config.hostName), { connection: redis });
       const workerId = `${config.hostName}-${hostname()}-${process.pid}`;
       const schedule = async () => {
         try {
