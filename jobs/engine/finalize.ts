@@ -235,6 +235,7 @@ export class Finalizer {
   async onFailed(job: Job | undefined): Promise<void> {
     if (job === undefined || job.id === undefined) return;
     if ((await job.getState()) !== 'failed') return; // a retry is coming
+    if (await this.held(`${job.queueQualifiedName}:${job.id}:lock`)) return;
     const reason = job.failedReason ?? 'failed';
     const how = endKindOf(reason);
     await this.end({
@@ -255,7 +256,7 @@ export class Finalizer {
    * must be gone from its queue.
    */
   async onRemoved(queue: Queue, jobId: string): Promise<void> {
-    if ((await queue.getJobState(jobId)) !== 'unknown') return;
+    if ((await queue.getJobState(jobId)) !== 'unknown' || (await this.held(queue.toKey(`${jobId}:lock`)))) return;
     const raw = await this.deps.redis.hget(keys.openJobs, jobId);
     if (raw === null) return;
     const entry = parseOpenJob(raw);
@@ -321,6 +322,7 @@ export class Finalizer {
     }
     if (marker !== null) return false; // a finalizer holds it now
     const state = await queue.getJobState(jobId);
+    if ((state === 'failed' || state === 'unknown') && (await this.held(queue.toKey(`${jobId}:lock`)))) return false;
     if (state === 'completed') {
       await redis.hdel(keys.openJobs, jobId);
       return false;
@@ -349,6 +351,17 @@ export class Finalizer {
   }
 
   // ── the parts ──────────────────────────────────────────────────────────────────────
+
+  /**
+   * Whether a worker holds the job's lock: then it is running, and its end comes from its
+   * processor. A `failed` state or a missing job under a held lock was written by someone
+   * else (Redis is writable by whoever has its password): acting on it would undo the job's
+   * work while it runs. BullMQ releases the lock when a job fails, refuses to remove a locked
+   * job, and a dead worker's lock expires, so every real end passes; the sweep looks again.
+   */
+  private async held(lockKey: string): Promise<boolean> {
+    return (await this.deps.redis.exists(lockKey)) === 1;
+  }
 
   /** A removed job, from the journal; `jobs cancel` leaves who cancelled it in the cancel flag. */
   private async removedEnding(jobId: string, entry: OpenJob): Promise<Ending> {

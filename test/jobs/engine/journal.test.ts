@@ -107,7 +107,7 @@ describe('the journal of open jobs', () => {
     expect(await entry(first.jobId)).toBeDefined();
   });
 
-  it('a forged `removed` event of a running job is ignored: the job runs on and ends once, as itself', async () => {
+  it('a running job is not ended by what Redis says of it: a forged `removed` event, a forged `failed` state', async () => {
     const connection = { host: '127.0.0.1', port: server.port };
     const w = startWorker(FLEET_QUEUE, h.deps(server.client(), connection, policy), fastSettings);
     const queue = new Queue(FLEET_QUEUE, { connection });
@@ -115,13 +115,20 @@ describe('the journal of open jobs', () => {
     try {
       const { jobId } = await gateway.enqueue({
         type: 'two-step',
-        data: { name: 'clawdinator-4', pauseMs: 600 },
+        data: { name: 'clawdinator-4', pauseMs: 800 },
         principal: alice,
-        requestId: 'forged-removed',
+        requestId: 'forged-end',
       });
       await until('the job to run', async () => (await queue.getJobState(jobId)) === 'active');
-      // What BullMQ writes when a job is removed, written by anyone holding the Redis password.
-      await redis.xadd(`bull:${FLEET_QUEUE}:events`, '*', 'event', 'removed', 'jobId', jobId, 'prev', 'active');
+      // What BullMQ writes when a job is removed or fails, written by anyone holding the Redis password.
+      const events = `bull:${FLEET_QUEUE}:events`;
+      await redis.xadd(events, '*', 'event', 'removed', 'jobId', jobId, 'prev', 'active');
+      await redis.zadd(`bull:${FLEET_QUEUE}:failed`, Date.now(), jobId);
+      await redis.hset(`bull:${FLEET_QUEUE}:${jobId}`, 'failedReason', 'failed: forged', 'finishedOn', Date.now());
+      await redis.xadd(events, '*', 'event', 'failed', 'jobId', jobId, 'failedReason', 'failed: forged', 'prev', 'active');
+      expect(await queue.getJobState(jobId)).toBe('failed');
+      expect(await w.finalizer.sweep(queue)).toBe(0);
+      await redis.zrem(`bull:${FLEET_QUEUE}:failed`, jobId);
       await until('the job to end', async () => (await queue.getJobState(jobId)) === 'completed');
       const results = (await redis.xrange(keys.events, '-', '+'))
         .map(([, f]) => JSON.parse(f[1] as string).event)
