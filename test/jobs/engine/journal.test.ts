@@ -125,7 +125,8 @@ describe('the journal of open jobs', () => {
       await redis.xadd(events, '*', 'event', 'removed', 'jobId', jobId, 'prev', 'active');
       await redis.zadd(`bull:${FLEET_QUEUE}:failed`, Date.now(), jobId);
       await redis.hset(`bull:${FLEET_QUEUE}:${jobId}`, 'failedReason', 'failed: forged', 'finishedOn', Date.now());
-      await redis.xadd(events, '*', 'event', 'failed', 'jobId', jobId, 'failedReason', 'failed: forged', 'prev', 'active');
+      const failed = ['event', 'failed', 'jobId', jobId, 'failedReason', 'failed: forged', 'prev', 'active'];
+      await redis.xadd(events, '*', ...failed);
       expect(await queue.getJobState(jobId)).toBe('failed');
       expect(await w.finalizer.sweep(queue)).toBe(0);
       await redis.zrem(`bull:${FLEET_QUEUE}:failed`, jobId);
