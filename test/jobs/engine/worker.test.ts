@@ -18,6 +18,7 @@ import {
   startWorker,
 } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
+import { until } from '../../support/until.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -409,8 +410,10 @@ describe('job engine', () => {
     // Left for another worker, and its replay record with it: the worker that runs it makes it.
     const queue = new Queue(FLEET_QUEUE, { connection: conn });
     closers.push(() => queue.close());
-    const waiting = (await queue.getJob(jobId)) as Job<Envelope>;
-    expect(waiting.data.deferrals).toBeGreaterThan(0);
+    const waiting = await until('the job to be left once', async () => {
+      const j = (await queue.getJob(jobId)) as Job<Envelope> | undefined;
+      return (j?.data.deferrals ?? 0) > 0 ? j : undefined;
+    });
     expect(await redis.exists(keys.nonce(waiting.data.signed.nonce))).toBe(0);
     worker();
     const job = await finished(jobId);
