@@ -3,6 +3,11 @@
 // the test's clean-up.
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { FLEET_QUEUE } from '../../jobs/engine/keys.js';
+import { Enqueuer, JobTypes } from '../../jobs/engine/queues.js';
+import { jobTypes } from '../../jobs/types/index.js';
 import { projectPath } from '../../lib/paths.js';
 import { SIM_BUCKET, type SimFleet } from './fleet.js';
 import type { FleetWorkerConfig } from './fleet-worker-process.js';
@@ -44,4 +49,18 @@ export async function startFleetWorker(
     child.once('exit', (c) => reject(new Error(`fleet worker exited ${c}`)));
   });
   return child;
+}
+
+/**
+ * The operator's side of these tests: the production job types over the fleet's registry, an
+ * Enqueuer signing as `operator:ops` with `key`, and the fleet queue; closed by the clean-up.
+ */
+export function operatorClient(w: Pick<FleetWorkerWorld, 'server' | 'sim' | 'cleanup'>, redis: Redis, key: KeyObject) {
+  const connection = { host: '127.0.0.1', port: w.server.port, maxRetriesPerRequest: null };
+  const types = new JobTypes(jobTypes({ redis, registry: async () => (await w.sim.registry.read()).registry }));
+  const enqueuer = new Enqueuer(connection, w.server.client(), types, { keyId: 'operator:ops', key });
+  w.cleanup.push(() => enqueuer.close());
+  const queue = new Queue(FLEET_QUEUE, { connection });
+  w.cleanup.push(() => queue.close());
+  return { types, enqueuer, queue };
 }

@@ -7,16 +7,16 @@
 //   - The worker finalizing it dies part-way through the undo: the sweep of another worker
 //     takes the finalization over once the dead one's lease lapses, and finishes it once.
 import type { ChildProcess } from 'node:child_process';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FLEET_QUEUE, keys } from '../../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
+import { JobTypes } from '../../../jobs/engine/queues.js';
 import { startWorker, type WorkerSettings } from '../../../jobs/engine/worker.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
 import { SIM_BUCKET, type SimFleet, simFleet } from '../../support/fleet.js';
-import { startFleetWorker } from '../../support/fleet-worker.js';
+import { operatorClient, startFleetWorker } from '../../support/fleet-worker.js';
 import { fastSettings, keyPair, testStepSigner } from '../../support/jobs.js';
 import { startRedis, type TestRedis } from '../../support/redis.js';
 import { serveSim } from '../../support/sim-server.js';
@@ -70,15 +70,7 @@ async function world(): Promise<World> {
   const holds = new Holds();
   const http = await serveSim(sim.cloud, holds.hook);
   cleanup.push(() => http.close());
-  const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-  const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
-  const enqueuer = new Enqueuer(connection, server.client(), types, {
-    keyId: 'operator:ops',
-    key: operator.privateKey,
-  });
-  cleanup.push(() => enqueuer.close());
-  const queue = new Queue(FLEET_QUEUE, { connection });
-  cleanup.push(() => queue.close());
+  const { enqueuer, queue } = operatorClient({ server, sim, cleanup }, redis, operator.privateKey);
   return {
     server,
     redis,

@@ -1,12 +1,11 @@
-import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
+import { JobTypes } from '../../../jobs/engine/queues.js';
 import { jobTypes } from '../../../jobs/types/index.js';
 import { createLogger } from '../../../lib/log.js';
 import { MAIN_SHA, REPO } from '../../support/ami.js';
 import { simFleet } from '../../support/fleet.js';
-import { startFleetWorker } from '../../support/fleet-worker.js';
+import { operatorClient, startFleetWorker } from '../../support/fleet-worker.js';
 import { keyPair, lifecycleSettings, startWorker, testStepSigner } from '../../support/jobs.js';
 import { LANE_REFS, runDeploy, simLane, switches } from '../../support/lane.js';
 import { lifecycleSuite } from '../../support/lifecycle.js';
@@ -99,15 +98,7 @@ describe('deploy, resumed by another worker process', () => {
       { server, sim, simUrl: http.url, operator: operator.publicKey, cleanup },
       { lane: { repo: REPO, refs: LANE_REFS, hostName: 'clawdinator-8' } },
     );
-    const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-    const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
-    const enqueuer = new Enqueuer(connection, server.client(), types, {
-      keyId: 'operator:ops',
-      key: operator.privateKey,
-    });
-    cleanup.push(() => enqueuer.close());
-    const queue = new Queue(FLEET_QUEUE, { connection });
-    cleanup.push(() => queue.close());
+    const { enqueuer, queue } = operatorClient({ server, sim, cleanup }, redis, operator.privateKey);
     const { jobId } = await enqueuer.enqueue({
       type: 'deploy',
       data: {},

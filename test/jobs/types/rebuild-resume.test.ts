@@ -1,11 +1,7 @@
-import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FLEET_QUEUE } from '../../../jobs/engine/keys.js';
-import { Enqueuer, JobTypes } from '../../../jobs/engine/queues.js';
-import { jobTypes } from '../../../jobs/types/index.js';
 import { MAIN_SHA, REPO } from '../../support/ami.js';
 import { simFleet } from '../../support/fleet.js';
-import { startFleetWorker } from '../../support/fleet-worker.js';
+import { operatorClient, startFleetWorker } from '../../support/fleet-worker.js';
 import { keyPair } from '../../support/jobs.js';
 import { startRedis } from '../../support/redis.js';
 import { serveSim } from '../../support/sim-server.js';
@@ -48,15 +44,7 @@ describe('rebuild-ami, resumed by another worker process', () => {
       { server, sim, simUrl: http.url, operator: operator.publicKey, cleanup },
       { ami: { repo: REPO, refs: { main: MAIN_SHA } } },
     );
-    const connection = { host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null };
-    const types = new JobTypes(jobTypes({ redis, registry: async () => (await sim.registry.read()).registry }));
-    const enqueuer = new Enqueuer(connection, server.client(), types, {
-      keyId: 'operator:ops',
-      key: operator.privateKey,
-    });
-    cleanup.push(() => enqueuer.close());
-    const queue = new Queue(FLEET_QUEUE, { connection });
-    cleanup.push(() => queue.close());
+    const { enqueuer, queue } = operatorClient({ server, sim, cleanup }, redis, operator.privateKey);
     const { jobId } = await enqueuer.enqueue({
       type: 'rebuild-ami',
       data: { build: 'local' },
