@@ -1,6 +1,6 @@
 // Bench rows of the ops bot: interaction → first response, and the gateway's idle memory.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Client, Events, GatewayIntentBits } from 'discord.js';
 import type { Redis } from 'ioredis';
 import { commands } from '../../bot/commands/index.js';
@@ -13,6 +13,7 @@ import { ALICE, botDeps, GUILD, OPERATOR_ROLE, OPS_CHANNEL } from '../support/bo
 import { tempDir } from '../support/cli.js';
 import { DiscordStandIn } from '../support/discord-standin.js';
 import { startRedis } from '../support/redis.js';
+import { rssMiB } from './rss.js';
 import { median, ms, percentile, type Row } from './table.js';
 
 const TOKEN = 'bench-token';
@@ -153,12 +154,6 @@ export async function interactionLatency(): Promise<Row[]> {
     await server.stop();
   }
   return rows;
-}
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN');
-  return kb / 1024;
 }
 
 async function idleRss(argv: string[], env: NodeJS.ProcessEnv, standIn: DiscordStandIn): Promise<number> {

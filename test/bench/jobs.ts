@@ -3,7 +3,7 @@
 // with the same BullMQ options, on the same local redis-server, in the same run.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -20,6 +20,7 @@ import { alicePrincipal as alice, OPS_CHANNEL, policy } from '../support/bot.js'
 import { tempDir } from '../support/cli.js';
 import { fastSettings, harness, testStepSigner } from '../support/jobs.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
+import { idleRss } from './rss.js';
 import { median, ms, percentile, type Row } from './table.js';
 
 const BARE_QUEUE = 'bench-bare';
@@ -379,34 +380,6 @@ export async function jobThroughput(): Promise<Row[]> {
   ];
 }
 
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN') / 1024;
-}
-
-/** Starts `node argv…`, waits for `ready` in its output and then ~3 s idle, reads its RSS and stops it. */
-async function idleRss(argv: string[], ready = 'ready\n', env?: NodeJS.ProcessEnv): Promise<number> {
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const on = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(ready)) resolve();
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    void exited.then((code) =>
-      reject(new Error(`${argv[0]} exited (${code}) before it was ready: ${out.slice(-300)}`)),
-    );
-  });
-  await sleep(3000);
-  const rss = rssMiB(child.pid as number);
-  child.kill('SIGTERM');
-  await exited;
-  return rss;
-}
-
 export async function workerIdleRss(): Promise<Row[]> {
   const server = await startRedis();
   const dir = tempDir('bench-worker-');
@@ -435,25 +408,22 @@ export async function workerIdleRss(): Promise<Row[]> {
     '--revision',
     'bench',
   ];
-  // The same BullMQ options in both processes: the worker's defaults (lib/config.ts).
-  const d = loadConfig(
-    ['jobConcurrency', 'jobLockDurationMs', 'jobStalledIntervalMs', 'jobMaxStalledCount', 'jobMaxAgeSeconds'],
-    { env: {} },
-  );
-  const { connection: _, ...options } = bullmqOptions(connectionTo(server), {
-    concurrency: d.jobConcurrency,
-    lockDurationMs: d.jobLockDurationMs,
-    stalledIntervalMs: d.jobStalledIntervalMs,
-    maxStalledCount: d.jobMaxStalledCount,
-    maxAgeSeconds: d.jobMaxAgeSeconds,
-    deferMs: 10_000,
+  // The floor's BullMQ options: the worker's defaults (lib/config.ts).
+  const d = loadConfig(['jobConcurrency', 'jobLockDurationMs', 'jobStalledIntervalMs', 'jobMaxStalledCount'], {
+    env: {},
   });
+  const options = {
+    concurrency: d.jobConcurrency,
+    lockDuration: d.jobLockDurationMs,
+    stalledInterval: d.jobStalledIntervalMs,
+    maxStalledCount: d.jobMaxStalledCount,
+  };
   const floorArgs = [projectPath('dist/test/bench/bare-worker.js'), JSON.stringify({ port: server.port, options })];
   const project: number[] = [];
   const floor: number[] = [];
   try {
     for (let i = 0; i < 5; i++) {
-      floor.push(await idleRss(floorArgs));
+      floor.push(await idleRss(floorArgs, 'ready\n'));
       project.push(await idleRss(projectArgs, 'worker ready', env));
     }
   } finally {

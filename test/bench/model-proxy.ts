@@ -4,13 +4,14 @@
 // what it must (an HTTP server and a Redis connection). The proxy runs as hosts run it: the
 // built CLI in its own process, metering each response into a real redis-server.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { freePort } from '../../bot/sandbox/redis.js';
-import { projectPath, projectRoot } from '../../lib/paths.js';
+import { projectPath } from '../../lib/paths.js';
 import { tempDir } from '../support/cli.js';
 import { startRedis } from '../support/redis.js';
+import { idleRss } from './rss.js';
 import { median, ms, percentile, type Row } from './table.js';
 
 const WARMUP = 300;
@@ -20,11 +21,6 @@ const BODY = JSON.stringify({
   max_tokens: 64,
   messages: [{ role: 'user', content: 'ping' }],
 });
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 'NaN') / 1024;
-}
 
 /** The stand-in in its own process, so both paths cross to another process to reach it. */
 async function startStandinProcess(): Promise<{ url: string; close(): Promise<void> }> {
@@ -55,10 +51,6 @@ async function startStandinProcess(): Promise<{ url: string; close(): Promise<vo
   };
 }
 
-function sleep(msec: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, msec));
-}
-
 /** One POST, resolved when the whole response arrived; its duration in ms. */
 function timed(agent: http.Agent, port: number, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -87,33 +79,6 @@ function timed(agent: http.Agent, port: number, path: string): Promise<number> {
     req.on('error', reject);
     req.end(BODY);
   });
-}
-
-/** Starts `node argv…` in the project root, waits until its output says `ready`, then idles 3 s and reads its RSS. */
-async function idleRss(argv: string[], env: Record<string, string>, ready: string): Promise<number> {
-  const child = spawn(process.execPath, argv, {
-    cwd: projectRoot,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const on = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(ready)) resolve();
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    void exited.then((code) =>
-      reject(new Error(`${argv.join(' ')} exited (${code}) before it was ready: ${out.slice(-300)}`)),
-    );
-  });
-  await sleep(3000);
-  const rss = rssMiB(child.pid as number);
-  child.kill('SIGTERM');
-  await exited;
-  return rss;
 }
 
 export async function modelProxyOverhead(): Promise<Row[]> {
@@ -167,8 +132,13 @@ export async function modelProxyOverhead(): Promise<Row[]> {
   const bare = `const { Redis } = require('ioredis'); const r = new Redis(${redis.port}, '127.0.0.1'); require('node:http').createServer((q, s) => s.end()).listen(0, '127.0.0.1', () => console.log('ready'));`;
   try {
     for (let i = 0; i < 3; i++) {
-      floorRss.push(await idleRss(['-e', bare], {}, 'ready'));
-      projectRss.push(await idleRss([projectPath('dist', 'cli', 'main.js'), 'model-proxy'], env, 'model proxy ready'));
+      floorRss.push(await idleRss(['-e', bare], 'ready', { PATH: process.env.PATH ?? '' }));
+      projectRss.push(
+        await idleRss([projectPath('dist', 'cli', 'main.js'), 'model-proxy'], 'model proxy ready', {
+          PATH: process.env.PATH ?? '',
+          ...env,
+        }),
+      );
     }
   } finally {
     await standin.close();
