@@ -235,7 +235,7 @@ export class Finalizer {
   async onFailed(job: Job | undefined): Promise<void> {
     if (job === undefined || job.id === undefined) return;
     if ((await job.getState()) !== 'failed') return; // a retry is coming
-    if (await this.held(`${job.queueQualifiedName}:${job.id}:lock`)) return;
+    if (await this.held(job.queueQualifiedName, job.id)) return;
     const reason = job.failedReason ?? 'failed';
     const how = endKindOf(reason);
     await this.end({
@@ -256,7 +256,7 @@ export class Finalizer {
    * must be gone from its queue.
    */
   async onRemoved(queue: Queue, jobId: string): Promise<void> {
-    if ((await queue.getJobState(jobId)) !== 'unknown' || (await this.held(queue.toKey(`${jobId}:lock`)))) return;
+    if ((await queue.getJobState(jobId)) !== 'unknown' || (await this.held(queue.qualifiedName, jobId))) return;
     const raw = await this.deps.redis.hget(keys.openJobs, jobId);
     if (raw === null) return;
     const entry = parseOpenJob(raw);
@@ -322,7 +322,7 @@ export class Finalizer {
     }
     if (marker !== null) return false; // a finalizer holds it now
     const state = await queue.getJobState(jobId);
-    if ((state === 'failed' || state === 'unknown') && (await this.held(queue.toKey(`${jobId}:lock`)))) return false;
+    if ((state === 'failed' || state === 'unknown') && (await this.held(queue.qualifiedName, jobId))) return false;
     if (state === 'completed') {
       await redis.hdel(keys.openJobs, jobId);
       return false;
@@ -359,8 +359,8 @@ export class Finalizer {
    * work while it runs. BullMQ releases the lock when a job fails, refuses to remove a locked
    * job, and a dead worker's lock expires, so every real end passes; the sweep looks again.
    */
-  private async held(lockKey: string): Promise<boolean> {
-    return (await this.deps.redis.exists(lockKey)) === 1;
+  private async held(queueQualifiedName: string, jobId: string): Promise<boolean> {
+    return (await this.deps.redis.exists(`${queueQualifiedName}:${jobId}:lock`)) === 1;
   }
 
   /** A removed job, from the journal; `jobs cancel` leaves who cancelled it in the cancel flag. */

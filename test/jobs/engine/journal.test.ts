@@ -36,6 +36,12 @@ afterEach(async () => {
   redis.disconnect();
 });
 
+/** The result events sent for a job. */
+const resultsOf = async (jobId: string) =>
+  (await redis.xrange(keys.events, '-', '+'))
+    .map(([, f]) => JSON.parse(f[1] as string).event)
+    .filter((e) => e.kind === 'result' && e.jobId === jobId);
+
 const entry = async (jobId: string) => {
   const raw = await redis.hget(keys.openJobs, jobId);
   return raw === null ? undefined : parseOpenJob(raw);
@@ -131,10 +137,7 @@ describe('the journal of open jobs', () => {
       expect(await w.finalizer.sweep(queue)).toBe(0);
       await redis.zrem(`bull:${FLEET_QUEUE}:failed`, jobId);
       await until('the job to end', async () => (await queue.getJobState(jobId)) === 'completed');
-      const results = (await redis.xrange(keys.events, '-', '+'))
-        .map(([, f]) => JSON.parse(f[1] as string).event)
-        .filter((e) => e.kind === 'result' && e.jobId === jobId);
-      expect(results).toEqual([expect.objectContaining({ ok: true, text: 'clawdinator-4 done' })]);
+      expect(await resultsOf(jobId)).toEqual([expect.objectContaining({ ok: true, text: 'clawdinator-4 done' })]);
       expect(await redis.get(keys.finalized(jobId))).toBe('done');
     } finally {
       await w.close();
@@ -167,14 +170,10 @@ describe('the journal of open jobs', () => {
       // The job is gone from its queue (retention), its copy is played back.
       await queue.remove(jobId);
       await redis.hset(keys.openJobs, jobId, early);
-      const results = async () =>
-        (await redis.xrange(keys.events, '-', '+'))
-          .map(([, f]) => JSON.parse(f[1] as string).event)
-          .filter((e) => e.kind === 'result' && e.jobId === jobId);
       expect(await w.finalizer.sweep(queue)).toBe(0);
       await w.finalizer.onRemoved(queue, jobId);
       expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
-      expect((await results()).map((e) => e.ok)).toEqual([true]);
+      expect((await resultsOf(jobId)).map((e) => e.ok)).toEqual([true]);
 
       // A request signed two days ago (its spent mark long gone): no job runs that long.
       const signed = {
@@ -192,7 +191,7 @@ describe('the journal of open jobs', () => {
       await redis.hset(keys.openJobs, signed.jobId, openJobEntry(FLEET_QUEUE, old, Date.now() - 60_000));
       expect(await w.finalizer.sweep(queue)).toBe(0);
       expect(await redis.hexists(keys.openJobs, signed.jobId)).toBe(0);
-      expect(await results()).toHaveLength(1);
+      expect(await resultsOf(jobId)).toHaveLength(1);
 
       // The same, signed now: a job removed before it ran, finalized.
       const fresh = { ...signed, jobId: jobIdFor('two-step', 'journal-new'), requestId: 'journal-new' };
@@ -200,10 +199,7 @@ describe('the journal of open jobs', () => {
       const entry: Envelope = { signed: fresh, signature: signPayload(fresh, h.gateway.key) };
       await redis.hset(keys.openJobs, fresh.jobId, openJobEntry(FLEET_QUEUE, entry, Date.now() - 60_000));
       expect(await w.finalizer.sweep(queue)).toBe(1);
-      const removed = (await redis.xrange(keys.events, '-', '+'))
-        .map(([, f]) => JSON.parse(f[1] as string).event)
-        .filter((e) => e.kind === 'result' && e.jobId === fresh.jobId);
-      expect(removed).toEqual([expect.objectContaining({ ok: false })]);
+      expect(await resultsOf(fresh.jobId)).toEqual([expect.objectContaining({ ok: false })]);
     } finally {
       await w.close();
       await queue.close();
