@@ -37,6 +37,9 @@ export const replySchema = z
   .strict();
 export type ReplyTarget = z.output<typeof replySchema>;
 
+/** A request's nonce (signing.ts makes 22 characters); the worker checks it before its replay record. */
+export const NONCE = /^[A-Za-z0-9_-]{16,64}$/;
+
 export const requestIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, - and _ only');
 
 export const signedSchema = z
@@ -49,7 +52,7 @@ export const signedSchema = z
     principal: principalSchema,
     keyId: z.string().max(80),
     issuedAt: z.number().int().positive(),
-    nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+    nonce: z.string().regex(NONCE),
     requestId: requestIdSchema,
     reply: replySchema.optional(),
   })

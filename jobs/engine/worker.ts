@@ -12,7 +12,7 @@ import type { Logger } from '../../lib/log.js';
 import { redactText } from '../../lib/redact.js';
 import { publicHalf, verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
-import { type Envelope, envelopeSchema, expectedKeyId } from './envelope.js';
+import { type Envelope, envelopeSchema, expectedKeyId, NONCE } from './envelope.js';
 import { endKindOf, Finalizer, watchEnds } from './finalize.js';
 import { readHeartbeats } from './heartbeat.js';
 import { appendJobLog, JobLog } from './job-log.js';
@@ -91,31 +91,65 @@ function summaryOf(result: unknown): string {
   return 'done';
 }
 
-/** Checks everything about a job before it may run; returns the type and the parsed data. */
+/** A plain JSON object (what BullMQ parsed from Redis), for the checks that come before the schema's. */
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Checks everything about a job before it may run; returns the type and the parsed data.
+ *
+ * The order puts the replay record's round trip beside the schema work instead of after it:
+ * the signature is checked first, on the request as read (only its key id and signature need a
+ * type for that), then the nonce's `SET NX` is sent, and the envelope and the data are parsed
+ * and the policy checked while it travels. A record is still made only for a request its
+ * signer signed for this very job id: a forged or copied job cannot spend a pending request's
+ * nonce (a copy under another id fails the id check first). A signed request that then fails
+ * its schema or the policy has spent its nonce, which only makes it harder to replay.
+ */
 export async function admit(
   job: Job,
   deps: WorkerDeps,
   settings: WorkerSettings,
 ): Promise<{ envelope: Envelope; type: AnyJobType; data: unknown } | { defer: true }> {
-  const parsed = envelopeSchema.safeParse(job.data);
+  const raw: unknown = job.data;
+  const rawSigned = isRecord(raw) ? raw.signed : undefined;
+  if (!isRecord(raw) || !isRecord(rawSigned)) reject('malformed job data');
+  const { keyId, jobId, type: typeName, principal } = rawSigned;
+  if (typeof keyId !== 'string' || keyId.length > 80) reject('malformed job data');
+  const key = await deps.publicKey(keyId);
+  if (key === null || typeof raw.signature !== 'string' || !verifyPayload(rawSigned, raw.signature, key)) {
+    reject('bad signature');
+  }
+  // A scheduler's jobs carry its id (BullMQ's repeatJobKey), tying a template to its scheduler.
+  const scheduler = isRecord(principal) && principal.kind === 'schedule' ? principal.scheduler : undefined;
+  const scheduled = scheduler !== undefined && jobId === '*' && job.repeatJobKey === scheduler;
+  if (!scheduled && jobId !== job.id) reject('bad signature');
+  if (job.name !== typeName) reject('bad signature');
+  const type = deps.types.get(job.name);
+  if (type === undefined || type.version !== rawSigned.schema) return { defer: true };
+
+  // First acceptance: the nonce is recorded against this job id. A resumed or retried job
+  // finds its own id there; a replay (the same signed request under another id, or again
+  // after its job was removed) finds another id or an expired request.
+  const { nonce } = rawSigned;
+  if (typeof nonce !== 'string' || !NONCE.test(nonce)) reject('malformed job data');
+  const nonceKey = keys.nonce(nonce);
+  const ttl = settings.maxAgeSeconds * 2 + 86_400;
+  // Its outcome is awaited below, once the envelope and the policy are checked; a rejection
+  // before that leaves it settled and unread.
+  const recorded = scheduled
+    ? undefined
+    : deps.redis.set(nonceKey, job.id as string, 'EX', ttl, 'NX').then(
+        (r) => ({ first: r === 'OK' }),
+        (err: unknown) => ({ err }),
+      );
+
+  const parsed = envelopeSchema.safeParse(raw);
   if (!parsed.success) reject('malformed job data');
   const envelope = parsed.data;
   const { signed } = envelope;
   if (signed.keyId !== expectedKeyId(signed.principal)) reject('bad signature');
-  const key = await deps.publicKey(signed.keyId);
-  if (key === null || envelope.signature === undefined || !verifyPayload(signed, envelope.signature, key)) {
-    reject('bad signature');
-  }
-  // A scheduler's jobs carry its id (BullMQ's repeatJobKey), tying a template to its scheduler.
-  const scheduled =
-    signed.principal.kind === 'schedule' && signed.jobId === '*' && job.repeatJobKey === signed.principal.scheduler;
-  if (!scheduled && signed.jobId !== job.id) reject('bad signature');
-  if (job.name !== signed.type) reject('bad signature');
   // A resumed job acts on what its saved steps say: only a worker may have written them.
   if (!verifyStepState(job, envelope, publicHalf(deps.stepSigner.key))) reject('saved step state does not verify');
-
-  const type = deps.types.get(signed.type);
-  if (type === undefined || type.version !== signed.schema) return { defer: true };
   const data = type.schema.safeParse(signed.data);
   if (!data.success) {
     // The first issue's field and rule (never its value): the requester learns what to fix.
@@ -127,14 +161,10 @@ export async function admit(
   if (scheduled && signed.principal.kind === 'schedule')
     await admitSlot(job, signed.principal.scheduler, type.name, deps);
 
-  // First acceptance: the nonce is recorded against this job id. A resumed or retried job
-  // finds its own id there; a replay (the same signed request under another id, or again
-  // after its job was removed) finds another id or an expired request.
-  if (!scheduled) {
-    const nonceKey = keys.nonce(signed.nonce);
-    const ttl = settings.maxAgeSeconds * 2 + 86_400;
-    const first = (await deps.redis.set(nonceKey, job.id as string, 'EX', ttl, 'NX')) === 'OK';
-    if (first) {
+  if (recorded !== undefined) {
+    const outcome = await recorded;
+    if ('err' in outcome) throw outcome.err;
+    if (outcome.first) {
       if (Date.now() - signed.issuedAt > settings.maxAgeSeconds * 1000 || signed.issuedAt > Date.now() + 60_000) {
         reject('expired request');
       }

@@ -171,6 +171,18 @@ describe('job engine', () => {
     await raw.add('two-step', 'not even an object', { jobId: 'two-step-evil-2' });
     expect((await finished('two-step-evil-1')).failedReason).toBe('rejected: malformed job data');
     expect((await finished('two-step-evil-2')).failedReason).toBe('rejected: malformed job data');
+    // A signed request is still parsed whole: a field its envelope does not have is refused.
+    const signed = signRequest(h.gateway, {
+      type: 'two-step',
+      jobId: 'two-step-evil-3',
+      schema: 1,
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'evil-3',
+    });
+    await raw.add('two-step', { ...signed, extra: true }, { jobId: 'two-step-evil-3' });
+    expect((await finished('two-step-evil-3')).failedReason).toBe('rejected: malformed job data');
+    expect(await effects()).toEqual([]);
     const ok = await gatewayQueue().enqueue({
       type: 'two-step',
       data: { name: 'clawdinator-5', pauseMs: 0 },
@@ -226,9 +238,10 @@ describe('job engine', () => {
     const forged = { ...genuine, signed: { ...genuine.signed, data: { name: 'clawdinator-1', pauseMs: 0 } } };
     await raw.add('two-step', forged, { jobId: 'two-step-pending' });
     expect((await finished('two-step-pending')).failedReason).toBe('rejected: bad signature');
+    // A copy under another id fails the id check before its shape is looked at.
     const malformed = { ...genuine, extra: true };
     await raw.add('two-step', malformed, { jobId: 'two-step-malformed' });
-    expect((await finished('two-step-malformed')).failedReason).toBe('rejected: malformed job data');
+    expect((await finished('two-step-malformed')).failedReason).toBe('rejected: bad signature');
     expect(await redis.exists(keys.nonce(genuine.signed.nonce))).toBe(0);
     // The genuine request, added once the forged job is gone, runs.
     await (await raw.getJob('two-step-pending'))?.remove();
