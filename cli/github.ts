@@ -21,7 +21,7 @@ export function command(): Command {
     .option('--gh-config <dir>', 'where hosts.yml and config.yml go (GH_CONFIG_DIR; default the same directory)')
     .option('--print', 'also print the token on stdout (the summary goes to stderr)')
     .action(async (opts: { writeEnv?: string; ghConfig?: string; print?: boolean }) => {
-      const installation = installationFromSettings();
+      const installation = await installationFromSettings();
       const tokens = agentTokensFromSettings(
         installation,
         {},
@@ -51,7 +51,7 @@ export function command(): Command {
         'memoryMaxBytes',
         'memoryLockWaitSeconds',
       ]);
-      const installation = installationFromSettings();
+      const installation = await installationFromSettings();
       const memory = new MemoryStore({
         root: config.memoryDir,
         maxBytes: config.memoryMaxBytes,

@@ -28,7 +28,7 @@ export function command(): Command {
       const say = (line: string) => process.stderr.write(`${line}\n`);
       let auth: GitAuth | undefined;
       if (hasGitHubApp()) {
-        auth = await seedAuth(installationFromSettings(), seeds, githubWebUrl());
+        auth = await seedAuth(await installationFromSettings(), seeds, githubWebUrl());
       } else {
         say('no GitHub App configured (CLAWDINATOR_GITHUB_APP_ID): cloning without a token');
       }

@@ -89,7 +89,7 @@ export function command(): Command {
       // Lifecycle outcomes: the journal, s3://<bootstrap bucket>/audit/…, the memory copy.
       const audit = auditTrailFromConfig(memory, log);
       // The org sync and this host's agent token, when the GitHub App is configured here.
-      const github = githubJobDeps(config.hostName, memory, {}, log);
+      const github = await githubJobDeps(config.hostName, memory, {}, log);
       const fleet = await fleetDeps(log);
       if (fleet === undefined)
         log.warn('CLAWDINATOR_BOOTSTRAP_BUCKET or CLAWDINATOR_STATE_BUCKET unset: lifecycle jobs will fail');

@@ -39,7 +39,8 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, OperationError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import { type BotIdentity, type GitHubInstallation, webHost } from './app.js';
+import type { BotIdentity, GitHubInstallation } from './app.js';
+import { webHost } from './web-host.js';
 
 export const ENV_FILE = 'github-app.env';
 export const HOSTS_FILE = 'hosts.yml';

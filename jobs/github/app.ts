@@ -228,12 +228,6 @@ export function sharedInstallation(options: GitHubAppOptions): GitHubInstallatio
   return installation;
 }
 
-/** The web host of an API URL: api.github.com → github.com; GHES https://host/api/v3 → host. */
-export function webHost(apiUrl: string): string {
-  const url = new URL(apiUrl);
-  return url.host === 'api.github.com' ? 'github.com' : url.host;
-}
-
 interface TokenAuth {
   createdAt: string;
   expiresAt: string;

@@ -9,8 +9,9 @@ import type { MemoryStore } from '../../memory/store.js';
 import type { ScheduleDef } from '../engine/schedulers.js';
 import { GITHUB_TOKEN, TOKEN_MARGIN_MS } from '../types/github-token.js';
 import { AgentTokens, ENV_FILE, resolveGroup } from './agent-token.js';
-import { type GitHubInstallation, githubAppOptions, sharedInstallation, webHost } from './app.js';
+import type { GitHubInstallation } from './app.js';
 import { type OrgSyncResult, syncOrg } from './org-sync.js';
+import { webHost } from './web-host.js';
 
 export const GITHUB_APP_SETTINGS = ['githubAppId', 'githubInstallationId', 'githubAppKeyFile', 'githubApiUrl'] as const;
 
@@ -22,9 +23,14 @@ export function hasGitHubApp(source: ConfigSource = {}): boolean {
   return hasSetting('githubAppId', source) && hasSetting('githubInstallationId', source);
 }
 
-/** The process's installation from the settings; the key is read now (a missing one stops here). */
-export function installationFromSettings(source: ConfigSource = {}, log?: Logger): GitHubInstallation {
+/**
+ * The process's installation from the settings; the key is read now (a missing one stops here).
+ * The App module (Octokit and its plugins, ≈12 MiB resident) is loaded here, on first use: a
+ * worker on a host without a GitHub App never loads it.
+ */
+export async function installationFromSettings(source: ConfigSource = {}, log?: Logger): Promise<GitHubInstallation> {
   const config = loadConfig(GITHUB_APP_SETTINGS, source);
+  const { githubAppOptions, sharedInstallation } = await import('./app.js');
   return sharedInstallation(githubAppOptions(config, log));
 }
 
@@ -69,14 +75,14 @@ export interface GitHubJobDeps {
 }
 
 /** The worker's GitHub deps from its settings, or undefined without a GitHub App. */
-export function githubJobDeps(
+export async function githubJobDeps(
   host: string,
   memory: MemoryStore,
   source: ConfigSource = {},
   log?: Logger,
-): GitHubJobDeps | undefined {
+): Promise<GitHubJobDeps | undefined> {
   if (!hasGitHubApp(source)) return undefined;
-  const installation = installationFromSettings(source, log);
+  const installation = await installationFromSettings(source, log);
   const { githubTokenRefreshMinutes } = loadConfig(['githubTokenRefreshMinutes'], source);
   const deps: GitHubJobDeps = {
     agentToken: {
