@@ -27,18 +27,36 @@ type Target = 'project' | 'floor';
  * project claims each interaction in Redis before anything else, as a gateway joined to the
  * fleet does (several gateways receive every interaction).
  */
-async function startTarget(target: Target, standIn: DiscordStandIn, redis: Redis): Promise<() => Promise<void>> {
+interface Started {
+  stop(): Promise<void>;
+  /** Interactions whose handling has not ended yet (the project's reply, audit included). */
+  inFlight(): number;
+}
+
+async function startTarget(target: Target, standIn: DiscordStandIn, redis: Redis): Promise<Started> {
   if (target === 'project') {
     const deps = await botDeps();
     const origins = attachmentOriginsFor(standIn.apiUrl);
+    const dispatcher = createDispatcher(commands, deps, redisClaim(redis));
+    let inFlight = 0;
     const gw = await startGateway({
       token: TOKEN,
       apiUrl: standIn.apiUrl,
-      dispatcher: createDispatcher(commands, deps, redisClaim(redis)),
+      dispatcher: {
+        ...dispatcher,
+        async handle(inv, res) {
+          inFlight++;
+          try {
+            await dispatcher.handle(inv, res);
+          } finally {
+            inFlight--;
+          }
+        },
+      },
       attachmentOrigins: origins,
       log: deps.log,
     });
-    return () => gw.stop(2000);
+    return { stop: () => gw.stop(2000), inFlight: () => inFlight };
   }
   const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: standIn.apiUrl } });
   client.on(Events.InteractionCreate, (i) => {
@@ -47,7 +65,7 @@ async function startTarget(target: Target, standIn: DiscordStandIn, redis: Redis
   const ready = new Promise<void>((r) => client.once(Events.ClientReady, () => r()));
   await client.login(TOKEN);
   await ready;
-  return () => client.destroy();
+  return { stop: () => client.destroy(), inFlight: () => 0 };
 }
 
 /** Latency from injecting each interaction to the stand-in receiving its first callback. */
@@ -69,7 +87,7 @@ async function firstResponse(
 ): Promise<number[]> {
   const standIn = new DiscordStandIn({ token: TOKEN, guilds: [guild] });
   await standIn.start();
-  const stop = await startTarget(target, standIn, redis);
+  const started = await startTarget(target, standIn, redis);
   const sent = new Map<string, number>();
   const latencies: number[] = [];
   const done = new Promise<void>((resolve) => {
@@ -98,19 +116,20 @@ async function firstResponse(
   if (atOnce) {
     for (let i = 0; i < count; i++) inject();
   } else {
-    // One at a time: the next interaction arrives once the previous one is fully answered
-    // (its reply edited, for the project; its defer, for the floor, which does nothing else).
+    // One at a time: the next interaction arrives once the previous one is done with (its
+    // defer, for the floor, which does nothing else; for the project, its handling ended: the
+    // reply edited and the audit line written). Arriving while the previous one still writes
+    // its audit would be two at once, which the 200-at-once rows measure.
     for (let i = 0; i < count; i++) {
       const before = latencies.length;
-      const token = inject();
-      while (latencies.length === before) await new Promise((r) => setImmediate(r));
-      if (target === 'project') await standIn.waitForCall((c) => c.method === 'PATCH' && c.path.includes(token));
+      inject();
+      while (latencies.length === before || started.inFlight() > 0) await new Promise((r) => setImmediate(r));
     }
   }
   await done;
   // Let handlers finish their replies before tearing down.
   await new Promise((r) => setTimeout(r, 200));
-  await stop();
+  await started.stop();
   await standIn.stop();
   return latencies;
 }
