@@ -357,7 +357,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
   // The queue's state, read through this process's client (no connection of its own).
   const queue = new Queue(queueName, { connection: redis });
   queue.on('error', (err) => log.warn({ err }, 'queue error'));
-  const events = watchEnds(queueName, deps.connection, finalizer, queue, log);
+  const events = watchEnds(deps.connection, finalizer, queue, log);
   const sweepMs = settings.finalizeSweepMs ?? DEFAULT_FINALIZE_SWEEP_MS;
   const sweep = setInterval(() => track('sweep', finalizer.sweep(queue)), sweepMs);
   sweep.unref();
