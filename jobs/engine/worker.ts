@@ -12,7 +12,7 @@ import type { Logger } from '../../lib/log.js';
 import { redactText } from '../../lib/redact.js';
 import { publicHalf, verifyPayload } from '../signing.js';
 import { readApproval } from './approval.js';
-import { type Envelope, envelopeSchema, expectedKeyId, NONCE } from './envelope.js';
+import { type Envelope, envelopeSchema, expectedKeyId, NONCE, principalSchema } from './envelope.js';
 import { endKindOf, Finalizer, watchEnds } from './finalize.js';
 import { readHeartbeats } from './heartbeat.js';
 import { appendJobLog, JobLog } from './job-log.js';
@@ -98,8 +98,8 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * Checks everything about a job before it may run; returns the type and the parsed data.
  *
  * The order puts the replay record's round trip beside the schema work instead of after it:
- * the signature is checked first, on the request as read (only its key id and signature need a
- * type for that), then the nonce's `SET NX` is sent, and the envelope and the data are parsed
+ * the signature is checked first, on the request as read (its principal parsed, so that only
+ * the key that principal signs with is looked up), then the nonce's `SET NX` is sent, and the envelope and the data are parsed
  * and the policy checked while it travels. A record is still made only for a request its
  * signer signed for this very job id: a forged or copied job cannot spend a pending request's
  * nonce (a copy under another id fails the id check first). A signed request that then fails
@@ -113,15 +113,18 @@ export async function admit(
   const raw: unknown = job.data;
   const rawSigned = isRecord(raw) ? raw.signed : undefined;
   if (!isRecord(raw) || !isRecord(rawSigned)) reject('malformed job data');
-  const { keyId, jobId, type: typeName, principal } = rawSigned;
-  if (typeof keyId !== 'string' || keyId.length > 80) reject('malformed job data');
+  const { keyId, jobId, type: typeName } = rawSigned;
+  // Only the key its principal signs with is looked up (an agent's comes from the registry).
+  const asked = principalSchema.safeParse(rawSigned.principal);
+  if (!asked.success) reject('malformed job data');
+  const principal = asked.data;
+  if (keyId !== expectedKeyId(principal)) reject('bad signature');
   const key = await deps.publicKey(keyId);
   if (key === null || typeof raw.signature !== 'string' || !verifyPayload(rawSigned, raw.signature, key)) {
     reject('bad signature');
   }
   // A scheduler's jobs carry its id (BullMQ's repeatJobKey), tying a template to its scheduler.
-  const scheduler = isRecord(principal) && principal.kind === 'schedule' ? principal.scheduler : undefined;
-  const scheduled = scheduler !== undefined && jobId === '*' && job.repeatJobKey === scheduler;
+  const scheduled = principal.kind === 'schedule' && jobId === '*' && job.repeatJobKey === principal.scheduler;
   if (!scheduled && jobId !== job.id) reject('bad signature');
   if (job.name !== typeName) reject('bad signature');
   const type = deps.types.get(job.name);
@@ -147,7 +150,6 @@ export async function admit(
   if (!parsed.success) reject('malformed job data');
   const envelope = parsed.data;
   const { signed } = envelope;
-  if (signed.keyId !== expectedKeyId(signed.principal)) reject('bad signature');
   // A resumed job acts on what its saved steps say: only a worker may have written them.
   if (!verifyStepState(job, envelope, publicHalf(deps.stepSigner.key))) reject('saved step state does not verify');
   const data = type.schema.safeParse(signed.data);
@@ -158,8 +160,7 @@ export async function admit(
   }
   checkPolicy(deps.policy, type, data.data, signed.principal);
 
-  if (scheduled && signed.principal.kind === 'schedule')
-    await admitSlot(job, signed.principal.scheduler, type.name, deps);
+  if (scheduled && principal.kind === 'schedule') await admitSlot(job, principal.scheduler, type.name, deps);
 
   if (recorded !== undefined) {
     const outcome = await recorded;
