@@ -68,6 +68,18 @@ async function finished(jobId: string, timeoutMs = 20_000): Promise<Job<Envelope
   }
 }
 
+/** Alice's request for a two-step job on clawdinator-3, signed by the gateway, as it would be added. */
+function twoStepSigned(id: string) {
+  return signRequest(h.gateway, {
+    type: 'two-step',
+    jobId: `two-step-${id}`,
+    schema: 1,
+    data: { name: 'clawdinator-3', pauseMs: 0 },
+    principal: alice,
+    requestId: id,
+  });
+}
+
 async function effects(): Promise<string[]> {
   return redis.lrange(EFFECTS, 0, -1);
 }
@@ -172,15 +184,7 @@ describe('job engine', () => {
     expect((await finished('two-step-evil-1')).failedReason).toBe('rejected: malformed job data');
     expect((await finished('two-step-evil-2')).failedReason).toBe('rejected: malformed job data');
     // A signed request is still parsed whole: a field its envelope does not have is refused.
-    const signed = signRequest(h.gateway, {
-      type: 'two-step',
-      jobId: 'two-step-evil-3',
-      schema: 1,
-      data: { name: 'clawdinator-3', pauseMs: 0 },
-      principal: alice,
-      requestId: 'evil-3',
-    });
-    await raw.add('two-step', { ...signed, extra: true }, { jobId: 'two-step-evil-3' });
+    await raw.add('two-step', { ...twoStepSigned('evil-3'), extra: true }, { jobId: 'two-step-evil-3' });
     expect((await finished('two-step-evil-3')).failedReason).toBe('rejected: malformed job data');
     expect(await effects()).toEqual([]);
     const ok = await gatewayQueue().enqueue({
@@ -275,14 +279,7 @@ describe('job engine', () => {
     worker();
     const raw = new Queue(FLEET_QUEUE, { connection: conn });
     closers.push(() => raw.close());
-    const env = signRequest(h.gateway, {
-      type: 'two-step',
-      jobId: 'two-step-old',
-      schema: 1,
-      data: { name: 'clawdinator-3', pauseMs: 0 },
-      principal: alice,
-      requestId: 'old',
-    });
+    const env = twoStepSigned('old');
     env.signed.issuedAt = Date.now() - 3600_000;
     env.signature = signPayload(env.signed, h.gateway.key);
     await raw.add('two-step', env, { jobId: 'two-step-old' });
