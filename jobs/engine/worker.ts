@@ -99,8 +99,8 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  *
  * The order puts the replay record's round trip beside the schema work instead of after it:
  * the signature is checked first, on the request as read (its principal parsed, so that only
- * the key that principal signs with is looked up), then the nonce's `SET NX` is sent, and the envelope and the data are parsed
- * and the policy checked while it travels. A record is still made only for a request its
+ * the key that principal signs with is looked up), then the nonce's `SET NX` is sent, and
+ * the envelope and the data are parsed and the policy checked while it travels. A record is still made only for a request its
  * signer signed for this very job id: a forged or copied job cannot spend a pending request's
  * nonce (a copy under another id fails the id check first). A signed request that then fails
  * its schema or the policy has spent its nonce, which only makes it harder to replay.

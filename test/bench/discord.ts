@@ -22,17 +22,17 @@ const alice = { id: ALICE, username: 'alice' };
 
 type Target = 'project' | 'floor';
 
-/**
- * Starts the project's gateway or the bare client in this process against `standIn`. The
- * project claims each interaction in Redis before anything else, as a gateway joined to the
- * fleet does (several gateways receive every interaction).
- */
 interface Started {
   stop(): Promise<void>;
   /** Interactions whose handling has not ended yet (the project's reply, audit included). */
   inFlight(): number;
 }
 
+/**
+ * Starts the project's gateway or the bare client in this process against `standIn`. The
+ * project claims each interaction in Redis before anything else, as a gateway joined to the
+ * fleet does (several gateways receive every interaction).
+ */
 async function startTarget(target: Target, standIn: DiscordStandIn, redis: Redis): Promise<Started> {
   if (target === 'project') {
     const deps = await botDeps();

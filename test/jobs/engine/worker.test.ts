@@ -44,8 +44,17 @@ afterEach(async () => {
   closers = [];
 });
 
-function worker(p = policy) {
-  const w = startWorker(FLEET_QUEUE, h.deps(server.client(), conn, p), fastSettings);
+function worker(p = policy, lookups?: string[]) {
+  const deps = h.deps(server.client(), conn, p);
+  const publicKey = deps.publicKey;
+  // What the worker asked keys for, when the test wants to know.
+  if (lookups !== undefined) {
+    deps.publicKey = async (id) => {
+      lookups.push(id);
+      return publicKey(id);
+    };
+  }
+  const w = startWorker(FLEET_QUEUE, deps, fastSettings);
   closers.push(() => w.close());
   return w;
 }
@@ -228,17 +237,9 @@ describe('job engine', () => {
     worker();
     const raw = new Queue(FLEET_QUEUE, { connection: conn });
     closers.push(() => raw.close());
-    const request = {
-      type: 'two-step',
-      jobId: 'two-step-pending',
-      schema: 1,
-      data: { name: 'clawdinator-3', pauseMs: 0 },
-      principal: alice,
-      requestId: 'pending',
-    };
-    const genuine = signRequest(h.gateway, request);
-    // The replay check records a nonce only for a job that passed every other check: a
-    // forged or malformed copy carrying a pending request's nonce must not spend it.
+    const genuine = twoStepSigned('pending');
+    // The replay check records a nonce only for a request its signer signed for this very job
+    // id: a forged or malformed copy carrying a pending request's nonce must not spend it.
     const forged = { ...genuine, signed: { ...genuine.signed, data: { name: 'clawdinator-1', pauseMs: 0 } } };
     await raw.add('two-step', forged, { jobId: 'two-step-pending' });
     expect((await finished('two-step-pending')).failedReason).toBe('rejected: bad signature');
@@ -252,6 +253,26 @@ describe('job engine', () => {
     await raw.add('two-step', genuine, { jobId: 'two-step-pending' });
     expect((await finished('two-step-pending')).returnvalue).toEqual({ summary: 'clawdinator-3 done' });
     expect(await redis.get(keys.nonce(genuine.signed.nonce))).toMatch(/two-step-pending/);
+  });
+
+  it('a planted job makes the worker look up no key but the one its principal signs with', async () => {
+    const lookups: string[] = [];
+    worker(policy, lookups);
+    const raw = new Queue(FLEET_QUEUE, { connection: conn });
+    closers.push(() => raw.close());
+    // A Discord user's request claiming an agent's key: an unknown agent's key is read from
+    // the registry, freshly; a planted job must not make the worker do that.
+    const claimed = twoStepSigned('claimed');
+    await raw.add(
+      'two-step',
+      { ...claimed, signed: { ...claimed.signed, keyId: 'agent:clawdinator-99' } },
+      {
+        jobId: 'two-step-claimed',
+      },
+    );
+    expect((await finished('two-step-claimed')).failedReason).toBe('rejected: bad signature');
+    expect(lookups).toEqual([]);
+    expect(await effects()).toEqual([]);
   });
 
   it('replays are refused: the same signed request under another id, or again after it ran', async () => {
