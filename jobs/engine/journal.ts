@@ -24,7 +24,7 @@ export function openJobEntry(queue: string, data: unknown, at = Date.now()): str
 }
 
 /**
- * The entry written at enqueue, once the job is added — unless the job was finalized already
+ * The entry written after enqueue, once the job is added (in the enqueuer's next batch) — unless the job was finalized already
  * (a job that ran and ended before this write arrived) or a step save wrote a newer entry.
  * KEYS: journal, the job's finalized marker. ARGV: job id, the entry.
  */
@@ -32,11 +32,9 @@ export const OPEN_JOB = `if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])`;
 
 /** The arguments of OPEN_JOB for `redis.eval`. */
-export function openJobArgs(
-  jobId: string,
-  queue: string,
-  data: unknown,
-): [string, number, string, string, string, string] {
+export type OpenJobArgs = [string, number, string, string, string, string];
+
+export function openJobArgs(jobId: string, queue: string, data: unknown): OpenJobArgs {
   return [OPEN_JOB, 2, keys.openJobs, keys.finalized(jobId), jobId, openJobEntry(queue, data)];
 }
 

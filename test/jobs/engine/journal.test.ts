@@ -1,7 +1,8 @@
-// The journal of open jobs on a real redis-server: written by the enqueue once its job is
-// added (not before: a command ahead of the add delays the job's start), created by the first
-// step save when that write has not arrived yet, never written again for a job already
-// finalized, and not written for a request merged into another job.
+// The journal of open jobs on a real redis-server: written in the enqueuer's next batch once
+// its job is added (not before nor right after: a command beside the add delays the job's
+// start), created by the first step save when that write has not arrived yet, never written
+// again for a job already finalized, not written for a request merged into another job, and
+// written for a job removed before its batch, which the sweep then finalizes.
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -48,7 +49,7 @@ const entry = async (jobId: string) => {
 };
 
 describe('the journal of open jobs', () => {
-  it('an enqueue journals its job once added: the queue, the time and the signed request', async () => {
+  it('an enqueue journals its job in its next batch: the queue, the time and the signed request', async () => {
     const before = Date.now();
     const { jobId } = await gateway.enqueue({
       type: 'two-step',
@@ -56,7 +57,8 @@ describe('the journal of open jobs', () => {
       principal: alice,
       requestId: 'journal-1',
     });
-    const written = await entry(jobId);
+    // No flush: the batch's own timer writes it.
+    const written = await until('the entry', () => entry(jobId));
     expect(written).toMatchObject({ queue: FLEET_QUEUE, data: { signed: { jobId, requestId: 'journal-1' } } });
     expect(written?.at).toBeGreaterThanOrEqual(before);
   });
@@ -110,7 +112,39 @@ describe('the journal of open jobs', () => {
     expect(await redis.hexists(keys.openJobs, merged.jobId)).toBe(0);
     expect(await redis.get(keys.instanceLock('clawdinator-2'))).toBeNull();
     expect(await redis.get(keys.instanceLock('clawdinator-1'))).toBe(first.jobId);
+    await gateway.flushJournal();
     expect(await entry(first.jobId)).toBeDefined();
+    expect(await redis.hexists(keys.openJobs, merged.jobId)).toBe(0);
+  });
+
+  it('a job removed before its batch is written is journaled all the same, and the sweep finalizes it as removed', async () => {
+    const connection = { host: '127.0.0.1', port: server.port };
+    const { jobId } = await gateway.enqueue({
+      type: 'two-step',
+      data: { name: 'clawdinator-3', pauseMs: 0 },
+      principal: alice,
+      requestId: 'journal-removed-early',
+    });
+    // Removed at once, no worker running yet: the batch is still pending (its timer is 50 ms).
+    const queue = gateway.queue(FLEET_QUEUE);
+    await queue.remove(jobId);
+    await gateway.flushJournal();
+    expect(await entry(jobId)).toMatchObject({ queue: FLEET_QUEUE, data: { signed: { jobId } } });
+    const w = startWorker(FLEET_QUEUE, h.deps(server.client(), connection, policy), {
+      ...fastSettings,
+      removedGraceMs: 0,
+    });
+    setEffectsClient(redis);
+    try {
+      expect(await w.finalizer.sweep(queue)).toBe(1);
+      expect(await redis.hexists(keys.openJobs, jobId)).toBe(0);
+      expect(await redis.get(keys.instanceLock('clawdinator-3'))).toBeNull();
+      expect(await resultsOf(jobId)).toEqual([
+        expect.objectContaining({ ok: false, text: expect.stringContaining('removed') }),
+      ]);
+    } finally {
+      await w.close();
+    }
   });
 
   it('a running job is not ended by what Redis says of it: a forged `removed` event, a forged `failed` state', async () => {
