@@ -15,6 +15,7 @@ import {
   TextInputBuilder,
   TextInputStyle,
 } from 'discord.js';
+import type { ReplyTarget } from '../../jobs/engine/envelope.js';
 import { OperationError } from '../../lib/errors.js';
 import type { TokenStore } from '../engine.js';
 import type { Actor, Attachment, Choice, Invocation, Modal, OptionValue, Reply, Responder } from '../types.js';
@@ -154,69 +155,95 @@ function modalOf(modal: Modal): ModalBuilder {
 }
 
 export function responderFor(interaction: Interaction, tokens?: TokenStore): Responder {
-  let deferred = false;
-  let replied = false;
-  let ephemeralAck = false;
-  const repliable = interaction as RepliableInteraction;
-  return {
-    get acknowledged() {
-      return deferred || replied;
-    },
-    async defer({ ephemeral }) {
-      ephemeralAck = ephemeral;
-      await repliable.deferReply(ephemeral ? { flags: MessageFlags.Ephemeral } : {});
-      deferred = true;
-    },
-    async update(reply) {
-      if (interaction.isMessageComponent() && !deferred && !replied) {
-        await interaction.update(payload(reply));
-        replied = true;
-        return;
-      }
-      await this.send(reply);
-    },
-    async send(reply) {
-      if (deferred || replied) {
-        await repliable.editReply(payload(reply));
-        replied = true;
-      } else {
-        await repliable.reply({ ...payload(reply), flags: reply.ephemeral ? MessageFlags.Ephemeral : undefined });
-        replied = true;
-      }
-    },
-    async followUp(reply) {
-      await repliable.followUp({ ...payload(reply), flags: reply.ephemeral ? MessageFlags.Ephemeral : undefined });
-    },
-    async showModal(modal) {
-      if (!interaction.isChatInputCommand() && !interaction.isButton())
-        throw new OperationError('Cannot open a form here.');
-      await interaction.showModal(modalOf(modal));
-      replied = true;
-    },
-    async autocomplete(choices: Choice[]) {
-      if (interaction.isAutocomplete()) await interaction.respond(choices);
-    },
-    async handOff() {
-      const channelId = interaction.channelId ?? '';
-      if (tokens === undefined) return { channelId };
-      await tokens.save(interaction.id, {
-        appId: interaction.applicationId,
-        token: (interaction as RepliableInteraction).token,
-      });
-      return { channelId, interactionId: interaction.id };
-    },
-    async fail(message) {
-      const text = `⚠️ ${message}`;
-      if (!deferred && !replied) {
-        await repliable.reply({ content: text, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
-        replied = true;
-      } else if (deferred && ephemeralAck) {
-        await repliable.editReply({ content: text, files: [], components: [], allowedMentions: NO_MENTIONS });
-      } else {
-        // A public reply or "thinking…" cannot turn ephemeral: remove it, say it privately.
-        if (deferred && !replied) await repliable.deleteReply().catch(() => {});
-        await repliable.followUp({ content: text, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
-      }
-    },
-  };
+  return new InteractionResponder(interaction, tokens);
+}
+
+/**
+ * A class, not an object literal with an `acknowledged` getter: V8 keeps what such a
+ * literal's own getter closes over (here the interaction) alive through young-generation
+ * GCs, into the old generation, for every interaction (see worker.ts, RunContext).
+ */
+class InteractionResponder implements Responder {
+  private deferred = false;
+  private replied = false;
+  private ephemeralAck = false;
+  private readonly repliable: RepliableInteraction;
+
+  constructor(
+    private readonly interaction: Interaction,
+    private readonly tokens: TokenStore | undefined,
+  ) {
+    this.repliable = interaction as RepliableInteraction;
+  }
+
+  get acknowledged(): boolean {
+    return this.deferred || this.replied;
+  }
+
+  async defer({ ephemeral }: { ephemeral: boolean }): Promise<void> {
+    this.ephemeralAck = ephemeral;
+    await this.repliable.deferReply(ephemeral ? { flags: MessageFlags.Ephemeral } : {});
+    this.deferred = true;
+  }
+
+  async update(reply: Reply): Promise<void> {
+    const interaction = this.interaction;
+    if (interaction.isMessageComponent() && !this.deferred && !this.replied) {
+      await interaction.update(payload(reply));
+      this.replied = true;
+      return;
+    }
+    await this.send(reply);
+  }
+
+  async send(reply: Reply): Promise<void> {
+    if (this.deferred || this.replied) {
+      await this.repliable.editReply(payload(reply));
+    } else {
+      await this.repliable.reply({ ...payload(reply), flags: reply.ephemeral ? MessageFlags.Ephemeral : undefined });
+    }
+    this.replied = true;
+  }
+
+  async followUp(reply: Reply): Promise<void> {
+    await this.repliable.followUp({ ...payload(reply), flags: reply.ephemeral ? MessageFlags.Ephemeral : undefined });
+  }
+
+  async showModal(modal: Modal): Promise<void> {
+    const interaction = this.interaction;
+    if (!interaction.isChatInputCommand() && !interaction.isButton())
+      throw new OperationError('Cannot open a form here.');
+    await interaction.showModal(modalOf(modal));
+    this.replied = true;
+  }
+
+  async autocomplete(choices: Choice[]): Promise<void> {
+    if (this.interaction.isAutocomplete()) await this.interaction.respond(choices);
+  }
+
+  async handOff(): Promise<ReplyTarget> {
+    const interaction = this.interaction;
+    const channelId = interaction.channelId ?? '';
+    if (this.tokens === undefined) return { channelId };
+    await this.tokens.save(interaction.id, {
+      appId: interaction.applicationId,
+      token: this.repliable.token,
+    });
+    return { channelId, interactionId: interaction.id };
+  }
+
+  async fail(message: string): Promise<void> {
+    const text = `⚠️ ${message}`;
+    const repliable = this.repliable;
+    if (!this.deferred && !this.replied) {
+      await repliable.reply({ content: text, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
+      this.replied = true;
+    } else if (this.deferred && this.ephemeralAck) {
+      await repliable.editReply({ content: text, files: [], components: [], allowedMentions: NO_MENTIONS });
+    } else {
+      // A public reply or "thinking…" cannot turn ephemeral: remove it, say it privately.
+      if (this.deferred && !this.replied) await repliable.deleteReply().catch(() => {});
+      await repliable.followUp({ content: text, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
+    }
+  }
 }
