@@ -134,7 +134,7 @@ async function firstResponse(
   return latencies;
 }
 
-const RUNS = 5;
+const RUNS = 12;
 
 export async function interactionLatency(): Promise<Row[]> {
   const rows: Row[] = [];
@@ -146,9 +146,11 @@ export async function interactionLatency(): Promise<Row[]> {
       ['200 at once', 200, true, 1.5, '/status'],
       ['200 at once', 200, true, 1.5, '/memory read'],
     ] as const) {
-      // Alternate floor and project five times each; the percentiles of all runs pooled (the
+      // Alternate floor and project RUNS times each; the percentiles of all runs pooled (the
       // p99 of one run of 200 is its 2 slowest samples: with the median of 3 runs, the same
-      // row read 0.85× and 1.76× on this machine on the same code).
+      // row read 0.85× and 1.76× on this machine on the same code). The samples of one burst
+      // of 200 share its tail: with 5 runs pooled, the /status row read 1.07–1.54× in eight runs
+      // within an hour.
       const project: number[][] = [];
       const floor: number[][] = [];
       for (let i = 0; i < RUNS; i++) {
