@@ -159,9 +159,9 @@ export function responderFor(interaction: Interaction, tokens?: TokenStore): Res
 }
 
 /**
- * A class, not an object literal with an `acknowledged` getter: V8 keeps what such a
- * literal's own getter closes over (here the interaction) alive through young-generation
- * GCs, into the old generation, for every interaction (see worker.ts, RunContext).
+ * A class, not an object literal with an `acknowledged` getter: in the worker's job context
+ * (worker.ts, RunContext) such a literal's own getter kept what it closes over alive through
+ * young-generation GCs into the old generation; here that would be each interaction.
  */
 class InteractionResponder implements Responder {
   private deferred = false;
