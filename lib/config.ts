@@ -5,7 +5,8 @@
 // Secrets are never settings themselves: a setting names the file that holds one
 // (`*_FILE`), and `readSecretFile` reads it without ever echoing the content.
 //
-// Adding a setting is one line in `settings` plus its schema.
+// Adding a setting is one line in `settings` plus a function that builds its schema (built
+// on first use: `memory read` needs three of about 110).
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { agentConfigProblem, modelRef, PROXY_PROVIDERS, rawAgentConfig, thinkingLevel } from './agent-config.js';

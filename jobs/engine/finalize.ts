@@ -250,10 +250,10 @@ export class Finalizer {
   }
 
   /**
-   * A removed job (the event stream's `removed`, see watchEnds): its data comes from the journal. The event is a
-   * hint, not a fact: the events stream is Redis data anyone with the Redis password can add
-   * to, and a `removed` of a job that still runs would undo its work under it. So the job
-   * must be gone from its queue.
+   * A removed job (the event stream's `removed`, see watchEnds): its data comes from the
+   * journal. The event is a hint, not a fact: the events stream is Redis data anyone with the
+   * Redis password can add to, and a `removed` of a job that still runs would undo its work
+   * under it. So the job must be gone from its queue.
    */
   async onRemoved(queue: Queue, jobId: string): Promise<void> {
     if ((await queue.getJobState(jobId)) !== 'unknown' || (await this.held(queue.qualifiedName, jobId))) return;

@@ -24,8 +24,9 @@ export function openJobEntry(queue: string, data: unknown, at = Date.now()): str
 }
 
 /**
- * The entry written after enqueue, once the job is added (in the enqueuer's next batch) — unless the job was finalized already
- * (a job that ran and ended before this write arrived) or a step save wrote a newer entry.
+ * The entry written after enqueue, once the job is added (in the enqueuer's next batch) —
+ * unless the job was finalized already (a job that ran and ended before this write arrived)
+ * or a step save wrote a newer entry.
  * KEYS: journal, the job's finalized marker. ARGV: job id, the entry.
  */
 export const OPEN_JOB = `if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end

@@ -192,11 +192,12 @@ export class Enqueuer {
    * Journals an added job (finalize.ts: a removed job's data is gone from BullMQ) in the next
    * batch, written JOURNAL_BATCH_MS after its first entry, all in one pipeline. Not awaited by
    * the enqueue, and not right after the add: a write beside the job's pickup delays its start
-   * (every command is a write to a socket and a wake of Redis; measured: job start p99 ≈ 7 %),
-   * and a job that ends within the batch is never journaled (OPEN_JOB finds it finalized). A
-   * removal before its entry is written is finalized by the sweep (the entry is written all
-   * the same, the job is then missing from its queue); the first step save writes an entry
-   * not written yet (journal.ts). A batch that fails is tried once more.
+   * (every command is a write to a socket and a wake of Redis; measured: ≈ 0.08× of the
+   * job-start row's p99 ratio), and a job that ends within the batch is never journaled
+   * (OPEN_JOB finds it finalized). A removal before its entry is written is finalized by the
+   * sweep (the entry is written all the same, the job is then missing from its queue); the
+   * first step save writes an entry not written yet (journal.ts). A batch that fails is tried
+   * once more.
    */
   private journal(args: OpenJobArgs): void {
     this.journalBatch.push(args);

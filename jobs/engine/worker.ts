@@ -99,11 +99,12 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  *
  * The order puts the replay record's round trip beside the schema work instead of after it:
  * the signature is checked first, on the request as read (its principal parsed, so that only
- * the key that principal signs with is looked up), then the nonce's `SET NX` is sent, and
- * the envelope and the data are parsed and the policy checked while it travels. A record is still made only for a request its
- * signer signed for this very job id: a forged or copied job cannot spend a pending request's
- * nonce (a copy under another id fails the id check first). A signed request that then fails
- * its schema or the policy has spent its nonce, which only makes it harder to replay.
+ * the key that principal signs with is looked up), then the nonce's `SET NX` is sent, and the
+ * envelope and the data are parsed and the policy checked while it travels. A record is still
+ * made only for a request its signer signed for this very job id: a forged or copied job
+ * cannot spend a pending request's nonce (a copy under another id fails the id check first).
+ * A signed request that then fails its schema or the policy has spent its nonce, which only
+ * makes it harder to replay.
  */
 export async function admit(
   job: Job,
@@ -308,7 +309,7 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         (err) => log.warn({ job: job.id, err }, 'job log line not written'),
       );
       const output = jobLog;
-      const ctx = Object.assign(new RunContext(log, { job: job.id, type: type.name }), {
+      const fields = {
         jobId: job.id as string,
         data,
         principal: envelope.signed.principal,
@@ -317,16 +318,16 @@ export function startWorker(queueName: string, deps: WorkerDeps, settings: Worke
         steps,
         signer: deps.stepSigner,
         progress,
-        output: (line: string) => output.line(line),
-        secret: (value: string) => output.secret(value),
-        readApproval: (expected: Parameters<NonNullable<JobContext<unknown>['readApproval']>>[0]) =>
+        output: (line) => output.line(line),
+        secret: (value) => output.secret(value),
+        readApproval: (expected) =>
           readApproval(
             redis,
             { ...expected, jobId: job.id as string, requestId: envelope.signed.requestId },
             { publicKey: deps.publicKey, policy: deps.policy.policy },
           ),
-      });
-      const result = await type.run(ctx);
+      } satisfies Omit<JobContext<unknown>, 'log'>;
+      const result = await type.run(Object.assign(new RunContext(log, { job: job.id, type: type.name }), fields));
       await jobLog.flush();
       await finalizer.succeeded(job, envelope, type, summaryOf(result));
       return result;
